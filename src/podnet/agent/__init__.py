@@ -1,0 +1,1 @@
+"""The node agent: serves CNI requests over a unix socket (server.py)."""

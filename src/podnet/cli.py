@@ -1,0 +1,69 @@
+"""`podnet` — install | agent | doctor | demo | version."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from . import __version__
+
+
+def cmd_install(a: argparse.Namespace) -> int:
+    from . import install
+    for path in install.write_launchers(a.bin_dir, interpreter=a.interpreter):
+        print(f"launcher {path}")
+    if a.conf_dir and a.network:
+        if not a.subnet:
+            print("podnet install: --subnet is needed with --network", file=sys.stderr)
+            return 2
+        conf = install.bridge_conflist(a.network, a.subnet, a.bridge, not a.no_masq, a.agent_socket,
+                                       data_dir=a.data_dir)
+        print(f"conflist {install.write_conflist(a.conf_dir, conf)}")
+    return 0
+
+
+def cmd_demo(a: argparse.Namespace) -> int:
+    from .demo import run_demo
+    return run_demo(pods=a.pods, keep=a.keep)
+
+
+def cmd_version(a: argparse.Namespace) -> int:
+    from .cni.version import SUPPORTED
+    print(json.dumps({"podnet": __version__, "cniVersions": list(SUPPORTED)}) if a.json
+          else f"podnet {__version__} (CNI {', '.join(SUPPORTED)})")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    from .install import INTERPRETER
+    from .launcher import DEFAULT_SOCKET
+    p = argparse.ArgumentParser(prog="podnet", description="podnet CNI plugins and node agent")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    i = sub.add_parser("install", help="write launchers (and a conflist) for a node")
+    i.add_argument("--bin-dir", default="/opt/cni/bin")
+    i.add_argument("--conf-dir")
+    i.add_argument("--network")
+    i.add_argument("--subnet", action="append", default=[])
+    i.add_argument("--bridge", default="podnet0")
+    i.add_argument("--no-masq", action="store_true")
+    i.add_argument("--data-dir")
+    i.add_argument("--agent-socket", default=DEFAULT_SOCKET)
+    i.add_argument("--interpreter", default=INTERPRETER)
+    i.set_defaults(fn=cmd_install)
+    d = sub.add_parser("demo", help="pods in network namespaces on a podnet bridge, pinging")
+    d.add_argument("--pods", type=int, default=2)
+    d.add_argument("--keep", action="store_true")
+    d.set_defaults(fn=cmd_demo)
+    v = sub.add_parser("version")
+    v.add_argument("--json", action="store_true")
+    v.set_defaults(fn=cmd_version)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = parser().parse_args(argv)
+    return int(a.fn(a))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The CNI contract: errors, types, versions, result conversion, request parsing, skel."""

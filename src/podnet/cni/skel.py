@@ -1,0 +1,128 @@
+"""Run one CNI command against a plugin: gate the request, dispatch, render once.
+
+The same `run` serves the in-process launcher path and the agent, so both
+answer byte for byte alike.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+from . import version as V
+from .convert import render_result
+from .errors import INTERNAL, INVALID_ENV, INVALID_NETNS, CNIError
+from .request import COMMANDS, Request, decode_config, from_env
+from .types import Result
+
+log = logging.getLogger(__name__)
+
+
+
+@dataclass(frozen=True)
+class Plugin:
+    """A plugin is its type name plus one function per CNI command it implements."""
+    name: str
+    add: Callable[[Request], Result]
+    delete: Callable[[Request], None]
+    check: Callable[[Request], None] | None = None
+    status: Callable[[Request], None] | None = None
+    gc: Callable[[Request], None] | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    stdout: bytes
+    exit_code: int
+    stderr: str = ""
+
+
+Translate = Callable[[BaseException], CNIError]
+
+
+def _default_translate(exc: BaseException) -> CNIError:
+    return CNIError(INTERNAL, f"{type(exc).__name__}: {exc}")
+
+
+def version_outcome(stdin: bytes) -> Outcome:
+    """VERSION echoes the input's cniVersion (the spec), defaulting to the newest."""
+    ver = V.LATEST
+    try:
+        conf = json.loads(stdin or b"{}")
+        if isinstance(conf, dict) and conf.get("cniVersion") in V.SUPPORTED:
+            ver = conf["cniVersion"]
+    except ValueError:
+        pass
+    body = {"cniVersion": ver, "supportedVersions": list(V.SUPPORTED)}
+    return Outcome(json.dumps(body).encode() + b"\n", 0)
+
+
+def about(plugin_name: str) -> str:
+    from .. import __version__
+    return (f"CNI podnet-{plugin_name} plugin version {__version__}\n"
+            f"CNI protocol versions supported: {', '.join(V.SUPPORTED)}\n")
+
+
+def _error_version(stdin: bytes) -> str:
+    try:
+        ver = decode_config(stdin).get("cniVersion")
+        return ver if ver in V.SUPPORTED else V.LATEST
+    except CNIError:
+        return V.LATEST
+
+
+def _same_netns(path: str) -> bool:
+    try:
+        a, b = os.stat(path), os.stat("/proc/self/ns/net")
+    except OSError:
+        return False
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
+def _dispatch(plugin: Plugin, req: Request) -> Result | None:
+    if req.command in ("ADD", "CHECK") and _same_netns(req.netns) \
+            and req.env.get("CNI_NETNS_OVERRIDE", "").lower() not in ("1", "true"):
+        raise CNIError(INVALID_NETNS, "netns must not be the plugin's own network namespace")
+    if req.command == "ADD":
+        return plugin.add(req)
+    if req.command == "DEL":
+        plugin.delete(req)
+    elif req.command == "CHECK":
+        if plugin.check:
+            plugin.check(req)
+    elif req.command == "STATUS":
+        if plugin.status:
+            plugin.status(req)
+    elif req.command == "GC":
+        if plugin.gc:
+            plugin.gc(req)
+    return None
+
+
+def run(plugin: Plugin, env: Mapping[str, str], stdin: bytes,
+        translate: Translate = _default_translate) -> Outcome:
+    """Execute one CNI command; never raises."""
+    command = env.get("CNI_COMMAND")
+    if command is None:
+        return Outcome(b"", 0, about(plugin.name))
+    if command == "VERSION":
+        return version_outcome(stdin)
+    try:
+        if command not in COMMANDS:
+            raise CNIError(INVALID_ENV, f"unknown CNI_COMMAND: {command}")
+        req = from_env(env, stdin)
+        result = _dispatch(plugin, req)
+        if result is None:
+            return Outcome(b"", 0)
+        body: Any = render_result(result, req.cni_version)
+        return Outcome(json.dumps(body).encode() + b"\n", 0)
+    except CNIError as e:
+        err = e
+    except Exception as e:  # the edge: anything else becomes a CNI error with a code
+        err = translate(e)
+        if err.code == INTERNAL:
+            log.exception("%s %s failed", plugin.name, command)
+    body = err.to_dict(_error_version(stdin))
+    return Outcome(json.dumps(body).encode() + b"\n", 1, f"podnet-{plugin.name}: {err.msg}\n")

@@ -1,0 +1,28 @@
+"""Run a CNI request for a plugin type: registry + skel + the edge error table.
+
+Both the in-process launcher path and the agent call `handle`, so they answer alike.
+"""
+from __future__ import annotations
+
+import json
+from typing import Mapping
+
+from .agent.edge import to_cni_error
+from .cni.errors import INVALID_CONFIG, CNIError
+from .cni.skel import Outcome, run, version_outcome
+from .plugins import REGISTRY
+
+
+def handle(plugin_type: str, env: Mapping[str, str], stdin: bytes) -> Outcome:
+    plugin = REGISTRY.get(plugin_type)
+    if plugin is None:
+        if env.get("CNI_COMMAND") == "VERSION":
+            return version_outcome(stdin)
+        err = CNIError(INVALID_CONFIG, f"podnet has no plugin type {plugin_type!r}")
+        return Outcome((json.dumps(err.to_dict("1.1.0")) + "\n").encode(), 1)
+    return run(plugin, env, stdin, to_cni_error)
+
+
+def known_types() -> list[str]:
+    return sorted(REGISTRY)
+

@@ -1,0 +1,71 @@
+"""Write the per-type launchers into a CNI bin dir, and optionally a conflist."""
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from .launcher import DEFAULT_SOCKET
+
+INTERPRETER = "/usr/bin/python3"
+TYPES = ("bridge", "host-local", "static", "loopback")
+
+TEMPLATE = """#!{interpreter} -IS
+# podnet launcher for the CNI plugin type {ptype!r}; written by `podnet install`.
+import sys
+sys.path[:0] = {paths!r}
+from podnet.launcher import main
+sys.exit(main({ptype!r}))
+"""
+
+
+def import_paths() -> list[str]:
+    """Where podnet and its dependencies live, for an interpreter started with -I -S."""
+    import podnet
+    paths = [os.path.dirname(os.path.dirname(os.path.abspath(podnet.__file__)))]
+    try:
+        import pyroute2
+        paths.append(os.path.dirname(os.path.dirname(os.path.abspath(pyroute2.__file__))))
+    except ImportError:
+        pass
+    return list(dict.fromkeys(paths))
+
+
+def write_launchers(bin_dir: str, types: tuple[str, ...] = TYPES, interpreter: str = INTERPRETER,
+                    paths: list[str] | None = None) -> list[str]:
+    os.makedirs(bin_dir, exist_ok=True)
+    written = []
+    for t in types:
+        dest = os.path.join(bin_dir, f"podnet-{t}")
+        tmp = dest + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(TEMPLATE.format(interpreter=interpreter, ptype=t, paths=paths or import_paths()))
+        os.chmod(tmp, 0o755)
+        os.replace(tmp, dest)
+        written.append(dest)
+    return written
+
+
+def bridge_conflist(network: str, subnets: list[str], bridge: str = "podnet0", ip_masq: bool = True,
+                    agent_socket: str = DEFAULT_SOCKET, cni_version: str = "1.0.0",
+                    data_dir: str | None = None) -> dict[str, Any]:
+    ipam: dict[str, Any] = {"type": "podnet-host-local", "ranges": [[{"subnet": s}] for s in subnets],
+                            "routes": [{"dst": "0.0.0.0/0"}] if any(":" not in s for s in subnets) else []}
+    if any(":" in s for s in subnets):
+        ipam["routes"].append({"dst": "::/0"})
+    if data_dir:
+        ipam["dataDir"] = data_dir
+    return {"cniVersion": cni_version, "name": network, "plugins": [
+        {"type": "podnet-bridge", "bridge": bridge, "isGateway": True, "ipMasq": ip_masq,
+         "hairpinMode": True, "agentSocket": agent_socket, "ipam": ipam},
+    ]}
+
+
+def write_conflist(conf_dir: str, conflist: dict[str, Any], priority: int = 10) -> str:
+    os.makedirs(conf_dir, exist_ok=True)
+    dest = os.path.join(conf_dir, f"{priority}-{conflist['name']}.conflist")
+    with open(dest + ".tmp", "w") as f:
+        json.dump(conflist, f, indent=2)
+        f.write("\n")
+    os.replace(dest + ".tmp", dest)
+    return dest

@@ -1,0 +1,1 @@
+"""Address management: ranges, the allocator, and the stores it runs over."""

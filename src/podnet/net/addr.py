@@ -1,0 +1,76 @@
+"""Apply a CNI result's addresses and routes to an interface (ipam.ConfigureIface's job)."""
+from __future__ import annotations
+
+import ipaddress
+
+from ..cni.types import IPConfig, Result, Route
+from . import sysctl
+from .errors import AddressConflict
+from .rtnl import Link, Rtnl
+
+IPInterfaceT = ipaddress.IPv4Interface | ipaddress.IPv6Interface
+
+
+def _family_gateway(ips: tuple[IPConfig, ...], family: int) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    for ip in ips:
+        if ip.family == family and ip.gateway is not None:
+            return ip.gateway
+    return None
+
+
+def prepare_ipv6(ifname: str, dad: bool = False) -> None:
+    """Enable IPv6 on the link and (by default) skip DAD; call inside the link's netns."""
+    base = f"net/ipv6/conf/{ifname}"
+    try:
+        sysctl.ensure(f"{base}/disable_ipv6", 0)
+        sysctl.ensure(f"{base}/accept_dad", 1 if dad else 0)
+        sysctl.ensure("net/ipv6/conf/lo/disable_ipv6", 0)
+    except OSError:
+        pass  # IPv6 disabled in this kernel: the address add will report it
+
+
+def configure(rtnl: Rtnl, link: Link, ips: tuple[IPConfig, ...], routes: tuple[Route, ...]) -> None:
+    """Addresses on `link`, link up, then the routes (gw defaults to the family's gateway)."""
+    for ip in ips:
+        rtnl.add_addr(link.index, ip.address)
+    if not link.up:
+        rtnl.set_link(link.index, state="up")
+    for r in routes:
+        gw = r.gw if r.gw is not None else _family_gateway(ips, r.dst.version)
+        rtnl.add_route(r.dst, gw=gw, oif=link.index, priority=r.priority, mtu=r.mtu,
+                       advmss=r.advmss, table=r.table, scope=r.scope, replace=True)
+
+
+def missing_addresses(rtnl: Rtnl, link: Link, wanted: list[IPInterfaceT]) -> list[IPInterfaceT]:
+    """The wanted addresses that are missing from the link."""
+    present = set(rtnl.addrs(link.index))
+    return [a for a in wanted if a not in present]
+
+
+def missing_routes(rtnl: Rtnl, result: Result, link: Link) -> list[Route]:
+    """Routes of `result` that the link's netns no longer has (dst match, table main/given)."""
+    missing = []
+    for fam in (4, 6):
+        wanted = [r for r in result.routes if r.dst.version == fam]
+        if not wanted:
+            continue
+        have = {(e.dst, e.table) for e in rtnl.routes(fam)}
+        missing += [r for r in wanted if (r.dst, r.table or 254) not in have]
+    return missing
+
+
+def ensure_gateway(rtnl: Rtnl, link: Link, gw: IPInterfaceT, force: bool) -> bool:
+    """Put the gateway address on `link` (a bridge).  True when it was added by us.
+
+    The reference rule: an IPv4 bridge holds one address, an IPv6 bridge one per
+    non-overlapping subnet; a different one is an error unless `force` replaces it.
+    """
+    for a in rtnl.addrs(link.index, gw.version):
+        if a == gw:
+            return False
+        if gw.version == 4 or a.network.overlaps(gw.network):
+            if not force:
+                raise AddressConflict(f"{link.name!r} already has an IP address different from {gw}")
+            rtnl.del_addr(link.index, a)
+    rtnl.add_addr(link.index, gw)
+    return True

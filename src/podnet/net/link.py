@@ -1,0 +1,55 @@
+"""Link steps shared by plugins: veth pairs into a pod, bridges, random host names."""
+from __future__ import annotations
+
+import os
+
+from .errors import LinkExists, NetError
+from .rtnl import Link, Rtnl
+
+
+def random_veth_name() -> str:
+    """'veth' + 8 hex digits, as the reference plugins name host ends."""
+    return "veth" + os.urandom(4).hex()
+
+
+def ensure_bridge(host: Rtnl, name: str, mtu: int = 0, vlan_filtering: bool = False) -> Link:
+    """Create the bridge if missing (a concurrent creator is fine) and bring it up."""
+    br = host.link(name)
+    if br is None:
+        try:
+            host.add_bridge(name, mtu=mtu, vlan_filtering=vlan_filtering)
+        except LinkExists:
+            pass
+        br = host.require_link(name)
+    if br.kind != "bridge":
+        raise NetError(f"{name!r} already exists but is not a bridge")
+    if not br.up:
+        host.set_link(br.index, state="up")
+    return br
+
+
+def make_veth_into(host: Rtnl, pod: Rtnl, pod_netns_fd: int, ifname: str,
+                   mtu: int = 0, mac: str = "") -> tuple[Link, Link]:
+    """A veth pair: the host end (random name) here, the `ifname` end inside the pod.
+
+    The peer is created directly in the pod netns under its final name, so the kernel
+    either makes both ends or neither.  Returns (host_link, pod_link), both down.
+    """
+    for _ in range(5):
+        name = random_veth_name()
+        try:
+            host.add_veth(name, ifname, pod_netns_fd, mtu=mtu, peer_mac=mac)
+        except LinkExists:
+            if pod.link(ifname) is not None:
+                raise
+            continue  # host-side name collision: try another
+        return host.require_link(name), pod.require_link(ifname)
+    raise NetError("could not find a free host veth name")
+
+
+def host_peer_of(host: Rtnl, pod_link: Link) -> Link | None:
+    """The host end of a pod's veth: IFLA_LINK of the pod end is the host ifindex."""
+    if not pod_link.link:
+        return None
+    peer = host.link_by_index(pod_link.link)
+    return peer if peer is not None and peer.kind == "veth" else None

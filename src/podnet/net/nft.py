@@ -1,0 +1,81 @@
+"""nftables access: one atomic transaction per call, via libnftables in-process.
+
+Debian's python3-nftables binds libnftables.so.1; it lives outside our venv, so it is
+loaded by file path.  Without it we fall back to one `nft -f -` process per call.
+Scripts are built only from validated values (addresses, ints, hex names): callers
+must never splice raw config strings in.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import subprocess
+import threading
+from typing import Any
+
+from .errors import NftError
+
+_LIB_PATH = "/usr/lib/python3/dist-packages/nftables/nftables.py"
+_lock = threading.Lock()
+_ctx: Any = None
+
+
+def _context() -> Any:
+    global _ctx
+    if _ctx is None:
+        try:
+            spec = importlib.util.spec_from_file_location("_podnet_libnftables", _LIB_PATH)
+            if spec is None or spec.loader is None:
+                raise ImportError(_LIB_PATH)
+            mod = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(mod)
+            ctx = mod.Nftables()
+            ctx.set_json_output(False)
+            _ctx = ctx
+        except (ImportError, OSError, FileNotFoundError):
+            _ctx = False
+    return _ctx
+
+
+def run(script: str, json_output: bool = False) -> str:
+    """Run an nft script as one transaction; raise NftError with nft's message."""
+    with _lock:
+        ctx = _context()
+        if ctx:
+            ctx.set_json_output(json_output)
+            rc, out, err = ctx.cmd(script)
+        else:
+            nft = shutil.which("nft") or "/usr/sbin/nft"
+            argv = [nft, "-j", "-f", "-"] if json_output else [nft, "-f", "-"]
+            proc = subprocess.run(argv, input=script, capture_output=True, text=True)
+            rc, out, err = proc.returncode, proc.stdout, proc.stderr
+    if rc != 0:
+        raise NftError(err.strip() or f"nft failed ({rc})")
+    return str(out)
+
+
+def run_ignoring_missing(script: str) -> bool:
+    """Run, treating 'No such file or directory' (already gone) as success."""
+    try:
+        run(script)
+        return True
+    except NftError as e:
+        if "No such file or directory" in str(e):
+            return False
+        raise
+
+
+def list_json(what: str) -> list[dict[str, Any]]:
+    """`nft -j list <what>` as its list of objects; [] when the object does not exist."""
+    try:
+        out = run(f"list {what}", json_output=True)
+    except NftError as e:
+        if "No such file or directory" in str(e):
+            return []
+        raise
+    return list(json.loads(out or '{"nftables": []}').get("nftables", []))
+
+
+def available() -> bool:
+    return bool(_context()) or shutil.which("nft") is not None

@@ -1,0 +1,248 @@
+"""The one place pyroute2 is imported: a small netlink facade that speaks our types.
+
+Upper layers see `Link` records and ipaddress objects, and `NetError` subclasses
+instead of NetlinkError.  A `Rtnl` is bound to the netns it was opened in.
+"""
+from __future__ import annotations
+
+import contextlib
+import errno
+import ipaddress
+import socket
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+from pyroute2 import IPRoute  # pinned in pyproject: pyroute2==0.9.7
+from pyroute2.netlink.exceptions import NetlinkError
+
+from . import netns
+from .errors import LinkExists, LinkNotFound, NetError
+
+IPIface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
+IPNet = ipaddress.IPv4Network | ipaddress.IPv6Network
+IPAddr = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+RT_SCOPE_UNIVERSE = 0
+RT_SCOPE_LINK = 253
+RT_SCOPE_HOST = 254
+
+
+@dataclass(frozen=True)
+class Link:
+    index: int
+    name: str
+    kind: str
+    mac: str
+    mtu: int
+    up: bool
+    master: int
+    alias: str
+    link: int          # IFLA_LINK: the peer's / lower device's index
+    promisc: bool
+
+
+@dataclass(frozen=True)
+class RouteEntry:
+    dst: IPNet
+    gw: IPAddr | None
+    oif: int
+    scope: int
+    table: int
+    priority: int
+
+
+def _translate(e: NetlinkError, what: str) -> NetError:
+    if e.code == errno.ENODEV:
+        return LinkNotFound(what)
+    if e.code == errno.EEXIST:
+        return LinkExists(what)
+    return NetError(f"{what}: {e.args[1] if len(e.args) > 1 else e}")
+
+
+@contextlib.contextmanager
+def _nl(what: str) -> Iterator[None]:
+    try:
+        yield
+    except NetlinkError as e:
+        raise _translate(e, what) from e
+
+
+def _link_from_msg(msg: Any) -> Link:
+    info = msg.get("IFLA_LINKINFO")
+    kind = info.get("IFLA_INFO_KIND") if info else ""
+    return Link(index=msg["index"], name=msg.get("IFLA_IFNAME"), kind=kind or "",
+                mac=msg.get("IFLA_ADDRESS") or "", mtu=msg.get("IFLA_MTU") or 0,
+                up=bool(msg["flags"] & 1), master=msg.get("IFLA_MASTER") or 0,
+                alias=msg.get("IFLA_IFALIAS") or "", link=msg.get("IFLA_LINK") or 0,
+                promisc=bool(msg["flags"] & 0x100))
+
+
+class Rtnl:
+    """A netlink route socket in one netns.  Not thread-safe: one per thread/request."""
+
+    def __init__(self, ipr: IPRoute) -> None:
+        self._ipr = ipr
+
+    def close(self) -> None:
+        self._ipr.close()
+
+    # ------------------------------------------------------------- links
+    def link(self, name: str) -> Link | None:
+        try:
+            msgs = self._ipr.link("get", ifname=name)
+        except NetlinkError as e:
+            if e.code == errno.ENODEV:
+                return None
+            raise _translate(e, f"link {name}") from e
+        return _link_from_msg(msgs[0])
+
+    def link_by_index(self, index: int) -> Link | None:
+        try:
+            return _link_from_msg(self._ipr.link("get", index=index)[0])
+        except NetlinkError as e:
+            if e.code == errno.ENODEV:
+                return None
+            raise _translate(e, f"link #{index}") from e
+
+    def links(self) -> list[Link]:
+        return [_link_from_msg(m) for m in self._ipr.get_links()]
+
+    def require_link(self, name: str) -> Link:
+        link = self.link(name)
+        if link is None:
+            raise LinkNotFound(name)
+        return link
+
+    def add_bridge(self, name: str, mtu: int = 0, vlan_filtering: bool = False) -> None:
+        kw: dict[str, Any] = {"ifname": name, "kind": "bridge"}
+        if mtu:
+            kw["mtu"] = mtu
+        if vlan_filtering:
+            kw["br_vlan_filtering"] = 1
+        with _nl(f"bridge {name}"):
+            self._ipr.link("add", **kw)
+
+    def add_veth(self, name: str, peer: str, peer_netns_fd: int, mtu: int = 0, peer_mac: str = "") -> None:
+        peer_spec: dict[str, Any] = {"ifname": peer, "net_ns_fd": peer_netns_fd}
+        if peer_mac:
+            peer_spec["address"] = peer_mac
+        kw: dict[str, Any] = {"ifname": name, "kind": "veth", "peer": peer_spec}
+        if mtu:
+            kw["mtu"] = mtu
+            peer_spec["mtu"] = mtu
+        with _nl(f"veth {name}"):
+            self._ipr.link("add", **kw)
+
+    def add_link(self, name: str, kind: str, **attrs: Any) -> None:
+        """Generic link creation (macvlan, vxlan, ifb, dummy …): attrs are pyroute2 names."""
+        with _nl(f"{kind} {name}"):
+            self._ipr.link("add", ifname=name, kind=kind, **attrs)
+
+    def set_link(self, index: int, **attrs: Any) -> None:
+        """attrs: state='up', mtu, address, master, ifname, net_ns_fd, ifalias, flags…"""
+        with _nl(f"link #{index}"):
+            self._ipr.link("set", index=index, **attrs)
+
+    def set_promisc(self, index: int, on: bool) -> None:
+        with _nl(f"link #{index}"):
+            self._ipr.link("set", index=index, flags=0x100 if on else 0, change=0x100)
+
+    def del_link(self, index: int) -> None:
+        with _nl(f"link #{index}"):
+            self._ipr.link("del", index=index)
+
+    def set_brport(self, index: int, **attrs: Any) -> None:
+        with _nl(f"bridge port #{index}"):
+            self._ipr.brport("set", index=index, **attrs)
+
+    def add_bridge_vlan(self, index: int, vid: int, pvid: bool = True, untagged: bool = True) -> None:
+        flags = (2 if pvid else 0) | (4 if untagged else 0)
+        with _nl(f"vlan {vid} on #{index}"):
+            self._ipr.vlan_filter("add", index=index, vlan_info={"vid": vid, "flags": flags})
+
+    # --------------------------------------------------------- addresses
+    def addrs(self, index: int, family: int | None = None) -> list[IPIface]:
+        out: list[IPIface] = []
+        kw: dict[str, Any] = {"index": index}
+        if family:
+            kw["family"] = socket.AF_INET if family == 4 else socket.AF_INET6
+        for m in self._ipr.get_addr(**kw):
+            out.append(ipaddress.ip_interface(f"{m.get('IFA_ADDRESS')}/{m['prefixlen']}"))
+        return out
+
+    def add_addr(self, index: int, iface: IPIface) -> None:
+        with _nl(f"address {iface}"):
+            try:
+                self._ipr.addr("add", index=index, address=str(iface.ip), prefixlen=iface.network.prefixlen)
+            except NetlinkError as e:
+                if e.code != errno.EEXIST:
+                    raise
+
+    def del_addr(self, index: int, iface: IPIface) -> None:
+        with _nl(f"address {iface}"):
+            self._ipr.addr("del", index=index, address=str(iface.ip), prefixlen=iface.network.prefixlen)
+
+    # ------------------------------------------------------------ routes
+    def routes(self, family: int, table: int = 254) -> list[RouteEntry]:
+        fam = socket.AF_INET if family == 4 else socket.AF_INET6
+        out = []
+        for m in self._ipr.get_routes(family=fam, table=table):
+            dst = m.get("RTA_DST")
+            plen = m["dst_len"]
+            net = ipaddress.ip_network(f"{dst}/{plen}" if dst else ("0.0.0.0/0" if family == 4 else "::/0"))
+            gw = m.get("RTA_GATEWAY")
+            out.append(RouteEntry(net, ipaddress.ip_address(gw) if gw else None, m.get("RTA_OIF") or 0,
+                                  m["scope"], m.get("RTA_TABLE") or m["table"], m.get("RTA_PRIORITY") or 0))
+        return out
+
+    def add_route(self, dst: IPNet, gw: IPAddr | None = None, oif: int = 0, scope: int | None = None,
+                  table: int | None = None, priority: int = 0, mtu: int = 0, advmss: int = 0,
+                  src: IPAddr | None = None, replace: bool = False) -> None:
+        kw: dict[str, Any] = {"dst": str(dst)}
+        if gw is not None:
+            kw["gateway"] = str(gw)
+        if oif:
+            kw["oif"] = oif
+        if scope is not None:
+            kw["scope"] = scope
+        if table is not None:
+            kw["table"] = table
+        if priority:
+            kw["priority"] = priority
+        if src is not None:
+            kw["prefsrc"] = str(src)
+        metrics = {}
+        if mtu:
+            metrics["RTAX_MTU"] = mtu
+        if advmss:
+            metrics["RTAX_ADVMSS"] = advmss
+        if metrics:
+            kw["metrics"] = metrics
+        with _nl(f"route {dst}"):
+            self._ipr.route("replace" if replace else "add", **kw)
+
+    def del_route(self, dst: IPNet, gw: IPAddr | None = None, oif: int = 0, table: int | None = None) -> None:
+        kw: dict[str, Any] = {"dst": str(dst)}
+        if gw is not None:
+            kw["gateway"] = str(gw)
+        if oif:
+            kw["oif"] = oif
+        if table is not None:
+            kw["table"] = table
+        with _nl(f"route {dst}"):
+            self._ipr.route("del", **kw)
+
+
+@contextlib.contextmanager
+def open_rtnl(netns_fd: int | None = None) -> Iterator[Rtnl]:
+    """A Rtnl in the netns `netns_fd` (None: the calling thread's own)."""
+    if netns_fd is None:
+        ipr = IPRoute()
+    else:
+        with netns.entered(netns_fd):
+            ipr = IPRoute()
+    r = Rtnl(ipr)
+    try:
+        yield r
+    finally:
+        r.close()

@@ -1,0 +1,202 @@
+"""podnet-bridge: a veth per pod, its host end on a Linux bridge (the reference `bridge`)."""
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+from dataclasses import dataclass
+
+from ..cni.errors import CNIError, config_error
+from ..cni.request import Request
+from ..cni.skel import Plugin
+from ..cni.types import DNS, Interface, IPConfig, Result, Route, dns_from_dict
+from ..net import addr, link, masq, netns, spoofchk, sysctl
+from ..net.errors import LinkNotFound, NetError, NetnsGone
+from ..net.rtnl import Rtnl, open_rtnl
+from . import delegate
+from .common import (check_link_name, get_bool, get_int, get_str, ipam_conf, prev_result,
+                     requested_mac, valid_attachments)
+
+DEFAULT_ROUTES = {4: ipaddress.ip_network("0.0.0.0/0"), 6: ipaddress.ip_network("::/0")}
+
+
+@dataclass(frozen=True)
+class BridgeConf:
+    bridge: str
+    is_gateway: bool
+    is_default_gateway: bool
+    force_address: bool
+    ip_masq: bool
+    mtu: int
+    hairpin: bool
+    promisc: bool
+    vlan: int
+    macspoofchk: bool
+    enable_dad: bool
+    has_ipam: bool
+    dns: DNS
+
+
+def parse_conf(req: Request) -> BridgeConf:
+    c = req.config
+    is_default_gw = get_bool(c, "isDefaultGateway")
+    conf = BridgeConf(
+        bridge=check_link_name(get_str(c, "bridge", "cni0"), "bridge"),
+        is_gateway=get_bool(c, "isGateway") or is_default_gw, is_default_gateway=is_default_gw,
+        force_address=get_bool(c, "forceAddress"), ip_masq=get_bool(c, "ipMasq"),
+        mtu=get_int(c, "mtu", 0, 0, 65535), hairpin=get_bool(c, "hairpinMode"),
+        promisc=get_bool(c, "promiscMode"), vlan=get_int(c, "vlan", 0, 0, 4094),
+        macspoofchk=get_bool(c, "macspoofchk"), enable_dad=get_bool(c, "enabledad"),
+        has_ipam=ipam_conf(c) is not None, dns=dns_from_dict(c.get("dns")))
+    if conf.hairpin and conf.promisc:
+        raise config_error("hairpinMode", "cannot set hairpin mode and promiscuous mode at the same time")
+    if conf.ip_masq and not conf.has_ipam:
+        raise config_error("ipMasq", "needs an IPAM configuration")
+    return conf
+
+
+def _routes(conf: BridgeConf, ipam: Result) -> tuple[Route, ...]:
+    routes = list(ipam.routes)
+    if conf.is_default_gateway:
+        for ip in ipam.ips:
+            if ip.gateway is None:
+                raise config_error("isDefaultGateway", f"IPAM gave no gateway for {ip.address}")
+            if not any(r.dst == DEFAULT_ROUTES[ip.family] for r in routes):
+                routes.append(Route(DEFAULT_ROUTES[ip.family], ip.gateway))
+    return tuple(routes)
+
+
+def _setup_gateway(host: Rtnl, conf: BridgeConf, br_name: str, ips: tuple[IPConfig, ...],
+                   undo: contextlib.ExitStack) -> None:
+    for ip in ips:
+        if ip.gateway is None:
+            continue
+        gw = ipaddress.ip_interface(f"{ip.gateway}/{ip.address.network.prefixlen}")
+        br = host.require_link(br_name)
+        if addr.ensure_gateway(host, br, gw, conf.force_address):
+            undo.callback(_quietly, host.del_addr, br.index, gw)
+        sysctl.ensure("net/ipv4/ip_forward" if ip.family == 4 else "net/ipv6/conf/all/forwarding", 1)
+
+
+def _quietly(fn, *args) -> None:  # type: ignore[no-untyped-def]
+    with contextlib.suppress(NetError):
+        fn(*args)
+
+
+def add(req: Request) -> Result:
+    conf = parse_conf(req)
+    mac = requested_mac(req)
+    with contextlib.ExitStack() as undo:
+        pod_fd = undo.enter_context(netns.opened(req.netns))
+        host = undo.enter_context(open_rtnl())
+        pod = undo.enter_context(open_rtnl(pod_fd))
+        if pod.link(req.ifname) is not None:
+            raise config_error("CNI_IFNAME", f"interface {req.ifname!r} already exists in {req.netns}")
+        br = link.ensure_bridge(host, conf.bridge, conf.mtu, vlan_filtering=conf.vlan > 0)
+        if conf.promisc and not br.promisc:
+            host.set_promisc(br.index, True)
+        ipam = delegate.ipam_add(req) if conf.has_ipam else Result(req.cni_version)
+        if conf.has_ipam:
+            undo.callback(delegate.ipam_del, req)
+        hv, cv = link.make_veth_into(host, pod, pod_fd, req.ifname, conf.mtu, mac)
+        undo.callback(_quietly, host.del_link, hv.index)
+        host.set_link(hv.index, master=br.index, state="up")
+        if conf.hairpin:
+            host.set_brport(hv.index, hairpin=1)
+        if conf.vlan:
+            host.add_bridge_vlan(hv.index, conf.vlan)
+        ips = tuple(IPConfig(i.address, i.gateway, 2) for i in ipam.ips)
+        routes = _routes(conf, ipam)
+        with netns.entered(pod_fd):
+            if any(i.family == 6 for i in ips):
+                addr.prepare_ipv6(req.ifname, conf.enable_dad)
+            sysctl.ensure(f"net/ipv4/conf/{req.ifname}/arp_notify", 1)
+        addr.configure(pod, cv, ips, routes)
+        if conf.is_gateway:
+            _setup_gateway(host, conf, conf.bridge, ips, undo)
+        if conf.ip_masq:
+            masq.add(req.network, req.container_id, [i.address for i in ips])
+            undo.callback(masq.remove, [i.address.ip for i in ips])
+        cv = pod.require_link(req.ifname)
+        if conf.macspoofchk:
+            spoofchk.add(hv.name, cv.mac, req.network, req.container_id)
+        br, hv = host.require_link(conf.bridge), host.require_link(hv.name)
+        undo.pop_all()
+    ifaces = (Interface(br.name, br.mac), Interface(hv.name, hv.mac), Interface(cv.name, cv.mac, sandbox=req.netns))
+    dns = conf.dns if not conf.dns.is_empty() else ipam.dns
+    return Result(req.cni_version, ifaces, ips, routes, dns)
+
+
+def _pod_addresses_and_remove(req: Request) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """Delete IFNAME in the pod (taking the host end with it); its addresses, if any."""
+    try:
+        with netns.opened(req.netns) as fd, open_rtnl(fd) as pod:
+            cv = pod.link(req.ifname)
+            if cv is None:
+                return []
+            found = [a.ip for a in pod.addrs(cv.index)]
+            with contextlib.suppress(LinkNotFound):
+                pod.del_link(cv.index)
+            return found
+    except NetnsGone:
+        return []
+
+
+def delete(req: Request) -> None:
+    conf = parse_conf(req)
+    prev = prev_result(req) if req.prev_result else None
+    found = _pod_addresses_and_remove(req)
+    if conf.ip_masq:
+        known = set(found) | {i.address.ip for i in (prev.ips if prev else ())}
+        if not known:
+            known = {ip for ip, _ in masq.owned_by(req.network, req.container_id)}
+        masq.remove(sorted(known, key=str))
+    if conf.macspoofchk:
+        for port, mac in spoofchk.owned_by(req.network, req.container_id):
+            spoofchk.remove(port, mac)
+    if conf.has_ipam:
+        delegate.ipam_del(req)
+
+
+def check(req: Request) -> None:
+    conf = parse_conf(req)
+    prev = prev_result(req)
+    if prev is None:
+        raise CNIError(7, "invalid config: prevResult: CHECK needs the ADD result")
+    with open_rtnl() as host:
+        br = host.link(conf.bridge)
+        if br is None or br.kind != "bridge":
+            raise CNIError(999, f"bridge {conf.bridge!r} not found")
+        with netns.opened(req.netns) as fd, open_rtnl(fd) as pod:
+            cv = pod.link(req.ifname)
+            if cv is None:
+                raise CNIError(999, f"interface {req.ifname!r} not found in {req.netns}")
+            hv = link.host_peer_of(host, cv)
+            if hv is None or hv.master != br.index:
+                raise CNIError(999, f"{req.ifname!r} is not attached to bridge {conf.bridge!r}")
+            mine = [i.address for i in prev.ips if i.interface is None or
+                    (i.interface < len(prev.interfaces) and prev.interfaces[i.interface].name == req.ifname)]
+            missing = addr.missing_addresses(pod, cv, mine)
+            if missing:
+                raise CNIError(999, f"address {missing[0]} missing from {req.ifname}")
+            gone = addr.missing_routes(pod, prev, cv)
+            if gone:
+                raise CNIError(999, f"route to {gone[0].dst} missing in {req.netns}")
+    if conf.has_ipam:
+        delegate.ipam_check(req)
+
+
+def status(req: Request) -> None:
+    if parse_conf(req).has_ipam:
+        delegate.ipam_status(req)
+
+
+def gc(req: Request) -> None:
+    conf = parse_conf(req)
+    valid = {cid for cid, _ in valid_attachments(req)}
+    if conf.ip_masq:
+        masq.remove([ip for ip, cid in masq.owned_by(req.network) if cid not in valid])
+    if conf.has_ipam:
+        delegate.ipam_gc(req)
+
+
+PLUGIN = Plugin("bridge", add, delete, check, status, gc)
