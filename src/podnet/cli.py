@@ -27,6 +27,15 @@ def cmd_demo(a: argparse.Namespace) -> int:
     return run_demo(pods=a.pods, keep=a.keep)
 
 
+def cmd_agent(a: argparse.Namespace) -> int:
+    import logging
+    from .agent.server import serve
+    kw = {"filename": a.log_file} if a.log_file else {"stream": sys.stderr}
+    logging.basicConfig(level=a.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", **kw)
+    serve(a.socket, a.request_timeout)
+    return 0
+
+
 def cmd_version(a: argparse.Namespace) -> int:
     from .cni.version import SUPPORTED
     print(json.dumps({"podnet": __version__, "cniVersions": list(SUPPORTED)}) if a.json
@@ -54,6 +63,13 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--pods", type=int, default=2)
     d.add_argument("--keep", action="store_true")
     d.set_defaults(fn=cmd_demo)
+    ag = sub.add_parser("agent", help="serve CNI requests on a unix socket (the node agent)")
+    ag.add_argument("--socket", default=DEFAULT_SOCKET)
+    ag.add_argument("--state-dir", default="/var/lib/podnet")
+    ag.add_argument("--log-file")
+    ag.add_argument("--log-level", default="INFO")
+    ag.add_argument("--request-timeout", type=float, default=50.0)
+    ag.set_defaults(fn=cmd_agent)
     v = sub.add_parser("version")
     v.add_argument("--json", action="store_true")
     v.set_defaults(fn=cmd_version)

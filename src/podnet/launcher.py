@@ -50,6 +50,8 @@ def decode_response(raw: bytes) -> tuple[int, bytes, str]:
     head, sep, body = raw.partition(b"\r\n\r\n")
     if not sep or not head.startswith(b"HTTP/1.1 "):
         raise AgentFailed("malformed answer from the agent")
+    if head.startswith(b"HTTP/1.1 403"):
+        raise AgentUnreachable("the agent serves another network namespace")
     try:
         msg = json.loads(body)
         return int(msg["exitCode"]), msg["stdout"].encode("latin-1"), str(msg.get("stderr", ""))

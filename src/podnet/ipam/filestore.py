@@ -25,10 +25,13 @@ from .store import Handle, IPAddr
 LAST_RESERVED = "last_reserved_ip."
 INDEX_DIR = ".podnet"
 INDEX_FILE = "index.json"
+GENERATION_FILE = "generation"
 DEFAULT_DATA_DIR = "/var/lib/cni/networks"
 
-# process-wide cache of each directory's index (the agent keeps it warm)
-_cache: dict[str, dict[str, Handle]] = {}
+# process-wide cache of each directory's (generation, index): the agent keeps it warm.
+# Every podnet session that changes the directory bumps the generation, so a cache
+# is used only if no other podnet process (an in-process launcher) wrote since.
+_cache: dict[str, tuple[int, dict[str, Handle]]] = {}
 _cache_lock = threading.Lock()
 
 
@@ -95,10 +98,18 @@ class FileStore:
     def __init__(self, data_dir: str, network: str) -> None:
         self.path = os.path.join(data_dir or DEFAULT_DATA_DIR, network)
 
-    def _load_index(self) -> tuple[dict[str, Handle], bool]:
+    def _generation(self) -> int:
+        try:
+            with open(os.path.join(self.path, INDEX_DIR, GENERATION_FILE)) as f:
+                return int(f.read().strip() or 0)
+        except (OSError, ValueError):
+            return 0
+
+    def _load_index(self, gen: int) -> tuple[dict[str, Handle], bool]:
         """The index reconciled with the directory; True when it had to change."""
         with _cache_lock:
-            cached = _cache.get(self.path)
+            entry = _cache.get(self.path)
+        cached = entry[1] if entry is not None and entry[0] == gen else None
         index: dict[str, Handle]
         if cached is not None:
             index = dict(cached)
@@ -122,13 +133,15 @@ class FileStore:
                 continue
         return index, changed or cached is None
 
-    def _save_index(self, index: dict[str, Handle]) -> None:
+    def _save_index(self, index: dict[str, Handle], gen: int) -> None:
         d = os.path.join(self.path, INDEX_DIR)
         os.makedirs(d, exist_ok=True)
-        tmp = os.path.join(d, f"{INDEX_FILE}.{os.getpid()}.{threading.get_ident()}")
-        with open(tmp, "w") as f:
-            json.dump({ip: [h.container_id, h.ifname] for ip, h in index.items()}, f)
-        os.replace(tmp, os.path.join(d, INDEX_FILE))
+        for name, text in ((INDEX_FILE, json.dumps({ip: [h.container_id, h.ifname] for ip, h in index.items()})),
+                           (GENERATION_FILE, str(gen))):
+            tmp = os.path.join(d, f"{name}.{os.getpid()}.{threading.get_ident()}")
+            with open(tmp, "w") as f:
+                f.write(text)
+            os.replace(tmp, os.path.join(d, name))
 
     @contextlib.contextmanager
     def session(self) -> Iterator[FileSession]:
@@ -139,15 +152,17 @@ class FileStore:
             raise StoreUnavailable(f"host-local data dir {self.path}: {e.strerror}") from None
         try:
             fcntl.flock(lock_fd, fcntl.LOCK_EX)
-            index, changed = self._load_index()
+            gen = self._generation()
+            index, changed = self._load_index(gen)
             sess = FileSession(self.path, index)
             try:
                 yield sess
             finally:
                 if sess.dirty or changed:
-                    self._save_index(index)
+                    gen += 1
+                    self._save_index(index, gen)
                 with _cache_lock:
-                    _cache[self.path] = index
+                    _cache[self.path] = (gen, index)
         except OSError as e:
             if e.errno in (errno.EROFS, errno.ENOSPC, errno.EACCES):
                 raise StoreUnavailable(f"host-local data dir {self.path}: {e.strerror}") from None

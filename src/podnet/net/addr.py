@@ -72,5 +72,5 @@ def ensure_gateway(rtnl: Rtnl, link: Link, gw: IPInterfaceT, force: bool) -> boo
             if not force:
                 raise AddressConflict(f"{link.name!r} already has an IP address different from {gw}")
             rtnl.del_addr(link.index, a)
-    rtnl.add_addr(link.index, gw)
+    rtnl.add_addr(link.index, gw, nodad=True)  # a gateway must answer now, not after DAD
     return True

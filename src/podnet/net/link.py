@@ -12,12 +12,22 @@ def random_veth_name() -> str:
     return "veth" + os.urandom(4).hex()
 
 
+def random_mac() -> str:
+    """A random unicast, locally administered MAC."""
+    b = bytearray(os.urandom(6))
+    b[0] = (b[0] & 0xFC) | 0x02
+    return ":".join(f"{x:02x}" for x in b)
+
+
 def ensure_bridge(host: Rtnl, name: str, mtu: int = 0, vlan_filtering: bool = False) -> Link:
-    """Create the bridge if missing (a concurrent creator is fine) and bring it up."""
+    """Create the bridge if missing (a concurrent creator is fine) and bring it up.
+
+    A bridge we create gets a fixed MAC, so it does not change as ports come and go.
+    """
     br = host.link(name)
     if br is None:
         try:
-            host.add_bridge(name, mtu=mtu, vlan_filtering=vlan_filtering)
+            host.add_bridge(name, mtu=mtu, vlan_filtering=vlan_filtering, mac=random_mac())
         except LinkExists:
             pass
         br = host.require_link(name)
@@ -25,6 +35,7 @@ def ensure_bridge(host: Rtnl, name: str, mtu: int = 0, vlan_filtering: bool = Fa
         raise NetError(f"{name!r} already exists but is not a bridge")
     if not br.up:
         host.set_link(br.index, state="up")
+        br = host.require_link(name)
     return br
 
 

@@ -22,6 +22,7 @@ IPIface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 IPNet = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddr = ipaddress.IPv4Address | ipaddress.IPv6Address
 
+IFA_F_NODAD = 0x02
 RT_SCOPE_UNIVERSE = 0
 RT_SCOPE_LINK = 253
 RT_SCOPE_HOST = 254
@@ -113,8 +114,10 @@ class Rtnl:
             raise LinkNotFound(name)
         return link
 
-    def add_bridge(self, name: str, mtu: int = 0, vlan_filtering: bool = False) -> None:
+    def add_bridge(self, name: str, mtu: int = 0, vlan_filtering: bool = False, mac: str = "") -> None:
         kw: dict[str, Any] = {"ifname": name, "kind": "bridge"}
+        if mac:
+            kw["address"] = mac
         if mtu:
             kw["mtu"] = mtu
         if vlan_filtering:
@@ -170,10 +173,11 @@ class Rtnl:
             out.append(ipaddress.ip_interface(f"{m.get('IFA_ADDRESS')}/{m['prefixlen']}"))
         return out
 
-    def add_addr(self, index: int, iface: IPIface) -> None:
+    def add_addr(self, index: int, iface: IPIface, nodad: bool = False) -> None:
+        kw: dict[str, Any] = {"flags": IFA_F_NODAD} if nodad and iface.version == 6 else {}
         with _nl(f"address {iface}"):
             try:
-                self._ipr.addr("add", index=index, address=str(iface.ip), prefixlen=iface.network.prefixlen)
+                self._ipr.addr("add", index=index, address=str(iface.ip), prefixlen=iface.network.prefixlen, **kw)
             except NetlinkError as e:
                 if e.code != errno.EEXIST:
                     raise

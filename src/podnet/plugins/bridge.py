@@ -10,8 +10,8 @@ from ..cni.request import Request
 from ..cni.skel import Plugin
 from ..cni.types import DNS, Interface, IPConfig, Result, Route, dns_from_dict
 from ..net import addr, link, masq, netns, spoofchk, sysctl
-from ..net.errors import LinkNotFound, NetError, NetnsGone
-from ..net.rtnl import Rtnl, open_rtnl
+from ..net.errors import LinkExists, LinkNotFound, NetError, NetnsGone
+from ..net.rtnl import Link, Rtnl, open_rtnl
 from . import delegate
 from .common import (check_link_name, get_bool, get_int, get_str, ipam_conf, prev_result,
                      requested_mac, valid_attachments)
@@ -65,13 +65,12 @@ def _routes(conf: BridgeConf, ipam: Result) -> tuple[Route, ...]:
     return tuple(routes)
 
 
-def _setup_gateway(host: Rtnl, conf: BridgeConf, br_name: str, ips: tuple[IPConfig, ...],
+def _setup_gateway(host: Rtnl, conf: BridgeConf, br: Link, ips: tuple[IPConfig, ...],
                    undo: contextlib.ExitStack) -> None:
     for ip in ips:
         if ip.gateway is None:
             continue
         gw = ipaddress.ip_interface(f"{ip.gateway}/{ip.address.network.prefixlen}")
-        br = host.require_link(br_name)
         if addr.ensure_gateway(host, br, gw, conf.force_address):
             undo.callback(_quietly, host.del_addr, br.index, gw)
         sysctl.ensure("net/ipv4/ip_forward" if ip.family == 4 else "net/ipv6/conf/all/forwarding", 1)
@@ -89,7 +88,7 @@ def add(req: Request) -> Result:
         pod_fd = undo.enter_context(netns.opened(req.netns))
         host = undo.enter_context(open_rtnl())
         pod = undo.enter_context(open_rtnl(pod_fd))
-        if pod.link(req.ifname) is not None:
+        if pod.link(req.ifname) is not None:  # before IPAM: its rollback would free a live address
             raise config_error("CNI_IFNAME", f"interface {req.ifname!r} already exists in {req.netns}")
         br = link.ensure_bridge(host, conf.bridge, conf.mtu, vlan_filtering=conf.vlan > 0)
         if conf.promisc and not br.promisc:
@@ -97,7 +96,10 @@ def add(req: Request) -> Result:
         ipam = delegate.ipam_add(req) if conf.has_ipam else Result(req.cni_version)
         if conf.has_ipam:
             undo.callback(delegate.ipam_del, req)
-        hv, cv = link.make_veth_into(host, pod, pod_fd, req.ifname, conf.mtu, mac)
+        try:
+            hv, cv = link.make_veth_into(host, pod, pod_fd, req.ifname, conf.mtu, mac)
+        except LinkExists:
+            raise config_error("CNI_IFNAME", f"interface {req.ifname!r} already exists in {req.netns}") from None
         undo.callback(_quietly, host.del_link, hv.index)
         host.set_link(hv.index, master=br.index, state="up")
         if conf.hairpin:
@@ -112,14 +114,12 @@ def add(req: Request) -> Result:
             sysctl.ensure(f"net/ipv4/conf/{req.ifname}/arp_notify", 1)
         addr.configure(pod, cv, ips, routes)
         if conf.is_gateway:
-            _setup_gateway(host, conf, conf.bridge, ips, undo)
+            _setup_gateway(host, conf, br, ips, undo)
         if conf.ip_masq:
             masq.add(req.network, req.container_id, [i.address for i in ips])
             undo.callback(masq.remove, [i.address.ip for i in ips])
-        cv = pod.require_link(req.ifname)
         if conf.macspoofchk:
             spoofchk.add(hv.name, cv.mac, req.network, req.container_id)
-        br, hv = host.require_link(conf.bridge), host.require_link(hv.name)
         undo.pop_all()
     ifaces = (Interface(br.name, br.mac), Interface(hv.name, hv.mac), Interface(cv.name, cv.mac, sandbox=req.netns))
     dns = conf.dns if not conf.dns.is_empty() else ipam.dns
@@ -133,7 +133,7 @@ def _pod_addresses_and_remove(req: Request) -> list[ipaddress.IPv4Address | ipad
             cv = pod.link(req.ifname)
             if cv is None:
                 return []
-            found = [a.ip for a in pod.addrs(cv.index)]
+            found = [a.ip for a in pod.addrs(cv.index) if not a.ip.is_link_local]
             with contextlib.suppress(LinkNotFound):
                 pod.del_link(cv.index)
             return found

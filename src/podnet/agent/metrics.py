@@ -1,0 +1,21 @@
+"""Per-command, per-plugin latency histograms and error counts (prometheus-client)."""
+from __future__ import annotations
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+
+REGISTRY = CollectorRegistry()
+LATENCY = Histogram("podnet_cni_request_seconds", "CNI request latency in the agent",
+                    ["command", "plugin"], registry=REGISTRY,
+                    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10, 30))
+ERRORS = Counter("podnet_cni_errors_total", "CNI requests answered with an error", ["command", "plugin", "code"],
+                 registry=REGISTRY)
+
+
+def observe(command: str, plugin: str, seconds: float, code: int) -> None:
+    LATENCY.labels(command, plugin).observe(seconds)
+    if code:
+        ERRORS.labels(command, plugin, str(code)).inc()
+
+
+def render() -> tuple[bytes, str]:
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST

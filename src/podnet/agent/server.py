@@ -1,0 +1,173 @@
+"""The agent's HTTP/1.1 server on a root-only unix socket.
+
+POST /cni  {type, env, stdin} -> {exitCode, stdout, stderr}: exactly what the plugin
+           would have printed and returned in-process.
+GET /healthz, GET /metrics (Prometheus text).
+
+Requests run on their own threads; nothing here serialises them (host-local takes
+its per-network flock, nft calls take a short lock).  A request from a process in
+another network namespace is refused: the agent does host-side work in its own.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import socket
+import socketserver
+import struct
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from http.server import BaseHTTPRequestHandler
+from typing import Any
+
+from ..cni.errors import DECODE_FAILURE, INVALID_ENV, TRY_AGAIN_LATER, CNIError
+from . import metrics
+
+log = logging.getLogger(__name__)
+
+MAX_BODY = 4 * 1024 * 1024
+
+
+def peer_pid(sock: socket.socket) -> int:
+    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    pid, _uid, _gid = struct.unpack("3i", creds)
+    return int(pid)
+
+
+def same_netns_as_me(pid: int) -> bool:
+    try:
+        a, b = os.stat(f"/proc/{pid}/ns/net"), os.stat("/proc/self/ns/net")
+    except OSError:
+        return False
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
+def error_body(err: CNIError, exit_code: int = 1) -> dict[str, Any]:
+    return {"exitCode": exit_code, "stdout": json.dumps(err.to_dict("1.1.0")) + "\n", "stderr": err.msg + "\n"}
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: AgentServer
+
+    def log_message(self, fmt: str, *args: Any) -> None:
+        log.debug("http: " + fmt, *args)
+
+    def _send(self, status: int, body: bytes, ctype: str = "application/json") -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(body)
+        self.close_connection = True
+
+    def do_GET(self) -> None:
+        if self.path == "/healthz":
+            self._send(200, b'{"status":"ok"}\n')
+        elif self.path == "/metrics":
+            body, ctype = metrics.render()
+            self._send(200, body, ctype)
+        else:
+            self._send(404, b'{"error":"not found"}\n')
+
+    def do_POST(self) -> None:
+        if self.path != "/cni":
+            self._send(404, b'{"error":"not found"}\n')
+            return
+        body = self._read_body()
+        pid = peer_pid(self.request)
+        if not same_netns_as_me(pid):
+            log.warning("refused a request from pid %d in another network namespace", pid)
+            self._send(403, json.dumps(error_body(CNIError(
+                INVALID_ENV, "podnet agent serves only launchers in its own network namespace"))).encode())
+            return
+        self._send(200, json.dumps(self.server.serve_cni(body)).encode())
+
+    def _read_body(self) -> bytes | CNIError:
+        try:
+            length = int(self.headers.get("Content-Length", ""))
+        except ValueError:
+            return CNIError(DECODE_FAILURE, "request without a valid Content-Length")
+        if length < 0 or length > MAX_BODY:
+            return CNIError(DECODE_FAILURE, f"request body of {length} bytes exceeds the {MAX_BODY}-byte cap")
+        return self.rfile.read(length)
+
+
+class AgentServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 512  # a burst of launchers must queue, not fall back in-process
+
+    def __init__(self, path: str, request_timeout: float) -> None:
+        self.request_timeout = request_timeout
+        self.pool = ThreadPoolExecutor(max_workers=64, thread_name_prefix="cni")
+        super().__init__(path, Handler)
+
+    def serve_cni(self, raw: bytes | CNIError) -> dict[str, Any]:
+        if isinstance(raw, CNIError):
+            return error_body(raw)
+        try:
+            msg = json.loads(raw)
+            ptype, env, stdin = str(msg["type"]), dict(msg["env"]), str(msg["stdin"]).encode("latin-1")
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return error_body(CNIError(DECODE_FAILURE, "malformed agent request body"))
+        from ..dispatch import handle
+        start = time.perf_counter()
+        fut = self.pool.submit(handle, ptype, env, stdin)
+        try:
+            out = fut.result(timeout=self.request_timeout)
+        except FutureTimeout:
+            metrics.observe(env.get("CNI_COMMAND", "?"), ptype, time.perf_counter() - start, TRY_AGAIN_LATER)
+            return error_body(CNIError(TRY_AGAIN_LATER, f"podnet agent: request took over {self.request_timeout:.0f}s"))
+        code = 0
+        if out.exit_code:
+            try:
+                code = int(json.loads(out.stdout).get("code", 999))
+            except ValueError:
+                code = 999
+        metrics.observe(env.get("CNI_COMMAND", "?"), ptype, time.perf_counter() - start, code)
+        return {"exitCode": out.exit_code, "stdout": out.stdout.decode("latin-1"), "stderr": out.stderr}
+
+
+def serve(path: str, request_timeout: float = 50.0) -> None:
+    """Serve until SIGTERM/SIGINT; existing pods are never touched on the way out."""
+    os.makedirs(os.path.dirname(path) or ".", mode=0o755, exist_ok=True)
+    if os.path.exists(path):
+        os.unlink(path)
+    from .. import dispatch  # warm: plugins, pyroute2
+    _ = dispatch
+    old = os.umask(0o177)
+    try:
+        srv = AgentServer(path, request_timeout)
+    finally:
+        os.umask(old)
+    os.chmod(path, 0o600)
+    mine = os.stat(path).st_ino
+
+    def unlink_if_mine() -> None:
+        """Remove the socket path unless a newer agent has already taken it over."""
+        try:
+            if os.stat(path).st_ino == mine:
+                os.unlink(path)
+        except FileNotFoundError:
+            pass
+
+    def stop(signum: int, _frame: Any) -> None:
+        log.info("signal %d: stopping", signum)
+        unlink_if_mine()  # new launchers fall back at once instead of reaching a closing agent
+        threading.Thread(target=srv.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    log.info("podnet agent serving on %s", path)
+    try:
+        srv.serve_forever(poll_interval=0.5)
+    finally:
+        srv.server_close()
+        srv.pool.shutdown(wait=False, cancel_futures=True)
+        unlink_if_mine()

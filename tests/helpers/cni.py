@@ -1,0 +1,67 @@
+"""Test helpers: run CNI plugin executables as a runtime would, inside a sandbox netns."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass
+class Call:
+    rc: int
+    out: Any
+    stdout: str
+    stderr: str
+
+
+def run_plugin(binary: str, command: str, conf: dict[str, Any] | bytes, *, netns: str = "",
+               container_id: str = "c1", ifname: str = "eth0", sandbox: str | None = None,
+               cni_path: str = "", args: str = "", extra_env: dict[str, str] | None = None,
+               timeout: float = 60) -> Call:
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "CNI_COMMAND": command, "CNI_CONTAINERID": container_id,
+           "CNI_NETNS": netns, "CNI_IFNAME": ifname, "CNI_PATH": cni_path or os.path.dirname(binary)}
+    if args:
+        env["CNI_ARGS"] = args
+    env.update(extra_env or {})
+    stdin = conf if isinstance(conf, bytes) else json.dumps(conf).encode()
+    argv = [binary] if sandbox is None else ["ip", "netns", "exec", sandbox, binary]
+    p = subprocess.run(argv, input=stdin, env=env, capture_output=True, timeout=timeout)
+    text = p.stdout.decode()
+    try:
+        out = json.loads(text) if text.strip() else None
+    except ValueError:
+        out = None
+    return Call(p.returncode, out, text, p.stderr.decode())
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}{uuid.uuid4().hex[:8]}"
+
+
+def netns_add(name: str) -> str:
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    return f"/run/netns/{name}"
+
+
+def netns_del(name: str) -> None:
+    subprocess.run(["ip", "netns", "del", name], capture_output=True)
+
+
+def nsexec(ns: str, *argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["ip", "netns", "exec", ns, *argv], capture_output=True, text=True, check=check)
+
+
+def links_in(ns: str) -> list[dict[str, Any]]:
+    return json.loads(nsexec(ns, "ip", "-j", "link", "show").stdout)
+
+
+def addrs_in(ns: str, ifname: str) -> list[str]:
+    data = json.loads(nsexec(ns, "ip", "-j", "addr", "show", "dev", ifname).stdout)
+    return [f"{a['local']}/{a['prefixlen']}" for a in data[0]["addr_info"] if a.get("scope") != "link"]
+
+
+def routes_in(ns: str, family: str = "-4") -> list[dict[str, Any]]:
+    return json.loads(nsexec(ns, "ip", family, "-j", "route", "show").stdout)
