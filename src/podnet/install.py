@@ -1,6 +1,7 @@
 """Write the per-type launchers into a CNI bin dir, and optionally a conflist."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 from typing import Any
@@ -23,11 +24,10 @@ def import_paths() -> list[str]:
     """Where podnet and its dependencies live, for an interpreter started with -I -S."""
     import podnet
     paths = [os.path.dirname(os.path.dirname(os.path.abspath(podnet.__file__)))]
-    try:
-        import pyroute2
-        paths.append(os.path.dirname(os.path.dirname(os.path.abspath(pyroute2.__file__))))
-    except ImportError:
-        pass
+    for dep in ("pyroute2", "prometheus_client"):
+        spec = importlib.util.find_spec(dep)  # locate without importing
+        if spec is not None and spec.origin:
+            paths.append(os.path.dirname(os.path.dirname(os.path.abspath(spec.origin))))
     return list(dict.fromkeys(paths))
 
 

@@ -126,8 +126,8 @@ class FileStore:
             changed = True
         for new in names - set(index):
             try:
-                with open(os.path.join(self.path, new)) as f:
-                    index[new] = _parse_handle(f.read())
+                with open(os.path.join(self.path, new), "rb") as f:
+                    index[new] = _parse_handle(f.read().decode(errors="replace"))
                 changed = True
             except OSError:
                 continue

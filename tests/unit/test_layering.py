@@ -1,0 +1,54 @@
+"""Layers point down, and the launcher stays on the standard library until it must run a plugin."""
+from __future__ import annotations
+
+import ast
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parents[2] / "src" / "podnet"
+
+
+def imports_of(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            out.add(node.module)
+    return out
+
+
+def test_pyroute2_only_in_rtnl():
+    users = [p.relative_to(SRC).as_posix() for p in SRC.rglob("*.py")
+             if any(m.split(".")[0] == "pyroute2" for m in imports_of(p))]
+    assert users == ["net/rtnl.py"]
+
+
+def test_cni_layer_is_pure():
+    for p in (SRC / "cni").glob("*.py"):
+        text = p.read_text()
+        for upper in ("from ..net", "from ..ipam", "from ..plugins", "from ..agent"):
+            assert upper not in text, f"{p.name} imports {upper}"
+
+
+def test_launcher_imports_only_stdlib_for_version(tmp_path: Path):
+    from podnet import install
+    install.write_launchers(str(tmp_path), ("bridge",), interpreter="/usr/bin/python3")
+    env = {"CNI_COMMAND": "VERSION", "PATH": os.environ.get("PATH", "")}
+    p = subprocess.run(["/usr/bin/python3", "-X", "importtime", "-I", "-S", str(tmp_path / "podnet-bridge")],
+                       input=b'{"cniVersion":"1.0.0"}', env=env, capture_output=True)
+    assert p.returncode == 0, p.stderr
+    imported = {line.split("|")[-1].strip() for line in p.stderr.decode().splitlines() if "|" in line}
+    assert not any(m.startswith(("pyroute2", "prometheus_client", "asyncio", "ssl", "http")) for m in imported)
+    assert "podnet.launcher" in imported
+
+
+def test_launcher_has_absolute_isolated_shebang(tmp_path: Path):
+    from podnet import install
+    (path,) = install.write_launchers(str(tmp_path), ("loopback",))
+    first = Path(path).read_text().splitlines()[0]
+    assert first == "#!/usr/bin/python3 -IS"
+    assert sys.version_info >= (3, 11)
