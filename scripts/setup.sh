@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Install what podnet and its tests need on a Debian 12 machine (as root), then the venv.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export DEBIAN_FRONTEND=noninteractive
+pkgs=(iproute2 nftables python3-nftables python3-venv containernetworking-plugins
+      podman crun runc conmon catatonit busybox-static iptables)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# The venv uses Debian's interpreter: the launchers run /usr/bin/python3 -IS against it.
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import sys; sys.exit(sys.base_prefix != "/usr")'; then
+  rm -rf .venv
+  /usr/bin/python3 -m venv .venv
+fi
+.venv/bin/pip install -q --disable-pip-version-check -e '.[test]'

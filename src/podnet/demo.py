@@ -1,0 +1,93 @@
+"""`podnet demo`: one virtual node (a netns) with an agent, pods on a podnet bridge, pinging.
+
+Everything lives in namespaces named with a per-run prefix and is removed on exit;
+the machine's own interfaces, routes and firewall are never touched.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+
+from . import install
+from .net import probe
+
+
+def _sh(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, capture_output=True, text=True, check=True)
+
+
+def _cni(bin_dir: str, node: str, command: str, conf: dict, cid: str, netns: str) -> dict | None:  # type: ignore[type-arg]
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "CNI_COMMAND": command, "CNI_CONTAINERID": cid,
+           "CNI_NETNS": netns, "CNI_IFNAME": "eth0", "CNI_PATH": bin_dir}
+    p = subprocess.run(["ip", "netns", "exec", node, f"{bin_dir}/podnet-bridge"], input=json.dumps(conf).encode(),
+                       env=env, capture_output=True)
+    if p.returncode:
+        raise RuntimeError(f"{command} {cid}: {p.stdout.decode().strip()} {p.stderr.decode().strip()}")
+    return json.loads(p.stdout) if p.stdout.strip() else None
+
+
+def run_demo(pods: int = 2, keep: bool = False) -> int:
+    tag = uuid.uuid4().hex[:6]
+    node = f"pndemo-{tag}-node"
+    pod_names = [f"pndemo-{tag}-pod{i}" for i in range(pods)]
+    work = tempfile.mkdtemp(prefix=f"pndemo-{tag}-")
+    sock = os.path.join(work, "agent.sock")
+    bin_dir = os.path.join(work, "bin")
+    install.write_launchers(bin_dir)
+    conf = install.bridge_conflist(f"demo-{tag}", ["10.244.0.0/24"], bridge="pndemo0", agent_socket=sock,
+                                   data_dir=os.path.join(work, "ipam"))["plugins"][0]
+    conf.update(cniVersion="1.0.0", name=f"demo-{tag}")
+    agent = None
+    results: dict[str, dict] = {}  # type: ignore[type-arg]
+    ok = True
+    try:
+        _sh("ip", "netns", "add", node)
+        _sh("ip", "netns", "exec", node, "ip", "link", "set", "lo", "up")
+        agent = subprocess.Popen(["ip", "netns", "exec", node, sys.executable, "-m", "podnet.cli", "agent",
+                                  "--socket", sock, "--log-file", os.path.join(work, "agent.log")])
+        deadline = time.monotonic() + 30
+        while not os.path.exists(sock) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        print(f"podnet demo: node netns {node}, agent on {sock}, bridge pndemo0, subnet 10.244.0.0/24")
+        for i, name in enumerate(pod_names):
+            _sh("ip", "netns", "add", name)
+            t0 = time.perf_counter()
+            res = _cni(bin_dir, node, "ADD", conf, f"demo{i}", f"/run/netns/{name}")
+            assert res is not None
+            results[name] = res
+            print(f"  ADD {name:<22} eth0 {res['ips'][0]['address']:<16} ({(time.perf_counter() - t0) * 1000:.0f} ms)")
+        gw = "10.244.0.1"
+        print("reachability:")
+        for src in pod_names:
+            for dst in [gw] + [results[p]["ips"][0]["address"].split("/")[0] for p in pod_names if p != src]:
+                reached = probe.ping(f"/run/netns/{src}", dst)
+                ok &= reached
+                print(f"  {src:<22} -> {dst:<12} {'ok' if reached else 'FAILED'}")
+        if keep:
+            print(f"kept: netns {node} {' '.join(pod_names)}; remove with: ip netns del <name>")
+            return 0 if ok else 1
+        for i, name in enumerate(pod_names):
+            _cni(bin_dir, node, "DEL", dict(conf, prevResult=results[name]), f"demo{i}", f"/run/netns/{name}")
+        left = [f for f in os.listdir(os.path.join(work, "ipam", conf["name"]))
+                if f[0].isdigit() or ":" in f]
+        print(f"after DEL: {len(left)} reservations left")
+        ok &= not left
+    except Exception as e:  # the report says what failed; cleanup still runs
+        print(f"podnet demo failed: {e}", file=sys.stderr)
+        ok = False
+    finally:
+        if not keep:
+            if agent is not None:
+                agent.terminate()
+                agent.wait(10)
+            for name in pod_names + [node]:
+                subprocess.run(["ip", "netns", "del", name], capture_output=True)
+            shutil.rmtree(work, ignore_errors=True)
+    print("podnet demo:", "PASS" if ok else "FAIL")
+    return 0 if ok else 1
