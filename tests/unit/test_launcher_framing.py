@@ -1,0 +1,57 @@
+"""The launcher's request framing and the agent's error table (no root, no kernel)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from podnet import launcher
+from podnet.agent.edge import to_cni_error
+from podnet.cni.errors import CNIError
+from podnet.ipam.errors import RangeExhausted, StoreUnavailable
+from podnet.net.errors import NetError, NetnsGone
+
+
+def test_request_is_one_http_post_with_env_and_exact_stdin():
+    stdin = b'{"cniVersion":"1.0.0","name":"n","x":"\xc3\xa9"}'
+    raw = launcher.encode_request("bridge", {"CNI_COMMAND": "ADD"}, stdin)
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert head.startswith(b"POST /cni HTTP/1.1\r\n")
+    assert f"Content-Length: {len(body)}".encode() in head
+    msg = json.loads(body)
+    assert msg["type"] == "bridge" and msg["env"] == {"CNI_COMMAND": "ADD"}
+    assert msg["stdin"].encode("latin-1") == stdin
+
+
+def test_response_decoding_and_refusal():
+    body = json.dumps({"exitCode": 1, "stdout": '{"code":7}\n', "stderr": "bad"}).encode()
+    assert launcher.decode_response(b"HTTP/1.1 200 OK\r\nX: y\r\n\r\n" + body) == (1, b'{"code":7}\n', "bad")
+    with pytest.raises(launcher.AgentUnreachable):
+        launcher.decode_response(b"HTTP/1.1 403 Forbidden\r\n\r\n{}")
+    with pytest.raises(launcher.AgentFailed):
+        launcher.decode_response(b"HTTP/1.1 200 OK\r\n\r\n{trunc")
+    with pytest.raises(launcher.AgentFailed):
+        launcher.decode_response(b"")
+
+
+def test_socket_path_from_config_or_default():
+    assert launcher.socket_path(b'{"name":"n"}') == launcher.DEFAULT_SOCKET
+    assert launcher.socket_path(b'{"agentSocket":"/run/x.sock"}') == "/run/x.sock"
+    assert launcher.socket_path(b'{"agentSocket": 5}') == launcher.DEFAULT_SOCKET
+
+
+def test_only_cni_variables_are_forwarded():
+    assert launcher.cni_env({"CNI_COMMAND": "ADD", "PYTHONPATH": "/evil", "PATH": "/bin"}) == {"CNI_COMMAND": "ADD"}
+
+
+def test_unreachable_agent_runs_version_without_it(tmp_path):
+    code, out, _ = launcher.execute("bridge", {"CNI_COMMAND": "VERSION"}, b"{}")
+    assert code == 0 and "supportedVersions" in json.loads(out)
+
+
+@pytest.mark.parametrize("exc,code", [
+    (NetnsGone("/run/netns/x"), 4), (RangeExhausted("10.0.0.1-10.0.0.6"), 11), (StoreUnavailable("ro"), 11),
+    (NetError("boom"), 999), (ValueError("odd"), 999), (CNIError(7, "x"), 7),
+])
+def test_error_table(exc, code):
+    assert to_cni_error(exc).code == code
