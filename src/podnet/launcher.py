@@ -1,13 +1,13 @@
 """The per-call entry point every `podnet-<type>` executable runs.
 
-Standard library only until it must run a plugin itself: if the agent's unix socket
-answers, the request (CNI env + stdin) goes there as one raw HTTP/1.1 POST;
-otherwise the same handler runs in this process.  DEL never depends on the agent:
-if the agent fails mid-request, DEL runs in-process (same lock files, same state).
+Standard library only, and only its cheapest parts (no json, re or http.client: each
+costs milliseconds at every pod start).  If the agent's unix socket answers, the
+request goes there as one raw HTTP/1.1 POST — the CNI variables as headers, stdin as
+the body; otherwise the same handler runs in this process.  DEL never depends on the
+agent: if the agent fails mid-request, DEL runs in-process (same lock files, same state).
 """
 from __future__ import annotations
 
-import json
 import os
 import socket
 import sys
@@ -15,48 +15,78 @@ import sys
 DEFAULT_SOCKET = "/run/podnet/agent.sock"
 TIMEOUT_ENV = "PODNET_AGENT_TIMEOUT"
 NO_AGENT_ENV = "PODNET_NO_AGENT"
+ENV_HEADER = "X-Cni-Env-"        # X-Cni-Env-CNI_COMMAND: ADD
+EXIT_HEADER = b"x-cni-exit: "
+STDERR_HEADER = b"x-cni-stderr-length: "
 
 
 class AgentUnreachable(Exception):
-    """Could not connect: nothing was sent, so running in-process is safe."""
+    """Could not connect (or was refused): nothing ran, so running in-process is safe."""
 
 
 class AgentFailed(Exception):
     """Connected, but no complete answer: the request may have run partly."""
 
 
+def string_field(stdin: bytes, key: str) -> str:
+    """A top-level-looking plain string value ("key": "value") without a JSON parser; '' if absent.
+
+    Only for hints (socket path, version echo): the plugin itself parses the config properly.
+    """
+    pos = stdin.find(b'"%s"' % key.encode())
+    if pos < 0:
+        return ""
+    rest = stdin[pos + len(key) + 2:].lstrip()
+    if not rest.startswith(b":"):
+        return ""
+    rest = rest[1:].lstrip()
+    end = rest.find(b'"', 1)
+    if not rest.startswith(b'"') or end < 0 or b"\\" in rest[:end]:
+        return ""
+    return rest[1:end].decode(errors="replace")
+
+
 def socket_path(stdin: bytes) -> str:
-    """`agentSocket` from the network config, found without parsing unless present."""
-    if b'"agentSocket"' in stdin:
-        try:
-            conf = json.loads(stdin)
-            val = conf.get("agentSocket") if isinstance(conf, dict) else None
-            if isinstance(val, str) and val:
-                return val
-        except ValueError:
-            pass
-    return DEFAULT_SOCKET
+    """`agentSocket` from the network config, else the default."""
+    return string_field(stdin, "agentSocket") or DEFAULT_SOCKET
+
+
+def version_answer(stdin: bytes) -> bytes:
+    """VERSION: echo the input's cniVersion when supported (the spec), else the newest."""
+    from .cni.version import LATEST, SUPPORTED
+    asked = string_field(stdin, "cniVersion")
+    ver = asked if asked in SUPPORTED else LATEST
+    return ('{"cniVersion": "%s", "supportedVersions": [%s]}\n'
+            % (ver, ", ".join('"%s"' % v for v in SUPPORTED))).encode()
 
 
 def encode_request(plugin_type: str, env: dict[str, str], stdin: bytes) -> bytes:
-    body = json.dumps({"type": plugin_type, "env": env, "stdin": stdin.decode("latin-1")}).encode()
-    head = (f"POST /cni HTTP/1.1\r\nHost: podnet\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
-    return head + body
+    lines = [f"POST /cni/{plugin_type} HTTP/1.1", "Host: podnet", f"Content-Length: {len(stdin)}",
+             "Connection: close"]
+    for k, v in env.items():
+        if "\r" in v or "\n" in v:
+            raise ValueError(f"{k} contains a line break")
+        lines.append(f"{ENV_HEADER}{k}: {v}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8", "surrogateescape") + stdin
 
 
 def decode_response(raw: bytes) -> tuple[int, bytes, str]:
-    """(exit code, stdout bytes, stderr text) from the agent's HTTP answer."""
+    """(exit code, stdout bytes, stderr text): the body is stdout then stderr."""
     head, sep, body = raw.partition(b"\r\n\r\n")
     if not sep or not head.startswith(b"HTTP/1.1 "):
         raise AgentFailed("malformed answer from the agent")
     if head.startswith(b"HTTP/1.1 403"):
         raise AgentUnreachable("the agent serves another network namespace")
-    try:
-        msg = json.loads(body)
-        return int(msg["exitCode"]), msg["stdout"].encode("latin-1"), str(msg.get("stderr", ""))
-    except (ValueError, KeyError, TypeError):
-        raise AgentFailed("undecodable answer from the agent") from None
+    code = err_len = None
+    for line in head.lower().split(b"\r\n")[1:]:
+        if line.startswith(EXIT_HEADER):
+            code = int(line[len(EXIT_HEADER):])
+        elif line.startswith(STDERR_HEADER):
+            err_len = int(line[len(STDERR_HEADER):])
+    if code is None or err_len is None or err_len > len(body):
+        raise AgentFailed("incomplete answer from the agent")
+    cut = len(body) - err_len
+    return code, body[:cut], body[cut:].decode(errors="replace")
 
 
 def call_agent(path: str, request: bytes, timeout: float) -> tuple[int, bytes, str]:
@@ -70,12 +100,9 @@ def call_agent(path: str, request: bytes, timeout: float) -> tuple[int, bytes, s
         try:
             s.sendall(request)
             chunks = []
-            while True:
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
+            while chunk := s.recv(65536):
                 chunks.append(chunk)
-        except OSError as e:  # timeout included
+        except OSError as e:  # a timeout included
             raise AgentFailed(str(e)) from None
     finally:
         s.close()
@@ -95,38 +122,31 @@ def run_in_process(plugin_type: str, env: dict[str, str], stdin: bytes) -> tuple
     return out.exit_code, out.stdout, out.stderr
 
 
-def _try_again(stdin: bytes, why: str) -> tuple[int, bytes, str]:
-    ver = "1.1.0"
-    try:
-        conf = json.loads(stdin)
-        ver = conf.get("cniVersion") or ver
-    except (ValueError, AttributeError):
-        pass
-    body = {"cniVersion": ver, "code": 11, "msg": "podnet agent did not finish the request in time", "details": why}
-    return 1, (json.dumps(body) + "\n").encode(), why + "\n"
+def _try_again(why: str) -> tuple[int, bytes, str]:
+    body = ('{"cniVersion": "1.1.0", "code": 11, "msg": "podnet agent did not finish the request", '
+            '"details": "%s"}\n' % why.replace("\\", "/").replace('"', "'"))
+    return 1, body.encode(), why + "\n"
 
 
 def execute(plugin_type: str, environ: dict[str, str], stdin: bytes) -> tuple[int, bytes, str]:
     env = cni_env(environ)
     command = env.get("CNI_COMMAND")
+    if command == "VERSION":
+        return 0, version_answer(stdin), ""
     if command is None:
         from .cni.skel import about
         return 0, b"", about(plugin_type)
-    if command == "VERSION":
-        from .cni.skel import version_outcome
-        return 0, version_outcome(stdin).stdout, ""
     if environ.get(NO_AGENT_ENV):
         return run_in_process(plugin_type, env, stdin)
-    path = socket_path(stdin)
     try:
-        timeout = float(environ.get(TIMEOUT_ENV, "60"))
-        return call_agent(path, encode_request(plugin_type, env, stdin), timeout)
-    except AgentUnreachable:
+        request = encode_request(plugin_type, env, stdin)
+        return call_agent(socket_path(stdin), request, float(environ.get(TIMEOUT_ENV, "60")))
+    except (AgentUnreachable, ValueError):
         return run_in_process(plugin_type, env, stdin)
     except AgentFailed as e:
         if command in ("DEL", "GC", "STATUS", "CHECK"):
             return run_in_process(plugin_type, env, stdin)
-        return _try_again(stdin, str(e))
+        return _try_again(str(e))
 
 
 def main(plugin_type: str) -> int:

@@ -30,19 +30,27 @@ def raw_request(sandbox: str, sock: str, payload: bytes) -> bytes:
     return b"".join(chunks)
 
 
+def answer(raw: bytes) -> tuple[int, dict]:  # type: ignore[type-arg]
+    from podnet.launcher import decode_response
+    code, out, _ = decode_response(raw)
+    return code, json.loads(out)
+
+
 def test_malformed_and_oversized_requests_get_cni_errors(sandbox, agent_factory):
     agent = agent_factory(sandbox)
-    bad = raw_request(sandbox, agent.sock, b"POST /cni HTTP/1.1\r\nContent-Length: 5\r\n\r\n{nope")
-    body = json.loads(bad.partition(b"\r\n\r\n")[2])
-    assert body["exitCode"] == 1 and json.loads(body["stdout"])["code"] == 6
-    big = raw_request(sandbox, agent.sock, b"POST /cni HTTP/1.1\r\nContent-Length: 99999999\r\n\r\n")
-    assert json.loads(json.loads(big.partition(b"\r\n\r\n")[2])["stdout"])["code"] == 6
-    missing = raw_request(sandbox, agent.sock, b"POST /cni HTTP/1.1\r\nContent-Length: 62\r\n\r\n" +
-                          json.dumps({"type": "bridge", "env": {"CNI_COMMAND": "ADD"}, "stdin": "{}"}).encode()[:62])
-    assert json.loads(json.loads(missing.partition(b"\r\n\r\n")[2])["stdout"])["code"] == 4
-    health = raw_request(sandbox, agent.sock, b"GET /healthz HTTP/1.1\r\n\r\n")
-    assert b"200 OK" in health
+    code, err = answer(raw_request(sandbox, agent.sock, b"POST /cni/bridge HTTP/1.1\r\nContent-Length: 5\r\n"
+                                   b"X-Cni-Env-CNI_COMMAND: ADD\r\nX-Cni-Env-CNI_CONTAINERID: a\r\n"
+                                   b"X-Cni-Env-CNI_NETNS: /x\r\nX-Cni-Env-CNI_IFNAME: eth0\r\n\r\n{nope"))
+    assert code == 1 and err["code"] == 6
+    code, err = answer(raw_request(sandbox, agent.sock,
+                                   b"POST /cni/bridge HTTP/1.1\r\nContent-Length: 99999999\r\n\r\n"))
+    assert code == 1 and err["code"] == 6 and "cap" in err["msg"]
+    code, err = answer(raw_request(sandbox, agent.sock, b"POST /cni/bridge HTTP/1.1\r\nContent-Length: 2\r\n"
+                                   b"X-Cni-Env-CNI_COMMAND: ADD\r\n\r\n{}"))
+    assert code == 1 and err["code"] == 4 and "CNI_NETNS" in err["msg"]
+    assert b"200 OK" in raw_request(sandbox, agent.sock, b"GET /healthz HTTP/1.1\r\n\r\n")
     metrics = raw_request(sandbox, agent.sock, b"GET /metrics HTTP/1.1\r\n\r\n")
+    assert b'podnet_cni_errors_total{code="4",command="ADD",plugin="bridge"} 1.0' in metrics
     assert b'podnet_cni_request_seconds_count{command="ADD",plugin="bridge"}' in metrics
     assert oct(os.stat(agent.sock).st_mode & 0o777) == "0o600"
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-import pytest
+import pytest  # noqa: I001
 
 from podnet import launcher
 from podnet.agent.edge import to_cni_error
@@ -12,32 +12,38 @@ from podnet.ipam.errors import RangeExhausted, StoreUnavailable
 from podnet.net.errors import NetError, NetnsGone
 
 
-def test_request_is_one_http_post_with_env_and_exact_stdin():
+def test_request_is_one_http_post_with_env_headers_and_exact_stdin():
     stdin = b'{"cniVersion":"1.0.0","name":"n","x":"\xc3\xa9"}'
-    raw = launcher.encode_request("bridge", {"CNI_COMMAND": "ADD"}, stdin)
+    raw = launcher.encode_request("bridge", {"CNI_COMMAND": "ADD", "CNI_ARGS": "A=1;B=2"}, stdin)
     head, _, body = raw.partition(b"\r\n\r\n")
-    assert head.startswith(b"POST /cni HTTP/1.1\r\n")
-    assert f"Content-Length: {len(body)}".encode() in head
-    msg = json.loads(body)
-    assert msg["type"] == "bridge" and msg["env"] == {"CNI_COMMAND": "ADD"}
-    assert msg["stdin"].encode("latin-1") == stdin
+    assert head.startswith(b"POST /cni/bridge HTTP/1.1\r\n")
+    assert f"Content-Length: {len(stdin)}".encode() in head
+    assert b"X-Cni-Env-CNI_ARGS: A=1;B=2" in head and body == stdin
+    with pytest.raises(ValueError):
+        launcher.encode_request("bridge", {"CNI_ARGS": "a\r\nInjected: 1"}, b"")
 
 
 def test_response_decoding_and_refusal():
-    body = json.dumps({"exitCode": 1, "stdout": '{"code":7}\n', "stderr": "bad"}).encode()
-    assert launcher.decode_response(b"HTTP/1.1 200 OK\r\nX: y\r\n\r\n" + body) == (1, b'{"code":7}\n', "bad")
+    raw = b"HTTP/1.1 200 OK\r\nX-CNI-Exit: 1\r\nX-CNI-Stderr-Length: 3\r\n\r\n" + b'{"code":7}\nbad'
+    assert launcher.decode_response(raw) == (1, b'{"code":7}\n', "bad")
     with pytest.raises(launcher.AgentUnreachable):
         launcher.decode_response(b"HTTP/1.1 403 Forbidden\r\n\r\n{}")
     with pytest.raises(launcher.AgentFailed):
-        launcher.decode_response(b"HTTP/1.1 200 OK\r\n\r\n{trunc")
+        launcher.decode_response(b"HTTP/1.1 200 OK\r\nX-CNI-Exit: 0\r\n\r\n")
     with pytest.raises(launcher.AgentFailed):
         launcher.decode_response(b"")
+
+
+def test_version_echo_without_a_json_parser():
+    assert b'"cniVersion": "0.4.0"' in launcher.version_answer(b'{"cniVersion" : "0.4.0"}')
+    assert b'"cniVersion": "1.1.0"' in launcher.version_answer(b"")
 
 
 def test_socket_path_from_config_or_default():
     assert launcher.socket_path(b'{"name":"n"}') == launcher.DEFAULT_SOCKET
     assert launcher.socket_path(b'{"agentSocket":"/run/x.sock"}') == "/run/x.sock"
     assert launcher.socket_path(b'{"agentSocket": 5}') == launcher.DEFAULT_SOCKET
+    assert launcher.socket_path(b'{"agentSocket" : "/a/b.sock", "x": 1}') == "/a/b.sock"
 
 
 def test_only_cni_variables_are_forwarded():

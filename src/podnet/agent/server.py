@@ -1,7 +1,8 @@
 """The agent's HTTP/1.1 server on a root-only unix socket.
 
-POST /cni  {type, env, stdin} -> {exitCode, stdout, stderr}: exactly what the plugin
-           would have printed and returned in-process.
+POST /cni/<type>  CNI variables as X-Cni-Env-* headers, stdin as the body ->
+           X-CNI-Exit and a body of stdout then stderr (X-CNI-Stderr-Length):
+           exactly what the plugin would have printed and returned in-process.
 GET /healthz, GET /metrics (Prometheus text).
 
 Requests run on their own threads; nothing here serialises them (host-local takes
@@ -24,7 +25,8 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from ..cni.errors import DECODE_FAILURE, INVALID_ENV, TRY_AGAIN_LATER, CNIError
+from ..cni.errors import DECODE_FAILURE, TRY_AGAIN_LATER, CNIError
+from ..launcher import ENV_HEADER
 from . import metrics
 
 log = logging.getLogger(__name__)
@@ -46,8 +48,8 @@ def same_netns_as_me(pid: int) -> bool:
     return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
 
 
-def error_body(err: CNIError, exit_code: int = 1) -> dict[str, Any]:
-    return {"exitCode": exit_code, "stdout": json.dumps(err.to_dict("1.1.0")) + "\n", "stderr": err.msg + "\n"}
+def error_answer(err: CNIError) -> tuple[int, bytes, str]:
+    return 1, (json.dumps(err.to_dict("1.1.0")) + "\n").encode(), err.msg + "\n"
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -76,17 +78,26 @@ class Handler(BaseHTTPRequestHandler):
             self._send(404, b'{"error":"not found"}\n')
 
     def do_POST(self) -> None:
-        if self.path != "/cni":
+        if not self.path.startswith("/cni/"):
             self._send(404, b'{"error":"not found"}\n')
             return
         body = self._read_body()
         pid = peer_pid(self.request)
         if not same_netns_as_me(pid):
             log.warning("refused a request from pid %d in another network namespace", pid)
-            self._send(403, json.dumps(error_body(CNIError(
-                INVALID_ENV, "podnet agent serves only launchers in its own network namespace"))).encode())
+            self._send(403, b'{"error":"podnet agent serves only launchers in its own network namespace"}\n')
             return
-        self._send(200, json.dumps(self.server.serve_cni(body)).encode())
+        env = {k[len(ENV_HEADER):]: v for k, v in self.headers.items() if k.lower().startswith(ENV_HEADER.lower())}
+        code, out, err = self.server.serve_cni(self.path[len("/cni/"):], env, body)
+        payload = out + err.encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(payload)))
+        self.send_header("X-CNI-Exit", str(code))
+        self.send_header("X-CNI-Stderr-Length", str(len(err.encode())))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(payload)
+        self.close_connection = True
 
     def _read_body(self) -> bytes | CNIError:
         try:
@@ -108,30 +119,27 @@ class AgentServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
         self.pool = ThreadPoolExecutor(max_workers=64, thread_name_prefix="cni")
         super().__init__(path, Handler)
 
-    def serve_cni(self, raw: bytes | CNIError) -> dict[str, Any]:
+    def serve_cni(self, ptype: str, env: dict[str, str], raw: bytes | CNIError) -> tuple[int, bytes, str]:
+        """(exit code, stdout, stderr) exactly as the plugin would give them in-process."""
         if isinstance(raw, CNIError):
-            return error_body(raw)
-        try:
-            msg = json.loads(raw)
-            ptype, env, stdin = str(msg["type"]), dict(msg["env"]), str(msg["stdin"]).encode("latin-1")
-        except (ValueError, KeyError, TypeError, AttributeError):
-            return error_body(CNIError(DECODE_FAILURE, "malformed agent request body"))
+            return error_answer(raw)
         from ..dispatch import handle
         start = time.perf_counter()
-        fut = self.pool.submit(handle, ptype, env, stdin)
+        fut = self.pool.submit(handle, ptype, env, raw)
+        command = env.get("CNI_COMMAND", "?")
         try:
             out = fut.result(timeout=self.request_timeout)
         except FutureTimeout:
-            metrics.observe(env.get("CNI_COMMAND", "?"), ptype, time.perf_counter() - start, TRY_AGAIN_LATER)
-            return error_body(CNIError(TRY_AGAIN_LATER, f"podnet agent: request took over {self.request_timeout:.0f}s"))
+            metrics.observe(command, ptype, time.perf_counter() - start, TRY_AGAIN_LATER)
+            return error_answer(CNIError(TRY_AGAIN_LATER, f"podnet agent: request took over {self.request_timeout:.0f}s"))
         code = 0
         if out.exit_code:
             try:
                 code = int(json.loads(out.stdout).get("code", 999))
             except ValueError:
                 code = 999
-        metrics.observe(env.get("CNI_COMMAND", "?"), ptype, time.perf_counter() - start, code)
-        return {"exitCode": out.exit_code, "stdout": out.stdout.decode("latin-1"), "stderr": out.stderr}
+        metrics.observe(command, ptype, time.perf_counter() - start, code)
+        return out.exit_code, out.stdout, out.stderr
 
 
 def serve(path: str, request_timeout: float = 50.0) -> None:

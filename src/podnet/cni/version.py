@@ -1,13 +1,10 @@
 """Supported CNI versions and which command needs which config version."""
 from __future__ import annotations
 
-import re
-
 from .errors import DECODE_FAILURE, INCOMPATIBLE_VERSION, CNIError
 
 SUPPORTED: tuple[str, ...] = ("0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
 LATEST = "1.1.0"
-_SEMVER = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")
 
 # command -> the lowest config version that may use it
 MIN_VERSION_FOR = {"CHECK": "0.4.0", "STATUS": "1.1.0", "GC": "1.1.0"}
@@ -15,10 +12,10 @@ MIN_VERSION_FOR = {"CHECK": "0.4.0", "STATUS": "1.1.0", "GC": "1.1.0"}
 
 def parse(version: str) -> tuple[int, int, int]:
     """'1.0.0' -> (1, 0, 0); a malformed string is a decode failure (code 6)."""
-    m = _SEMVER.match(version) if isinstance(version, str) else None
-    if not m:
+    parts = version.split(".") if isinstance(version, str) else []
+    if len(parts) != 3 or not all(p.isdigit() and p.isascii() for p in parts):
         raise CNIError(DECODE_FAILURE, f"invalid cniVersion {version!r}")
-    return int(m[1]), int(m[2]), int(m[3])
+    return int(parts[0]), int(parts[1]), int(parts[2])
 
 
 def at_least(version: str, minimum: str) -> bool:
