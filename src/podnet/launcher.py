@@ -8,8 +8,8 @@ agent: if the agent fails mid-request, DEL runs in-process (same lock files, sam
 """
 from __future__ import annotations
 
+import _socket  # the C module: `socket` pulls in enum/selectors, ~8 ms per pod start
 import os
-import socket
 import sys
 
 DEFAULT_SOCKET = "/run/podnet/agent.sock"
@@ -90,7 +90,7 @@ def decode_response(raw: bytes) -> tuple[int, bytes, str]:
 
 
 def call_agent(path: str, request: bytes, timeout: float) -> tuple[int, bytes, str]:
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
         s.settimeout(timeout)
         try:

@@ -1,7 +1,8 @@
-"""CNI errors and the spec's error codes (SPEC §5, plus libcni's 8 and 999)."""
-from __future__ import annotations
+"""CNI errors and the spec's error codes (SPEC §5, plus libcni's 8 and 999).
 
-from typing import Any
+Imported by the launcher: keep it free of `typing` and other costly modules.
+"""
+from __future__ import annotations
 
 INCOMPATIBLE_VERSION = 1
 UNSUPPORTED_FIELD = 2
@@ -26,8 +27,8 @@ class CNIError(Exception):
         self.msg = msg
         self.details = details
 
-    def to_dict(self, cni_version: str) -> dict[str, Any]:
-        out: dict[str, Any] = {"cniVersion": cni_version, "code": self.code, "msg": self.msg}
+    def to_dict(self, cni_version: str) -> dict[str, object]:
+        out: dict[str, object] = {"cniVersion": cni_version, "code": self.code, "msg": self.msg}
         if self.details:
             out["details"] = self.details
         return out
