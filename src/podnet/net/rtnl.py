@@ -136,11 +136,6 @@ class Rtnl:
         with _nl(f"veth {name}"):
             self._ipr.link("add", **kw)
 
-    def add_link(self, name: str, kind: str, **attrs: Any) -> None:
-        """Generic link creation (macvlan, vxlan, ifb, dummy …): attrs are pyroute2 names."""
-        with _nl(f"{kind} {name}"):
-            self._ipr.link("add", ifname=name, kind=kind, **attrs)
-
     def set_link(self, index: int, **attrs: Any) -> None:
         """attrs: state='up', mtu, address, master, ifname, net_ns_fd, ifalias, flags…"""
         with _nl(f"link #{index}"):
