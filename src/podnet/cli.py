@@ -36,6 +36,16 @@ def cmd_agent(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_doctor(a: argparse.Namespace) -> int:
+    from . import doctor
+    findings = doctor.run_checks(a.socket, a.bin_dir)
+    if a.json:
+        print(json.dumps([f.__dict__ for f in findings], indent=2))
+    else:
+        print(doctor.render(findings))
+    return doctor.exit_code(findings)
+
+
 def cmd_version(a: argparse.Namespace) -> int:
     from .cni.version import SUPPORTED
     print(json.dumps({"podnet": __version__, "cniVersions": list(SUPPORTED)}) if a.json
@@ -70,6 +80,11 @@ def parser() -> argparse.ArgumentParser:
     ag.add_argument("--log-level", default="INFO")
     ag.add_argument("--request-timeout", type=float, default=50.0)
     ag.set_defaults(fn=cmd_agent)
+    dr = sub.add_parser("doctor", help="check the agent, its socket, the launchers and the tools")
+    dr.add_argument("--socket", default=DEFAULT_SOCKET)
+    dr.add_argument("--bin-dir", default="/opt/cni/bin")
+    dr.add_argument("--json", action="store_true")
+    dr.set_defaults(fn=cmd_doctor)
     v = sub.add_parser("version")
     v.add_argument("--json", action="store_true")
     v.set_defaults(fn=cmd_version)

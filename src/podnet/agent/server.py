@@ -179,3 +179,13 @@ def serve(path: str, request_timeout: float = 50.0) -> None:
         srv.server_close()
         srv.pool.shutdown(wait=False, cancel_futures=True)
         unlink_if_mine()
+        log.info("stopped; %s", memory_report())
+
+
+def memory_report() -> str:
+    """Current and peak resident memory, logged at shutdown (benchmarks quote it)."""
+    import resource
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with open("/proc/self/statm") as f:
+        rss_pages = int(f.read().split()[1])
+    return f"rss_mib={rss_pages * os.sysconf('SC_PAGE_SIZE') / 2**20:.1f} peak_rss_mib={peak_kib / 1024:.1f}"

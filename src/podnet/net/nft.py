@@ -79,3 +79,8 @@ def list_json(what: str) -> list[dict[str, Any]]:
 
 def available() -> bool:
     return bool(_context()) or shutil.which("nft") is not None
+
+
+def has_library() -> bool:
+    """Whether libnftables (python3-nftables) is loaded rather than the `nft` fallback."""
+    return bool(_context())

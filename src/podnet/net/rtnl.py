@@ -245,3 +245,9 @@ def open_rtnl(netns_fd: int | None = None) -> Iterator[Rtnl]:
         yield r
     finally:
         r.close()
+
+
+def library_version() -> str:
+    """The netlink library's version, for `podnet doctor`."""
+    import pyroute2
+    return str(getattr(pyroute2, "__version__", "unknown"))

@@ -1,0 +1,136 @@
+"""`podnet doctor`: what a node needs for podnet, checked one item at a time.
+
+Each check answers with a level (ok / warn / fail) and one line a person can act on;
+the exit status is non-zero when any check fails, so scripts and probes can use it.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import stat
+import subprocess
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+from .launcher import DEFAULT_SOCKET
+
+OK, WARN, FAIL = "ok", "warn", "fail"
+
+
+@dataclass(frozen=True)
+class Finding:
+    check: str
+    level: str
+    detail: str
+
+
+def http_get_unix(path: str, url: str, timeout: float = 2.0) -> tuple[int, bytes]:
+    """One GET over the agent's unix socket; (status, body)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        s.connect(path)
+        s.sendall(f"GET {url} HTTP/1.1\r\nHost: podnet\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    return status, body
+
+
+def check_socket(path: str) -> Iterator[Finding]:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        yield Finding("agent socket", WARN, f"{path} does not exist: launchers run plugins in-process (slower)")
+        return
+    if not stat.S_ISSOCK(st.st_mode):
+        yield Finding("agent socket", FAIL, f"{path} exists but is not a socket")
+        return
+    mode = stat.S_IMODE(st.st_mode)
+    if mode & 0o077 or st.st_uid != 0:
+        yield Finding("agent socket", FAIL, f"{path} is mode {mode:04o} owner uid {st.st_uid}; want 0600 root")
+    else:
+        yield Finding("agent socket", OK, f"{path} mode {mode:04o}, owner root")
+    try:
+        status, body = http_get_unix(path, "/healthz")
+    except OSError as e:
+        yield Finding("agent", FAIL, f"socket {path} does not answer ({e}): a stale socket? restart `podnet agent`")
+        return
+    if status == 200:
+        yield Finding("agent", OK, f"answers /healthz: {body.decode(errors='replace').strip()}")
+    else:
+        yield Finding("agent", FAIL, f"/healthz answered HTTP {status} (403 = this shell is in another netns)")
+
+
+def launcher_interpreter(path: str) -> str:
+    with open(path, "rb") as f:
+        first = f.readline().decode(errors="replace").strip()
+    return first[2:].split()[0] if first.startswith("#!") else ""
+
+
+def check_launchers(bin_dir: str) -> Iterator[Finding]:
+    from .install import TYPES
+    missing = [t for t in TYPES if not os.access(os.path.join(bin_dir, f"podnet-{t}"), os.X_OK)]
+    if missing:
+        yield Finding("launchers", FAIL, f"missing in {bin_dir}: {', '.join('podnet-' + t for t in missing)}"
+                      " (run `podnet install --bin-dir " + bin_dir + "`)")
+    present = [t for t in TYPES if t not in missing]
+    if not present:
+        return
+    first = os.path.join(bin_dir, f"podnet-{present[0]}")
+    interp = launcher_interpreter(first)
+    if not interp or not os.access(interp, os.X_OK):
+        yield Finding("launcher interpreter", FAIL, f"{first} names {interp or 'no interpreter'}, not executable")
+        return
+    try:
+        out = subprocess.run([first], input=b"", capture_output=True, timeout=10,
+                             env={"CNI_COMMAND": "VERSION", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
+    except (OSError, subprocess.TimeoutExpired) as e:
+        yield Finding("launcher interpreter", FAIL, f"{first} did not run: {e}")
+        return
+    level = OK if out.returncode == 0 and b"supportedVersions" in out.stdout else FAIL
+    yield Finding("launcher interpreter", level,
+                  f"{interp} (VERSION via {os.path.basename(first)}: exit {out.returncode})")
+
+
+def check_tools() -> Iterator[Finding]:
+    nft = shutil.which("nft") or next((p for p in ("/usr/sbin/nft", "/sbin/nft") if os.access(p, os.X_OK)), "")
+    yield Finding("nft", OK if nft else FAIL, nft or "not found: apt install nftables")
+    try:
+        from .net import nft as nftlib
+        yield Finding("libnftables", OK if nftlib.has_library() else WARN,
+                      "python3-nftables loaded" if nftlib.has_library() else "not found; falling back to `nft -f -`")
+    except Exception as e:  # noqa: BLE001 - a doctor reports, it does not crash
+        yield Finding("libnftables", WARN, str(e))
+    ip = shutil.which("ip") or next((p for p in ("/usr/sbin/ip", "/sbin/ip", "/bin/ip") if os.access(p, os.X_OK)), "")
+    yield Finding("iproute2", OK if ip else WARN, ip or "`ip` not found (not needed by podnet, but for debugging)")
+    try:
+        from .net.rtnl import library_version
+        yield Finding("pyroute2", OK, f"version {library_version()}")
+    except ImportError as e:
+        yield Finding("pyroute2", FAIL, f"cannot import: {e}")
+    fwd = "/proc/sys/net/ipv4/ip_forward"
+    try:
+        with open(fwd) as f:
+            on = f.read().strip() == "1"
+        yield Finding("ip_forward", OK if on else WARN,
+                      "on" if on else "off: podnet-bridge with isGateway turns it on at the first ADD")
+    except OSError as e:
+        yield Finding("ip_forward", WARN, str(e))
+
+
+def run_checks(socket_path: str = DEFAULT_SOCKET, bin_dir: str = "/opt/cni/bin") -> list[Finding]:
+    groups: list[Callable[[], Iterator[Finding]]] = [
+        lambda: check_socket(socket_path), lambda: check_launchers(bin_dir), check_tools]
+    return [f for g in groups for f in g()]
+
+
+def render(findings: list[Finding]) -> str:
+    width = max(len(f.check) for f in findings)
+    return "\n".join(f"[{f.level:4}] {f.check:<{width}}  {f.detail}" for f in findings)
+
+
+def exit_code(findings: list[Finding]) -> int:
+    return 1 if any(f.level == FAIL for f in findings) else 0
