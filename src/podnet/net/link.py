@@ -39,22 +39,27 @@ def ensure_bridge(host: Rtnl, name: str, mtu: int = 0, vlan_filtering: bool = Fa
     return br
 
 
-def make_veth_into(host: Rtnl, pod: Rtnl, pod_netns_fd: int, ifname: str,
-                   mtu: int = 0, mac: str = "") -> tuple[Link, Link]:
-    """A veth pair: the host end (random name) here, the `ifname` end inside the pod.
+def make_veth_into(host: Rtnl, pod: Rtnl, pod_netns_fd: int, ifname: str, mtu: int = 0,
+                   mac: str = "", master: int = 0) -> tuple[Link, Link]:
+    """A veth pair, both ends up: the host end (random name, MAC, optionally on `master`)
+    here, the `ifname` end inside the pod.
 
-    The peer is created directly in the pod netns under its final name, so the kernel
-    either makes both ends or neither.  Returns (host_link, pod_link), both down.
+    One netlink message makes both ends in their netns, so the kernel makes both or
+    neither; the host end is described from what we asked for, saving a lookup.
+    Raises LinkExists when `ifname` already exists in the pod.
     """
     for _ in range(5):
-        name = random_veth_name()
+        name, host_mac = random_veth_name(), random_mac()
         try:
-            host.add_veth(name, ifname, pod_netns_fd, mtu=mtu, peer_mac=mac)
+            host.add_veth(name, ifname, pod_netns_fd, mtu=mtu, peer_mac=mac, mac=host_mac, master=master, up=True)
         except LinkExists:
             if pod.link(ifname) is not None:
                 raise
             continue  # host-side name collision: try another
-        return host.require_link(name), pod.require_link(ifname)
+        cv = pod.require_link(ifname)
+        hv = Link(index=cv.link, name=name, kind="veth", mac=host_mac, mtu=cv.mtu, up=True, master=master,
+                  alias="", link=cv.index, promisc=False)
+        return hv, cv
     raise NetError("could not find a free host veth name")
 
 

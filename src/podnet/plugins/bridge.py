@@ -88,20 +88,17 @@ def add(req: Request) -> Result:
         pod_fd = undo.enter_context(netns.opened(req.netns))
         host = undo.enter_context(open_rtnl())
         pod = undo.enter_context(open_rtnl(pod_fd))
-        if pod.link(req.ifname) is not None:  # before IPAM: its rollback would free a live address
-            raise config_error("CNI_IFNAME", f"interface {req.ifname!r} already exists in {req.netns}")
         br = link.ensure_bridge(host, conf.bridge, conf.mtu, vlan_filtering=conf.vlan > 0)
         if conf.promisc and not br.promisc:
             host.set_promisc(br.index, True)
-        ipam = delegate.ipam_add(req) if conf.has_ipam else Result(req.cni_version)
-        if conf.has_ipam:
-            undo.callback(delegate.ipam_del, req)
-        try:
-            hv, cv = link.make_veth_into(host, pod, pod_fd, req.ifname, conf.mtu, mac)
+        try:  # the link before IPAM: an IFNAME clash must not reach IPAM, whose rollback frees live addresses
+            hv, cv = link.make_veth_into(host, pod, pod_fd, req.ifname, conf.mtu, mac, master=br.index)
         except LinkExists:
             raise config_error("CNI_IFNAME", f"interface {req.ifname!r} already exists in {req.netns}") from None
         undo.callback(_quietly, host.del_link, hv.index)
-        host.set_link(hv.index, master=br.index, state="up")
+        ipam = delegate.ipam_add(req) if conf.has_ipam else Result(req.cni_version)
+        if conf.has_ipam:
+            undo.callback(delegate.ipam_del, req)
         if conf.hairpin:
             host.set_brport(hv.index, hairpin=1)
         if conf.vlan:
