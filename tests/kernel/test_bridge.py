@@ -1,7 +1,6 @@
 """podnet-bridge + podnet-host-local in real namespaces, in-process and through the agent."""
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 from concurrent.futures import ThreadPoolExecutor

@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 from . import version as V
 from .errors import DECODE_FAILURE, CNIError
-from .types import (DNS, Interface, IPConfig, Result, Route, dns_from_dict, dns_to_dict,
+from .types import (Interface, IPConfig, Result, Route, dns_from_dict, dns_to_dict,
                     parse_cidr, parse_ip, parse_net)
 
 

@@ -14,6 +14,10 @@ class LinkExists(NetError):
     pass
 
 
+class LinkKindUnsupported(NetError):
+    """The kernel has no such link type (EOPNOTSUPP), e.g. ipvlan/vlan/dummy not built."""
+
+
 class NetnsGone(NetError):
     """The network namespace path does not exist (or is no longer a netns)."""
 

@@ -1,6 +1,8 @@
 """Link steps shared by plugins: veth pairs into a pod, bridges, random host names."""
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import os
 
 from .errors import LinkExists, NetError
@@ -69,3 +71,60 @@ def host_peer_of(host: Rtnl, pod_link: Link) -> Link | None:
         return None
     peer = host.link_by_index(pod_link.link)
     return peer if peer is not None and peer.kind == "veth" else None
+
+
+def temp_name() -> str:
+    """A name no user picks, for a link between creation and its final rename."""
+    return "pnt" + os.urandom(4).hex()
+
+
+def create_in_pod(where: Rtnl, pod: Rtnl, pod_netns_fd: int, ifname: str, kind: str, **attrs: object) -> Link:
+    """Create a `kind` link under a temporary name straight into the pod, then rename it.
+
+    `where` is the netns that holds the lower device (the host, or the pod itself for
+    linkInContainer).  The temporary name keeps a clash with a host name from failing
+    the create; a clash with `ifname` in the pod raises LinkExists and leaves nothing.
+    """
+    tmp = temp_name()
+    where.add_link(tmp, kind, None if where is pod else pod_netns_fd, **attrs)
+    made = pod.require_link(tmp)
+    try:
+        pod.set_link(made.index, ifname=ifname)
+    except NetError:
+        with contextlib.suppress(NetError):
+            pod.del_link(made.index)
+        raise
+    return dataclasses.replace(made, name=ifname)
+
+
+def move_into_pod(host: Rtnl, pod: Rtnl, pod_netns_fd: int, dev: Link, ifname: str) -> Link:
+    """Move a host device into the pod as `ifname`, its original name kept in the alias
+    (how DEL finds the name to give back).  On a failed rename it goes back home."""
+    host.set_link(dev.index, state="down")
+    host.set_link(dev.index, ifalias=dev.name)
+    host.set_link(dev.index, net_ns_fd=pod_netns_fd)
+    moved = pod.require_link(dev.name)
+    try:
+        pod.set_link(moved.index, ifname=ifname)
+    except NetError:
+        move_out_of_pod(pod, moved, host_netns_fd=None)
+        raise
+    pod.set_link(moved.index, state="up")
+    return pod.require_link(ifname)
+
+
+def move_out_of_pod(pod: Rtnl, dev: Link, host_netns_fd: int | None) -> None:
+    """Give a device back to the host under the name saved in its alias.
+
+    Renamed inside the pod first (a name free there), then moved: the host may hold an
+    `eth0` of its own.  host_netns_fd None means the netns of the calling thread.
+    """
+    pod.set_link(dev.index, state="down")
+    original = dev.alias or dev.name
+    if dev.name != original:
+        pod.set_link(dev.index, ifname=original)
+    if host_netns_fd is None:
+        with open("/proc/thread-self/ns/net", "rb") as f:
+            pod.set_link(dev.index, net_ns_fd=f.fileno())
+    else:
+        pod.set_link(dev.index, net_ns_fd=host_netns_fd)

@@ -18,7 +18,7 @@ from pyroute2 import IPRoute  # pinned in pyproject: pyroute2==0.9.7
 from pyroute2.netlink.exceptions import NetlinkError
 
 from . import netns
-from .errors import LinkExists, LinkNotFound, NetError
+from .errors import LinkExists, LinkKindUnsupported, LinkNotFound, NetError
 
 IPIface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 IPNet = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -28,6 +28,7 @@ IFA_F_NODAD = 0x02
 RT_SCOPE_UNIVERSE = 0
 RT_SCOPE_LINK = 253
 RT_SCOPE_HOST = 254
+RT_SCOPE_NOWHERE = 255
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,10 @@ class Link:
     alias: str
     link: int          # IFLA_LINK: the peer's / lower device's index
     promisc: bool
+    info: tuple[tuple[str, Any], ...] = ()  # IFLA_INFO_DATA, e.g. (("IFLA_MACVLAN_MODE", "bridge"),)
+
+    def info_value(self, key: str) -> Any:
+        return next((v for k, v in self.info if k == key), None)
 
 
 @dataclass(frozen=True)
@@ -59,6 +64,8 @@ def _translate(e: NetlinkError, what: str) -> NetError:
         return LinkNotFound(what)
     if e.code == errno.EEXIST:
         return LinkExists(what)
+    if e.code == errno.EOPNOTSUPP:
+        return LinkKindUnsupported(f"{what}: this kernel does not support the link type")
     return NetError(f"{what}: {e.args[1] if len(e.args) > 1 else e}")
 
 
@@ -73,7 +80,9 @@ def _nl(what: str) -> Iterator[None]:
 def _link_from_msg(msg: Any) -> Link:
     info = msg.get("IFLA_LINKINFO")
     kind = info.get("IFLA_INFO_KIND") if info else ""
-    return Link(index=msg["index"], name=msg.get("IFLA_IFNAME"), kind=kind or "",
+    data = info.get("IFLA_INFO_DATA") if info else None
+    attrs = tuple((k, v) for k, v in data["attrs"] if k != "UNKNOWN") if data else ()
+    return Link(info=attrs, index=msg["index"], name=msg.get("IFLA_IFNAME"), kind=kind or "",
                 mac=msg.get("IFLA_ADDRESS") or "", mtu=msg.get("IFLA_MTU") or 0,
                 up=bool(msg["flags"] & 1), master=msg.get("IFLA_MASTER") or 0,
                 alias=msg.get("IFLA_IFALIAS") or "", link=msg.get("IFLA_LINK") or 0,
@@ -146,6 +155,15 @@ class Rtnl:
             kw["mtu"] = mtu
             peer_spec["mtu"] = mtu
         with _nl(f"veth {name}"):
+            self._ipr.link("add", **kw)
+
+    def add_link(self, name: str, kind: str, netns_fd: int | None = None, **attrs: Any) -> None:
+        """A link of `kind` (macvlan, ipvlan, vlan, dummy…), created straight into `netns_fd`
+        if given; attrs are pyroute2's: link (lower index), mtu, address, macvlan_mode…"""
+        kw: dict[str, Any] = {"ifname": name, "kind": kind, **{k: v for k, v in attrs.items() if v is not None}}
+        if netns_fd is not None:
+            kw["net_ns_fd"] = netns_fd
+        with _nl(f"{kind} {name}"):
             self._ipr.link("add", **kw)
 
     def set_link(self, index: int, **attrs: Any) -> None:
@@ -233,7 +251,8 @@ class Rtnl:
             self._ipr.route("replace" if replace else "add", **kw)
 
     def del_route(self, dst: IPNet, gw: IPAddr | None = None, oif: int = 0, table: int | None = None) -> None:
-        kw: dict[str, Any] = {"dst": str(dst)}
+        """Delete whatever route matches: any scope and protocol (the kernel's own too)."""
+        kw: dict[str, Any] = {"dst": str(dst), "scope": RT_SCOPE_NOWHERE, "proto": 0}
         if gw is not None:
             kw["gateway"] = str(gw)
         if oif:

@@ -2,11 +2,17 @@
 from __future__ import annotations
 
 from ..cni.skel import Plugin
-from . import bridge, host_local, loopback, static
+from . import bridge, dummy, host_device, host_local, ipvlan, loopback, macvlan, ptp, static, vlan
 
 REGISTRY: dict[str, Plugin] = {
     "bridge": bridge.PLUGIN,
     "host-local": host_local.PLUGIN,
     "static": static.PLUGIN,
     "loopback": loopback.PLUGIN,
+    "ptp": ptp.PLUGIN,
+    "macvlan": macvlan.PLUGIN,
+    "ipvlan": ipvlan.PLUGIN,
+    "vlan": vlan.PLUGIN,
+    "host-device": host_device.PLUGIN,
+    "dummy": dummy.PLUGIN,
 }

@@ -10,9 +10,9 @@ from ..cni.request import Request
 from ..cni.skel import Plugin
 from ..cni.types import DNS, Interface, IPConfig, Result, Route, dns_from_dict
 from ..net import addr, link, masq, netns, spoofchk, sysctl
-from ..net.errors import LinkExists, LinkNotFound, NetError, NetnsGone
+from ..net.errors import LinkExists
 from ..net.rtnl import Link, Rtnl, open_rtnl
-from . import delegate
+from . import delegate, podside
 from .common import (check_link_name, get_bool, get_int, get_str, ipam_conf, prev_result,
                      requested_mac, valid_attachments)
 
@@ -72,13 +72,8 @@ def _setup_gateway(host: Rtnl, conf: BridgeConf, br: Link, ips: tuple[IPConfig, 
             continue
         gw = ipaddress.ip_interface(f"{ip.gateway}/{ip.address.network.prefixlen}")
         if addr.ensure_gateway(host, br, gw, conf.force_address):
-            undo.callback(_quietly, host.del_addr, br.index, gw)
+            undo.callback(podside.quietly, host.del_addr, br.index, gw)
         sysctl.ensure("net/ipv4/ip_forward" if ip.family == 4 else "net/ipv6/conf/all/forwarding", 1)
-
-
-def _quietly(fn, *args) -> None:  # type: ignore[no-untyped-def]
-    with contextlib.suppress(NetError):
-        fn(*args)
 
 
 def add(req: Request) -> Result:
@@ -95,7 +90,7 @@ def add(req: Request) -> Result:
             hv, cv = link.make_veth_into(host, pod, pod_fd, req.ifname, conf.mtu, mac, master=br.index)
         except LinkExists:
             raise config_error("CNI_IFNAME", f"interface {req.ifname!r} already exists in {req.netns}") from None
-        undo.callback(_quietly, host.del_link, hv.index)
+        undo.callback(podside.quietly, host.del_link, hv.index)
         ipam = delegate.ipam_add(req) if conf.has_ipam else Result(req.cni_version)
         if conf.has_ipam:
             undo.callback(delegate.ipam_del, req)
@@ -119,34 +114,15 @@ def add(req: Request) -> Result:
             spoofchk.add(hv.name, cv.mac, req.network, req.container_id)
         undo.pop_all()
     ifaces = (Interface(br.name, br.mac), Interface(hv.name, hv.mac), Interface(cv.name, cv.mac, sandbox=req.netns))
-    dns = conf.dns if not conf.dns.is_empty() else ipam.dns
-    return Result(req.cni_version, ifaces, ips, routes, dns)
-
-
-def _pod_addresses_and_remove(req: Request) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
-    """Delete IFNAME in the pod (taking the host end with it); its addresses, if any."""
-    try:
-        with netns.opened(req.netns) as fd, open_rtnl(fd) as pod:
-            cv = pod.link(req.ifname)
-            if cv is None:
-                return []
-            found = [a.ip for a in pod.addrs(cv.index) if not a.ip.is_link_local]
-            with contextlib.suppress(LinkNotFound):
-                pod.del_link(cv.index)
-            return found
-    except NetnsGone:
-        return []
+    return Result(req.cni_version, ifaces, ips, routes, podside.pick_dns(conf.dns, ipam.dns))
 
 
 def delete(req: Request) -> None:
     conf = parse_conf(req)
     prev = prev_result(req) if req.prev_result else None
-    found = _pod_addresses_and_remove(req)
+    found = podside.remove_pod_link(req)
     if conf.ip_masq:
-        known = set(found) | {i.address.ip for i in (prev.ips if prev else ())}
-        if not known:
-            known = {ip for ip, _ in masq.owned_by(req.network, req.container_id)}
-        masq.remove(sorted(known, key=str))
+        podside.release_masq(req, found, prev)
     if conf.macspoofchk:
         for port, mac in spoofchk.owned_by(req.network, req.container_id):
             spoofchk.remove(port, mac)
@@ -170,14 +146,8 @@ def check(req: Request) -> None:
             hv = link.host_peer_of(host, cv)
             if hv is None or hv.master != br.index:
                 raise CNIError(999, f"{req.ifname!r} is not attached to bridge {conf.bridge!r}")
-            mine = [i.address for i in prev.ips if i.interface is None or
-                    (i.interface < len(prev.interfaces) and prev.interfaces[i.interface].name == req.ifname)]
-            missing = addr.missing_addresses(pod, cv, mine)
-            if missing:
-                raise CNIError(999, f"address {missing[0]} missing from {req.ifname}")
-            gone = addr.missing_routes(pod, prev, cv)
-            if gone:
-                raise CNIError(999, f"route to {gone[0].dst} missing in {req.netns}")
+            podside.check_mac(cv, prev, req)
+            podside.check_addresses_and_routes(pod, cv, prev, req)
     if conf.has_ipam:
         delegate.ipam_check(req)
 

@@ -1,0 +1,37 @@
+"""Config shared by plugins that hang a link off a lower device (macvlan, ipvlan, vlan):
+finding the master, in the host or (linkInContainer) in the pod, and checking the MTU."""
+from __future__ import annotations
+
+from ..cni.errors import config_error
+from ..net.rtnl import Link, Rtnl
+from .common import check_link_name
+
+
+def default_route_link(where: Rtnl) -> str:
+    """The interface of the first default route (IPv4, then IPv6), as the reference picks it."""
+    for fam in (4, 6):
+        for r in where.routes(fam):
+            if r.dst.prefixlen == 0 and r.oif:
+                lk = where.link_by_index(r.oif)
+                if lk is not None:
+                    return lk.name
+    raise config_error("master", "no master given and no default route to take it from")
+
+
+def resolve_master(where: Rtnl, master: str, mtu: int, in_container: bool) -> Link:
+    """The master link, up, with room for `mtu`; errors name the field to fix."""
+    name = check_link_name(master, "master") if master else default_route_link(where)
+    lk = where.link(name)
+    side = "the pod's" if in_container else "the host's"
+    if lk is None:
+        raise config_error("master", f"master {name!r} not found in {side} network namespace")
+    if not lk.up:
+        raise config_error("master", f"master {name!r} is down")
+    if mtu > lk.mtu:
+        raise config_error("mtu", f"invalid MTU {mtu}, must be [0, master MTU({lk.mtu})]")
+    return lk
+
+
+def master_of(host: Rtnl, pod: Rtnl, lk: Link, in_container: bool) -> Link | None:
+    """The lower device a pod link hangs off (IFLA_LINK names it in its own netns)."""
+    return (pod if in_container else host).link_by_index(lk.link) if lk.link else None

@@ -1,0 +1,78 @@
+"""podnet-vlan: an 802.1q sub-interface of a master, moved into the pod (the reference `vlan`)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..cni.errors import CNIError, config_error
+from ..cni.request import Request
+from ..cni.skel import Plugin
+from ..cni.types import DNS, Result, dns_from_dict
+from ..net import link
+from ..net.rtnl import Link, Rtnl
+from . import delegate, lowerdev, podlink
+from .common import get_bool, get_int, get_str, ipam_conf
+
+
+@dataclass(frozen=True)
+class VlanConf:
+    master: str
+    vlan_id: int
+    mtu: int
+    in_container: bool
+    has_ipam: bool
+    dns: DNS
+
+
+def parse_conf(req: Request) -> VlanConf:
+    c = req.config
+    if "vlanId" not in c:
+        raise config_error("vlanId", "missing: the VLAN ID (0-4094) is required")
+    master = get_str(c, "master")
+    if not master:
+        raise config_error("master", "missing: the interface the VLAN rides on is required")
+    return VlanConf(master=master, vlan_id=get_int(c, "vlanId", 0, 0, 4094), mtu=get_int(c, "mtu", 0, 0, 65535),
+                    in_container=get_bool(c, "linkInContainer"), has_ipam=ipam_conf(c) is not None,
+                    dns=dns_from_dict(c.get("dns")))
+
+
+def add(req: Request) -> Result:
+    conf = parse_conf(req)
+
+    def make(host: Rtnl, pod: Rtnl, pod_fd: int) -> Link:
+        where = pod if conf.in_container else host
+        master = lowerdev.resolve_master(where, conf.master, conf.mtu, conf.in_container)
+        return link.create_in_pod(where, pod, pod_fd, req.ifname, "vlan", link=master.index,
+                                  vlan_id=conf.vlan_id, mtu=conf.mtu or None)
+
+    return podlink.attach(req, make, conf.has_ipam, conf.dns)
+
+
+def delete(req: Request) -> None:
+    podlink.detach(req, parse_conf(req).has_ipam)
+
+
+def check(req: Request) -> None:
+    conf = parse_conf(req)
+
+    def verify(host: Rtnl, pod: Rtnl, lk: Link) -> None:
+        vid = lk.info_value("IFLA_VLAN_ID")
+        if vid != conf.vlan_id:
+            raise CNIError(999, f"{req.ifname!r} has VLAN ID {vid}, config says {conf.vlan_id}")
+        master = lowerdev.master_of(host, pod, lk, conf.in_container)
+        if master is None or master.name != conf.master:
+            raise CNIError(999, f"{req.ifname!r} does not ride on {conf.master}")
+
+    podlink.check(req, "vlan", conf.has_ipam, verify)
+
+
+def status(req: Request) -> None:
+    if parse_conf(req).has_ipam:
+        delegate.ipam_status(req)
+
+
+def gc(req: Request) -> None:
+    if parse_conf(req).has_ipam:
+        delegate.ipam_gc(req)
+
+
+PLUGIN = Plugin("vlan", add, delete, check, status, gc)
