@@ -35,7 +35,7 @@ def parse_conf(req: Request) -> IpvlanConf:
     mode = get_str(c, "mode", "l2") or "l2"
     if mode not in MODES:
         raise config_error("mode", f"unknown ipvlan mode {mode!r} (one of {', '.join(MODES)})")
-    return IpvlanConf(master=get_str(c, "master"), mode=mode, mtu=get_int(c, "mtu", 0, 0, 65535),
+    return IpvlanConf(master=lowerdev.master_name(c), mode=mode, mtu=get_int(c, "mtu", 0, 0, 65535),
                       in_container=get_bool(c, "linkInContainer"), has_ipam=ipam_conf(c) is not None,
                       dns=dns_from_dict(c.get("dns")))
 

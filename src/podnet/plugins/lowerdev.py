@@ -2,9 +2,11 @@
 finding the master, in the host or (linkInContainer) in the pod, and checking the MTU."""
 from __future__ import annotations
 
+from typing import Any
+
 from ..cni.errors import config_error
 from ..net.rtnl import Link, Rtnl
-from .common import check_link_name
+from .common import check_link_name, get_str
 
 
 def default_route_link(where: Rtnl) -> str:
@@ -35,3 +37,9 @@ def resolve_master(where: Rtnl, master: str, mtu: int, in_container: bool) -> Li
 def master_of(host: Rtnl, pod: Rtnl, lk: Link, in_container: bool) -> Link | None:
     """The lower device a pod link hangs off (IFLA_LINK names it in its own netns)."""
     return (pod if in_container else host).link_by_index(lk.link) if lk.link else None
+
+
+def master_name(conf: dict[str, Any]) -> str:
+    """`master` from the config, checked as an interface name ('' when unset)."""
+    name = get_str(conf, "master")
+    return check_link_name(name, "master") if name else ""

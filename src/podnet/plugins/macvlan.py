@@ -38,7 +38,7 @@ def parse_conf(req: Request) -> MacvlanConf:
     if get_int(c, "bcqueuelen", 0, 0):
         raise config_error("bcqueuelen", "setting the broadcast queue length is not supported by podnet yet")
     mac = requested_mac(req) or (check_mac(get_str(c, "mac"), "mac") if get_str(c, "mac") else "")
-    return MacvlanConf(master=get_str(c, "master"), mode=mode, mtu=get_int(c, "mtu", 0, 0, 65535), mac=mac,
+    return MacvlanConf(master=lowerdev.master_name(c), mode=mode, mtu=get_int(c, "mtu", 0, 0, 65535), mac=mac,
                        in_container=get_bool(c, "linkInContainer"), has_ipam=ipam_conf(c) is not None,
                        dns=dns_from_dict(c.get("dns")))
 

@@ -10,7 +10,7 @@ from ..cni.types import DNS, Result, dns_from_dict
 from ..net import link
 from ..net.rtnl import Link, Rtnl
 from . import delegate, lowerdev, podlink
-from .common import get_bool, get_int, get_str, ipam_conf
+from .common import get_bool, get_int, ipam_conf
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,7 @@ def parse_conf(req: Request) -> VlanConf:
     c = req.config
     if "vlanId" not in c:
         raise config_error("vlanId", "missing: the VLAN ID (0-4094) is required")
-    master = get_str(c, "master")
+    master = lowerdev.master_name(c)
     if not master:
         raise config_error("master", "missing: the interface the VLAN rides on is required")
     return VlanConf(master=master, vlan_id=get_int(c, "vlanId", 0, 0, 4094), mtu=get_int(c, "mtu", 0, 0, 65535),

@@ -1,0 +1,56 @@
+"""Config validation of the link plugins, before any kernel call: code 7 naming the field.
+
+These run without root: every case fails in parse_conf, before the netns is opened, so
+the CNI_NETNS below never needs to exist.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from podnet import dispatch
+
+ENV = {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "c1", "CNI_NETNS": "/run/netns/podnet-unit-none",
+       "CNI_IFNAME": "eth0", "CNI_PATH": "/nonexistent"}
+IPAM = {"type": "podnet-static", "addresses": [{"address": "10.1.0.5/24"}]}
+
+
+def add(ptype: str, **conf: Any) -> dict[str, Any]:
+    stdin = json.dumps({"cniVersion": "1.0.0", "name": "u", "type": f"podnet-{ptype}", **conf}).encode()
+    out = dispatch.handle(ptype, ENV, stdin)
+    assert out.exit_code != 0
+    return json.loads(out.stdout)
+
+
+@pytest.mark.parametrize("ptype,conf,field", [
+    ("macvlan", {"mode": "sideways", "ipam": IPAM}, "mode"),
+    ("macvlan", {"mac": "not-a-mac"}, "mac"),
+    ("macvlan", {"mtu": -1}, "mtu"),
+    ("macvlan", {"master": "a/b"}, "master"),
+    ("macvlan", {"bcqueuelen": 100}, "bcqueuelen"),
+    ("ipvlan", {"mode": "l4", "ipam": IPAM}, "mode"),
+    ("ipvlan", {"master": "x0"}, "ipam"),            # no IPAM and not chained
+    ("vlan", {"master": "x0", "ipam": IPAM}, "vlanId"),
+    ("vlan", {"master": "x0", "vlanId": 4095}, "vlanId"),
+    ("vlan", {"master": "x0", "vlanId": "7"}, "vlanId"),
+    ("vlan", {"vlanId": 7}, "master"),
+    ("dummy", {}, "ipam"),
+    ("ptp", {}, "ipam"),
+    ("ptp", {"ipam": IPAM, "ipMasq": "yes"}, "ipMasq"),
+    ("host-device", {}, "device"),
+    ("host-device", {"hwaddr": "zz"}, "hwaddr"),
+    ("host-device", {"pciBusID": "0000:zz"}, "pciBusID"),
+    ("host-device", {"kernelpath": "/sys/devices/../../etc"}, "kernelpath"),
+])
+def test_bad_config_is_code_7_naming_the_field(ptype: str, conf: dict[str, Any], field: str) -> None:
+    err = add(ptype, **conf)
+    assert err["code"] == 7, err
+    assert field in err["msg"], err
+
+
+def test_ipvlan_chained_without_addresses_is_rejected() -> None:
+    prev = {"cniVersion": "1.0.0", "interfaces": [{"name": "eth0"}], "ips": []}
+    err = add("ipvlan", prevResult=prev)
+    assert err["code"] == 7 and "prevResult" in err["msg"]
