@@ -17,15 +17,19 @@ import uuid
 from . import install
 from .net import probe
 
+UNDERLAY_NET = "10.245.0.0/24"
+UNDERLAY_HOST = "10.245.0.250"
+
 
 def _sh(*argv: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(argv, capture_output=True, text=True, check=True)
 
 
-def _cni(bin_dir: str, node: str, command: str, conf: dict, cid: str, netns: str) -> dict | None:  # type: ignore[type-arg]
+def _cni(bin_dir: str, node: str, command: str, conf: dict, cid: str, netns: str,  # type: ignore[type-arg]
+         ifname: str = "eth0") -> dict | None:  # type: ignore[type-arg]
     env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "CNI_COMMAND": command, "CNI_CONTAINERID": cid,
-           "CNI_NETNS": netns, "CNI_IFNAME": "eth0", "CNI_PATH": bin_dir}
-    p = subprocess.run(["ip", "netns", "exec", node, f"{bin_dir}/podnet-bridge"], input=json.dumps(conf).encode(),
+           "CNI_NETNS": netns, "CNI_IFNAME": ifname, "CNI_PATH": bin_dir}
+    p = subprocess.run(["ip", "netns", "exec", node, f"{bin_dir}/{conf['type']}"], input=json.dumps(conf).encode(),
                        env=env, capture_output=True)
     if p.returncode:
         raise RuntimeError(f"{command} {cid}: {p.stdout.decode().strip()} {p.stderr.decode().strip()}")
@@ -43,38 +47,62 @@ def run_demo(pods: int = 2, keep: bool = False) -> int:
     conf = install.bridge_conflist(f"demo-{tag}", ["10.244.0.0/24"], bridge="pndemo0", agent_socket=sock,
                                    data_dir=os.path.join(work, "ipam"))["plugins"][0]
     conf.update(cniVersion="1.0.0", name=f"demo-{tag}")
+    underlay = f"pndemo-{tag}-underlay"   # another machine on the node's second network
+    mvconf = {"cniVersion": "1.0.0", "name": f"demo-{tag}-underlay", "type": "podnet-macvlan", "master": "pnunder0",
+              "mode": "bridge", "agentSocket": sock,
+              "ipam": {"type": "podnet-host-local", "subnet": UNDERLAY_NET, "rangeStart": "10.245.0.10",
+                       "rangeEnd": "10.245.0.200", "dataDir": os.path.join(work, "ipam")}}
     agent = None
     results: dict[str, dict] = {}  # type: ignore[type-arg]
+    underlay_ips: dict[str, dict] = {}  # type: ignore[type-arg]
     ok = True
     try:
         _sh("ip", "netns", "add", node)
         _sh("ip", "netns", "exec", node, "ip", "link", "set", "lo", "up")
+        _sh("ip", "netns", "add", underlay)
+        _sh("ip", "netns", "exec", node, "ip", "link", "add", "pnunder0", "type", "veth", "peer", "name", "uplink",
+            "netns", underlay)
+        _sh("ip", "netns", "exec", node, "ip", "link", "set", "pnunder0", "up")
+        _sh("ip", "netns", "exec", underlay, "ip", "addr", "add", f"{UNDERLAY_HOST}/24", "dev", "uplink")
+        _sh("ip", "netns", "exec", underlay, "ip", "link", "set", "uplink", "up")
         agent = subprocess.Popen(["ip", "netns", "exec", node, sys.executable, "-m", "podnet.cli", "agent",
                                   "--socket", sock, "--log-file", os.path.join(work, "agent.log")])
         deadline = time.monotonic() + 30
         while not os.path.exists(sock) and time.monotonic() < deadline:
             time.sleep(0.05)
-        print(f"podnet demo: node netns {node}, agent on {sock}, bridge pndemo0, subnet 10.244.0.0/24")
+        print(f"podnet demo: node netns {node}, agent on {sock}, bridge pndemo0, subnet 10.244.0.0/24;")
+        print(f"  underlay {UNDERLAY_NET} on the node's pnunder0 (macvlan master), a machine there at {UNDERLAY_HOST}")
         for i, name in enumerate(pod_names):
             _sh("ip", "netns", "add", name)
             t0 = time.perf_counter()
             res = _cni(bin_dir, node, "ADD", conf, f"demo{i}", f"/run/netns/{name}")
             assert res is not None
             results[name] = res
-            print(f"  ADD {name:<22} eth0 {res['ips'][0]['address']:<16} ({(time.perf_counter() - t0) * 1000:.0f} ms)")
+            net1 = _cni(bin_dir, node, "ADD", mvconf, f"demo{i}", f"/run/netns/{name}", "net1")
+            assert net1 is not None
+            underlay_ips[name] = net1
+            print(f"  ADD {name:<22} eth0 {res['ips'][0]['address']:<16} net1 {net1['ips'][0]['address']:<16}"
+                  f" ({(time.perf_counter() - t0) * 1000:.0f} ms for both)")
         gw = "10.244.0.1"
         print("reachability:")
         for src in pod_names:
             for dst in [gw] + [results[p]["ips"][0]["address"].split("/")[0] for p in pod_names if p != src]:
                 reached = probe.ping(f"/run/netns/{src}", dst)
                 ok &= reached
-                print(f"  {src:<22} -> {dst:<12} {'ok' if reached else 'FAILED'}")
+                print(f"  {src:<22} -> {dst:<12} eth0 {'ok' if reached else 'FAILED'}")
+            for dst in [UNDERLAY_HOST] + [underlay_ips[p]["ips"][0]["address"].split("/")[0]
+                                          for p in pod_names if p != src]:
+                reached = probe.ping(f"/run/netns/{src}", dst)
+                ok &= reached
+                print(f"  {src:<22} -> {dst:<12} net1 {'ok' if reached else 'FAILED'}")
         if keep:
-            print(f"kept: netns {node} {' '.join(pod_names)}; remove with: ip netns del <name>")
+            print(f"kept: netns {node} {underlay} {' '.join(pod_names)}; remove with: ip netns del <name>")
             return 0 if ok else 1
         for i, name in enumerate(pod_names):
+            _cni(bin_dir, node, "DEL", dict(mvconf, prevResult=underlay_ips[name]), f"demo{i}",
+                 f"/run/netns/{name}", "net1")
             _cni(bin_dir, node, "DEL", dict(conf, prevResult=results[name]), f"demo{i}", f"/run/netns/{name}")
-        left = [f for f in os.listdir(os.path.join(work, "ipam", conf["name"]))
+        left = [f for net in (conf["name"], mvconf["name"]) for f in os.listdir(os.path.join(work, "ipam", net))
                 if f[0].isdigit() or ":" in f]
         print(f"after DEL: {len(left)} reservations left")
         ok &= not left
@@ -86,7 +114,7 @@ def run_demo(pods: int = 2, keep: bool = False) -> int:
             if agent is not None:
                 agent.terminate()
                 agent.wait(10)
-            for name in pod_names + [node]:
+            for name in pod_names + [node, underlay]:
                 subprocess.run(["ip", "netns", "del", name], capture_output=True)
             shutil.rmtree(work, ignore_errors=True)
     print("podnet demo:", "PASS" if ok else "FAIL")
