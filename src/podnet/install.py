@@ -9,7 +9,8 @@ from typing import Any
 from .launcher import DEFAULT_SOCKET
 
 INTERPRETER = "/usr/bin/python3"
-TYPES = ("bridge", "host-local", "static", "loopback", "ptp", "macvlan", "ipvlan", "vlan", "host-device", "dummy")
+TYPES = ("bridge", "host-local", "static", "loopback", "ptp", "macvlan", "ipvlan", "vlan", "host-device", "dummy",
+         "portmap")
 
 TEMPLATE = """#!{interpreter} -IS
 # podnet launcher for the CNI plugin type {ptype!r}; written by `podnet install`.

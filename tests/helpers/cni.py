@@ -65,3 +65,34 @@ def addrs_in(ns: str, ifname: str) -> list[str]:
 
 def routes_in(ns: str, family: str = "-4") -> list[dict[str, Any]]:
     return json.loads(nsexec(ns, "ip", family, "-j", "route", "show").stdout)
+
+
+def inject_runtime_config(plugin: dict[str, Any], runtime_config: dict[str, Any]) -> dict[str, Any]:
+    """What a runtime does: pass each capability the plugin declares as runtimeConfig."""
+    caps = [k for k, v in (plugin.get("capabilities") or {}).items() if v]
+    rc = {k: runtime_config[k] for k in caps if k in runtime_config}
+    return dict(plugin, runtimeConfig=rc) if rc else dict(plugin)
+
+
+def run_chain(bin_dir: str, conflist: dict[str, Any], command: str, *, netns: str, sandbox: str,
+              container_id: str = "c1", ifname: str = "eth0", runtime_config: dict[str, Any] | None = None,
+              prev: Any = None) -> Call:
+    """A conflist as libcni runs it: ADD in order with prevResult; DEL in reverse; CHECK in order
+    with the ADD result.  Returns the last plugin's Call (the first failure stops the chain)."""
+    plugins = conflist["plugins"]
+    order = list(reversed(plugins)) if command == "DEL" else plugins
+    last: Call | None = None
+    for p in order:
+        conf = inject_runtime_config(p, runtime_config or {})
+        conf.update(cniVersion=conflist["cniVersion"], name=conflist["name"])
+        if prev is not None:
+            conf["prevResult"] = prev
+        binary = f"{bin_dir}/{p['type']}"
+        last = run_plugin(binary, command, conf, netns=netns, sandbox=sandbox, container_id=container_id,
+                          ifname=ifname, cni_path=bin_dir)
+        if last.rc != 0:
+            return last
+        if command == "ADD":
+            prev = last.out
+    assert last is not None
+    return last

@@ -250,6 +250,17 @@ class Rtnl:
         with _nl(f"route {dst}"):
             self._ipr.route("replace" if replace else "add", **kw)
 
+    def route_oif(self, dst: IPAddr) -> int:
+        """The ifindex the kernel would send a packet to `dst` out of (0: no route)."""
+        with _nl(f"route get {dst}"):
+            try:
+                msgs = self._ipr.route("get", dst=str(dst))
+            except NetlinkError as e:
+                if e.code in (errno.ENETUNREACH, errno.EHOSTUNREACH):
+                    return 0
+                raise
+        return int(msgs[0].get("RTA_OIF") or 0) if msgs else 0
+
     def del_route(self, dst: IPNet, gw: IPAddr | None = None, oif: int = 0, table: int | None = None) -> None:
         """Delete whatever route matches: any scope and protocol (the kernel's own too)."""
         kw: dict[str, Any] = {"dst": str(dst), "scope": RT_SCOPE_NOWHERE, "proto": 0}

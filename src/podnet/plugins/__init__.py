@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..cni.skel import Plugin
-from . import bridge, dummy, host_device, host_local, ipvlan, loopback, macvlan, ptp, static, vlan
+from . import bridge, dummy, host_device, host_local, ipvlan, loopback, macvlan, portmap, ptp, static, vlan
 
 REGISTRY: dict[str, Plugin] = {
     "bridge": bridge.PLUGIN,
@@ -15,4 +15,5 @@ REGISTRY: dict[str, Plugin] = {
     "vlan": vlan.PLUGIN,
     "host-device": host_device.PLUGIN,
     "dummy": dummy.PLUGIN,
+    "portmap": portmap.PLUGIN,
 }

@@ -95,7 +95,7 @@ def add(req: Request) -> Result:
         if conf.has_ipam:
             undo.callback(delegate.ipam_del, req)
         if conf.hairpin:
-            host.set_brport(hv.index, hairpin=1)
+            host.set_brport(hv.index, mode=1)  # IFLA_BRPORT_MODE: hairpin
         if conf.vlan:
             host.add_bridge_vlan(hv.index, conf.vlan)
         ips = tuple(IPConfig(i.address, i.gateway, 2) for i in ipam.ips)

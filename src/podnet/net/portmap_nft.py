@@ -1,0 +1,170 @@
+"""hostPort mappings on nftables, in the podnet-owned table `inet podnet_portmap`.
+
+Lookups, not chains: one map per family for mappings on every host address
+(proto . port → podIP . port) and one for hostIP-bound mappings (hostIP . proto .
+port → …), reached from nat prerouting/output for locally-addressed packets only.
+Masquerade sets say which DNATed flows need SNAT: hairpin (pod IP . source prefix),
+localhost (pod IPs whose mappings take 127.0.0.1 / ::1) and masqAll.  Every element
+carries the comment "<network> <containerID>"; DEL and GC delete by that comment.
+Only validated values (addresses, ints, protocol names, checked names) reach a script.
+"""
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+from . import nft
+from .errors import NftError
+
+TABLE = "inet podnet_portmap"
+IPAddr = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNet = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+_ADDR = {4: "ipv4_addr", 6: "ipv6_addr"}
+_P = {4: "ip", 6: "ip6"}
+_LOCALHOST = {4: "127.0.0.1", 6: "::1"}
+
+
+@dataclass(frozen=True)
+class Mapping:
+    host_port: int
+    container_port: int
+    protocol: str            # tcp | udp | sctp
+    host_ip: IPAddr | None   # None: every host address
+    pod_ip: IPAddr
+    pod_net: IPNet           # the pod's subnet: sources in it are hairpin traffic
+
+
+def _base() -> list[str]:
+    cmds = [f"add table {TABLE}"]
+    for f in (4, 6):
+        a = _ADDR[f]
+        cmds += [
+            f"add map {TABLE} any{f} {{ type inet_proto . inet_service : {a} . inet_service; }}",
+            f"add map {TABLE} bound{f} {{ type {a} . inet_proto . inet_service : {a} . inet_service; }}",
+            f"add set {TABLE} hairpin{f} {{ type {a} . {a}; flags interval; }}",
+            f"add set {TABLE} localhost{f} {{ type {a}; }}",
+            f"add set {TABLE} masqall{f} {{ type {a}; }}",
+        ]
+    cmds += [
+        f"add chain {TABLE} hostports",
+        f"add chain {TABLE} prerouting {{ type nat hook prerouting priority dstnat; policy accept; }}",
+        f"add chain {TABLE} output {{ type nat hook output priority -100; policy accept; }}",
+        f"add chain {TABLE} postrouting {{ type nat hook postrouting priority srcnat; policy accept; }}",
+        f"flush chain {TABLE} hostports", f"flush chain {TABLE} prerouting",
+        f"flush chain {TABLE} output", f"flush chain {TABLE} postrouting",
+        f"add rule {TABLE} prerouting fib daddr type local jump hostports",
+        f"add rule {TABLE} output fib daddr type local jump hostports",
+    ]
+    for f in (4, 6):
+        p = _P[f]
+        cmds += [
+            f"add rule {TABLE} hostports dnat {p} to {p} daddr . meta l4proto . th dport map @bound{f}",
+            f"add rule {TABLE} hostports dnat {p} to meta l4proto . th dport map @any{f}",
+            f"add rule {TABLE} postrouting ct status dnat {p} daddr . {p} saddr @hairpin{f} masquerade",
+            f"add rule {TABLE} postrouting ct status dnat {p} saddr {_LOCALHOST[f]} {p} daddr @localhost{f} masquerade",
+            f"add rule {TABLE} postrouting ct status dnat {p} daddr @masqall{f} masquerade",
+        ]
+    return cmds
+
+
+def _elements(m: Mapping, comment: str) -> list[str]:
+    f = m.pod_ip.version
+    target = f"{m.pod_ip} . {m.container_port}"
+    if m.host_ip is None:
+        return [f'create element {TABLE} any{f} {{ {m.protocol} . {m.host_port} comment "{comment}" : {target} }}']
+    return [f'create element {TABLE} bound{f} {{ {m.host_ip} . {m.protocol} . {m.host_port} '
+            f'comment "{comment}" : {target} }}']
+
+
+def add(network: str, container_id: str, mappings: list[Mapping], snat: bool, masq_all: bool) -> None:
+    """All of a pod's mappings in one transaction: either every element is in, or none."""
+    comment = f"{network} {container_id}"
+    cmds = _base()
+    pods = {(m.pod_ip, m.pod_net) for m in mappings}
+    for m in mappings:
+        cmds += _elements(m, comment)
+    for ip, net in sorted(pods, key=str):
+        f = ip.version
+        if snat:
+            cmds.append(f'add element {TABLE} hairpin{f} {{ {ip} . {net} comment "{comment}" }}')
+            cmds.append(f'add element {TABLE} localhost{f} {{ {ip} comment "{comment}" }}')
+        if masq_all:
+            cmds.append(f'add element {TABLE} masqall{f} {{ {ip} comment "{comment}" }}')
+    nft.run("\n".join(cmds) + "\n")
+
+
+def _owned(network: str, container_id: str | None) -> list[tuple[str, str, str]]:
+    """(map/set name, key text, containerID) of every element owned by (network, container),
+    or by any container of the network when container_id is None."""
+    out = []
+    for f in (4, 6):
+        for kind, name in (("map", f"any{f}"), ("map", f"bound{f}"), ("set", f"hairpin{f}"),
+                           ("set", f"localhost{f}"), ("set", f"masqall{f}")):
+            for obj in nft.list_json(f"{kind} {TABLE} {name}"):
+                for elem in (obj.get(kind) or {}).get("elem", []) or []:
+                    key = elem[0] if kind == "map" else elem
+                    if not isinstance(key, dict) or "elem" not in key:
+                        continue
+                    net, _, cid = str(key["elem"].get("comment", "")).partition(" ")
+                    if net == network and (container_id is None or cid == container_id):
+                        out.append((name, _key_text(key["elem"]["val"]), cid))
+    return out
+
+
+def _key_text(val: object) -> str:
+    if isinstance(val, dict) and "concat" in val:
+        return " . ".join(_key_text(v) for v in val["concat"])
+    if isinstance(val, dict) and "prefix" in val:
+        return f"{val['prefix']['addr']}/{val['prefix']['len']}"
+    return str(val)
+
+
+def remove(network: str, container_id: str) -> int:
+    """Delete every element this container owns; 0 when there are none (DEL is idempotent)."""
+    return _delete(_owned(network, container_id))
+
+
+def remove_stale(network: str, valid_ids: set[str]) -> int:
+    """GC: delete this network's elements whose container is not in `valid_ids`."""
+    return _delete([e for e in _owned(network, None) if e[2] not in valid_ids])
+
+
+def _delete(elements: list[tuple[str, str, str]]) -> int:
+    if not elements:
+        return 0
+    lines = [f"delete element {TABLE} {name} {{ {key} }}\n" for name, key, _ in elements]
+    try:
+        nft.run("".join(lines))
+    except NftError:
+        for line in lines:  # one vanished meanwhile: delete the rest one by one
+            nft.run_ignoring_missing(line)
+    return len(elements)
+
+
+def mapped(network: str, container_id: str) -> set[tuple[str, int, str, str]]:
+    """(protocol, hostPort, hostIP or '', 'podIP . containerPort') present for a container (CHECK)."""
+    out = set()
+    for f in (4, 6):
+        for name in (f"any{f}", f"bound{f}"):
+            for obj in nft.list_json(f"map {TABLE} {name}"):
+                for elem in (obj.get("map") or {}).get("elem", []) or []:
+                    key, value = elem[0], elem[1]
+                    if str(key.get("elem", {}).get("comment", "")) != f"{network} {container_id}":
+                        continue
+                    parts = key["elem"]["val"]["concat"]
+                    host_ip = str(parts[0]) if name.startswith("bound") else ""
+                    proto, port = parts[-2], parts[-1]
+                    out.add((str(proto), int(port), host_ip, _key_text(value)))
+    return out
+
+
+def owner_of(protocol: str, host_port: int, host_ip: IPAddr | None, family: int) -> str:
+    """The 'network containerID' comment holding a host port, or '' (to explain a clash)."""
+    name = f"any{family}" if host_ip is None else f"bound{family}"
+    for obj in nft.list_json(f"map {TABLE} {name}"):
+        for elem in (obj.get("map") or {}).get("elem", []) or []:
+            parts = elem[0].get("elem", {}).get("val", {}).get("concat", [])
+            if parts[-2:] == [protocol, host_port] and (host_ip is None or str(parts[0]) == str(host_ip)):
+                return str(elem[0]["elem"].get("comment", ""))
+    return ""
