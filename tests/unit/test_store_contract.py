@@ -116,3 +116,30 @@ def test_file_store_sees_files_it_did_not_write(tmp_path: Path):
         assert s.release(Handle("go-cid", "eth0")) == [ip("10.9.0.3")]
         assert s.release(Handle("legacy-cid", "eth1")) == [ip("10.9.0.4")]
     assert not (d / "10.9.0.3").exists() and not (d / "10.9.0.4").exists()
+
+
+def test_file_store_sees_a_foreign_writer_replace_a_lease(tmp_path: Path):
+    """The Go plugin freed a lease and gave the address to another container: the warm
+    index must not keep the old owner (a DEL of the old pod would free the new pod's IP)."""
+    st = FileStore(str(tmp_path), "net1")
+    alloc(st, Handle("old", "eth0"))
+    d = tmp_path / "net1"
+    (d / "10.9.0.2").unlink()
+    (d / "10.9.0.2").write_bytes(b"new\r\neth0")
+    with st.session() as s:
+        assert s.release(Handle("old", "eth0")) == []
+        assert s.get(Handle("new", "eth0")) == [ip("10.9.0.2")]
+
+
+def test_file_store_cold_process_replays_the_journal(tmp_path: Path):
+    from podnet.ipam import filestore
+    st = FileStore(str(tmp_path), "net1")
+    for i in range(5):
+        alloc(st, Handle(f"c{i}", "eth0"))
+    with st.session() as s:
+        s.release(Handle("c1", "eth0"))
+    filestore._cache.clear()  # as a fresh launcher process would start
+    with st.session() as s:
+        assert s.get(Handle("c3", "eth0")) == [ip("10.9.0.5")]
+        assert s.get(Handle("c1", "eth0")) == []
+        assert len(s.holders()) == 4

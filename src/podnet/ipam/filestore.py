@@ -4,9 +4,7 @@
 last_reserved_ip.<rangeSet> holds the round-robin cursor, and `lock` is flock'ed
 around every session, so the Go host-local and podnet can share a directory.
 
-Unlike the reference, lookups by container do not read every file: an index
-(`.podnet/index.json`, ip -> handle) is reconciled against a directory listing,
-reading only files it has not seen (e.g. written by the Go plugin).
+Unlike the reference, lookups by container do not read every file: see FileStore.
 """
 from __future__ import annotations
 
@@ -14,9 +12,9 @@ import contextlib
 import errno
 import fcntl
 import ipaddress
-import json
 import os
 import threading
+from dataclasses import dataclass
 from typing import Iterator
 
 from .errors import StoreUnavailable
@@ -24,14 +22,24 @@ from .store import Handle, IPAddr
 
 LAST_RESERVED = "last_reserved_ip."
 INDEX_DIR = ".podnet"
-INDEX_FILE = "index.json"
-GENERATION_FILE = "generation"
+JOURNAL_FILE = "journal"     # "+ ip cid [ifname]" / "- ip" lines; compacted to a snapshot
+DIRSTAT_FILE = "dirstat"     # the directory's (inode, mtime_ns, size) after podnet's last change
 DEFAULT_DATA_DIR = "/var/lib/cni/networks"
+COMPACT_MIN_BYTES = 64 * 1024
 
-# process-wide cache of each directory's (generation, index): the agent keeps it warm.
-# Every podnet session that changes the directory bumps the generation, so a cache
-# is used only if no other podnet process (an in-process launcher) wrote since.
-_cache: dict[str, tuple[int, dict[str, Handle]]] = {}
+DirStat = tuple[int, int, int]
+
+
+@dataclass
+class _Cached:
+    """A process's warm view of one directory: valid while the journal has this size."""
+    journal_size: int
+    index: dict[str, Handle]
+
+
+# process-wide cache (the agent keeps it warm across requests); guarded by the flock of
+# each directory for its contents and by _cache_lock for the dict itself
+_cache: dict[str, _Cached] = {}
 _cache_lock = threading.Lock()
 
 
@@ -44,11 +52,26 @@ def _is_reservation(name: str) -> bool:
     return not (name == "lock" or name.startswith(LAST_RESERVED) or name.startswith("."))
 
 
+def _journal_line(ip: str, handle: Handle | None) -> str:
+    if handle is None:
+        return f"- {ip}\n"
+    return f"+ {ip} {handle.container_id} {handle.ifname}".rstrip() + "\n"
+
+
+def _replay(text: str, index: dict[str, Handle]) -> None:
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) >= 3 and parts[0] == "+":
+            index[parts[1]] = Handle(parts[2], parts[3] if len(parts) > 3 else "")
+        elif len(parts) == 2 and parts[0] == "-":
+            index.pop(parts[1], None)
+
+
 class FileSession:
     def __init__(self, path: str, index: dict[str, Handle]) -> None:
         self.path = path
         self._index = index
-        self.dirty = False
+        self.changes: list[str] = []   # journal lines, in order
 
     def _file(self, name: str) -> str:
         return os.path.join(self.path, name)
@@ -68,7 +91,7 @@ class FileSession:
         with open(self._file(f"{LAST_RESERVED}{range_id}"), "w") as f:
             f.write(str(ip))
         self._index[str(ip)] = handle
-        self.dirty = True
+        self.changes.append(_journal_line(str(ip), handle))
         return True
 
     def release(self, handle: Handle) -> list[IPAddr]:
@@ -81,7 +104,7 @@ class FileSession:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self._file(str(ip)))
         if self._index.pop(str(ip), None) is not None:
-            self.dirty = True
+            self.changes.append(_journal_line(str(ip), None))
 
     def holders(self) -> dict[IPAddr, Handle]:
         return {ipaddress.ip_address(ip): h for ip, h in self._index.items()}
@@ -95,74 +118,111 @@ class FileSession:
 
 
 class FileStore:
+    """Sessions over one network's directory.
+
+    Finding a container's addresses must not read every file (the reference does, and
+    slows down as pods accumulate), and no step may grow with the number of pods.  So
+    podnet keeps an index as an append-only journal in `.podnet/`, and records the
+    directory's (inode, mtime, size) after each of its changes: when the directory no
+    longer matches, someone else (the Go host-local) changed it, and the index is
+    rebuilt from the files once.  A warm process (the agent) replays only journal lines
+    it has not seen, usually none.
+    """
+
     def __init__(self, data_dir: str, network: str) -> None:
         self.path = os.path.join(data_dir or DEFAULT_DATA_DIR, network)
+        self.meta = os.path.join(self.path, INDEX_DIR)
 
-    def _generation(self) -> int:
+    def _dir_stat(self) -> DirStat:
+        st = os.stat(self.path)
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+    def _recorded_stat(self) -> DirStat | None:
         try:
-            with open(os.path.join(self.path, INDEX_DIR, GENERATION_FILE)) as f:
-                return int(f.read().strip() or 0)
+            with open(os.path.join(self.meta, DIRSTAT_FILE)) as f:
+                a, b, c = (int(x) for x in f.read().split())
+            return (a, b, c)
         except (OSError, ValueError):
-            return 0
+            return None
 
-    def _load_index(self, gen: int) -> tuple[dict[str, Handle], bool]:
-        """The index reconciled with the directory; True when it had to change."""
-        with _cache_lock:
-            entry = _cache.get(self.path)
-        cached = entry[1] if entry is not None and entry[0] == gen else None
-        index: dict[str, Handle]
-        if cached is not None:
-            index = dict(cached)
-        else:
+    def _scan(self) -> dict[str, Handle]:
+        """Every reservation file, read: the slow path, after a foreign change."""
+        index = {}
+        for name in os.listdir(self.path):
+            if not _is_reservation(name):
+                continue
             try:
-                with open(os.path.join(self.path, INDEX_DIR, INDEX_FILE)) as f:
-                    index = {ip: Handle(*h) for ip, h in json.load(f).items()}
-            except (OSError, ValueError, TypeError):
-                index = {}
-        names = {n for n in os.listdir(self.path) if _is_reservation(n)}
-        changed = False
-        for stale in set(index) - names:
-            del index[stale]
-            changed = True
-        for new in names - set(index):
-            try:
-                with open(os.path.join(self.path, new), "rb") as f:
-                    index[new] = _parse_handle(f.read().decode(errors="replace"))
-                changed = True
+                with open(os.path.join(self.path, name), "rb") as f:
+                    index[name] = _parse_handle(f.read().decode(errors="replace"))
             except OSError:
                 continue
-        return index, changed or cached is None
+        return index
 
-    def _save_index(self, index: dict[str, Handle], gen: int) -> None:
-        d = os.path.join(self.path, INDEX_DIR)
-        os.makedirs(d, exist_ok=True)
-        for name, text in ((INDEX_FILE, json.dumps({ip: [h.container_id, h.ifname] for ip, h in index.items()})),
-                           (GENERATION_FILE, str(gen))):
-            tmp = os.path.join(d, f"{name}.{os.getpid()}.{threading.get_ident()}")
-            with open(tmp, "w") as f:
+    def _load(self) -> tuple[dict[str, Handle], int, bool]:
+        """(index, journal size it reflects, whether the journal must be rewritten)."""
+        journal = os.path.join(self.meta, JOURNAL_FILE)
+        try:
+            size = os.stat(journal).st_size
+        except FileNotFoundError:
+            size = -1
+        if size < 0 or self._recorded_stat() != self._dir_stat():
+            return self._scan(), size, True
+        with _cache_lock:
+            cached = _cache.get(self.path)
+        if cached is not None and cached.journal_size == size:
+            return cached.index, size, False
+        with open(journal, "rb") as f:
+            if cached is not None and cached.journal_size < size:
+                f.seek(cached.journal_size)
+                index = cached.index
+            else:
+                index = {}
+            _replay(f.read().decode(errors="replace"), index)
+        return index, size, False
+
+    def _write_journal(self, index: dict[str, Handle], size: int, changes: list[str], rewrite: bool) -> int:
+        """Append the session's lines, or write a fresh snapshot; the journal's new size."""
+        journal = os.path.join(self.meta, JOURNAL_FILE)
+        if rewrite or size > max(COMPACT_MIN_BYTES, 8 * 64 * len(index)):
+            tmp = f"{journal}.{os.getpid()}.{threading.get_ident()}"
+            text = "".join(_journal_line(ip, h) for ip, h in index.items()).encode()
+            with open(tmp, "wb") as f:
                 f.write(text)
-            os.replace(tmp, os.path.join(d, name))
+            os.replace(tmp, journal)
+            return len(text)
+        data = "".join(changes).encode()
+        with open(journal, "ab") as f:
+            f.write(data)
+        return size + len(data)
+
+    def _record_stat(self) -> None:
+        tmp = os.path.join(self.meta, f"{DIRSTAT_FILE}.{os.getpid()}.{threading.get_ident()}")
+        with open(tmp, "w") as f:
+            f.write("%d %d %d" % self._dir_stat())
+        os.replace(tmp, os.path.join(self.meta, DIRSTAT_FILE))
 
     @contextlib.contextmanager
     def session(self) -> Iterator[FileSession]:
         try:
-            os.makedirs(self.path, mode=0o755, exist_ok=True)
+            os.makedirs(self.meta, mode=0o755, exist_ok=True)
             lock_fd = os.open(os.path.join(self.path, "lock"), os.O_RDWR | os.O_CREAT, 0o600)
         except OSError as e:
             raise StoreUnavailable(f"host-local data dir {self.path}: {e.strerror}") from None
         try:
             fcntl.flock(lock_fd, fcntl.LOCK_EX)
-            gen = self._generation()
-            index, changed = self._load_index(gen)
+            index, size, rewrite = self._load()
             sess = FileSession(self.path, index)
             try:
                 yield sess
-            finally:
-                if sess.dirty or changed:
-                    gen += 1
-                    self._save_index(index, gen)
-                with _cache_lock:
-                    _cache[self.path] = (gen, index)
+            except BaseException:
+                with _cache_lock:  # the index may hold half a session: rebuild next time
+                    _cache.pop(self.path, None)
+                raise
+            if sess.changes or rewrite:
+                size = self._write_journal(index, size, sess.changes, rewrite)
+                self._record_stat()
+            with _cache_lock:
+                _cache[self.path] = _Cached(size, index)
         except OSError as e:
             if e.errno in (errno.EROFS, errno.ENOSPC, errno.EACCES):
                 raise StoreUnavailable(f"host-local data dir {self.path}: {e.strerror}") from None
