@@ -73,3 +73,56 @@ def fetch(netns: str, proto: str, host: str, port: int, timeout: float = 2.0) ->
         if not out.startswith("ERROR") or proto == "tcp":
             return out
     return out
+
+
+RECEIVER = r"""
+import socket, sys, time
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], int(sys.argv[2]))); s.listen(1)
+print("ready", flush=True)
+c, _ = s.accept()
+skip, window = float(sys.argv[3]), float(sys.argv[4])
+start = time.monotonic(); counted = 0
+while True:
+    data = c.recv(65536)
+    if not data:
+        break
+    t = time.monotonic() - start
+    if skip <= t < skip + window:
+        counted += len(data)
+    if t >= skip + window:
+        break
+print(counted * 8 / window, flush=True)
+"""
+
+SENDER = r"""
+import socket, sys, time
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
+end = time.monotonic() + float(sys.argv[3]); buf = b"x" * 65536
+try:
+    while time.monotonic() < end:
+        s.sendall(buf)
+except OSError:
+    pass
+"""
+
+
+def measure_bits_per_second(src_ns: str, dst_ns: str, dst_ip: str, port: int = 5201,
+                            skip: float = 0.5, window: float = 3.0) -> float:
+    """A bulk TCP transfer src → dst; the receiver's rate over [skip, skip+window) seconds."""
+    rx = subprocess.Popen(["ip", "netns", "exec", dst_ns, PY, "-c", RECEIVER, dst_ip, str(port), str(skip),
+                           str(window)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert rx.stdout is not None
+        if rx.stdout.readline().strip() != "ready":
+            raise RuntimeError("receiver did not start")
+        tx = subprocess.Popen(["ip", "netns", "exec", src_ns, PY, "-c", SENDER, dst_ip, str(port),
+                               str(skip + window + 1)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        out, _ = rx.communicate(timeout=skip + window + 15)
+        tx.kill()
+        tx.wait()
+        return float(out.strip().splitlines()[-1])
+    finally:
+        if rx.poll() is None:
+            rx.kill()
+            rx.wait()

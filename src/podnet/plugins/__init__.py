@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..cni.skel import Plugin
-from . import bridge, dummy, host_device, host_local, ipvlan, loopback, macvlan, portmap, ptp, static, vlan
+from . import bandwidth, bridge, dummy, host_device, host_local, ipvlan, loopback, macvlan, portmap, ptp, static, vlan
 
 REGISTRY: dict[str, Plugin] = {
     "bridge": bridge.PLUGIN,
@@ -16,4 +16,5 @@ REGISTRY: dict[str, Plugin] = {
     "host-device": host_device.PLUGIN,
     "dummy": dummy.PLUGIN,
     "portmap": portmap.PLUGIN,
+    "bandwidth": bandwidth.PLUGIN,
 }

@@ -1,0 +1,165 @@
+"""podnet-bandwidth: shape a pod's traffic with token buckets (the reference `bandwidth`).
+
+Ingress (toward the pod): tbf on the host end of the pod's veth.  Egress (from the
+pod): the host end's ingress is redirected to an ifb device shaped by its own tbf.
+Rates are bits/s and bursts bits, flat in the config or in runtimeConfig.bandwidth
+(which wins).  The ifb's alias records "<network> <containerID>" for DEL and GC.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+from ..cni.errors import CNIError, config_error
+from ..cni.request import Request
+from ..cni.skel import Plugin
+from ..cni.types import Interface, Result
+from ..net import netns, tc
+from ..net.errors import NetnsGone
+from ..net.rtnl import Link, Rtnl, open_rtnl
+from . import podside
+from .common import require_prev_result, valid_attachments
+
+KEYS = ("ingressRate", "ingressBurst", "egressRate", "egressBurst")
+MAX_BURST_BITS = 4 * 1024 ** 3 * 8      # the reference's 4 GB
+MAX_RATE_BITS = (2 ** 32 - 1) * 8       # tbf keeps the rate in 32-bit bytes/s
+ALIAS_PREFIX = "podnet-bandwidth "
+
+
+@dataclass(frozen=True)
+class Limits:
+    ingress_rate: int
+    ingress_burst: int
+    egress_rate: int
+    egress_burst: int
+
+
+def parse_limits(req: Request) -> Limits:
+    source: dict[str, Any] = dict(req.config)
+    rc = req.runtime_config.get("bandwidth")
+    prefix = ""
+    if rc is not None:
+        if not isinstance(rc, dict):
+            raise config_error("runtimeConfig.bandwidth", "must be an object")
+        source, prefix = rc, "runtimeConfig.bandwidth."
+    vals = {}
+    for k in KEYS:
+        v = source.get(k, 0) or 0
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise config_error(prefix + k, f"must be a non-negative integer, not {v!r}")
+        vals[k] = v
+    for d in ("ingress", "egress"):
+        rate, burst = vals[f"{d}Rate"], vals[f"{d}Burst"]
+        if rate and not burst:
+            raise config_error(f"{prefix}{d}Burst", f"{d}Rate is set, so {d}Burst must be too")
+        if burst and not rate:
+            raise config_error(f"{prefix}{d}Rate", f"{d}Burst is set, so {d}Rate must be too")
+        if burst >= MAX_BURST_BITS:
+            raise config_error(f"{prefix}{d}Burst", f"{burst} bits is 4 GB or more")
+        if rate > MAX_RATE_BITS:
+            raise config_error(f"{prefix}{d}Rate", f"{rate} bit/s is above what tbf can hold")
+        if rate and burst < 8:
+            raise config_error(f"{prefix}{d}Burst", "must be at least one byte (8 bits)")
+    return Limits(vals["ingressRate"], vals["ingressBurst"], vals["egressRate"], vals["egressBurst"])
+
+
+def ifb_name(network: str, container_id: str) -> str:
+    return "bwp" + hashlib.sha256(f"{network}{container_id}".encode()).hexdigest()[:12]
+
+
+def host_veth(req: Request, host: Rtnl) -> Link:
+    """The host end of the pod's IFNAME (it must be a veth: that is where shaping goes)."""
+    with netns.opened(req.netns) as fd, open_rtnl(fd) as pod:
+        lk = pod.link(req.ifname)
+        if lk is None:
+            raise CNIError(999, f"interface {req.ifname!r} not found in {req.netns}")
+        peer = host.link_by_index(lk.link) if lk.link and lk.kind == "veth" else None
+    if peer is None or peer.kind != "veth":
+        raise CNIError(999, f"{req.ifname!r} is not a veth with its peer in this namespace: nothing to shape")
+    return peer
+
+
+def add(req: Request) -> Result:
+    limits = parse_limits(req)
+    prev = require_prev_result(req, "bandwidth")
+    if not (limits.ingress_rate or limits.egress_rate):
+        return prev
+    with open_rtnl() as host:
+        hv = host_veth(req, host)
+        ifb: Link | None = None
+        try:
+            if limits.ingress_rate:
+                tc.set_tbf(hv.index, limits.ingress_rate, limits.ingress_burst)
+            if limits.egress_rate:
+                name = ifb_name(req.network, req.container_id)
+                old = host.link(name)
+                if old is not None:  # a repeated ADD: start over
+                    host.del_link(old.index)
+                host.add_link(name, "ifb", mtu=hv.mtu or None)
+                ifb = host.require_link(name)
+                host.set_link(ifb.index, ifalias=f"{ALIAS_PREFIX}{req.network} {req.container_id}", state="up")
+                tc.redirect_ingress(hv.index, ifb.index)
+                tc.set_tbf(ifb.index, limits.egress_rate, limits.egress_burst)
+        except BaseException:
+            podside.quietly(tc.clear, hv.index)
+            if ifb is not None:
+                podside.quietly(host.del_link, ifb.index)
+            raise
+    if ifb is None:
+        return prev
+    return Result(prev.cni_version, prev.interfaces + (Interface(ifb.name, ifb.mac),), prev.ips, prev.routes,
+                  prev.dns)
+
+
+def delete(req: Request) -> None:
+    """The ifb goes; the veth's qdiscs go with the veth.  Needs neither netns nor prevResult."""
+    with open_rtnl() as host:
+        lk = host.link(ifb_name(req.network, req.container_id))
+        if lk is not None:
+            podside.quietly(host.del_link, lk.index)
+
+
+def check(req: Request) -> None:
+    limits = parse_limits(req)
+    require_prev_result(req, "bandwidth")
+    with open_rtnl() as host:
+        try:
+            hv = host_veth(req, host)
+        except NetnsGone:
+            raise CNIError(999, f"network namespace {req.netns} is gone") from None
+        _check_tbf(hv, limits.ingress_rate, "ingress")
+        name = ifb_name(req.network, req.container_id)
+        ifb = host.link(name)
+        if limits.egress_rate:
+            if ifb is None or not tc.has_ingress_redirect(hv.index):
+                raise CNIError(999, f"egress shaping of {req.ifname}: ifb {name} or its redirect is missing")
+            _check_tbf(ifb, limits.egress_rate, "egress")
+
+
+def _check_tbf(lk: Link, rate_bits: int, what: str) -> None:
+    tbf = tc.tbf_of(lk.index)
+    if not rate_bits:
+        return
+    if tbf is None:
+        raise CNIError(999, f"{what} shaping: no tbf qdisc on {lk.name}")
+    if tbf.rate_bytes != rate_bits // 8:
+        raise CNIError(999, f"{what} shaping on {lk.name}: rate {tbf.rate_bytes * 8} bit/s, config says {rate_bits}")
+
+
+def status(req: Request) -> None:
+    parse_limits(req)
+
+
+def gc(req: Request) -> None:
+    valid = {cid for cid, _ in valid_attachments(req)}
+    with open_rtnl() as host:
+        for lk in host.links():
+            if lk.kind != "ifb" or not lk.alias.startswith(ALIAS_PREFIX):
+                continue
+            net, _, cid = lk.alias[len(ALIAS_PREFIX):].partition(" ")
+            if net == req.network and cid not in valid:
+                podside.quietly(host.del_link, lk.index)
+
+
+PLUGIN = Plugin("bandwidth", add, delete, check, status, gc)
