@@ -44,6 +44,8 @@ class Link:
     link: int          # IFLA_LINK: the peer's / lower device's index
     promisc: bool
     info: tuple[tuple[str, Any], ...] = ()  # IFLA_INFO_DATA, e.g. (("IFLA_MACVLAN_MODE", "bridge"),)
+    txqlen: int = 0
+    allmulti: bool = False
 
     def info_value(self, key: str) -> Any:
         return next((v for k, v in self.info if k == key), None)
@@ -86,7 +88,8 @@ def _link_from_msg(msg: Any) -> Link:
                 mac=msg.get("IFLA_ADDRESS") or "", mtu=msg.get("IFLA_MTU") or 0,
                 up=bool(msg["flags"] & 1), master=msg.get("IFLA_MASTER") or 0,
                 alias=msg.get("IFLA_IFALIAS") or "", link=msg.get("IFLA_LINK") or 0,
-                promisc=bool(msg["flags"] & 0x100))
+                promisc=bool(msg["flags"] & 0x100), txqlen=msg.get("IFLA_TXQLEN") or 0,
+                allmulti=bool(msg["flags"] & 0x200))
 
 
 class Rtnl:
@@ -172,8 +175,12 @@ class Rtnl:
             self._ipr.link("set", index=index, **attrs)
 
     def set_promisc(self, index: int, on: bool) -> None:
+        self.set_flag(index, 0x100, on)
+
+    def set_flag(self, index: int, flag: int, on: bool) -> None:
+        """One IFF_* flag (0x100 promisc, 0x200 allmulti), leaving the others alone."""
         with _nl(f"link #{index}"):
-            self._ipr.link("set", index=index, flags=0x100 if on else 0, change=0x100)
+            self._ipr.link("set", index=index, flags=flag if on else 0, change=flag)
 
     def del_link(self, index: int) -> None:
         with _nl(f"link #{index}"):
