@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..cni.skel import Plugin
-from . import bandwidth, bridge, dummy, host_device, host_local, ipvlan, loopback, macvlan, portmap, ptp, static, tuning, vlan
+from . import bandwidth, bridge, dummy, firewall, host_device, host_local, ipvlan, loopback, macvlan, portmap, ptp, static, tuning, vlan
 
 REGISTRY: dict[str, Plugin] = {
     "bridge": bridge.PLUGIN,
@@ -18,4 +18,5 @@ REGISTRY: dict[str, Plugin] = {
     "portmap": portmap.PLUGIN,
     "bandwidth": bandwidth.PLUGIN,
     "tuning": tuning.PLUGIN,
+    "firewall": firewall.PLUGIN,
 }
