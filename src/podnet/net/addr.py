@@ -54,8 +54,10 @@ def missing_routes(rtnl: Rtnl, result: Result, link: Link) -> list[Route]:
         wanted = [r for r in result.routes if r.dst.version == fam]
         if not wanted:
             continue
-        have = {(e.dst, e.table) for e in rtnl.routes(fam)}
-        missing += [r for r in wanted if (r.dst, r.table or 254) not in have]
+        every = rtnl.routes(fam, table=None)
+        have = {(e.dst, e.table) for e in every}
+        moved = {e.dst for e in every if e.oif == link.index}  # e.g. into a source-routing table (sbr)
+        missing += [r for r in wanted if (r.dst, r.table or 254) not in have and r.dst not in moved]
     return missing
 
 

@@ -219,10 +219,12 @@ class Rtnl:
             self._ipr.addr("del", index=index, address=str(iface.ip), prefixlen=iface.network.prefixlen)
 
     # ------------------------------------------------------------ routes
-    def routes(self, family: int, table: int = 254) -> list[RouteEntry]:
+    def routes(self, family: int, table: int | None = 254) -> list[RouteEntry]:
+        """Routes of one table (None: every table, local and policy tables included)."""
         fam = socket.AF_INET if family == 4 else socket.AF_INET6
         out = []
-        for m in self._ipr.get_routes(family=fam, table=table):
+        kw: dict[str, Any] = {"family": fam} if table is None else {"family": fam, "table": table}
+        for m in self._ipr.get_routes(**kw):
             dst = m.get("RTA_DST")
             plen = m["dst_len"]
             net = ipaddress.ip_network(f"{dst}/{plen}" if dst else ("0.0.0.0/0" if family == 4 else "::/0"))
@@ -256,6 +258,35 @@ class Rtnl:
             kw["metrics"] = metrics
         with _nl(f"route {dst}"):
             self._ipr.route("replace" if replace else "add", **kw)
+
+    # ------------------------------------------------------------- rules
+    def rules(self, family: int) -> list[tuple[IPNet | None, int, int]]:
+        """(source prefix or None, table, priority) of every policy routing rule."""
+        fam = socket.AF_INET if family == 4 else socket.AF_INET6
+        out = []
+        for m in self._ipr.get_rules(family=fam):
+            src = m.get("FRA_SRC")
+            net = ipaddress.ip_network(f"{src}/{m['src_len']}") if src else None
+            out.append((net, m.get("FRA_TABLE") or m["table"], m.get("FRA_PRIORITY") or 0))
+        return out
+
+    def add_rule(self, src: IPNet, table: int, priority: int = 0) -> None:
+        fam = socket.AF_INET if src.version == 4 else socket.AF_INET6
+        kw: dict[str, Any] = {"family": fam, "table": table, "src": str(src.network_address),
+                              "src_len": src.prefixlen}
+        if priority:
+            kw["priority"] = priority
+        with _nl(f"rule from {src} table {table}"):
+            try:
+                self._ipr.rule("add", **kw)
+            except NetlinkError as e:
+                if e.code != errno.EEXIST:
+                    raise
+
+    def del_rule(self, src: IPNet, table: int) -> None:
+        fam = socket.AF_INET if src.version == 4 else socket.AF_INET6
+        with _nl(f"rule from {src} table {table}"):
+            self._ipr.rule("del", family=fam, table=table, src=str(src.network_address), src_len=src.prefixlen)
 
     def route_oif(self, dst: IPAddr) -> int:
         """The ifindex the kernel would send a packet to `dst` out of (0: no route)."""

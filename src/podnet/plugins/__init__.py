@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..cni.skel import Plugin
-from . import bandwidth, bridge, dummy, firewall, host_device, host_local, ipvlan, loopback, macvlan, portmap, ptp, static, tuning, vlan
+from . import bandwidth, bridge, dummy, firewall, host_device, host_local, ipvlan, loopback, macvlan, portmap, ptp, sbr, static, tuning, vlan
 
 REGISTRY: dict[str, Plugin] = {
     "bridge": bridge.PLUGIN,
@@ -19,4 +19,5 @@ REGISTRY: dict[str, Plugin] = {
     "bandwidth": bandwidth.PLUGIN,
     "tuning": tuning.PLUGIN,
     "firewall": firewall.PLUGIN,
+    "sbr": sbr.PLUGIN,
 }
