@@ -16,8 +16,11 @@ def cmd_install(a: argparse.Namespace) -> int:
         if not a.subnet:
             print("podnet install: --subnet is needed with --network", file=sys.stderr)
             return 2
-        conf = install.bridge_conflist(a.network, a.subnet, a.bridge, not a.no_masq, a.agent_socket,
-                                       data_dir=a.data_dir)
+        if a.kubernetes:
+            conf = install.kubernetes_conflist(a.network, a.subnet, a.bridge, a.agent_socket, data_dir=a.data_dir)
+        else:
+            conf = install.bridge_conflist(a.network, a.subnet, a.bridge, not a.no_masq, a.agent_socket,
+                                           data_dir=a.data_dir)
         print(f"conflist {install.write_conflist(a.conf_dir, conf)}")
     return 0
 
@@ -65,6 +68,8 @@ def parser() -> argparse.ArgumentParser:
     i.add_argument("--subnet", action="append", default=[])
     i.add_argument("--bridge", default="podnet0")
     i.add_argument("--no-masq", action="store_true")
+    i.add_argument("--kubernetes", action="store_true",
+                   help="the Kubernetes chain: bridge, portmap, bandwidth, tuning (with capabilities)")
     i.add_argument("--data-dir")
     i.add_argument("--agent-socket", default=DEFAULT_SOCKET)
     i.add_argument("--interpreter", default=INTERPRETER)

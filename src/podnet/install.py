@@ -62,6 +62,20 @@ def bridge_conflist(network: str, subnets: list[str], bridge: str = "podnet0", i
     ]}
 
 
+def kubernetes_conflist(network: str, subnets: list[str], bridge: str = "podnet0",
+                        agent_socket: str = DEFAULT_SOCKET, cni_version: str = "1.0.0",
+                        data_dir: str | None = None) -> dict[str, Any]:
+    """Kubernetes' usual chain: bridge → portmap (hostPort) → bandwidth (pod annotations)
+    → tuning, each meta plugin declaring the capability the runtime fills in."""
+    conf = bridge_conflist(network, subnets, bridge, True, agent_socket, cni_version, data_dir)
+    conf["plugins"] += [
+        {"type": "podnet-portmap", "capabilities": {"portMappings": True}, "snat": True, "agentSocket": agent_socket},
+        {"type": "podnet-bandwidth", "capabilities": {"bandwidth": True}, "agentSocket": agent_socket},
+        {"type": "podnet-tuning", "capabilities": {"mac": True}, "agentSocket": agent_socket},
+    ]
+    return conf
+
+
 def write_conflist(conf_dir: str, conflist: dict[str, Any], priority: int = 10) -> str:
     os.makedirs(conf_dir, exist_ok=True)
     dest = os.path.join(conf_dir, f"{priority}-{conflist['name']}.conflist")
