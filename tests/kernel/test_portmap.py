@@ -142,3 +142,25 @@ def test_raw_conditions_are_refused(bin_dir: str, sandbox: str, make_pod, mode, 
     r = run_chain(bin_dir, conf, "ADD", netns=pod, sandbox=sandbox, runtime_config=MAPPINGS)
     assert r.rc != 0 and r.out["code"] == 7 and "conditionsV4" in r.out["msg"]
     assert run_chain(bin_dir, conf, "DEL", netns=pod, sandbox=sandbox).rc == 0
+
+
+def test_generated_kubernetes_conflist_end_to_end(bin_dir: str, sandbox: str, client: str, make_pod,
+                                                  tmp_path: Path) -> None:
+    """`podnet install --kubernetes` writes a chain that a runtime can run as is."""
+    from podnet import install
+    conf = install.kubernetes_conflist("kk8s", ["10.92.0.0/24"], bridge="pnbr9",
+                                       agent_socket=str(tmp_path / "none.sock"), data_dir=str(tmp_path / "ipam"))
+    assert [p["type"] for p in conf["plugins"]] == ["podnet-bridge", "podnet-portmap", "podnet-bandwidth",
+                                                    "podnet-tuning"]
+    rc = {"portMappings": [{"hostPort": 8181, "containerPort": 80, "protocol": "tcp"}],
+          "bandwidth": {"ingressRate": 50_000_000, "ingressBurst": 1_000_000,
+                        "egressRate": 50_000_000, "egressBurst": 1_000_000}}
+    pod = make_pod()
+    r = run_chain(bin_dir, conf, "ADD", netns=pod, sandbox=sandbox, runtime_config=rc)
+    assert r.rc == 0, r.stdout + r.stderr
+    assert any(i["name"].startswith("bwp") for i in r.out["interfaces"])
+    with server(os.path.basename(pod), "tcp", 80, "k8s-pod"):
+        assert fetch(client, "tcp", HOST_A, 8181).startswith("k8s-pod")
+    assert run_chain(bin_dir, conf, "CHECK", netns=pod, sandbox=sandbox, runtime_config=rc, prev=r.out).rc == 0
+    assert run_chain(bin_dir, conf, "DEL", netns=pod, sandbox=sandbox, runtime_config=rc, prev=r.out).rc == 0
+    assert '"kk8s ' not in portmap_table(sandbox)
