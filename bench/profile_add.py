@@ -23,17 +23,31 @@ def main() -> int:
     ap.add_argument("--top", type=int, default=35)
     ap.add_argument("--sort", default="cumulative")
     ap.add_argument("--phase", choices=("add", "del"), default="add")
+    ap.add_argument("--inner", default="", help=argparse.SUPPRESS)  # set when re-run inside the scratch netns
     a = ap.parse_args()
+    if a.inner:
+        return profile(a)
     tag = f"pnprof{os.getpid()}"
     subprocess.run(["ip", "netns", "add", tag], check=True)
     pods = [f"{tag}p{i}" for i in range(a.pods)]
-    data = tempfile.mkdtemp()
     try:
         for p in pods:
             subprocess.run(["ip", "netns", "add", p], check=True)
-        fd = os.open(f"/run/netns/{tag}", os.O_RDONLY)
-        from podnet.net import netns
-        netns.entered(fd).__enter__()  # this thread now lives in the scratch "host"
+        # the whole process runs inside the scratch netns: nothing can land in the host's
+        return subprocess.run(["ip", "netns", "exec", tag, sys.executable, *sys.argv, "--inner", tag]).returncode
+    finally:
+        for p in pods:
+            subprocess.run(["ip", "netns", "del", p], capture_output=True)
+        subprocess.run(["ip", "netns", "del", tag], capture_output=True)
+
+
+def profile(a: argparse.Namespace) -> int:
+    tag = a.inner
+    if os.stat("/proc/self/ns/net").st_ino != os.stat(f"/run/netns/{tag}").st_ino:
+        raise SystemExit(f"refusing to run outside the scratch netns {tag}")
+    pods = [f"{tag}p{i}" for i in range(a.pods)]
+    data = tempfile.mkdtemp()
+    try:
         from podnet import dispatch
         conf = json.load(open(a.conf))
         conf["ipam"]["dataDir"] = data
@@ -62,13 +76,10 @@ def main() -> int:
         prof.disable()
         t2 = time.perf_counter()
         n = a.pods - 1
-        print(f"ADD {1000 * (t1 - t0) / n:.2f} ms/pod (profiled), DEL {1000 * (t2 - t1) / a.pods:.2f} ms/pod",
-              file=sys.stderr)
+        print(f"ADD {1000 * (t1 - t0) / n:.2f} ms/pod, DEL {1000 * (t2 - t1) / a.pods:.2f} ms/pod "
+              f"({a.phase} profiled)", file=sys.stderr)
         pstats.Stats(prof).sort_stats(a.sort).print_stats(a.top)
     finally:
-        for p in pods:
-            subprocess.run(["ip", "netns", "del", p], capture_output=True)
-        subprocess.run(["ip", "netns", "del", tag], capture_output=True)
         subprocess.run(["rm", "-rf", data])
     return 0
 
