@@ -101,6 +101,11 @@ class Rtnl:
     def close(self) -> None:
         self._ipr.close()
 
+    @property
+    def ipr(self) -> IPRoute:
+        """The pyroute2 handle, for the other netlink modules of net/ (tc) to share the socket."""
+        return self._ipr
+
     # ------------------------------------------------------------- links
     def link(self, name: str) -> Link | None:
         try:

@@ -3,7 +3,7 @@
 Ingress (toward the pod): tbf on the host end of the pod's veth.  Egress (from the
 pod): the host end's ingress is redirected to an ifb device shaped by its own tbf.
 Rates are bits/s and bursts bits, flat in the config or in runtimeConfig.bandwidth
-(which wins).  The ifb's alias records "<network> <containerID>" for DEL and GC.
+(which wins).  The ifb's name is derived from (network, containerID), for DEL and GC.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from ..cni.request import Request
 from ..cni.skel import Plugin
 from ..cni.types import Interface, Result
 from ..net import netns, tc
-from ..net.errors import NetnsGone
+from ..net.errors import LinkExists, NetnsGone
 from ..net.rtnl import Link, Rtnl, open_rtnl
 from . import podside
 from .common import require_prev_result, valid_attachments
@@ -24,7 +24,6 @@ from .common import require_prev_result, valid_attachments
 KEYS = ("ingressRate", "ingressBurst", "egressRate", "egressBurst")
 MAX_BURST_BITS = 4 * 1024 ** 3 * 8      # the reference's 4 GB
 MAX_RATE_BITS = (2 ** 32 - 1) * 8       # tbf keeps the rate in 32-bit bytes/s
-ALIAS_PREFIX = "podnet-bandwidth "
 
 
 @dataclass(frozen=True)
@@ -64,12 +63,30 @@ def parse_limits(req: Request) -> Limits:
     return Limits(vals["ingressRate"], vals["ingressBurst"], vals["egressRate"], vals["egressBurst"])
 
 
+def _h(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def ifb_prefix(network: str) -> str:
+    return "bwp" + _h(network)[:4]
+
+
 def ifb_name(network: str, container_id: str) -> str:
-    return "bwp" + hashlib.sha256(f"{network}{container_id}".encode()).hexdigest()[:12]
+    """15 characters: 'bwp', 4 of the network's hash (GC's filter), 8 of (network, container)."""
+    return ifb_prefix(network) + _h(f"{network}{container_id}")[:8]
 
 
-def host_veth(req: Request, host: Rtnl) -> Link:
-    """The host end of the pod's IFNAME (it must be a veth: that is where shaping goes)."""
+def host_veth(req: Request, host: Rtnl, prev: Result | None = None) -> Link:
+    """The host end of the pod's IFNAME (it must be a veth: that is where shaping goes).
+
+    When prevResult lists exactly one host-side veth (bridge, ptp) that is the one; else
+    the pod's IFNAME is looked up and its peer followed.
+    """
+    if prev is not None:
+        host_side = [host.link(i.name) for i in prev.interfaces if not i.sandbox and i.name]
+        veths = [lk for lk in host_side if lk is not None and lk.kind == "veth"]
+        if len(veths) == 1:
+            return veths[0]
     with netns.opened(req.netns) as fd, open_rtnl(fd) as pod:
         lk = pod.link(req.ifname)
         if lk is None:
@@ -86,19 +103,19 @@ def add(req: Request) -> Result:
     if not (limits.ingress_rate or limits.egress_rate):
         return prev
     with open_rtnl() as host:
-        hv = host_veth(req, host)
+        hv = host_veth(req, host, prev)
         ifb: Link | None = None
         try:
             if limits.ingress_rate:
                 tc.set_tbf(hv.index, limits.ingress_rate, limits.ingress_burst)
             if limits.egress_rate:
                 name = ifb_name(req.network, req.container_id)
-                old = host.link(name)
-                if old is not None:  # a repeated ADD: start over
-                    host.del_link(old.index)
-                host.add_link(name, "ifb", mtu=hv.mtu or None)
+                try:
+                    host.add_link(name, "ifb", mtu=hv.mtu or None, state="up")
+                except LinkExists:  # a repeated ADD: start over
+                    host.del_link(host.require_link(name).index)
+                    host.add_link(name, "ifb", mtu=hv.mtu or None, state="up")
                 ifb = host.require_link(name)
-                host.set_link(ifb.index, ifalias=f"{ALIAS_PREFIX}{req.network} {req.container_id}", state="up")
                 tc.redirect_ingress(hv.index, ifb.index)
                 tc.set_tbf(ifb.index, limits.egress_rate, limits.egress_burst)
         except BaseException:
@@ -152,13 +169,12 @@ def status(req: Request) -> None:
 
 
 def gc(req: Request) -> None:
-    valid = {cid for cid, _ in valid_attachments(req)}
+    """Delete this network's ifbs whose container is not in the valid attachments."""
+    keep = {ifb_name(req.network, cid) for cid, _ in valid_attachments(req)}
+    prefix = ifb_prefix(req.network)
     with open_rtnl() as host:
         for lk in host.links():
-            if lk.kind != "ifb" or not lk.alias.startswith(ALIAS_PREFIX):
-                continue
-            net, _, cid = lk.alias[len(ALIAS_PREFIX):].partition(" ")
-            if net == req.network and cid not in valid:
+            if lk.kind == "ifb" and lk.name.startswith(prefix) and lk.name not in keep:
                 podside.quietly(host.del_link, lk.index)
 
 

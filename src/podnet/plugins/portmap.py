@@ -20,7 +20,7 @@ from ..net import conntrack, nft, sysctl
 from ..net import portmap_nft as pm
 from ..net.errors import NftError
 from ..net.rtnl import open_rtnl
-from .common import get_bool, get_str, require_prev_result, valid_attachments
+from .common import check_link_name, get_bool, get_str, require_prev_result, valid_attachments
 
 PROTOCOLS = ("tcp", "udp", "sctp")
 KEYS = {"hostport": "hostPort", "containerport": "containerPort", "protocol": "protocol", "hostip": "hostIP"}
@@ -102,9 +102,15 @@ def build(req: Request, prev: Result, mappings: list[dict[str, Any]]) -> list[pm
     return out
 
 
-def _allow_localhost(pod_ips: list[ipaddress.IPv4Address | ipaddress.IPv6Address]) -> None:
+def _allow_localhost(prev: Result, pod_ips: list[ipaddress.IPv4Address | ipaddress.IPv6Address]) -> None:
     """route_localnet on the host interface that leads to the pod (the bridge), so a
-    DNATed 127.0.0.1 packet may leave through it; nowhere else."""
+    DNATed 127.0.0.1 packet may leave through it; nowhere else.  prevResult names it
+    (its first interface outside the pod: the bridge, or ptp's host veth); otherwise
+    the kernel's route to the pod does."""
+    host_side = next((i.name for i in prev.interfaces if not i.sandbox), "")
+    if host_side:
+        sysctl.ensure(f"net/ipv4/conf/{check_link_name(host_side, 'prevResult.interfaces')}/route_localnet", 1)
+        return
     with open_rtnl() as host:
         for ip in pod_ips:
             if ip.version != 4:
@@ -132,7 +138,7 @@ def add(req: Request) -> Result:
         pm.remove(req.network, req.container_id)  # our own earlier ADD: replace it
         pm.add(req.network, req.container_id, wanted, snat, masq_all)
     if snat:
-        _allow_localhost([m.pod_ip for m in wanted])
+        _allow_localhost(prev, [m.pod_ip for m in wanted])
     for fam in (4, 6):
         conntrack.flush_udp_to_ports(sorted({m.host_port for m in wanted
                                              if m.protocol == "udp" and m.pod_ip.version == fam}), fam)
