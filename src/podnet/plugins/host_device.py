@@ -19,7 +19,7 @@ from ..cni.types import DNS, Result, dns_from_dict
 from ..net import link, netns
 from ..net.errors import NetnsGone
 from ..net.rtnl import Link, Rtnl, open_rtnl
-from . import delegate, podlink, podside
+from . import podlink, podside
 from .common import check_link_name, check_mac, get_str, ipam_conf
 
 PCI_RE = re.compile(r"^([0-9a-fA-F]{4}:)?[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]$")
@@ -141,14 +141,7 @@ def check(req: Request) -> None:
     podlink.check(req, "", conf.has_ipam, lambda host, pod, lk: None)
 
 
-def status(req: Request) -> None:
-    if parse_conf(req).has_ipam:
-        delegate.ipam_status(req)
-
-
-def gc(req: Request) -> None:
-    if parse_conf(req).has_ipam:
-        delegate.ipam_gc(req)
+status, gc = podlink.ipam_status_and_gc(lambda req: parse_conf(req).has_ipam)
 
 
 PLUGIN = Plugin("host-device", add, delete, check, status, gc)

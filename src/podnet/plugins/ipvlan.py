@@ -12,9 +12,8 @@ from ..cni.errors import CNIError, config_error
 from ..cni.request import Request
 from ..cni.skel import Plugin
 from ..cni.types import DNS, Result, dns_from_dict
-from ..net import link
 from ..net.rtnl import Link, Rtnl
-from . import delegate, lowerdev, podlink
+from . import lowerdev, podlink
 from .common import get_bool, get_int, get_str, ipam_conf, prev_result
 
 MODES = {"l2": 0, "l3": 1, "l3s": 2}
@@ -59,12 +58,8 @@ def add(req: Request) -> Result:
     conf = parse_conf(req)
     prev, master_name = chained_input(req, conf)
 
-    def make(host: Rtnl, pod: Rtnl, pod_fd: int) -> Link:
-        where = pod if conf.in_container else host
-        master = lowerdev.resolve_master(where, master_name, conf.mtu, conf.in_container)
-        return link.create_in_pod(where, pod, pod_fd, req.ifname, "ipvlan", link=master.index,
-                                  ipvlan_mode=MODES[conf.mode], mtu=conf.mtu or None)
-
+    make = lowerdev.link_on_master(req.ifname, master_name, conf.mtu, conf.in_container, "ipvlan",
+                                   ipvlan_mode=MODES[conf.mode])
     return podlink.attach(req, make, conf.has_ipam, conf.dns, ips_from=prev)
 
 
@@ -87,14 +82,7 @@ def check(req: Request) -> None:
     podlink.check(req, "ipvlan", conf.has_ipam, verify)
 
 
-def status(req: Request) -> None:
-    if parse_conf(req).has_ipam:
-        delegate.ipam_status(req)
-
-
-def gc(req: Request) -> None:
-    if parse_conf(req).has_ipam:
-        delegate.ipam_gc(req)
+status, gc = podlink.ipam_status_and_gc(lambda req: parse_conf(req).has_ipam)
 
 
 PLUGIN = Plugin("ipvlan", add, delete, check, status, gc)

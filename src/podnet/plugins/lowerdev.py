@@ -2,9 +2,10 @@
 finding the master, in the host or (linkInContainer) in the pod, and checking the MTU."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from ..cni.errors import config_error
+from ..net import link
 from ..net.rtnl import Link, Rtnl
 from .common import check_link_name, get_str
 
@@ -43,3 +44,13 @@ def master_name(conf: dict[str, Any]) -> str:
     """`master` from the config, checked as an interface name ('' when unset)."""
     name = get_str(conf, "master")
     return check_link_name(name, "master") if name else ""
+
+
+def link_on_master(ifname: str, master: str, mtu: int, in_container: bool, kind: str,
+                   **attrs: object) -> Callable[[Rtnl, Rtnl, int], Link]:
+    """podlink's `make` step for a link of `kind` hanging off `master` (host or pod side)."""
+    def make(host: Rtnl, pod: Rtnl, pod_fd: int) -> Link:
+        where = pod if in_container else host
+        lower = resolve_master(where, master, mtu, in_container)
+        return link.create_in_pod(where, pod, pod_fd, ifname, kind, link=lower.index, mtu=mtu or None, **attrs)
+    return make

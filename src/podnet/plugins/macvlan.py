@@ -11,9 +11,8 @@ from ..cni.errors import CNIError, config_error
 from ..cni.request import Request
 from ..cni.skel import Plugin
 from ..cni.types import DNS, Result, dns_from_dict
-from ..net import link
 from ..net.rtnl import Link, Rtnl
-from . import delegate, lowerdev, podlink
+from . import lowerdev, podlink
 from .common import check_mac, get_bool, get_int, get_str, ipam_conf, requested_mac
 
 MODES = ("bridge", "private", "vepa", "passthru")
@@ -46,12 +45,8 @@ def parse_conf(req: Request) -> MacvlanConf:
 def add(req: Request) -> Result:
     conf = parse_conf(req)
 
-    def make(host: Rtnl, pod: Rtnl, pod_fd: int) -> Link:
-        where = pod if conf.in_container else host
-        master = lowerdev.resolve_master(where, conf.master, conf.mtu, conf.in_container)
-        return link.create_in_pod(where, pod, pod_fd, req.ifname, "macvlan", link=master.index,
-                                  macvlan_mode=conf.mode, mtu=conf.mtu or None, address=conf.mac or None)
-
+    make = lowerdev.link_on_master(req.ifname, conf.master, conf.mtu, conf.in_container, "macvlan",
+                                   macvlan_mode=conf.mode, address=conf.mac or None)
     return podlink.attach(req, make, conf.has_ipam, conf.dns)
 
 
@@ -74,14 +69,7 @@ def check(req: Request) -> None:
     podlink.check(req, "macvlan", conf.has_ipam, verify)
 
 
-def status(req: Request) -> None:
-    if parse_conf(req).has_ipam:
-        delegate.ipam_status(req)
-
-
-def gc(req: Request) -> None:
-    if parse_conf(req).has_ipam:
-        delegate.ipam_gc(req)
+status, gc = podlink.ipam_status_and_gc(lambda req: parse_conf(req).has_ipam)
 
 
 PLUGIN = Plugin("macvlan", add, delete, check, status, gc)

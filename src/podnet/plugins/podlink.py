@@ -100,3 +100,17 @@ def check(req: Request, kind: str, has_ipam: bool, verify: Callable[[Rtnl, Rtnl,
         podside.check_addresses_and_routes(pod, lk, prev, req)
     if has_ipam:
         delegate.ipam_check(req)
+
+
+def ipam_status_and_gc(has_ipam: Callable[[Request], bool]) -> tuple[Callable[[Request], None],
+                                                                      Callable[[Request], None]]:
+    """STATUS and GC for these plugins: whatever their IPAM says (they keep no state of their own)."""
+    def status(req: Request) -> None:
+        if has_ipam(req):
+            delegate.ipam_status(req)
+
+    def gc(req: Request) -> None:
+        if has_ipam(req):
+            delegate.ipam_gc(req)
+
+    return status, gc

@@ -17,7 +17,7 @@ from ..cni.types import DNS, Interface, IPConfig, Result, dns_from_dict
 from ..net import addr, link, masq, netns, sysctl
 from ..net.errors import LinkExists
 from ..net.rtnl import RT_SCOPE_HOST, RT_SCOPE_LINK, Link, Rtnl, open_rtnl
-from . import delegate, podside
+from . import delegate, podlink, podside
 from .common import get_bool, get_int, ipam_conf, prev_result, valid_attachments
 
 
@@ -102,17 +102,11 @@ def delete(req: Request) -> None:
 
 def check(req: Request) -> None:
     parse_conf(req)
-    prev = prev_result(req)
-    if prev is None:
-        raise CNIError(7, "invalid config: prevResult: CHECK needs the ADD result")
-    if podside.prev_interface(prev, req.ifname, req.netns) is None:
-        raise CNIError(999, f"prevResult has no interface {req.ifname!r} in sandbox {req.netns}")
-    with open_rtnl() as host, netns.opened(req.netns) as fd, open_rtnl(fd) as pod:
-        cv = pod.link(req.ifname)
-        if cv is None or cv.kind != "veth":
-            raise CNIError(999, f"{req.ifname!r} in {req.netns} is {'missing' if cv is None else cv.kind}, not a veth")
-        podside.check_mac(cv, prev, req)
-        podside.check_addresses_and_routes(pod, cv, prev, req)
+
+    def verify(host: Rtnl, pod: Rtnl, cv: Link) -> None:
+        """ptp's own routes: gw/32 on the link and the subnet via gw in the pod, /32 to the pod on the host."""
+        prev = prev_result(req)
+        assert prev is not None
         in_pod = {(r.dst, r.gw) for fam in (4, 6) for r in pod.routes(fam) if r.oif == cv.index}
         for ip in prev.ips:
             if ip.gateway is None:
@@ -127,7 +121,8 @@ def check(req: Request) -> None:
         for ip in podside.interface_ips(prev, req.ifname):
             if (_host_prefix(ip.ip).network, hv.index) not in have:
                 raise CNIError(999, f"host route to {ip.ip} via {hv.name} missing")
-    delegate.ipam_check(req)
+
+    podlink.check(req, "veth", True, verify)
 
 
 def status(req: Request) -> None:

@@ -7,9 +7,8 @@ from ..cni.errors import CNIError, config_error
 from ..cni.request import Request
 from ..cni.skel import Plugin
 from ..cni.types import DNS, Result, dns_from_dict
-from ..net import link
 from ..net.rtnl import Link, Rtnl
-from . import delegate, lowerdev, podlink
+from . import lowerdev, podlink
 from .common import get_bool, get_int, ipam_conf
 
 
@@ -38,12 +37,8 @@ def parse_conf(req: Request) -> VlanConf:
 def add(req: Request) -> Result:
     conf = parse_conf(req)
 
-    def make(host: Rtnl, pod: Rtnl, pod_fd: int) -> Link:
-        where = pod if conf.in_container else host
-        master = lowerdev.resolve_master(where, conf.master, conf.mtu, conf.in_container)
-        return link.create_in_pod(where, pod, pod_fd, req.ifname, "vlan", link=master.index,
-                                  vlan_id=conf.vlan_id, mtu=conf.mtu or None)
-
+    make = lowerdev.link_on_master(req.ifname, conf.master, conf.mtu, conf.in_container, "vlan",
+                                   vlan_id=conf.vlan_id)
     return podlink.attach(req, make, conf.has_ipam, conf.dns)
 
 
@@ -65,14 +60,7 @@ def check(req: Request) -> None:
     podlink.check(req, "vlan", conf.has_ipam, verify)
 
 
-def status(req: Request) -> None:
-    if parse_conf(req).has_ipam:
-        delegate.ipam_status(req)
-
-
-def gc(req: Request) -> None:
-    if parse_conf(req).has_ipam:
-        delegate.ipam_gc(req)
+status, gc = podlink.ipam_status_and_gc(lambda req: parse_conf(req).has_ipam)
 
 
 PLUGIN = Plugin("vlan", add, delete, check, status, gc)
