@@ -1,0 +1,144 @@
+"""A small synchronous key-value facade over etcd v3 — the only module that imports the
+etcd client (aetcd, gRPC; see the README for why that one).
+
+aetcd is asyncio-based; podnet's plugins are synchronous and run in agent threads, so
+one event loop runs in a daemon thread per process and calls are submitted to it.
+Every call has a deadline: an unreachable etcd raises StoreUnavailable (CNI code 11)
+quickly instead of hanging a pod's ADD.  Several endpoints: the next one is tried when
+one does not answer.
+"""
+from __future__ import annotations
+
+import asyncio
+import threading
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any, Coroutine
+
+import aetcd  # pinned in pyproject: aetcd==1.0.0
+import grpc
+from aetcd import exceptions as etcd_errors
+
+from .cluster import Entry, Txn
+from .errors import StoreUnavailable
+
+DEFAULT_TIMEOUT = 5.0
+
+
+class _Loop:
+    """One asyncio loop in a daemon thread, shared by every EtcdKV of the process."""
+    _lock = threading.Lock()
+    _loop: asyncio.AbstractEventLoop | None = None
+
+    @classmethod
+    def get(cls) -> asyncio.AbstractEventLoop:
+        with cls._lock:
+            if cls._loop is None or cls._loop.is_closed():
+                loop = asyncio.new_event_loop()
+                threading.Thread(target=loop.run_forever, name="podnet-etcd", daemon=True).start()
+                cls._loop = loop
+            return cls._loop
+
+
+def parse_endpoint(url: str) -> tuple[str, int]:
+    rest = url.split("://", 1)[-1].rstrip("/")
+    host, _, port = rest.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"etcd endpoint {url!r} is not http://host:port")
+    return host.strip("[]"), int(port)
+
+
+class EtcdKV:
+    def __init__(self, endpoints: list[str], timeout: float = DEFAULT_TIMEOUT) -> None:
+        self.endpoints = [parse_endpoint(e) for e in endpoints]
+        self.timeout = timeout
+        self._current = 0
+        self._client: aetcd.Client | None = None
+        self._loop = _Loop.get()
+
+    # ------------------------------------------------------------ plumbing
+    def _run(self, make: Any) -> Any:
+        """Run make(client) on the loop; on an unreachable endpoint try the next ones."""
+        last: Exception | None = None
+        for _ in range(len(self.endpoints)):
+            fut = asyncio.run_coroutine_threadsafe(self._call(make), self._loop)
+            try:
+                return fut.result(self.timeout)
+            except (FutureTimeout, etcd_errors.ConnectionFailedError, etcd_errors.ConnectionTimeoutError,
+                    grpc.RpcError, OSError) as e:
+                fut.cancel()
+                last = e
+                self._rotate()
+            except etcd_errors.ClientError as e:
+                last = e
+                self._rotate()
+        host, port = self.endpoints[self._current]
+        raise StoreUnavailable(f"etcd unavailable ({host}:{port} and {len(self.endpoints) - 1} other(s)): "
+                               f"{type(last).__name__}: {last}") from None
+
+    async def _call(self, make: Any) -> Any:
+        if self._client is None:
+            host, port = self.endpoints[self._current]
+            self._client = aetcd.Client(host=host, port=port, timeout=int(self.timeout) or 1)
+            await asyncio.wait_for(self._client.connect(), self.timeout)
+        coro: Coroutine[Any, Any, Any] = make(self._client)
+        return await asyncio.wait_for(coro, self.timeout)
+
+    def _rotate(self) -> None:
+        client, self._client = self._client, None
+        self._current = (self._current + 1) % len(self.endpoints)
+        if client is not None:
+            asyncio.run_coroutine_threadsafe(client.close(), self._loop)
+
+    def close(self) -> None:
+        if self._client is not None:
+            fut = asyncio.run_coroutine_threadsafe(self._client.close(), self._loop)
+            try:
+                fut.result(2)
+            except Exception:  # noqa: BLE001 - closing a dead connection may fail; nothing to do
+                pass
+            self._client = None
+
+    # ------------------------------------------------------------ KV
+    def get(self, key: str) -> Entry | None:
+        async def op(c: aetcd.Client) -> Any:
+            return await c.get(key.encode())
+        r = self._run(op)
+        return None if r is None else Entry(key, r.value, r.mod_revision)
+
+    def get_prefix(self, prefix: str) -> list[Entry]:
+        async def op(c: aetcd.Client) -> Any:
+            return await c.get_prefix(prefix.encode())
+        return [Entry(kv.key.decode(), kv.value, kv.mod_revision) for kv in self._run(op)]
+
+    def txn(self, t: Txn) -> bool:
+        """True when every compare held and the writes were applied, atomically."""
+        async def op(c: aetcd.Client) -> Any:
+            tx = c.transactions
+            compares = [tx.mod(k.encode()) == rev if rev else tx.version(k.encode()) == 0 for k, rev in t.compares]
+            success = [tx.put(k.encode(), v, lease=t.lease or None) for k, v in t.puts]
+            success += [tx.delete(k.encode()) for k in t.deletes]
+            return await c.transaction(compare=compares, success=success, failure=[])
+        ok, _ = self._run(op)
+        return bool(ok)
+
+    def delete_prefix(self, prefix: str) -> None:
+        async def op(c: aetcd.Client) -> Any:
+            return await c.delete_prefix(prefix.encode())
+        self._run(op)
+
+    # ------------------------------------------------------------ leases
+    def grant_lease(self, ttl: int) -> int:
+        async def op(c: aetcd.Client) -> Any:
+            return await c.lease(ttl)
+        return int(self._run(op).id)
+
+    def keep_alive(self, lease_id: int) -> None:
+        async def op(c: aetcd.Client) -> Any:
+            return await c.refresh_lease(lease_id)
+        self._run(op)
+
+    def lease_alive(self, lease_id: int) -> bool:
+        async def op(c: aetcd.Client) -> Any:
+            return await c.get_lease_info(lease_id)
+        info = self._run(op)
+        return int(getattr(info, "TTL", -1)) > 0

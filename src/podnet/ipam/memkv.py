@@ -1,0 +1,43 @@
+"""An in-memory KV with etcd's transaction semantics (mod revisions, compare-then-write),
+for unit tests of the cluster IPAM and for dry runs; one process only."""
+from __future__ import annotations
+
+import threading
+
+from .cluster import Entry, Txn
+
+
+class MemKV:
+    def __init__(self) -> None:
+        self._data: dict[str, tuple[bytes, int]] = {}
+        self._rev = 0
+        self._lock = threading.Lock()
+        self.txns = 0          # how many write transactions were attempted (benchmarks, tests)
+
+    def get(self, key: str) -> Entry | None:
+        with self._lock:
+            v = self._data.get(key)
+            return None if v is None else Entry(key, v[0], v[1])
+
+    def get_prefix(self, prefix: str) -> list[Entry]:
+        with self._lock:
+            return [Entry(k, v, r) for k, (v, r) in sorted(self._data.items()) if k.startswith(prefix)]
+
+    def txn(self, t: Txn) -> bool:
+        with self._lock:
+            self.txns += 1
+            for key, rev in t.compares:
+                have = self._data.get(key)
+                if (rev == 0 and have is not None) or (rev != 0 and (have is None or have[1] != rev)):
+                    return False
+            self._rev += 1
+            for key, value in t.puts:
+                self._data[key] = (value, self._rev)
+            for key in t.deletes:
+                self._data.pop(key, None)
+            return True
+
+    def delete_prefix(self, prefix: str) -> None:
+        with self._lock:
+            for k in [k for k in self._data if k.startswith(prefix)]:
+                del self._data[k]

@@ -1,0 +1,142 @@
+"""The cluster IPAM's allocation rules over an in-memory KV with etcd's transaction semantics."""
+from __future__ import annotations
+
+import ipaddress
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from podnet.ipam.cluster import Block, ClusterIpam, Pool
+from podnet.ipam.errors import RangeExhausted
+from podnet.ipam.memkv import MemKV
+
+
+def pool(cidr: str = "10.70.0.0/24", block: int = 28, gw: str | None = "10.70.0.1") -> Pool:
+    return Pool("p", ipaddress.ip_network(cidr), block, ipaddress.ip_address(gw) if gw else None)
+
+
+def ipam(kv: MemKV, node: str, cooldown: float = 0) -> ClusterIpam:
+    c = ClusterIpam(kv, node, cooldown=cooldown)
+    return c
+
+
+def test_allocation_skips_network_and_gateway_and_is_idempotent() -> None:
+    kv = MemKV()
+    a = ipam(kv, "n1")
+    p = a.ensure_pool(pool())
+    ip = a.allocate("net/c1/eth0", [p])
+    assert ip == [ipaddress.ip_address("10.70.0.2")]
+    before = kv.txns
+    assert a.allocate("net/c1/eth0", [p]) == ip            # a repeated ADD
+    assert kv.txns == before, "a repeated ADD must not write"
+    assert a.allocate("net/c1/eth1", [p]) != ip            # another interface of the same pod
+
+
+def test_one_write_transaction_per_allocation_and_release() -> None:
+    kv = MemKV()
+    a = ipam(kv, "n1")
+    p = a.ensure_pool(pool())
+    before = kv.txns
+    a.allocate("net/c1/eth0", [p])
+    assert kv.txns - before == 1
+    before = kv.txns
+    a.release("net/c1/eth0")
+    assert kv.txns - before == 1
+
+
+def test_nodes_get_their_own_blocks_then_claim_then_borrow_then_exhaust() -> None:
+    kv = MemKV()
+    p = pool("10.70.0.0/27", block=28, gw=None)             # two blocks of 16
+    n1, n2 = ipam(kv, "n1"), ipam(kv, "n2")
+    n1.ensure_pool(p)
+    a = n1.allocate("net/a/eth0", [p])[0]
+    b = n2.allocate("net/b/eth0", [p])[0]
+    blocks = {blk.cidr: blk.node for blk, _ in n1.blocks("p")}
+    assert blocks == {ipaddress.ip_network("10.70.0.0/28"): "n1", ipaddress.ip_network("10.70.0.16/28"): "n2"}
+    assert a in ipaddress.ip_network("10.70.0.0/28") and b in ipaddress.ip_network("10.70.0.16/28")
+    got = {a, b}
+    for i in range(40):
+        try:
+            got.add(n1.allocate(f"net/x{i}/eth0", [p])[0])
+        except RangeExhausted as e:
+            assert "exhausted" in str(e)
+            break
+    else:
+        pytest.fail("never exhausted")
+    # n1 borrowed from n2's block once its own was full; every usable address went out once
+    assert len(got) == 30   # 32 addresses minus network and broadcast
+
+
+def test_release_cooldown_then_reuse() -> None:
+    kv = MemKV()
+    a = ipam(kv, "n1", cooldown=3600)
+    p = a.ensure_pool(pool())
+    ip = a.allocate("net/c1/eth0", [p])[0]
+    assert a.release("net/c1/eth0") == [ip]
+    assert a.release("net/c1/eth0") == []                  # DEL of an unknown handle succeeds
+    assert a.allocate("net/c2/eth0", [p])[0] != ip         # resting
+    b = ipam(kv, "n1", cooldown=0)
+    b.release("net/c2/eth0")
+    blk, _ = b.blocks("p")[0]
+    blk.cooldown.clear()
+
+
+def test_dual_stack_one_address_per_family() -> None:
+    kv = MemKV()
+    a = ipam(kv, "n1")
+    p4 = a.ensure_pool(pool())
+    p6 = a.ensure_pool(Pool("p6", ipaddress.ip_network("fd70::/64"), 122))
+    ips = a.allocate("net/c1/eth0", [p4, p6])
+    assert [i.version for i in ips] == [4, 6]
+    assert a.release("net/c1/eth0") == ips
+    assert a.check() == []
+
+
+def test_concurrent_allocators_on_three_nodes_never_duplicate() -> None:
+    kv = MemKV()
+    p = ipam(kv, "n0").ensure_pool(pool("10.71.0.0/22", block=26, gw=None))
+    nodes = [ipam(kv, f"n{i}") for i in range(3)]
+
+    def work(k: int) -> list[str]:
+        node = nodes[k % 3]
+        return [str(node.allocate(f"net/c{k}-{j}/eth0", [p])[0]) for j in range(20)]
+    with ThreadPoolExecutor(12) as ex:
+        got = [ip for chunk in ex.map(work, range(24)) for ip in chunk]
+    assert len(got) == len(set(got)) == 480
+    assert nodes[0].check() == []
+    for hid in list(nodes[0].handles()):
+        nodes[0].release(hid)
+    assert all(not blk.allocations for blk, _ in nodes[0].blocks("p"))
+
+
+def test_gc_releases_only_this_nodes_invalid_handles() -> None:
+    kv = MemKV()
+    n1, n2 = ipam(kv, "n1"), ipam(kv, "n2")
+    p = n1.ensure_pool(pool())
+    n1.allocate("net/keep/eth0", [p])
+    n1.allocate("net/gone/eth0", [p])
+    n2.allocate("net/other/eth0", [p])
+    assert n1.gc("net", {("keep", "eth0")}) == ["net/gone/eth0"]
+    assert set(n1.handles("net")) == {"net/keep/eth0", "net/other/eth0"}
+
+
+def test_check_reports_a_leak_and_a_double_owner() -> None:
+    kv = MemKV()
+    a = ipam(kv, "n1")
+    p = a.ensure_pool(pool())
+    a.allocate("net/c1/eth0", [p])
+    key = a.block_key("p", ipaddress.ip_network("10.70.0.0/28"))
+    blk = Block.from_bytes(kv.get(key).value)
+    blk.allocations["10.70.0.9"] = "net/ghost/eth0"
+    from podnet.ipam.cluster import Txn
+    assert kv.txn(Txn(((key, kv.get(key).mod_revision),), ((key, blk.to_bytes()),)))
+    problems = a.check()
+    assert any("ghost" in x and "leak" in x for x in problems)
+
+
+def test_pool_cidr_mismatch_is_an_error() -> None:
+    kv = MemKV()
+    a = ipam(kv, "n1")
+    a.ensure_pool(pool())
+    with pytest.raises(Exception, match="exists with CIDR"):
+        a.ensure_pool(pool("10.99.0.0/24"))
