@@ -10,7 +10,8 @@ from .launcher import DEFAULT_SOCKET
 
 INTERPRETER = "/usr/bin/python3"
 TYPES = ("bridge", "host-local", "static", "loopback", "ptp", "macvlan", "ipvlan", "vlan", "host-device", "dummy",
-         "portmap", "bandwidth", "tuning", "firewall", "sbr")
+         "portmap", "bandwidth", "tuning", "firewall", "sbr",
+         "cluster-ipam")
 
 TEMPLATE = """#!{interpreter} -IS
 # podnet launcher for the CNI plugin type {ptype!r}; written by `podnet install`.
@@ -25,7 +26,7 @@ def import_paths() -> list[str]:
     """Where podnet and its dependencies live, for an interpreter started with -I -S."""
     import podnet
     paths = [os.path.dirname(os.path.dirname(os.path.abspath(podnet.__file__)))]
-    for dep in ("pyroute2", "prometheus_client"):
+    for dep in ("pyroute2", "prometheus_client", "aetcd"):
         spec = importlib.util.find_spec(dep)  # locate without importing
         if spec is not None and spec.origin:
             paths.append(os.path.dirname(os.path.dirname(os.path.abspath(spec.origin))))

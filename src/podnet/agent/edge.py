@@ -8,6 +8,7 @@ from __future__ import annotations
 import subprocess
 
 from ..cni.errors import INTERNAL, INVALID_ENV, TRY_AGAIN_LATER, CNIError
+from ..ipam.cluster import Conflict
 from ..ipam.errors import AddressUnavailable, IpamError, RangeExhausted, StoreUnavailable
 from ..net.errors import AddressConflict, NetError, NetnsGone, NotANetns
 
@@ -17,6 +18,7 @@ TABLE: tuple[tuple[type[BaseException], int], ...] = (
     (NotANetns, INVALID_ENV),
     (RangeExhausted, TRY_AGAIN_LATER),  # addresses come back as pods are deleted
     (StoreUnavailable, TRY_AGAIN_LATER),
+    (Conflict, TRY_AGAIN_LATER),        # cluster IPAM: too many concurrent writers this time
     (subprocess.TimeoutExpired, TRY_AGAIN_LATER),
     (AddressUnavailable, INTERNAL),
     (AddressConflict, INTERNAL),

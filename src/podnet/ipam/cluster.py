@@ -19,6 +19,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import random
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Protocol
@@ -52,7 +53,7 @@ class Txn:
 class KV(Protocol):
     def get(self, key: str) -> Entry | None: ...
     def get_prefix(self, prefix: str) -> list[Entry]: ...
-    def txn(self, t: Txn) -> bool: ...
+    def txn(self, t: Txn) -> int: ...  # the new revision, 0 when a compare failed
 
 
 class Conflict(IpamError):
@@ -105,6 +106,9 @@ class Block:
     allocations: dict[str, str] = field(default_factory=dict)   # ip -> handle id
     cooldown: dict[str, float] = field(default_factory=dict)    # ip -> usable again at (unix time)
 
+    def copy(self) -> "Block":
+        return Block(self.cidr, self.node, dict(self.allocations), dict(self.cooldown))
+
     def to_bytes(self) -> bytes:
         return json.dumps({"cidr": str(self.cidr), "node": self.node, "allocations": self.allocations,
                            "cooldown": self.cooldown}, sort_keys=True).encode()
@@ -141,6 +145,10 @@ class ClusterIpam:
         self.node = node
         self.prefix = prefix if prefix.endswith("/") else prefix + "/"
         self.cooldown = cooldown
+        self._view: dict[str, dict[IPNet, tuple[Block, int]]] = {}   # pool -> this node's last view of blocks
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+        self._pools: dict[str, Pool] = {}
 
     # ------------------------------------------------------------ keys
     def pool_key(self, name: str) -> str:
@@ -162,8 +170,10 @@ class ClusterIpam:
                 existing = Pool.from_json(pool.name, json.loads(got.value))
                 if existing.cidr != pool.cidr:
                     raise IpamError(f"pool {pool.name!r} exists with CIDR {existing.cidr}, config says {pool.cidr}")
+                self._pools[pool.name] = existing
                 return existing
             if self.kv.txn(Txn(((key, 0),), ((key, json.dumps(pool.to_json()).encode()),))):
+                self._pools[pool.name] = pool
                 return pool
         raise Conflict(f"could not create pool {pool.name!r}")
 
@@ -177,57 +187,98 @@ class ClusterIpam:
         return [(Block.from_bytes(e.value), e.mod_revision) for e in self.kv.get_prefix(f"{self.prefix}blocks/{pool}/")]
 
     # ------------------------------------------------------------ allocate
+    def _pool_lock(self, name: str) -> threading.Lock:
+        with self._locks_guard:
+            return self._locks.setdefault(name, threading.Lock())
+
+    def _scan(self, pool: Pool) -> dict[IPNet, tuple[Block, int]]:
+        view = {b.cidr: (b, rev) for b, rev in self.blocks(pool.name)}
+        self._view[pool.name] = view
+        return view
+
     def allocate(self, hid: str, pools: list[Pool]) -> list[IPAddr]:
         """One address from each pool for handle `hid`, in ONE transaction; the same ones again
-        when the handle already exists (a repeated ADD)."""
+        when the handle already exists (a repeated ADD).
+
+        The common case is that single transaction and nothing else: the blocks come from
+        this node's cached view, the handle's absence is one of the transaction's compares.
+        Only a failed compare costs reads (the handle: a repeated ADD; the block: someone
+        else wrote it).  Allocations of one node for one pool queue on a local lock, so the
+        node's own threads never make each other retry.
+        """
         hkey = self.handle_key(hid)
-        for attempt in range(MAX_ATTEMPTS):
-            held = self.kv.get(hkey)
-            if held is not None:
-                return [ipaddress.ip_address(x) for x in json.loads(held.value)["ips"]]
-            compares: list[tuple[str, int]] = [(hkey, 0)]
-            puts: list[tuple[str, bytes]] = []
-            ips: list[IPAddr] = []
-            now = time.time()
-            for pool in pools:
-                block, rev = self._pick(pool, now)
-                ip = block.free_address(pool, now)
-                assert ip is not None
-                block.allocations[str(ip)] = hid
-                key = self.block_key(pool.name, block.cidr)
-                compares.append((key, rev))
-                puts.append((key, block.to_bytes()))
-                ips.append(ip)
-            record = {"ips": [str(i) for i in ips], "node": self.node, "pools": [p.name for p in pools]}
-            puts.append((hkey, json.dumps(record).encode()))
-            if self.kv.txn(Txn(tuple(compares), tuple(puts))):
-                return ips
-            time.sleep(random.uniform(0, min(0.05, 0.002 * (attempt + 1))))
-        raise Conflict(f"gave up after {MAX_ATTEMPTS} conflicting attempts: try again")
+        locks = [self._pool_lock(p.name) for p in sorted(pools, key=lambda p: p.name)]
+        for lk in locks:
+            lk.acquire()
+        try:
+            for attempt in range(MAX_ATTEMPTS):
+                compares: list[tuple[str, int]] = [(hkey, 0)]
+                puts: list[tuple[str, bytes]] = []
+                ips: list[IPAddr] = []
+                touched: list[tuple[Pool, Block, str]] = []
+                now = time.time()
+                for pool in pools:
+                    block, rev = self._pick(pool, now)
+                    block = block.copy()
+                    ip = block.free_address(pool, now)
+                    assert ip is not None
+                    block.allocations[str(ip)] = hid
+                    key = self.block_key(pool.name, block.cidr)
+                    compares.append((key, rev))
+                    puts.append((key, block.to_bytes()))
+                    ips.append(ip)
+                    touched.append((pool, block, key))
+                record = {"ips": [str(i) for i in ips], "node": self.node, "pools": [p.name for p in pools]}
+                puts.append((hkey, json.dumps(record).encode()))
+                revision = self.kv.txn(Txn(tuple(compares), tuple(puts)))
+                if revision:
+                    for pool, block, _ in touched:
+                        self._view.setdefault(pool.name, {})[block.cidr] = (block, revision)
+                    return ips
+                held = self.kv.get(hkey)
+                if held is not None:
+                    return [ipaddress.ip_address(x) for x in json.loads(held.value)["ips"]]
+                for pool, block, key in touched:  # someone else wrote the block: re-read just that one
+                    got = self.kv.get(key)
+                    view = self._view.setdefault(pool.name, {})
+                    if got is None:
+                        view.pop(block.cidr, None)
+                    else:
+                        view[block.cidr] = (Block.from_bytes(got.value), got.mod_revision)
+                time.sleep(random.uniform(0, min(0.05, 0.001 * (attempt + 1))))
+            raise Conflict(f"gave up after {MAX_ATTEMPTS} conflicting attempts: try again")
+        finally:
+            for lk in reversed(locks):
+                lk.release()
 
     def _pick(self, pool: Pool, now: float) -> tuple[Block, int]:
         """A block with a free address: ours, else a new claim (revision 0), else a borrowed one."""
-        existing = self.blocks(pool.name)
-        by_cidr = {b.cidr: (b, rev) for b, rev in existing}
-        mine = [(b, rev) for b, rev in existing if b.node == self.node]
+        view = self._view.get(pool.name)
+        if view is not None:
+            for b, rev in sorted(view.values(), key=lambda x: int(x[0].cidr.network_address)):
+                if b.node == self.node and b.copy().free_address(pool, now) is not None:
+                    return b, rev
+        view = self._scan(pool)  # ours are full (or unknown): look at the whole pool afresh
+        mine = [(b, rev) for b, rev in view.values() if b.node == self.node]
         for b, rev in sorted(mine, key=lambda x: int(x[0].cidr.network_address)):
-            if b.free_address(pool, now) is not None:
+            if b.copy().free_address(pool, now) is not None:
                 return b, rev
         for cidr in pool.blocks():
-            if cidr not in by_cidr:
+            if cidr not in view:
                 b = Block(cidr, self.node)
-                if b.free_address(pool, now) is not None:
+                if b.copy().free_address(pool, now) is not None:
                     return b, 0
-        others = [(b, rev) for b, rev in existing if b.node != self.node]
+        others = [(b, rev) for b, rev in view.values() if b.node != self.node]
         random.shuffle(others)  # borrowers spread out instead of all hitting one block
         for b, rev in others:
-            if b.free_address(pool, now) is not None:
+            if b.copy().free_address(pool, now) is not None:
                 return b, rev
         raise RangeExhausted(f"pool {pool.name} ({pool.cidr}) exhausted: no free address in any block")
 
     # ------------------------------------------------------------ release
     def release(self, hid: str) -> list[IPAddr]:
-        """Free the handle's addresses and delete it, in ONE transaction; [] for an unknown handle."""
+        """Free the handle's addresses and delete it, in ONE transaction; [] for an unknown handle.
+        Common case: one read (the handle) and that transaction."""
         hkey = self.handle_key(hid)
         for attempt in range(MAX_ATTEMPTS):
             held = self.kv.get(hkey)
@@ -237,26 +288,40 @@ class ClusterIpam:
             ips = [ipaddress.ip_address(x) for x in record["ips"]]
             compares: list[tuple[str, int]] = [(hkey, held.mod_revision)]
             puts: list[tuple[str, bytes]] = []
-            pools = {p.name: p for p in self.pools()}
+            touched: list[tuple[str, Block]] = []
             for ip, pool_name in zip(ips, record.get("pools") or []):
-                pool = pools.get(pool_name)
+                pool = self._pool(pool_name)
                 if pool is None:
                     continue
-                key = self.block_key(pool_name, pool.block_of(ip))
-                got = self.kv.get(key)
-                if got is None:
-                    continue
-                block = Block.from_bytes(got.value)
+                cidr = pool.block_of(ip)
+                key = self.block_key(pool_name, cidr)
+                cached = self._view.get(pool_name, {}).get(cidr)
+                if cached is None or attempt:
+                    got = self.kv.get(key)
+                    if got is None:
+                        continue
+                    cached = (Block.from_bytes(got.value), got.mod_revision)
+                block = cached[0].copy()
                 if block.allocations.get(str(ip)) == hid:
                     del block.allocations[str(ip)]
                     if self.cooldown > 0:
                         block.cooldown[str(ip)] = time.time() + self.cooldown
-                compares.append((key, got.mod_revision))
+                compares.append((key, cached[1]))
                 puts.append((key, block.to_bytes()))
-            if self.kv.txn(Txn(tuple(compares), tuple(puts), (hkey,))):
+                touched.append((pool_name, block))
+            revision = self.kv.txn(Txn(tuple(compares), tuple(puts), (hkey,)))
+            if revision:
+                for pool_name, block in touched:
+                    self._view.setdefault(pool_name, {})[block.cidr] = (block, revision)
                 return ips
-            time.sleep(random.uniform(0, min(0.05, 0.002 * (attempt + 1))))
+            time.sleep(random.uniform(0, min(0.05, 0.001 * (attempt + 1))))
         raise Conflict(f"gave up releasing {hid} after {MAX_ATTEMPTS} conflicting attempts")
+
+    def _pool(self, name: str) -> Pool | None:
+        if name not in self._pools:
+            for p in self.pools():
+                self._pools[p.name] = p
+        return self._pools.get(name)
 
     def get(self, hid: str) -> list[IPAddr]:
         held = self.kv.get(self.handle_key(hid))

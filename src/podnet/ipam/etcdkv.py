@@ -110,16 +110,21 @@ class EtcdKV:
             return await c.get_prefix(prefix.encode())
         return [Entry(kv.key.decode(), kv.value, kv.mod_revision) for kv in self._run(op)]
 
-    def txn(self, t: Txn) -> bool:
-        """True when every compare held and the writes were applied, atomically."""
+    def txn(self, t: Txn) -> int:
+        """The new revision when every compare held and the writes were applied, atomically; else 0."""
         async def op(c: aetcd.Client) -> Any:
             tx = c.transactions
             compares = [tx.mod(k.encode()) == rev if rev else tx.version(k.encode()) == 0 for k, rev in t.compares]
             success = [tx.put(k.encode(), v, lease=t.lease or None) for k, v in t.puts]
             success += [tx.delete(k.encode()) for k in t.deletes]
             return await c.transaction(compare=compares, success=success, failure=[])
-        ok, _ = self._run(op)
-        return bool(ok)
+        ok, responses = self._run(op)
+        if not ok:
+            return 0
+        for r in responses:
+            kind = r.WhichOneof("response")
+            return int(getattr(r, kind).header.revision)
+        return 1
 
     def delete_prefix(self, prefix: str) -> None:
         async def op(c: aetcd.Client) -> Any:

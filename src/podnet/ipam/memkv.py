@@ -12,7 +12,8 @@ class MemKV:
         self._data: dict[str, tuple[bytes, int]] = {}
         self._rev = 0
         self._lock = threading.Lock()
-        self.txns = 0          # how many write transactions were attempted (benchmarks, tests)
+        self.txns = 0          # write transactions attempted (benchmarks, tests)
+        self.writes = 0        # ... and applied
 
     def get(self, key: str) -> Entry | None:
         with self._lock:
@@ -23,19 +24,20 @@ class MemKV:
         with self._lock:
             return [Entry(k, v, r) for k, (v, r) in sorted(self._data.items()) if k.startswith(prefix)]
 
-    def txn(self, t: Txn) -> bool:
+    def txn(self, t: Txn) -> int:
         with self._lock:
             self.txns += 1
             for key, rev in t.compares:
                 have = self._data.get(key)
                 if (rev == 0 and have is not None) or (rev != 0 and (have is None or have[1] != rev)):
-                    return False
+                    return 0
             self._rev += 1
+            self.writes += 1
             for key, value in t.puts:
                 self._data[key] = (value, self._rev)
             for key in t.deletes:
                 self._data.pop(key, None)
-            return True
+            return self._rev
 
     def delete_prefix(self, prefix: str) -> None:
         with self._lock:

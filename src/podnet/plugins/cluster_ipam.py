@@ -1,0 +1,170 @@
+"""podnet-cluster-ipam: one address space shared by every node, kept in etcd.
+
+IPAM config (inside a main plugin's `ipam`):
+  etcdEndpoints  ["http://127.0.0.1:2379", …]   (several: the next is tried when one is down)
+  prefix         key prefix, default "/podnet/"
+  subnet (+ gateway, blockSize) | pool {name, cidr, gateway, blockSize, exclude} | pools [ … ] (one per family)
+  node           this node's name (default: the hostname)
+  routes, dns    passed into the result as host-local does
+The pool is created in etcd on first use (named after the network unless `name` is given);
+an existing pool of that name must have the same CIDR.  See ipam/cluster.py for the model.
+"""
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from ..cni.errors import NOT_AVAILABLE, CNIError, config_error
+from ..cni.request import Request
+from ..cni.skel import Plugin
+from ..cni.types import DNS, IPConfig, Result, Route, dns_from_dict
+from ..ipam.cluster import DEFAULT_BLOCK, DEFAULT_PREFIX, ClusterIpam, Pool, handle_id
+from ..ipam.errors import StoreUnavailable
+from .common import get_str, prev_result, valid_attachments
+from .host_local import parse_routes
+
+NODE_ENV = "PODNET_NODE_NAME"
+_clients: dict[tuple[str, ...], Any] = {}
+_clients_lock = threading.Lock()
+_known_pools: dict[tuple[tuple[str, ...], str, str], Pool] = {}
+
+
+@dataclass(frozen=True)
+class ClusterConf:
+    endpoints: tuple[str, ...]
+    prefix: str
+    pools: tuple[Pool, ...]
+    node: str
+    routes: tuple[Route, ...]
+    dns: DNS
+
+
+def _pool(raw: Any, field: str, default_name: str) -> Pool:
+    if not isinstance(raw, dict):
+        raise config_error(field, "must be an object with a cidr")
+    try:
+        cidr = ipaddress.ip_network(str(raw.get("cidr") or raw.get("subnet")), strict=True)
+    except ValueError:
+        raise config_error(f"{field}.cidr", f"{raw.get('cidr') or raw.get('subnet')!r} is not a network") from None
+    block = raw.get("blockSize", DEFAULT_BLOCK[cidr.version])
+    if isinstance(block, bool) or not isinstance(block, int) or not cidr.prefixlen <= block <= cidr.max_prefixlen - 2:
+        raise config_error(f"{field}.blockSize", f"must be between /{cidr.prefixlen} and "
+                                                 f"/{cidr.max_prefixlen - 2}, not {block!r}")
+    try:
+        gw = ipaddress.ip_address(raw["gateway"]) if raw.get("gateway") else None
+        exclude = frozenset(ipaddress.ip_address(x) for x in raw.get("exclude") or [])
+    except ValueError as e:
+        raise config_error(field, f"bad address: {e}") from None
+    if gw is not None and gw not in cidr:
+        raise config_error(f"{field}.gateway", f"{gw} is not in {cidr}")
+    name = get_str(raw, "name") or (default_name if cidr.version == 4 else f"{default_name}-v6")
+    return Pool(name, cidr, block, gw, exclude)
+
+
+def parse_conf(req: Request) -> ClusterConf:
+    ipam = req.config.get("ipam") or {}
+    eps = ipam.get("etcdEndpoints")
+    if not isinstance(eps, list) or not eps or not all(isinstance(e, str) and e for e in eps):
+        raise config_error("ipam.etcdEndpoints", "a list of etcd client URLs (http://host:port) is required")
+    for key in ("etcdCAFile", "etcdCertFile", "etcdKeyFile"):
+        if ipam.get(key):
+            raise config_error(f"ipam.{key}", "TLS to etcd is not supported by podnet yet (the client "
+                                              "library, aetcd 1.0, opens plaintext gRPC channels only)")
+    if "pools" in ipam:
+        raw_pools = ipam["pools"]
+        if not isinstance(raw_pools, list) or not 1 <= len(raw_pools) <= 2:
+            raise config_error("ipam.pools", "one pool per address family (at most two)")
+        pools = tuple(_pool(p, f"ipam.pools[{i}]", req.network) for i, p in enumerate(raw_pools))
+    elif "pool" in ipam:
+        pools = (_pool(ipam["pool"], "ipam.pool", req.network),)
+    elif "subnet" in ipam:
+        flat = {k: ipam[k] for k in ("gateway", "blockSize", "exclude") if k in ipam}
+        pools = (_pool({"cidr": ipam["subnet"], **flat}, "ipam", req.network),)
+    else:
+        raise config_error("ipam.pool", "give subnet, pool or pools")
+    if len({p.cidr.version for p in pools}) != len(pools):
+        raise config_error("ipam.pools", "at most one pool per address family")
+    prefix = get_str(ipam, "prefix", DEFAULT_PREFIX) or DEFAULT_PREFIX
+    if not prefix.startswith("/") or ".." in prefix:
+        raise config_error("ipam.prefix", f"{prefix!r} must be an absolute key prefix")
+    node = get_str(ipam, "node") or os.environ.get(NODE_ENV, "") or socket.gethostname()
+    return ClusterConf(tuple(eps), prefix, pools, node, parse_routes(ipam.get("routes"), "ipam.routes"),
+                       dns_from_dict(ipam.get("dns")))
+
+
+def _kv(endpoints: tuple[str, ...]) -> Any:
+    """One etcd client per endpoint list per process: the agent keeps the connection warm."""
+    from ..ipam.etcdkv import EtcdKV  # the gRPC stack loads only when a cluster IPAM is used
+    with _clients_lock:
+        kv = _clients.get(endpoints)
+        if kv is None:
+            try:
+                kv = _clients[endpoints] = EtcdKV(list(endpoints))
+            except ValueError as e:
+                raise config_error("ipam.etcdEndpoints", str(e)) from None
+        return kv
+
+
+def _ipam(conf: ClusterConf) -> ClusterIpam:
+    return ClusterIpam(_kv(conf.endpoints), conf.node, conf.prefix)
+
+
+def _pools(ipam: ClusterIpam, conf: ClusterConf) -> list[Pool]:
+    out = []
+    for p in conf.pools:
+        key = (conf.endpoints, conf.prefix, p.name)
+        known = _known_pools.get(key)
+        if known is None or known.cidr != p.cidr:
+            known = _known_pools[key] = ipam.ensure_pool(p)
+        out.append(known)
+    return out
+
+
+def add(req: Request) -> Result:
+    conf = parse_conf(req)
+    ipam = _ipam(conf)
+    pools = _pools(ipam, conf)
+    ips = ipam.allocate(handle_id(req.network, req.container_id, req.ifname), pools)
+    configs = []
+    for ip in ips:
+        pool = next(p for p in pools if p.cidr.version == ip.version)
+        configs.append(IPConfig(ipaddress.ip_interface(f"{ip}/{pool.cidr.prefixlen}"), pool.gateway))
+    return Result(req.cni_version, (), tuple(configs), conf.routes, conf.dns)
+
+
+def delete(req: Request) -> None:
+    conf = parse_conf(req)
+    _ipam(conf).release(handle_id(req.network, req.container_id, req.ifname))
+
+
+def check(req: Request) -> None:
+    conf = parse_conf(req)
+    held = _ipam(conf).get(handle_id(req.network, req.container_id, req.ifname))
+    if not held:
+        raise CNIError(999, f"cluster-ipam: no addresses held by {req.container_id}/{req.ifname}")
+    prev = prev_result(req)
+    if prev is not None:
+        want = {i.address.ip for i in prev.ips}
+        if want and not want <= set(held):
+            raise CNIError(999, f"cluster-ipam: {req.container_id}/{req.ifname} holds {sorted(map(str, held))}, "
+                                f"prevResult says {sorted(map(str, want))}")
+
+
+def status(req: Request) -> None:
+    conf = parse_conf(req)
+    try:
+        _ipam(conf).pools()
+    except StoreUnavailable as e:
+        raise CNIError(NOT_AVAILABLE, f"cluster-ipam: {e}") from None
+
+
+def gc(req: Request) -> None:
+    conf = parse_conf(req)
+    _ipam(conf).gc(req.network, valid_attachments(req))
+
+
+PLUGIN = Plugin("cluster-ipam", add, delete, check, status, gc)

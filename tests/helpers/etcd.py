@@ -1,0 +1,70 @@
+"""A throwaway etcd (Debian's etcd-server) for tests: loopback or a given netns, random
+ports, a temp data dir; always stopped and removed."""
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+
+ETCD = shutil.which("etcd") or "/usr/bin/etcd"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Etcd:
+    def __init__(self, ip: str = "127.0.0.1", netns: str = "", name: str = "pnt",
+                 client_port: int = 0, peer_port: int = 0, cluster: str = "", state: str = "new",
+                 data_dir: str = "") -> None:
+        self.ip, self.netns, self.name = ip, netns, name
+        self.client_port = client_port or free_port()
+        self.peer_port = peer_port or free_port()
+        self.data = data_dir or tempfile.mkdtemp(prefix="pnt-etcd-")
+        self.url = f"http://{ip}:{self.client_port}"
+        peer = f"http://{ip}:{self.peer_port}"
+        argv = [ETCD, "--name", name, "--data-dir", self.data, "--listen-client-urls", self.url,
+                "--advertise-client-urls", self.url, "--listen-peer-urls", peer,
+                "--initial-advertise-peer-urls", peer, "--initial-cluster", cluster or f"{name}={peer}",
+                "--initial-cluster-state", state, "--listen-metrics-urls", ""]
+        if netns:
+            argv = ["ip", "netns", "exec", netns, *argv]
+        self.log = open(f"{self.data}.log", "w")
+        self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT)
+
+    def wait_healthy(self, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"etcd exited: {open(self.log.name).read()[-2000:]}")
+            try:
+                argv = ["ip", "netns", "exec", self.netns] if self.netns else []
+                out = subprocess.run([*argv, "/usr/bin/python3", "-c",
+                                      f"import urllib.request;print(urllib.request.urlopen('{self.url}/health',"
+                                      f" timeout=1).read().decode())"], capture_output=True, text=True, timeout=5)
+                if '"health":"true"' in out.stdout.replace(" ", ""):
+                    return
+            except subprocess.TimeoutExpired:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError("etcd did not become healthy")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def remove(self) -> None:
+        self.stop()
+        self.log.close()
+        shutil.rmtree(self.data, ignore_errors=True)
+
+
+def have_etcd() -> bool:
+    return shutil.which("etcd") is not None or __import__("os").path.exists("/usr/bin/etcd")
+
+
