@@ -90,6 +90,8 @@ def parser() -> argparse.ArgumentParser:
     dr.add_argument("--bin-dir", default="/opt/cni/bin")
     dr.add_argument("--json", action="store_true")
     dr.set_defaults(fn=cmd_doctor)
+    from .ipam_cli import add_parser as add_ipam_parser
+    add_ipam_parser(sub)
     v = sub.add_parser("version")
     v.add_argument("--json", action="store_true")
     v.set_defaults(fn=cmd_version)

@@ -140,3 +140,31 @@ def test_blocks_follow_nodes_in_etcd(etcd: Etcd) -> None:
     kv.close()
 
 
+
+
+def podnet(*argv: str) -> Any:
+    import subprocess
+    import sys
+    return subprocess.run([sys.executable, "-m", "podnet.cli", *argv], capture_output=True, text=True, timeout=60)
+
+
+def test_podnet_ipam_cli(bin_dir: str, etcd: Etcd) -> None:
+    e = ["ipam", "--etcd", etcd.url]
+    r = podnet(*e, "pool", "add", "cnet", "10.93.0.0/24", "--block-size", "28", "--gateway", "10.93.0.1")
+    assert r.returncode == 0, r.stderr
+    assert "10.93.0.0/24" in podnet(*e, "pool", "ls").stdout
+    conf = ipam_conf(etcd.url)
+    a = call(bin_dir, "ADD", conf, cid="web-1")
+    assert a.rc == 0, a.stdout
+    ip = a.out["ips"][0]["address"].split("/")[0]
+    ls = json.loads(podnet(*e, "--json", "ls").stdout)
+    assert ls == [{"pool": "cnet", "block": "10.93.0.0/28", "node": "n1", "used": 1, "size": 16}]
+    shown = json.loads(podnet(*e, "--json", "show", ip).stdout)
+    assert list(shown) == ["cnet/web-1/eth0"]
+    assert podnet(*e, "show", "web-1").returncode == 0
+    assert podnet(*e, "check").returncode == 0
+    assert podnet(*e, "gc", "--node", "n1", "--network", "cnet", "--keep", "web-1").stdout.count("cnet/") == 0
+    assert json.loads(podnet(*e, "--json", "release", "cnet/web-1/eth0").stdout) == [ip]
+    assert podnet(*e, "show", ip).returncode == 1
+    assert podnet(*e, "pool", "rm", "cnet").returncode == 0
+    assert podnet(*e, "pool", "ls").stdout.count("cnet") == 0

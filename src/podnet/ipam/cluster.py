@@ -336,7 +336,7 @@ class ClusterIpam:
         gone = []
         for hid, record in self.handles(network).items():
             _, cid, ifname = hid.split("/", 2)
-            if record.get("node") == self.node and (cid, ifname) not in valid:
+            if record.get("node") == self.node and (cid, ifname) not in valid and (cid, "") not in valid:
                 self.release(hid)
                 gone.append(hid)
         return gone

@@ -1,0 +1,120 @@
+"""`podnet ipam …`: look at and repair the cluster IPAM in etcd.
+
+  pool add NAME CIDR [--block-size N] [--gateway IP]   pool ls   pool rm NAME
+  ls                      blocks per node with usage
+  show IP|CONTAINER       who holds an address / what a container holds
+  release HANDLE          free network/containerID/ifname by hand
+  check                   leaks, conflicts (exit 1 when something is wrong)
+  gc --node N --network NET --keep CID[/IFNAME]…   release what is not kept
+Tables by default, --json for scripts.
+"""
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import sys
+from typing import Any
+
+from .ipam.cluster import DEFAULT_BLOCK, DEFAULT_PREFIX, ClusterIpam, Pool
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("ipam", help="inspect and repair the cluster IPAM in etcd")
+    p.add_argument("--etcd", action="append", default=[], help="etcd endpoint (repeatable), default http://127.0.0.1:2379")
+    p.add_argument("--prefix", default=DEFAULT_PREFIX)
+    p.add_argument("--json", action="store_true")
+    ip = p.add_subparsers(dest="ipam_cmd", required=True)
+    pool = ip.add_parser("pool")
+    pc = pool.add_subparsers(dest="pool_cmd", required=True)
+    pa = pc.add_parser("add")
+    pa.add_argument("name")
+    pa.add_argument("cidr")
+    pa.add_argument("--block-size", type=int)
+    pa.add_argument("--gateway")
+    pc.add_parser("ls")
+    pr = pc.add_parser("rm")
+    pr.add_argument("name")
+    ip.add_parser("ls")
+    sh = ip.add_parser("show")
+    sh.add_argument("what")
+    rel = ip.add_parser("release")
+    rel.add_argument("handle", help="network/containerID/ifname")
+    ip.add_parser("check")
+    gc = ip.add_parser("gc")
+    gc.add_argument("--node", required=True)
+    gc.add_argument("--network", required=True)
+    gc.add_argument("--keep", action="append", default=[], help="containerID[/ifname] still running")
+    p.set_defaults(fn=run)
+
+
+def _table(rows: list[list[str]], head: list[str]) -> str:
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)] if rows else [len(h) for h in head]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    return "\n".join([fmt.format(*head)] + [fmt.format(*map(str, r)) for r in rows])
+
+
+def _out(a: argparse.Namespace, data: Any, rows: list[list[str]], head: list[str]) -> None:
+    print(json.dumps(data, indent=2, sort_keys=True) if a.json else _table(rows, head))
+
+
+def run(a: argparse.Namespace) -> int:
+    from .ipam.etcdkv import EtcdKV
+    kv = EtcdKV(a.etcd or ["http://127.0.0.1:2379"])
+    c = ClusterIpam(kv, node="podnet-cli", prefix=a.prefix)
+    try:
+        return _dispatch(a, c, kv)
+    finally:
+        kv.close()
+
+
+def _dispatch(a: argparse.Namespace, c: ClusterIpam, kv: Any) -> int:
+    if a.ipam_cmd == "pool":
+        if a.pool_cmd == "add":
+            cidr = ipaddress.ip_network(a.cidr)
+            pool = Pool(a.name, cidr, a.block_size or DEFAULT_BLOCK[cidr.version],
+                        ipaddress.ip_address(a.gateway) if a.gateway else None)
+            c.ensure_pool(pool)
+            print(f"pool {a.name} {cidr} blocks /{pool.block_size}")
+            return 0
+        if a.pool_cmd == "rm":
+            if any(b.allocations for b, _ in c.blocks(a.name)):
+                print(f"pool {a.name} still has allocations; release them first", file=sys.stderr)
+                return 1
+            kv.delete_prefix(f"{c.prefix}blocks/{a.name}/")
+            kv.delete_prefix(c.pool_key(a.name))
+            return 0
+        pools = c.pools()
+        _out(a, [dict(p.to_json(), name=p.name) for p in pools],
+             [[p.name, str(p.cidr), f"/{p.block_size}", str(p.gateway or "")] for p in pools],
+             ["POOL", "CIDR", "BLOCK", "GATEWAY"])
+        return 0
+    if a.ipam_cmd == "ls":
+        data, rows = [], []
+        for p in c.pools():
+            for b, _ in sorted(c.blocks(p.name), key=lambda x: int(x[0].cidr.network_address)):
+                data.append({"pool": p.name, "block": str(b.cidr), "node": b.node, "used": len(b.allocations),
+                             "size": b.cidr.num_addresses})
+                rows.append([p.name, str(b.cidr), b.node, f"{len(b.allocations)}/{b.cidr.num_addresses}"])
+        _out(a, data, rows, ["POOL", "BLOCK", "NODE", "USED"])
+        return 0
+    if a.ipam_cmd == "show":
+        handles = c.handles()
+        hits = {h: r for h, r in handles.items() if a.what in r["ips"] or h.split("/")[1] == a.what}
+        _out(a, hits, [[h, ",".join(r["ips"]), r.get("node", "")] for h, r in sorted(hits.items())],
+             ["HANDLE", "ADDRESSES", "NODE"])
+        return 0 if hits else 1
+    if a.ipam_cmd == "release":
+        freed = c.release(a.handle)
+        print(json.dumps([str(i) for i in freed]) if a.json else (", ".join(map(str, freed)) or "nothing held"))
+        return 0
+    if a.ipam_cmd == "check":
+        problems = c.check()
+        _out(a, problems, [[p] for p in problems], ["PROBLEM"])
+        return 1 if problems else 0
+    if a.ipam_cmd == "gc":
+        keep = {(k.partition("/")[0], k.partition("/")[2]) for k in a.keep}  # no ifname: every interface
+        gone = ClusterIpam(kv, a.node, c.prefix).gc(a.network, keep)
+        _out(a, gone, [[g] for g in gone], ["RELEASED"])
+        return 0
+    return 2
