@@ -6,6 +6,7 @@
   release HANDLE          free network/containerID/ifname by hand
   check                   leaks, conflicts (exit 1 when something is wrong)
   gc --node N --network NET --keep CID[/IFNAME]…   release what is not kept
+  reclaim [--grace S]     take back the blocks of nodes whose lease expired
 Tables by default, --json for scripts.
 """
 from __future__ import annotations
@@ -45,6 +46,9 @@ def add_parser(sub: Any) -> None:
     gc.add_argument("--node", required=True)
     gc.add_argument("--network", required=True)
     gc.add_argument("--keep", action="append", default=[], help="containerID[/ifname] still running")
+    rc = ip.add_parser("reclaim", help="take back blocks of nodes whose lease expired (run twice: "
+                                        "the first pass only marks them dead)")
+    rc.add_argument("--grace", type=float, default=300.0, help="seconds a node must stay dead (default 300)")
     p.set_defaults(fn=run)
 
 
@@ -112,6 +116,13 @@ def _dispatch(a: argparse.Namespace, c: ClusterIpam, kv: Any) -> int:
         problems = c.check()
         _out(a, problems, [[p] for p in problems], ["PROBLEM"])
         return 1 if problems else 0
+    if a.ipam_cmd == "reclaim":
+        done = c.reclaim(a.grace)
+        dead = sorted(c.dead_nodes())
+        _out(a, {"reclaimed": done, "dead": dead},
+             [[n, str(len(h))] for n, h in done.items()] + [[n, "waiting"] for n in dead if n not in done],
+             ["NODE", "RELEASED"])
+        return 0
     if a.ipam_cmd == "gc":
         keep = {(k.partition("/")[0], k.partition("/")[2]) for k in a.keep}  # no ifname: every interface
         gone = ClusterIpam(kv, a.node, c.prefix).gc(a.network, keep)

@@ -143,3 +143,31 @@ def test_pool_cidr_mismatch_is_an_error() -> None:
     a.ensure_pool(pool())
     with pytest.raises(Exception, match="exists with CIDR"):
         a.ensure_pool(pool("10.99.0.0/24"))
+
+
+def test_dead_node_is_reclaimed_after_the_second_look() -> None:
+    kv = MemKV()
+    n1, n2 = ipam(kv, "n1", cooldown=3600), ipam(kv, "n2", cooldown=3600)
+    p = n1.ensure_pool(pool("10.72.0.0/27", block=28, gw=None))     # two blocks of 16
+    lease1 = n1.register(ttl=5)
+    n2.register(ttl=5)
+    lost = [n1.allocate(f"net/a{i}/eth0", [p])[0] for i in range(3)]
+    kept = n2.allocate("net/b/eth0", [p])[0]
+    assert n2.reclaim(grace=0) == {}, "nobody is dead yet"
+    kv.expire_lease(lease1)
+    assert n2.dead_nodes() == {"n1"}
+    assert n2.reclaim(grace=0) == {}, "the first sight only marks the node dead"
+    released = n2.reclaim(grace=0)
+    assert sorted(released["n1"]) == ["net/a0/eth0", "net/a1/eth0", "net/a2/eth0"]
+    assert set(n2.handles()) == {"net/b/eth0"} and n2.get("net/b/eth0") == [kept]
+    assert {str(b.cidr): b.node for b, _ in n2.blocks("p")} == {"10.72.0.0/28": "", "10.72.0.16/28": "n2"}
+    assert n2.dead_nodes() == set()
+    # n2 fills its block, then claims the reclaimed one; the lost addresses rest first
+    more = [n2.allocate(f"net/m{i}/eth0", [p])[0] for i in range(20)]
+    assert not set(lost) & set(more), "addresses lost with the dead node were reused before their cooldown"
+    assert {b.node for b, _ in n2.blocks("p")} == {"n2"}
+    # n1 comes back with a stale view: it must not take anything it lost or anyone holds
+    with pytest.raises(RangeExhausted):
+        for i in range(20):
+            n1.allocate(f"net/back{i}/eth0", [p])
+    assert n1.check() == []

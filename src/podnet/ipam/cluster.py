@@ -268,12 +268,88 @@ class ClusterIpam:
                 b = Block(cidr, self.node)
                 if b.copy().free_address(pool, now) is not None:
                     return b, 0
+        for b, rev in view.values():  # reclaimed from a dead node: nobody's, so claim it
+            if not b.node and b.copy().free_address(pool, now) is not None:
+                claimed = b.copy()
+                claimed.node = self.node
+                return claimed, rev
         others = [(b, rev) for b, rev in view.values() if b.node != self.node]
         random.shuffle(others)  # borrowers spread out instead of all hitting one block
         for b, rev in others:
             if b.copy().free_address(pool, now) is not None:
                 return b, rev
         raise RangeExhausted(f"pool {pool.name} ({pool.cidr}) exhausted: no free address in any block")
+
+    # ------------------------------------------------------------ nodes
+    def node_key(self, node: str) -> str:
+        return f"{self.prefix}nodes/{node}"
+
+    def register(self, ttl: int, info: dict[str, Any] | None = None) -> int:
+        """Announce this node under a lease (keep it alive with kv.keep_alive); returns the lease.
+        `known/<node>` (no lease) remembers that the node once registered: only such nodes are
+        ever declared dead — a node that never ran an agent is not."""
+        lease = self.kv.grant_lease(ttl)  # type: ignore[attr-defined]
+        record = json.dumps({"node": self.node, "since": time.time(), **(info or {})}).encode()
+        known = f"{self.prefix}known/{self.node}"
+        dead = f"{self.prefix}dead/{self.node}"
+        self.kv.txn(Txn((), ((self.node_key(self.node), record),), (dead,), lease=lease))
+        got = self.kv.get(known)
+        self.kv.txn(Txn(((known, got.mod_revision if got else 0),), ((known, b"{}"),)))
+        return lease
+
+    def live_nodes(self) -> set[str]:
+        return {e.key.rsplit("/", 1)[1] for e in self.kv.get_prefix(f"{self.prefix}nodes/")}
+
+    def dead_nodes(self) -> set[str]:
+        known = {e.key.rsplit("/", 1)[1] for e in self.kv.get_prefix(f"{self.prefix}known/")}
+        return known - self.live_nodes()
+
+    def reclaim(self, grace: float) -> dict[str, list[str]]:
+        """Take back the blocks of nodes whose lease expired at least `grace` seconds ago.
+
+        First sight of a dead node only records when it was seen dead; a later pass (the
+        second look) that still finds it dead after the grace period releases its handles,
+        keeps allocations that live nodes' handles hold in its blocks (borrowers), and
+        leaves the blocks unaffined for any node to claim.  Returns {node: released handles}.
+        """
+        out: dict[str, list[str]] = {}
+        now = time.time()
+        for node in sorted(self.dead_nodes()):
+            mark = f"{self.prefix}dead/{node}"
+            seen = self.kv.get(mark)
+            if seen is None:
+                self.kv.txn(Txn(((mark, 0), (self.node_key(node), 0)), ((mark, json.dumps({"since": now}).encode()),)))
+                continue
+            if now - float(json.loads(seen.value)["since"]) < grace:
+                continue
+            if node in self.live_nodes():   # the second look: it came back meanwhile
+                continue
+            released = [hid for hid, rec in self.handles().items() if rec.get("node") == node]
+            for hid in released:
+                self.release(hid)
+            for pool in self.pools():
+                for block, _ in self.blocks(pool.name):
+                    if block.node == node:
+                        self._unaffine(pool.name, block.cidr, node)
+                self._view.pop(pool.name, None)
+            known = f"{self.prefix}known/{node}"
+            self.kv.txn(Txn(((self.node_key(node), 0),), (), (mark, known)))
+            out[node] = released
+        return out
+
+    def _unaffine(self, pool: str, cidr: IPNet, node: str) -> None:
+        key = self.block_key(pool, cidr)
+        for _ in range(MAX_ATTEMPTS):
+            got = self.kv.get(key)
+            if got is None:
+                return
+            block = Block.from_bytes(got.value)
+            if block.node != node:
+                return
+            block.node = ""
+            if self.kv.txn(Txn(((key, got.mod_revision),), ((key, block.to_bytes()),))):
+                return
+        raise Conflict(f"could not unaffine block {cidr} of {node}")
 
     # ------------------------------------------------------------ release
     def release(self, hid: str) -> list[IPAddr]:

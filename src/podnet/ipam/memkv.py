@@ -14,6 +14,7 @@ class MemKV:
         self._lock = threading.Lock()
         self.txns = 0          # write transactions attempted (benchmarks, tests)
         self.writes = 0        # ... and applied
+        self._leases: dict[int, set[str]] = {}
 
     def get(self, key: str) -> Entry | None:
         with self._lock:
@@ -35,6 +36,8 @@ class MemKV:
             self.writes += 1
             for key, value in t.puts:
                 self._data[key] = (value, self._rev)
+                if t.lease:
+                    self._leases.setdefault(t.lease, set()).add(key)
             for key in t.deletes:
                 self._data.pop(key, None)
             return self._rev
@@ -43,3 +46,19 @@ class MemKV:
         with self._lock:
             for k in [k for k in self._data if k.startswith(prefix)]:
                 del self._data[k]
+
+    def grant_lease(self, ttl: int) -> int:
+        with self._lock:
+            lease = len(self._leases) + 1000
+            self._leases[lease] = set()
+            return lease
+
+    def keep_alive(self, lease: int) -> None:
+        pass
+
+    def expire_lease(self, lease: int) -> None:
+        """What etcd does when nobody kept the lease alive: its keys go."""
+        with self._lock:
+            for key in self._leases.pop(lease, set()):
+                self._data.pop(key, None)
+            self._rev += 1
