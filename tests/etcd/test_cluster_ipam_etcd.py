@@ -64,7 +64,7 @@ def test_add_is_idempotent_del_frees_gc_and_check(bin_dir: str, etcd: Etcd) -> N
 
 def test_bad_config_names_the_field(bin_dir: str, etcd: Etcd) -> None:
     for extra, field in (({"etcdEndpoints": []}, "etcdEndpoints"), ({"subnet": "10.93.0.0/33"}, "cidr"),
-                         ({"blockSize": 40}, "blockSize"), ({"etcdCAFile": "/x"}, "etcdCAFile"),
+                         ({"blockSize": 40}, "blockSize"), ({"etcdCAFile": "/nonexistent/ca.pem"}, "etcdCAFile"),
                          ({"gateway": "10.1.1.1"}, "gateway")):
         r = call(bin_dir, "ADD", ipam_conf(etcd.url, **extra))
         assert r.rc != 0 and r.out["code"] == 7 and field in r.out["msg"], (extra, r.stdout)
@@ -194,3 +194,22 @@ def test_node_lease_expiry_and_reclaim_with_a_short_ttl(etcd: Etcd) -> None:
     assert alive.check() == []
     assert all(str(lost[0]) not in rec["ips"] for rec in alive.handles().values())
     kv.close()
+
+
+def test_tls_with_client_certificates(bin_dir: str, tmp_path: Any) -> None:
+    from tests.helpers.etcd import make_tls
+    d = make_tls(str(tmp_path))
+    e = Etcd(tls_dir=d)
+    try:
+        e.wait_healthy()
+        tls = {"etcdCAFile": f"{d}/ca.pem", "etcdCertFile": f"{d}/client.pem", "etcdKeyFile": f"{d}/client.key"}
+        a = call(bin_dir, "ADD", ipam_conf(e.url, **tls))
+        assert a.rc == 0, a.stdout + a.stderr
+        assert a.out["ips"][0]["address"] == "10.93.0.2/24"
+        assert call(bin_dir, "DEL", ipam_conf(e.url, **tls)).rc == 0
+        no_client_cert = call(bin_dir, "ADD", ipam_conf(e.url, etcdCAFile=f"{d}/ca.pem"), cid="c9", timeout=60)
+        assert no_client_cert.rc != 0 and no_client_cert.out["code"] == 11, no_client_cert.stdout
+        bad = call(bin_dir, "ADD", ipam_conf(e.url, etcdCAFile=f"{d}/missing.pem"))
+        assert bad.rc != 0 and bad.out["code"] == 7 and "etcdCAFile" in bad.out["msg"]
+    finally:
+        e.remove()

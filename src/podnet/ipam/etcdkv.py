@@ -12,16 +12,46 @@ from __future__ import annotations
 import asyncio
 import threading
 from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
 from typing import Any, Coroutine
 
 import aetcd  # pinned in pyproject: aetcd==1.0.0
 import grpc
 from aetcd import exceptions as etcd_errors
+from aetcd import rpc, watcher
 
 from .cluster import Entry, Txn
 from .errors import StoreUnavailable
 
 DEFAULT_TIMEOUT = 5.0
+
+
+@dataclass(frozen=True)
+class TLSFiles:
+    ca: bytes
+    cert: bytes | None = None
+    key: bytes | None = None
+
+
+class _TLSClient(aetcd.Client):
+    """aetcd 1.0 opens plaintext channels only.  This client opens a TLS channel and wires
+    the same stubs aetcd's own connect() does (pinned version: see pyproject)."""
+
+    def __init__(self, tls: TLSFiles, **kw: Any) -> None:
+        super().__init__(**kw)
+        self._tls = grpc.ssl_channel_credentials(root_certificates=tls.ca, private_key=tls.key,
+                                                 certificate_chain=tls.cert)
+
+    async def connect(self) -> None:
+        if self._connected.is_set():
+            return
+        self.channel = rpc.secure_channel(f"{self._host}:{self._port}", self._tls, options=self._options.items())
+        self.kvstub = rpc.KVStub(self.channel)
+        self.clusterstub = rpc.ClusterStub(self.channel)
+        self.leasestub = rpc.LeaseStub(self.channel)
+        self.maintenancestub = rpc.MaintenanceStub(self.channel)
+        self._watcher = watcher.Watcher(rpc.WatchStub(self.channel), timeout=self._timeout, metadata=self.metadata)
+        self._connected.set()
 
 
 class _Loop:
@@ -48,8 +78,9 @@ def parse_endpoint(url: str) -> tuple[str, int]:
 
 
 class EtcdKV:
-    def __init__(self, endpoints: list[str], timeout: float = DEFAULT_TIMEOUT) -> None:
+    def __init__(self, endpoints: list[str], timeout: float = DEFAULT_TIMEOUT, tls: TLSFiles | None = None) -> None:
         self.endpoints = [parse_endpoint(e) for e in endpoints]
+        self.tls = tls
         self.timeout = timeout
         self._current = 0
         self._client: aetcd.Client | None = None
@@ -78,7 +109,10 @@ class EtcdKV:
     async def _call(self, make: Any) -> Any:
         if self._client is None:
             host, port = self.endpoints[self._current]
-            self._client = aetcd.Client(host=host, port=port, timeout=int(self.timeout) or 1)
+            if self.tls is not None:
+                self._client = _TLSClient(self.tls, host=host, port=port, timeout=int(self.timeout) or 1)
+            else:
+                self._client = aetcd.Client(host=host, port=port, timeout=int(self.timeout) or 1)
             await asyncio.wait_for(self._client.connect(), self.timeout)
         coro: Coroutine[Any, Any, Any] = make(self._client)
         return await asyncio.wait_for(coro, self.timeout)

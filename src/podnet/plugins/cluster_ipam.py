@@ -28,7 +28,7 @@ from .common import get_str, prev_result, valid_attachments
 from .host_local import parse_routes
 
 NODE_ENV = "PODNET_NODE_NAME"
-_clients: dict[tuple[str, ...], Any] = {}
+_clients: dict[tuple[Any, ...], ClusterIpam] = {}
 _clients_lock = threading.Lock()
 _known_pools: dict[tuple[tuple[str, ...], str, str], Pool] = {}
 
@@ -36,6 +36,7 @@ _known_pools: dict[tuple[tuple[str, ...], str, str], Pool] = {}
 @dataclass(frozen=True)
 class ClusterConf:
     endpoints: tuple[str, ...]
+    tls: tuple[bytes, bytes | None, bytes | None] | None   # CA, client cert, client key (PEM)
     prefix: str
     pools: tuple[Pool, ...]
     node: str
@@ -65,15 +66,34 @@ def _pool(raw: Any, field: str, default_name: str) -> Pool:
     return Pool(name, cidr, block, gw, exclude)
 
 
+def _tls_files(ipam: dict[str, Any]) -> tuple[bytes, bytes | None, bytes | None] | None:
+    """etcdCAFile (+ etcdCertFile and etcdKeyFile for client auth), read now so a bad path is a config error."""
+    paths = {k: get_str(ipam, k) for k in ("etcdCAFile", "etcdCertFile", "etcdKeyFile")}
+    if not any(paths.values()):
+        return None
+    if not paths["etcdCAFile"]:
+        raise config_error("ipam.etcdCAFile", "TLS needs the CA that signed etcd's certificate")
+    if bool(paths["etcdCertFile"]) != bool(paths["etcdKeyFile"]):
+        raise config_error("ipam.etcdKeyFile", "etcdCertFile and etcdKeyFile go together")
+    out: list[bytes | None] = []
+    for key, path in paths.items():
+        if not path:
+            out.append(None)
+            continue
+        try:
+            with open(path, "rb") as f:
+                out.append(f.read())
+        except OSError as e:
+            raise config_error(f"ipam.{key}", f"cannot read {path}: {e.strerror}") from None
+    return (out[0] or b"", out[1], out[2])
+
+
 def parse_conf(req: Request) -> ClusterConf:
     ipam = req.config.get("ipam") or {}
     eps = ipam.get("etcdEndpoints")
     if not isinstance(eps, list) or not eps or not all(isinstance(e, str) and e for e in eps):
         raise config_error("ipam.etcdEndpoints", "a list of etcd client URLs (http://host:port) is required")
-    for key in ("etcdCAFile", "etcdCertFile", "etcdKeyFile"):
-        if ipam.get(key):
-            raise config_error(f"ipam.{key}", "TLS to etcd is not supported by podnet yet (the client "
-                                              "library, aetcd 1.0, opens plaintext gRPC channels only)")
+    tls = _tls_files(ipam)
     if "pools" in ipam:
         raw_pools = ipam["pools"]
         if not isinstance(raw_pools, list) or not 1 <= len(raw_pools) <= 2:
@@ -92,25 +112,24 @@ def parse_conf(req: Request) -> ClusterConf:
     if not prefix.startswith("/") or ".." in prefix:
         raise config_error("ipam.prefix", f"{prefix!r} must be an absolute key prefix")
     node = get_str(ipam, "node") or os.environ.get(NODE_ENV, "") or socket.gethostname()
-    return ClusterConf(tuple(eps), prefix, pools, node, parse_routes(ipam.get("routes"), "ipam.routes"),
+    return ClusterConf(tuple(eps), tls, prefix, pools, node, parse_routes(ipam.get("routes"), "ipam.routes"),
                        dns_from_dict(ipam.get("dns")))
 
 
-def _kv(endpoints: tuple[str, ...]) -> Any:
-    """One etcd client per endpoint list per process: the agent keeps the connection warm."""
-    from ..ipam.etcdkv import EtcdKV  # the gRPC stack loads only when a cluster IPAM is used
+def _ipam(conf: ClusterConf) -> ClusterIpam:
+    """One client and allocator per (etcd, TLS, node, prefix) per process: the agent keeps the
+    connection and the node's view of its blocks warm across pods."""
+    from ..ipam.etcdkv import EtcdKV, TLSFiles  # the gRPC stack loads only when a cluster IPAM is used
+    key = (conf.endpoints, conf.tls, conf.node, conf.prefix)
     with _clients_lock:
-        kv = _clients.get(endpoints)
-        if kv is None:
+        ipam = _clients.get(key)
+        if ipam is None:
             try:
-                kv = _clients[endpoints] = EtcdKV(list(endpoints))
+                kv = EtcdKV(list(conf.endpoints), tls=TLSFiles(*conf.tls) if conf.tls else None)
             except ValueError as e:
                 raise config_error("ipam.etcdEndpoints", str(e)) from None
-        return kv
-
-
-def _ipam(conf: ClusterConf) -> ClusterIpam:
-    return ClusterIpam(_kv(conf.endpoints), conf.node, conf.prefix)
+            ipam = _clients[key] = ClusterIpam(kv, conf.node, conf.prefix)
+        return ipam
 
 
 def _pools(ipam: ClusterIpam, conf: ClusterConf) -> list[Pool]:
