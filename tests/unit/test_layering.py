@@ -55,3 +55,9 @@ def test_launcher_has_absolute_isolated_shebang(tmp_path: Path):
     first = Path(path).read_text().splitlines()[0]
     assert first == "#!/usr/bin/python3 -IS"
     assert sys.version_info >= (3, 11)
+
+
+def test_etcd_client_only_in_etcdkv():
+    users = {p.relative_to(SRC).as_posix() for p in SRC.rglob("*.py")
+             if any(m.split(".")[0] in ("aetcd", "grpc") for m in imports_of(p))}
+    assert users == {"ipam/etcdkv.py"}, users

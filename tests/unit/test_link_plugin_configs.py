@@ -54,3 +54,21 @@ def test_ipvlan_chained_without_addresses_is_rejected() -> None:
     prev = {"cniVersion": "1.0.0", "interfaces": [{"name": "eth0"}], "ips": []}
     err = add("ipvlan", prevResult=prev)
     assert err["code"] == 7 and "prevResult" in err["msg"]
+
+
+def test_cluster_ipam_ranges_shape_and_bad_values() -> None:
+    from podnet.cni.request import from_env
+    from podnet.plugins import cluster_ipam
+    base = {"cniVersion": "1.0.0", "name": "u", "type": "podnet-macvlan"}
+    ipam = {"type": "podnet-cluster-ipam", "etcdEndpoints": ["http://127.0.0.1:2379"], "node": "n1",
+            "ranges": [[{"subnet": "10.5.0.0/16", "gateway": "10.5.0.1"}], [{"subnet": "fd05::/64"}]]}
+    req = from_env(ENV, json.dumps(dict(base, ipam=ipam)).encode())
+    conf = cluster_ipam.parse_conf(req)
+    assert [str(p.cidr) for p in conf.pools] == ["10.5.0.0/16", "fd05::/64"]
+    assert [p.block_size for p in conf.pools] == [26, 122] and str(conf.pools[0].gateway) == "10.5.0.1"
+    for bad, field in (({"ranges": "x"}, "ranges"), ({"ranges": [[{"subnet": "10.5.0.0/16"}],
+                                                                 [{"subnet": "10.6.0.0/16"}]]}, "pools"),
+                       ({"prefix": "relative"}, "prefix"), ({"etcdEndpoints": ["nohost"]}, "etcdEndpoints")):
+        stdin = json.dumps(dict(base, ipam=dict(ipam, **bad))).encode()
+        err = json.loads(dispatch.handle("cluster-ipam", ENV, stdin).stdout)
+        assert err["code"] == 7 and field in err["msg"], (bad, err)

@@ -3,7 +3,8 @@
 IPAM config (inside a main plugin's `ipam`):
   etcdEndpoints  ["http://127.0.0.1:2379", …]   (several: the next is tried when one is down)
   prefix         key prefix, default "/podnet/"
-  subnet (+ gateway, blockSize) | pool {name, cidr, gateway, blockSize, exclude} | pools [ … ] (one per family)
+  subnet (+ gateway, blockSize) | ranges (host-local's shape) | pool {name, cidr, gateway, blockSize,
+                 exclude} | pools [ … ] (one per family)
   node           this node's name (default: the hostname)
   routes, dns    passed into the result as host-local does
 The pool is created in etcd on first use (named after the network unless `name` is given);
@@ -101,11 +102,19 @@ def parse_conf(req: Request) -> ClusterConf:
         pools = tuple(_pool(p, f"ipam.pools[{i}]", req.network) for i, p in enumerate(raw_pools))
     elif "pool" in ipam:
         pools = (_pool(ipam["pool"], "ipam.pool", req.network),)
+    elif "ranges" in ipam:  # host-local's shape: one range set per family, its first range is the pool
+        raw_sets = ipam["ranges"]
+        if not isinstance(raw_sets, list) or not 1 <= len(raw_sets) <= 2 or \
+                not all(isinstance(r, list) and r and isinstance(r[0], dict) for r in raw_sets):
+            raise config_error("ipam.ranges", "one or two range sets, each a list of {subnet, gateway}")
+        pools = tuple(_pool({"cidr": r[0].get("subnet"), "gateway": r[0].get("gateway"),
+                             **({"blockSize": ipam["blockSize"]} if "blockSize" in ipam else {})},
+                            f"ipam.ranges[{i}][0]", req.network) for i, r in enumerate(raw_sets))
     elif "subnet" in ipam:
         flat = {k: ipam[k] for k in ("gateway", "blockSize", "exclude") if k in ipam}
         pools = (_pool({"cidr": ipam["subnet"], **flat}, "ipam", req.network),)
     else:
-        raise config_error("ipam.pool", "give subnet, pool or pools")
+        raise config_error("ipam.pool", "give subnet, ranges, pool or pools")
     if len({p.cidr.version for p in pools}) != len(pools):
         raise config_error("ipam.pools", "at most one pool per address family")
     prefix = get_str(ipam, "prefix", DEFAULT_PREFIX) or DEFAULT_PREFIX
