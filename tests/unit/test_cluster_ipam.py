@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ipaddress
+from typing import Any
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -11,17 +12,22 @@ from podnet.ipam.errors import RangeExhausted
 from podnet.ipam.memkv import MemKV
 
 
+@pytest.fixture
+def kv() -> MemKV:
+    """The store under test; tests/etcd/test_cluster_contract_etcd.py runs this same suite on etcd."""
+    return MemKV()
+
+
 def pool(cidr: str = "10.70.0.0/24", block: int = 28, gw: str | None = "10.70.0.1") -> Pool:
     return Pool("p", ipaddress.ip_network(cidr), block, ipaddress.ip_address(gw) if gw else None)
 
 
-def ipam(kv: MemKV, node: str, cooldown: float = 0) -> ClusterIpam:
-    c = ClusterIpam(kv, node, cooldown=cooldown)
+def ipam(kv: Any, node: str, cooldown: float = 0, prefix: str = "/podnet/") -> ClusterIpam:
+    c = ClusterIpam(kv, node, prefix=prefix, cooldown=cooldown)
     return c
 
 
-def test_allocation_skips_network_and_gateway_and_is_idempotent() -> None:
-    kv = MemKV()
+def test_allocation_skips_network_and_gateway_and_is_idempotent(kv: Any) -> None:
     a = ipam(kv, "n1")
     p = a.ensure_pool(pool())
     ip = a.allocate("net/c1/eth0", [p])
@@ -32,8 +38,7 @@ def test_allocation_skips_network_and_gateway_and_is_idempotent() -> None:
     assert a.allocate("net/c1/eth1", [p]) != ip            # another interface of the same pod
 
 
-def test_one_write_transaction_per_allocation_and_release() -> None:
-    kv = MemKV()
+def test_one_write_transaction_per_allocation_and_release(kv: Any) -> None:
     a = ipam(kv, "n1")
     p = a.ensure_pool(pool())
     a.allocate("net/c0/eth0", [p])     # the first claims the block
@@ -45,8 +50,7 @@ def test_one_write_transaction_per_allocation_and_release() -> None:
     assert kv.txns - before == 1
 
 
-def test_nodes_get_their_own_blocks_then_claim_then_borrow_then_exhaust() -> None:
-    kv = MemKV()
+def test_nodes_get_their_own_blocks_then_claim_then_borrow_then_exhaust(kv: Any) -> None:
     p = pool("10.70.0.0/27", block=28, gw=None)             # two blocks of 16
     n1, n2 = ipam(kv, "n1"), ipam(kv, "n2")
     n1.ensure_pool(p)
@@ -68,24 +72,21 @@ def test_nodes_get_their_own_blocks_then_claim_then_borrow_then_exhaust() -> Non
     assert len(got) == 30   # 32 addresses minus network and broadcast
 
 
-def test_release_cooldown_then_reuse() -> None:
-    kv = MemKV()
+def test_release_cooldown_then_reuse(kv: Any) -> None:
     a = ipam(kv, "n1", cooldown=3600)
     p = a.ensure_pool(pool())
     ip = a.allocate("net/c1/eth0", [p])[0]
     assert a.release("net/c1/eth0") == [ip]
     assert a.release("net/c1/eth0") == []                  # DEL of an unknown handle succeeds
     assert a.allocate("net/c2/eth0", [p])[0] != ip         # resting
-    kv2 = MemKV()
-    b = ipam(kv2, "n1", cooldown=0)
+    b = ipam(kv, "n1", cooldown=0, prefix="/second/")
     b.ensure_pool(pool())
     ip2 = b.allocate("net/c1/eth0", [p])[0]
     b.release("net/c1/eth0")
     assert b.allocate("net/c3/eth0", [p])[0] == ip2        # no cooldown: reused at once
 
 
-def test_dual_stack_one_address_per_family() -> None:
-    kv = MemKV()
+def test_dual_stack_one_address_per_family(kv: Any) -> None:
     a = ipam(kv, "n1")
     p4 = a.ensure_pool(pool())
     p6 = a.ensure_pool(Pool("p6", ipaddress.ip_network("fd70::/64"), 122))
@@ -95,8 +96,7 @@ def test_dual_stack_one_address_per_family() -> None:
     assert a.check() == []
 
 
-def test_concurrent_allocators_on_three_nodes_never_duplicate() -> None:
-    kv = MemKV()
+def test_concurrent_allocators_on_three_nodes_never_duplicate(kv: Any) -> None:
     p = ipam(kv, "n0").ensure_pool(pool("10.71.0.0/22", block=26, gw=None))
     nodes = [ipam(kv, f"n{i}") for i in range(3)]
 
@@ -112,8 +112,7 @@ def test_concurrent_allocators_on_three_nodes_never_duplicate() -> None:
     assert all(not blk.allocations for blk, _ in nodes[0].blocks("p"))
 
 
-def test_gc_releases_only_this_nodes_invalid_handles() -> None:
-    kv = MemKV()
+def test_gc_releases_only_this_nodes_invalid_handles(kv: Any) -> None:
     n1, n2 = ipam(kv, "n1"), ipam(kv, "n2")
     p = n1.ensure_pool(pool())
     n1.allocate("net/keep/eth0", [p])
@@ -123,8 +122,7 @@ def test_gc_releases_only_this_nodes_invalid_handles() -> None:
     assert set(n1.handles("net")) == {"net/keep/eth0", "net/other/eth0"}
 
 
-def test_check_reports_a_leak_and_a_double_owner() -> None:
-    kv = MemKV()
+def test_check_reports_a_leak_and_a_double_owner(kv: Any) -> None:
     a = ipam(kv, "n1")
     p = a.ensure_pool(pool())
     a.allocate("net/c1/eth0", [p])
@@ -137,16 +135,14 @@ def test_check_reports_a_leak_and_a_double_owner() -> None:
     assert any("ghost" in x and "leak" in x for x in problems)
 
 
-def test_pool_cidr_mismatch_is_an_error() -> None:
-    kv = MemKV()
+def test_pool_cidr_mismatch_is_an_error(kv: Any) -> None:
     a = ipam(kv, "n1")
     a.ensure_pool(pool())
     with pytest.raises(Exception, match="exists with CIDR"):
         a.ensure_pool(pool("10.99.0.0/24"))
 
 
-def test_dead_node_is_reclaimed_after_the_second_look() -> None:
-    kv = MemKV()
+def test_dead_node_is_reclaimed_after_the_second_look(kv: Any) -> None:
     n1, n2 = ipam(kv, "n1", cooldown=3600), ipam(kv, "n2", cooldown=3600)
     p = n1.ensure_pool(pool("10.72.0.0/27", block=28, gw=None))     # two blocks of 16
     lease1 = n1.register(ttl=5)
