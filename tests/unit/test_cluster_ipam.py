@@ -152,6 +152,7 @@ def test_dead_node_is_reclaimed_after_the_second_look(kv: Any) -> None:
     assert n2.reclaim(grace=0) == {}, "nobody is dead yet"
     kv.expire_lease(lease1)
     assert n2.dead_nodes() == {"n1"}
+    assert any("dead node n1" in p for p in n2.check()), "check must report a dead node's block"
     assert n2.reclaim(grace=0) == {}, "the first sight only marks the node dead"
     released = n2.reclaim(grace=0)
     assert sorted(released["n1"]) == ["net/a0/eth0", "net/a1/eth0", "net/a2/eth0"]

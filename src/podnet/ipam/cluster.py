@@ -419,7 +419,7 @@ class ClusterIpam:
 
     def check(self) -> list[str]:
         """Inconsistencies: addresses held twice, handles whose addresses no block records,
-        block allocations no handle claims (half-done or leaked)."""
+        block allocations no handle claims (half-done or leaked), blocks of dead nodes."""
         problems = []
         owners: dict[str, str] = {}
         for pool in self.pools():
@@ -436,4 +436,10 @@ class ClusterIpam:
         for ip, hid in owners.items():
             if hid not in handles:
                 problems.append(f"{ip} is allocated to {hid}, which has no handle (leak)")
+        dead = self.dead_nodes()
+        for pool in self.pools():
+            for block, _ in self.blocks(pool.name):
+                if block.node in dead:
+                    problems.append(f"block {block.cidr} is claimed by dead node {block.node} "
+                                    f"(run `podnet ipam reclaim`)")
         return problems
