@@ -47,6 +47,41 @@ def test_launcher_imports_only_stdlib_for_version(tmp_path: Path):
     imported = {line.split("|")[-1].strip() for line in p.stderr.decode().splitlines() if "|" in line}
     assert not any(m.startswith(("pyroute2", "prometheus_client", "asyncio", "ssl", "http")) for m in imported)
     assert "podnet.launcher" in imported
+    assert not imported & {"os", "json", "re", "socket", "typing"}, imported & {"os", "json", "re", "socket", "typing"}
+
+
+def test_launcher_forwarding_an_add_imports_nothing_heavy(tmp_path: Path):
+    """The per-pod path: read env + stdin, one request to the agent, print the answer."""
+    import socket
+    import threading
+    from podnet import install
+    install.write_launchers(str(tmp_path), ("bridge",), interpreter="/usr/bin/python3")
+    sock_path = str(tmp_path / "agent.sock")
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(sock_path)
+    srv.listen(1)
+    body = b'{"cniVersion": "1.0.0"}\n'
+
+    def answer() -> None:
+        conn, _ = srv.accept()
+        with conn:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nX-CNI-Exit: 0\r\nX-CNI-Stderr-Length: 0\r\nContent-Length: %d\r\n"
+                         b"Connection: close\r\n\r\n%s" % (len(body), body))
+    t = threading.Thread(target=answer)
+    t.start()
+    env = {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "c1", "CNI_NETNS": "/x", "CNI_IFNAME": "eth0", "PATH": "/usr/bin"}
+    conf = b'{"cniVersion":"1.0.0","name":"n","type":"podnet-bridge","agentSocket":"%s"}' % sock_path.encode()
+    p = subprocess.run(["/usr/bin/python3", "-X", "importtime", "-I", "-S", str(tmp_path / "podnet-bridge")],
+                       input=conf, env=env, capture_output=True, timeout=30)
+    t.join(10)
+    srv.close()
+    assert p.returncode == 0 and p.stdout == body, p.stderr
+    imported = {line.split("|")[-1].strip() for line in p.stderr.decode().splitlines() if "|" in line}
+    heavy = imported & {"os", "json", "re", "socket", "typing", "pyroute2", "logging", "asyncio"}
+    assert not heavy, heavy
 
 
 def test_launcher_has_absolute_isolated_shebang(tmp_path: Path):
