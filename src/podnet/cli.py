@@ -35,8 +35,30 @@ def cmd_agent(a: argparse.Namespace) -> int:
     from .agent.server import serve
     kw = {"filename": a.log_file} if a.log_file else {"stream": sys.stderr}
     logging.basicConfig(level=a.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", **kw)
-    serve(a.socket, a.request_timeout)
+    routing = None
+    if a.routing:
+        routing = start_routing(a)
+    try:
+        serve(a.socket, a.request_timeout)
+    finally:
+        if routing is not None:
+            routing.stop()
     return 0
+
+
+def start_routing(a: argparse.Namespace):  # type: ignore[no-untyped-def]
+    """Register this node in the cluster IPAM's etcd and keep cross-node routes reconciled."""
+    import ipaddress
+    import socket as _socket
+    from .agent.routing import HostGw
+    from .ipam.cluster import ClusterIpam
+    from .ipam.etcdkv import EtcdKV
+    if not a.etcd or not a.underlay_addr:
+        raise SystemExit("podnet agent: --routing needs --etcd and --underlay-addr")
+    ipam = ClusterIpam(EtcdKV(a.etcd), a.node or _socket.gethostname(), a.etcd_prefix)
+    hg = HostGw(ipam, ipaddress.ip_address(a.underlay_addr), ttl=a.lease_ttl, interval=a.route_interval)
+    hg.start()
+    return hg
 
 
 def cmd_doctor(a: argparse.Namespace) -> int:
@@ -84,6 +106,13 @@ def parser() -> argparse.ArgumentParser:
     ag.add_argument("--log-file")
     ag.add_argument("--log-level", default="INFO")
     ag.add_argument("--request-timeout", type=float, default=50.0)
+    ag.add_argument("--routing", choices=("host-gw",), help="program cross-node routes from the cluster IPAM")
+    ag.add_argument("--node", help="this node's name in the cluster IPAM (default: the hostname)")
+    ag.add_argument("--etcd", action="append", default=[], help="etcd endpoint (repeatable)")
+    ag.add_argument("--etcd-prefix", default="/podnet/")
+    ag.add_argument("--underlay-addr", help="this node's address other nodes route pod traffic to")
+    ag.add_argument("--lease-ttl", type=int, default=10)
+    ag.add_argument("--route-interval", type=float, default=1.0)
     ag.set_defaults(fn=cmd_agent)
     dr = sub.add_parser("doctor", help="check the agent, its socket, the launchers and the tools")
     dr.add_argument("--socket", default=DEFAULT_SOCKET)

@@ -83,7 +83,7 @@ def test_three_member_cluster_member_loss_total_loss_and_recovery() -> None:
             m.wait_healthy(30)
         kv = EtcdKV([m.url for m in members], timeout=3)
         c = ClusterIpam(kv, "q1")
-        pool = c.ensure_pool(Pool("quorum", ipaddress.ip_network("10.97.192.0/22"), 26))
+        pool = c.ensure_pool(Pool("quorum", ipaddress.ip_network("10.98.0.0/16"), 26))
         got: list[str] = []
         errors: list[Exception] = []
         stop = threading.Event()
@@ -94,6 +94,7 @@ def test_three_member_cluster_member_loss_total_loss_and_recovery() -> None:
                 try:
                     got.append(str(c.allocate(f"q/{i}/eth0", [pool])[0]))
                     i += 1
+                    time.sleep(0.005)  # a steady stream, not a race to exhaust the pool
                 except Exception as e:  # noqa: BLE001 - recorded and asserted on below
                     errors.append(e)
                     return

@@ -29,6 +29,7 @@ RT_SCOPE_UNIVERSE = 0
 RT_SCOPE_LINK = 253
 RT_SCOPE_HOST = 254
 RT_SCOPE_NOWHERE = 255
+PODNET_PROTO = 151   # marks the routes podnet's agent owns (cross-node routes), so it touches no other
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,7 @@ class RouteEntry:
     scope: int
     table: int
     priority: int
+    proto: int = 0     # rtnetlink protocol: who made the route (podnet's own: PODNET_PROTO)
 
 
 def _translate(e: NetlinkError, what: str) -> NetError:
@@ -235,13 +237,16 @@ class Rtnl:
             net = ipaddress.ip_network(f"{dst}/{plen}" if dst else ("0.0.0.0/0" if family == 4 else "::/0"))
             gw = m.get("RTA_GATEWAY")
             out.append(RouteEntry(net, ipaddress.ip_address(gw) if gw else None, m.get("RTA_OIF") or 0,
-                                  m["scope"], m.get("RTA_TABLE") or m["table"], m.get("RTA_PRIORITY") or 0))
+                                  m["scope"], m.get("RTA_TABLE") or m["table"], m.get("RTA_PRIORITY") or 0,
+                                  m["proto"]))
         return out
 
     def add_route(self, dst: IPNet, gw: IPAddr | None = None, oif: int = 0, scope: int | None = None,
                   table: int | None = None, priority: int = 0, mtu: int = 0, advmss: int = 0,
-                  src: IPAddr | None = None, replace: bool = False) -> None:
+                  src: IPAddr | None = None, replace: bool = False, proto: int = 0) -> None:
         kw: dict[str, Any] = {"dst": str(dst)}
+        if proto:
+            kw["proto"] = proto
         if gw is not None:
             kw["gateway"] = str(gw)
         if oif:
