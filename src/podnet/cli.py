@@ -50,13 +50,14 @@ def start_routing(a: argparse.Namespace):  # type: ignore[no-untyped-def]
     """Register this node in the cluster IPAM's etcd and keep cross-node routes reconciled."""
     import ipaddress
     import socket as _socket
-    from .agent.routing import HostGw
+    from .agent.routing import RoutingAgent
     from .ipam.cluster import ClusterIpam
     from .ipam.etcdkv import EtcdKV
     if not a.etcd or not a.underlay_addr:
         raise SystemExit("podnet agent: --routing needs --etcd and --underlay-addr")
     ipam = ClusterIpam(EtcdKV(a.etcd), a.node or _socket.gethostname(), a.etcd_prefix)
-    hg = HostGw(ipam, ipaddress.ip_address(a.underlay_addr), ttl=a.lease_ttl, interval=a.route_interval)
+    hg = RoutingAgent(ipam, ipaddress.ip_address(a.underlay_addr), a.routing, ttl=a.lease_ttl,
+                      interval=a.route_interval, vni=a.vxlan_vni, port=a.vxlan_port)
     hg.start()
     return hg
 
@@ -106,7 +107,9 @@ def parser() -> argparse.ArgumentParser:
     ag.add_argument("--log-file")
     ag.add_argument("--log-level", default="INFO")
     ag.add_argument("--request-timeout", type=float, default=50.0)
-    ag.add_argument("--routing", choices=("host-gw",), help="program cross-node routes from the cluster IPAM")
+    ag.add_argument("--routing", choices=("host-gw", "vxlan"), help="program cross-node routes from the cluster IPAM")
+    ag.add_argument("--vxlan-vni", type=int, default=1)
+    ag.add_argument("--vxlan-port", type=int, default=8472)
     ag.add_argument("--node", help="this node's name in the cluster IPAM (default: the hostname)")
     ag.add_argument("--etcd", action="append", default=[], help="etcd endpoint (repeatable)")
     ag.add_argument("--etcd-prefix", default="/podnet/")

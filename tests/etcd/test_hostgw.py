@@ -1,4 +1,4 @@
-"""Cross-node pod networking, host-gw: three node namespaces on one fabric, an agent in each
+"""Cross-node pod networking, host-gw and vxlan: three node namespaces on one fabric, an agent in each
 (registered in etcd under a lease, reconciling routes), ptp pods addressed by the cluster
 IPAM.  Every pod reaches every pod on the other nodes with its own source address; a dead
 node's routes disappear; a route deleted by hand comes back."""
@@ -25,7 +25,8 @@ TTL = 2
 
 
 class Cluster:
-    def __init__(self, tmp: Path, n: int) -> None:
+    def __init__(self, tmp: Path, n: int, backend: str = "host-gw") -> None:
+        self.backend = backend
         self.fab = unique("pnt-f-")
         self.nodes = [unique("pnt-n-") for _ in range(n)]
         self.agents: list[subprocess.Popen[bytes]] = []
@@ -53,7 +54,7 @@ class Cluster:
     def start_agent(self, i: int) -> None:
         assert self.etcd is not None
         p = subprocess.Popen(["ip", "netns", "exec", self.nodes[i], sys.executable, "-m", "podnet.cli", "agent",
-                              "--socket", self.socks[i], "--log-file", self.logs[i], "--routing", "host-gw",
+                              "--socket", self.socks[i], "--log-file", self.logs[i], "--routing", self.backend,
                               "--node", f"n{i + 1}", "--etcd", self.etcd.url, "--underlay-addr", f"10.97.0.{i + 1}",
                               "--lease-ttl", str(TTL), "--route-interval", "0.3"])
         deadline = time.monotonic() + 30
@@ -67,7 +68,8 @@ class Cluster:
 
     def conf(self, i: int) -> dict[str, Any]:
         assert self.etcd is not None
-        return {"cniVersion": "1.0.0", "name": "cluster", "type": "podnet-ptp", "agentSocket": self.socks[i],
+        mtu = {"mtu": 1450} if self.backend == "vxlan" else {}   # the underlay's 1500 minus VXLAN's 50
+        return {"cniVersion": "1.0.0", "name": "cluster", "type": "podnet-ptp", "agentSocket": self.socks[i], **mtu,
                 "ipam": {"type": "podnet-cluster-ipam", "etcdEndpoints": [self.etcd.url], "subnet": "10.244.0.0/16",
                          "gateway": "10.244.0.1", "blockSize": 26, "node": f"n{i + 1}"}}
 
@@ -82,9 +84,9 @@ class Cluster:
             netns_del(ns)
 
 
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    c = Cluster(tmp_path, 3)
+@pytest.fixture(params=["host-gw", "vxlan"])
+def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cluster]:
+    c = Cluster(tmp_path, 3, request.param)
     try:
         c.up()
         yield c
@@ -106,7 +108,7 @@ def wait_for(pred: Any, timeout: float) -> float:
     return time.monotonic() - t0
 
 
-def test_host_gw_all_pairs_source_kept_dead_node_and_repair(cluster: Cluster, bin_dir: str, make_pod) -> None:
+def test_all_pairs_source_kept_dead_node_and_repair(cluster: Cluster, bin_dir: str, make_pod) -> None:
     pods: list[tuple[int, str, str]] = []                     # (node index, netns path, ip)
     for i in range(3):
         for k in range(2):
@@ -130,6 +132,14 @@ def test_host_gw_all_pairs_source_kept_dead_node_and_repair(cluster: Cluster, bi
         for dst in pods:
             if src[0] != dst[0]:
                 assert probe.ping(src[1], dst[2]), f"{src[2]} (node {src[0]}) cannot reach {dst[2]} (node {dst[0]})"
+    if cluster.backend == "vxlan":
+        dev = [lk for lk in json.loads(nsexec(cluster.nodes[0], "ip", "-j", "link").stdout)
+               if lk["ifname"] == "podnet.1"]
+        assert dev and dev[0]["mtu"] == 1450
+        assert probe.ping(pods[0][1], pods[2][2], size=1372), "a 1400-byte packet does not cross the VXLAN"
+        stats = json.loads(nsexec(cluster.nodes[0], "ip", "-j", "-s", "link", "show", "podnet.1").stdout)[0]
+        assert stats["stats64"]["tx"]["packets"] > 0 and stats["stats64"]["rx"]["packets"] > 0, \
+            "pod traffic did not go through the VXLAN device"
     a, b = pods[0], pods[2]                                    # node 0 → node 1
     with server(os.path.basename(b[1]), "tcp", 8080, "podB"):
         got = fetch(os.path.basename(a[1]), "tcp", b[2], 8080)

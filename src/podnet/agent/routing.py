@@ -1,6 +1,9 @@
-"""Cross-node routes, host-gw style: every block another live node owns is routed via that
-node's underlay address.  The cluster IPAM in etcd is the source of truth (nodes under
-leases, blocks with their affine node); this module only makes the kernel agree with it.
+"""Cross-node routes.  host-gw: every block another live node owns is routed via that node's
+underlay address (needs L2 adjacency).  vxlan: the same routes, but through one VXLAN device
+per node (onlink via the remote node's address, with a permanent neighbour entry for the
+remote VTEP's MAC and an FDB entry sending that MAC to the remote node).  The cluster IPAM
+in etcd is the source of truth (nodes under leases, blocks with their affine node); this
+module only makes the kernel agree with it.
 
 Routes podnet owns carry rtnetlink protocol PODNET_PROTO, so reconciling never touches a
 route somebody else made, and a route deleted by hand comes back on the next pass.
@@ -25,16 +28,21 @@ IPAddr = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNet = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-def node_addresses(ipam: ClusterIpam) -> dict[str, IPAddr]:
-    """Live nodes (their lease holds) and the underlay address each registered."""
+def node_infos(ipam: ClusterIpam) -> dict[str, dict[str, str]]:
+    """Live nodes (their lease holds) and what each registered (addr, vtep_mac…)."""
     out = {}
     for e in ipam.kv.get_prefix(f"{ipam.prefix}nodes/"):
         try:
             info = json.loads(e.value)
-            out[info["node"]] = ipaddress.ip_address(info["addr"])
+            ipaddress.ip_address(info["addr"])
+            out[str(info["node"])] = info
         except (ValueError, KeyError, TypeError):
             continue
     return out
+
+
+def node_addresses(ipam: ClusterIpam) -> dict[str, IPAddr]:
+    return {n: ipaddress.ip_address(i["addr"]) for n, i in node_infos(ipam).items()}
 
 
 def desired_routes(me: str, nodes: dict[str, IPAddr], owners: dict[IPNet, str]) -> dict[IPNet, IPAddr]:
@@ -82,13 +90,89 @@ def apply(host: Rtnl, want: dict[IPNet, IPAddr]) -> Reconcile:
     return r
 
 
-class HostGw:
-    """Keeps this node registered (lease + keep-alive) and its cross-node routes reconciled."""
+VXLAN_DEV = "podnet.1"
+VXLAN_OVERHEAD = 50
 
-    def __init__(self, ipam: ClusterIpam, underlay_addr: IPAddr, ttl: int = 10, interval: float = 1.0,
+
+def vtep_mac(node: str) -> str:
+    """A stable, locally administered MAC per node name (the same after an agent restart)."""
+    import hashlib
+    b = bytearray(hashlib.sha256(node.encode()).digest()[:6])
+    b[0] = (b[0] & 0xFC) | 0x02
+    return ":".join(f"{x:02x}" for x in b)
+
+
+class Vxlan:
+    """The node's VXLAN device and the per-remote-node neighbour, FDB and route entries."""
+
+    def __init__(self, node: str, addr: IPAddr, vni: int = 1, port: int = 8472) -> None:
+        self.node, self.addr, self.vni, self.port = node, addr, vni, port
+        self.mac = vtep_mac(node)
+
+    def ensure_device(self, host: Rtnl) -> int:
+        dev = host.link(VXLAN_DEV)
+        if dev is None:
+            under = next((lk for lk in host.links() if self.addr in {a.ip for a in host.addrs(lk.index)}), None)
+            if under is None:
+                raise NetError(f"no interface holds the underlay address {self.addr}")
+            host.add_link(VXLAN_DEV, "vxlan", vxlan_id=self.vni, vxlan_local=str(self.addr), vxlan_port=self.port,
+                          vxlan_learning=0, vxlan_link=under.index, mtu=under.mtu - VXLAN_OVERHEAD, address=self.mac)
+            dev = host.require_link(VXLAN_DEV)
+        if not dev.up:
+            host.set_link(dev.index, state="up")
+        return dev.index
+
+    def apply(self, host: Rtnl, infos: dict[str, dict[str, str]], owners: dict[IPNet, str]) -> Reconcile:
+        r = Reconcile()
+        idx = self.ensure_device(host)
+        remote = {n: (ipaddress.ip_address(i["addr"]), i.get("vtep_mac", "")) for n, i in infos.items()
+                  if n != self.node and i.get("vtep_mac")}
+        for node, (addr, mac) in remote.items():
+            host.set_neigh(idx, addr, mac)
+            host.set_fdb(idx, mac, addr)
+        keep_neigh = {str(a) for a, _ in remote.values()}
+        for ip, _ in host.neighbours(idx).items():
+            if ip not in keep_neigh:
+                try:
+                    host.del_neigh(idx, ipaddress.ip_address(ip))
+                except NetError:
+                    pass
+        keep_fdb = {(m, str(a)) for a, m in remote.values()}
+        for mac, dst in host.fdb_entries(idx) - keep_fdb:
+            try:
+                host.del_fdb(idx, mac, ipaddress.ip_address(dst))
+            except NetError:
+                pass
+        want = {cidr: remote[n][0] for cidr, n in owners.items() if n in remote and remote[n][0].version == cidr.version}
+        have = {(e.dst, e.gw) for fam in (4, 6) for e in host.routes(fam) if e.proto == PODNET_PROTO}
+        for dst, gw in want.items():
+            if (dst, gw) not in have:
+                try:
+                    host.add_route(dst, gw=gw, oif=idx, onlink=True, replace=True, proto=PODNET_PROTO)
+                    r.added.append(f"{dst} via {gw} dev {VXLAN_DEV}")
+                except NetError as e:
+                    r.refused.append(f"{dst}: {e}")
+        for dst, gw in have:
+            if want.get(dst) != gw:
+                try:
+                    host.del_route(dst, gw=gw)
+                    r.removed.append(f"{dst} via {gw}")
+                except NetError:
+                    pass
+        return r
+
+
+class RoutingAgent:
+    """Keeps this node registered (lease + keep-alive) and its cross-node routes reconciled,
+    with the host-gw or the vxlan backend."""
+
+    def __init__(self, ipam: ClusterIpam, underlay_addr: IPAddr, backend: str = "host-gw", ttl: int = 10,
+                 interval: float = 1.0, vni: int = 1, port: int = 8472,
                  on_pass: Callable[[Reconcile], None] | None = None) -> None:
         self.ipam = ipam
         self.addr = underlay_addr
+        self.backend = backend
+        self.vxlan = Vxlan(ipam.node, underlay_addr, vni, port) if backend == "vxlan" else None
         self.ttl = ttl
         self.interval = interval
         self.on_pass = on_pass
@@ -96,8 +180,17 @@ class HostGw:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
+    def info(self) -> dict[str, str]:
+        out = {"addr": str(self.addr), "backend": self.backend}
+        if self.vxlan is not None:
+            out["vtep_mac"] = self.vxlan.mac
+        return out
+
     def start(self) -> None:
-        self.lease = self.ipam.register(self.ttl, {"addr": str(self.addr)})
+        if self.vxlan is not None:
+            with open_rtnl() as host:
+                self.vxlan.ensure_device(host)
+        self.lease = self.ipam.register(self.ttl, self.info())
         self._thread = threading.Thread(target=self._loop, name="podnet-routing", daemon=True)
         self._thread.start()
 
@@ -108,9 +201,11 @@ class HostGw:
             self._thread.join(5)
 
     def reconcile_once(self) -> Reconcile:
-        want = desired_routes(self.ipam.node, node_addresses(self.ipam), block_owners(self.ipam))
+        owners = block_owners(self.ipam)
         with open_rtnl() as host:
-            return apply(host, want)
+            if self.vxlan is not None:
+                return self.vxlan.apply(host, node_infos(self.ipam), owners)
+            return apply(host, desired_routes(self.ipam.node, node_addresses(self.ipam), owners))
 
     def _loop(self) -> None:
         last_keepalive = 0.0
@@ -122,7 +217,7 @@ class HostGw:
                     last_keepalive = now
                     if self.ipam.kv.get(self.ipam.node_key(self.ipam.node)) is None:
                         log.warning("our lease expired (agent stalled?): registering again")
-                        self.lease = self.ipam.register(self.ttl, {"addr": str(self.addr)})
+                        self.lease = self.ipam.register(self.ttl, self.info())
                 result = self.reconcile_once()
                 if result.added or result.removed or result.refused:
                     log.info("routes: +%s -%s refused %s", result.added, result.removed, result.refused)

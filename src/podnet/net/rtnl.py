@@ -29,6 +29,9 @@ RT_SCOPE_UNIVERSE = 0
 RT_SCOPE_LINK = 253
 RT_SCOPE_HOST = 254
 RT_SCOPE_NOWHERE = 255
+NUD_PERMANENT = 0x80
+NTF_SELF = 0x02       # an FDB entry of the device itself (VXLAN), not of a bridge master
+RTNH_F_ONLINK = 4
 PODNET_PROTO = 151   # marks the routes podnet's agent owns (cross-node routes), so it touches no other
 
 
@@ -243,10 +246,13 @@ class Rtnl:
 
     def add_route(self, dst: IPNet, gw: IPAddr | None = None, oif: int = 0, scope: int | None = None,
                   table: int | None = None, priority: int = 0, mtu: int = 0, advmss: int = 0,
-                  src: IPAddr | None = None, replace: bool = False, proto: int = 0) -> None:
+                  src: IPAddr | None = None, replace: bool = False, proto: int = 0,
+                  onlink: bool = False) -> None:
         kw: dict[str, Any] = {"dst": str(dst)}
         if proto:
             kw["proto"] = proto
+        if onlink:
+            kw["flags"] = RTNH_F_ONLINK
         if gw is not None:
             kw["gateway"] = str(gw)
         if oif:
@@ -297,6 +303,41 @@ class Rtnl:
         fam = socket.AF_INET if src.version == 4 else socket.AF_INET6
         with _nl(f"rule from {src} table {table}"):
             self._ipr.rule("del", family=fam, table=table, src=str(src.network_address), src_len=src.prefixlen)
+
+    # ------------------------------------------------- neighbours and fdb (VXLAN)
+    def set_neigh(self, index: int, ip: IPAddr, mac: str) -> None:
+        """A permanent neighbour entry (ip -> mac) on link `index`."""
+        with _nl(f"neighbour {ip} on #{index}"):
+            self._ipr.neigh("replace", ifindex=index, dst=str(ip), lladdr=mac, state=NUD_PERMANENT)
+
+    def del_neigh(self, index: int, ip: IPAddr) -> None:
+        with _nl(f"neighbour {ip} on #{index}"):
+            self._ipr.neigh("del", ifindex=index, dst=str(ip))
+
+    def neighbours(self, index: int) -> dict[str, str]:
+        """ip -> mac of the permanent entries on link `index`."""
+        out = {}
+        for m in self._ipr.get_neighbours(ifindex=index):
+            if m["state"] & NUD_PERMANENT and m.get("NDA_DST") and m.get("NDA_LLADDR"):
+                out[str(m.get("NDA_DST"))] = str(m.get("NDA_LLADDR"))
+        return out
+
+    def set_fdb(self, index: int, mac: str, dst: IPAddr) -> None:
+        """VXLAN forwarding entry: frames for `mac` go to the VTEP at `dst`."""
+        with _nl(f"fdb {mac} on #{index}"):
+            self._ipr.fdb("replace", ifindex=index, lladdr=mac, dst=str(dst), state=NUD_PERMANENT, flags=NTF_SELF)
+
+    def del_fdb(self, index: int, mac: str, dst: IPAddr) -> None:
+        with _nl(f"fdb {mac} on #{index}"):
+            self._ipr.fdb("del", ifindex=index, lladdr=mac, dst=str(dst), flags=NTF_SELF)
+
+    def fdb_entries(self, index: int) -> set[tuple[str, str]]:
+        """(mac, dst) of the link's forwarding entries that have a destination."""
+        out = set()
+        for m in self._ipr.fdb("dump", ifindex=index):
+            if m.get("NDA_DST") and m.get("NDA_LLADDR") and m["ifindex"] == index:
+                out.add((str(m.get("NDA_LLADDR")), str(m.get("NDA_DST"))))
+        return out
 
     def route_oif(self, dst: IPAddr) -> int:
         """The ifindex the kernel would send a packet to `dst` out of (0: no route)."""
