@@ -26,8 +26,13 @@ def cmd_install(a: argparse.Namespace) -> int:
 
 
 def cmd_demo(a: argparse.Namespace) -> int:
+    if a.down:
+        from .lab import remove_kept
+        gone = remove_kept()
+        print(f"removed {len(gone)} namespaces")
+        return 0
     from .demo import run_demo
-    return run_demo(pods=a.pods, keep=a.keep)
+    return run_demo(pods=a.pods, keep=a.keep, nodes=a.nodes, backend=a.backend, single_node=a.single_node)
 
 
 def cmd_agent(a: argparse.Namespace) -> int:
@@ -97,9 +102,14 @@ def parser() -> argparse.ArgumentParser:
     i.add_argument("--agent-socket", default=DEFAULT_SOCKET)
     i.add_argument("--interpreter", default=INTERPRETER)
     i.set_defaults(fn=cmd_install)
-    d = sub.add_parser("demo", help="pods in network namespaces on a podnet bridge, pinging")
-    d.add_argument("--pods", type=int, default=2)
+    d = sub.add_parser("demo", help="a virtual cluster of node namespaces, pods on every node, all pairs checked")
+    d.add_argument("--nodes", type=int, default=3)
+    d.add_argument("--pods", "--pods-per-node", dest="pods", type=int, default=2)
+    d.add_argument("--backend", choices=("vxlan", "host-gw"), default="vxlan")
     d.add_argument("--keep", action="store_true")
+    d.add_argument("--down", action="store_true", help="remove a lab kept with --keep")
+    d.add_argument("--single-node", action="store_true",
+                   help="one node: pods with eth0 on a bridge and net1 on a macvlan underlay")
     d.set_defaults(fn=cmd_demo)
     ag = sub.add_parser("agent", help="serve CNI requests on a unix socket (the node agent)")
     ag.add_argument("--socket", default=DEFAULT_SOCKET)

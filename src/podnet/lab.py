@@ -1,0 +1,220 @@
+"""A virtual cluster on one Linux machine, for the demo and the cluster tests.
+
+  fabric netns: a bridge (the underlay wire) and etcd on 10.97.0.254
+  node netns nodeN: `up0` on the fabric (10.97.0.N), a podnet agent (routing host-gw or
+      vxlan, registered in etcd), the CNI launchers run here as a runtime would run them
+  pods: netns of their own, wired by podnet-ptp with podnet-cluster-ipam (ipMasq on)
+
+Everything lives in namespaces named with a per-run tag; the machine's own interfaces,
+routes and firewall are never touched.  `down()` removes all of it, also after a failure.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from . import install
+
+FABRIC_NET = "10.97.0"
+ETCD_ADDR = f"{FABRIC_NET}.254"
+CLUSTER_CIDR = "10.244.0.0/16"
+CLUSTER_GW = "10.244.0.1"
+STATE_DIR = "/run/podnet-lab"
+
+
+def _ip(ns: str, *argv: str) -> None:
+    subprocess.run(["ip", "netns", "exec", ns, "ip", *argv], check=True, capture_output=True)
+
+
+def _free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Pod:
+    node: int
+    name: str          # netns name
+    cid: str
+    ip: str
+
+    @property
+    def netns(self) -> str:
+        return f"/run/netns/{self.name}"
+
+
+class Cluster:
+    def __init__(self, nodes: int = 3, backend: str = "vxlan", tag: str = "", work: str = "",
+                 lease_ttl: int = 5, route_interval: float = 0.5) -> None:
+        self.tag = tag or uuid.uuid4().hex[:6]
+        self.backend = backend
+        self.fab = f"pnlab-{self.tag}-fab"
+        self.nodes = [f"pnlab-{self.tag}-n{i + 1}" for i in range(nodes)]
+        self.work = work or tempfile.mkdtemp(prefix=f"pnlab-{self.tag}-")
+        self.bin_dir = os.path.join(self.work, "bin")
+        self.etcd_port = _free_port()
+        self.etcd_url = f"http://{ETCD_ADDR}:{self.etcd_port}"
+        self.lease_ttl, self.route_interval = lease_ttl, route_interval
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.pods: list[Pod] = []
+
+    # ------------------------------------------------------------ build
+    def up(self) -> None:
+        install.write_launchers(self.bin_dir)
+        for ns in [self.fab, *self.nodes]:
+            subprocess.run(["ip", "netns", "add", ns], check=True)
+            _ip(ns, "link", "set", "lo", "up")
+        _ip(self.fab, "link", "add", "fabbr", "type", "bridge")
+        _ip(self.fab, "addr", "add", f"{ETCD_ADDR}/24", "dev", "fabbr")
+        _ip(self.fab, "link", "set", "fabbr", "up")
+        for i, node in enumerate(self.nodes, 1):
+            _ip(self.fab, "link", "add", f"fab{i}", "type", "veth", "peer", "name", "up0", "netns", node)
+            _ip(self.fab, "link", "set", f"fab{i}", "master", "fabbr", "up")
+            _ip(node, "addr", "add", f"{FABRIC_NET}.{i}/24", "dev", "up0")
+            _ip(node, "link", "set", "up0", "up")
+            _ip(node, "route", "add", "default", "via", ETCD_ADDR)
+        self._start_etcd()
+        for i in range(len(self.nodes)):
+            self.start_agent(i)
+
+    def _start_etcd(self) -> None:
+        data = os.path.join(self.work, "etcd")
+        peer = f"http://{ETCD_ADDR}:{_free_port()}"
+        log = open(os.path.join(self.work, "etcd.log"), "w")
+        self.procs["etcd"] = subprocess.Popen(
+            ["ip", "netns", "exec", self.fab, shutil.which("etcd") or "/usr/bin/etcd", "--name", "lab",
+             "--data-dir", data, "--listen-client-urls", self.etcd_url, "--advertise-client-urls", self.etcd_url,
+             "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer, "--initial-cluster", f"lab={peer}",
+             "--listen-metrics-urls", ""], stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True)
+        deadline = time.monotonic() + 30
+        check = f"import urllib.request as u; u.urlopen('{self.etcd_url}/health', timeout=1)"
+        while subprocess.run(["ip", "netns", "exec", self.fab, "/usr/bin/python3", "-c", check],
+                             capture_output=True).returncode != 0:
+            if self.procs["etcd"].poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"etcd did not start: see {log.name}")
+            time.sleep(0.1)
+
+    def sock(self, i: int) -> str:
+        return os.path.join(self.work, f"agent-n{i + 1}.sock")
+
+    def start_agent(self, i: int) -> None:
+        sock = self.sock(i)
+        if os.path.exists(sock):
+            os.unlink(sock)
+        self.procs[f"agent{i}"] = subprocess.Popen(
+            ["ip", "netns", "exec", self.nodes[i], sys.executable, "-m", "podnet.cli", "agent", "--socket", sock,
+             "--log-file", os.path.join(self.work, f"agent-n{i + 1}.log"), "--routing", self.backend,
+             "--node", f"n{i + 1}", "--etcd", self.etcd_url, "--underlay-addr", f"{FABRIC_NET}.{i + 1}",
+             "--lease-ttl", str(self.lease_ttl), "--route-interval", str(self.route_interval)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + 30
+        while not os.path.exists(sock):
+            if self.procs[f"agent{i}"].poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"agent on node {i + 1} did not start")
+            time.sleep(0.05)
+
+    def kill_agent(self, i: int) -> None:
+        p = self.procs.pop(f"agent{i}", None)
+        if p is not None and p.poll() is None:
+            p.kill()
+            p.wait()
+
+    # ------------------------------------------------------------ pods
+    def conf(self, i: int) -> dict[str, Any]:
+        mtu = {"mtu": 1450} if self.backend == "vxlan" else {}   # the underlay's 1500 minus VXLAN's 50
+        return {"cniVersion": "1.0.0", "name": "podnet-lab", "type": "podnet-ptp", "ipMasq": True,
+                "agentSocket": self.sock(i), **mtu,
+                "ipam": {"type": "podnet-cluster-ipam", "etcdEndpoints": [self.etcd_url], "subnet": CLUSTER_CIDR,
+                         "gateway": CLUSTER_GW, "blockSize": 26, "node": f"n{i + 1}",
+                         "routes": [{"dst": "0.0.0.0/0"}]}}
+
+    def cni(self, i: int, command: str, cid: str, netns: str) -> dict[str, Any] | None:
+        env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "CNI_COMMAND": command, "CNI_CONTAINERID": cid,
+               "CNI_NETNS": netns, "CNI_IFNAME": "eth0", "CNI_PATH": self.bin_dir}
+        p = subprocess.run(["ip", "netns", "exec", self.nodes[i], f"{self.bin_dir}/podnet-ptp"],
+                           input=json.dumps(self.conf(i)).encode(), env=env, capture_output=True)
+        if p.returncode:
+            raise RuntimeError(f"{command} {cid} on n{i + 1}: {p.stdout.decode().strip()}")
+        return json.loads(p.stdout) if p.stdout.strip() else None
+
+    def add_pod(self, i: int) -> Pod:
+        k = sum(1 for p in self.pods if p.node == i)
+        name = f"pnlab-{self.tag}-n{i + 1}p{k}"
+        subprocess.run(["ip", "netns", "add", name], check=True)
+        _ip(name, "link", "set", "lo", "up")
+        res = self.cni(i, "ADD", f"{name}", f"/run/netns/{name}")
+        assert res is not None
+        pod = Pod(i, name, name, res["ips"][0]["address"].split("/")[0])
+        self.pods.append(pod)
+        return pod
+
+    def del_pod(self, pod: Pod) -> None:
+        self.cni(pod.node, "DEL", pod.cid, pod.netns)
+        subprocess.run(["ip", "netns", "del", pod.name], capture_output=True)
+        self.pods.remove(pod)
+
+    def podnet_routes(self, i: int) -> dict[str, str]:
+        out = subprocess.run(["ip", "netns", "exec", self.nodes[i], "ip", "-j", "route", "show"],
+                             capture_output=True, text=True, check=True).stdout
+        return {r["dst"]: r.get("gateway", "") for r in json.loads(out) if r.get("protocol") == "151"}
+
+    def wait_converged(self, timeout: float = 15.0) -> float:
+        """Until every node routes to every other node's blocks; the seconds it took."""
+        t0 = time.monotonic()
+        while True:
+            blocks = {n: set() for n in range(len(self.nodes))}  # type: dict[int, set[str]]
+            import ipaddress
+            for p in self.pods:
+                blocks[p.node].add(str(ipaddress.ip_network(f"{p.ip}/26", strict=False)))
+            ok = all(all(b in self.podnet_routes(i) for j, bs in blocks.items() if j != i for b in bs)
+                     for i in range(len(self.nodes)))
+            if ok:
+                return time.monotonic() - t0
+            if time.monotonic() - t0 > timeout:
+                raise RuntimeError("routes did not converge")
+            time.sleep(0.05)
+
+    # ------------------------------------------------------------ teardown
+    def down(self) -> None:
+        for p in list(self.pods):
+            try:
+                self.del_pod(p)
+            except Exception:  # noqa: BLE001 - tearing down: the netns goes anyway
+                subprocess.run(["ip", "netns", "del", p.name], capture_output=True)
+                self.pods.remove(p)
+        for name, p in list(self.procs.items()):
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        for ns in [*self.nodes, self.fab]:
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        shutil.rmtree(self.work, ignore_errors=True)
+
+
+def remove_kept(tag: str = "") -> list[str]:
+    """`podnet demo --down`: delete the namespaces (and their processes) of kept labs."""
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
+    names = [n for n in out if n.startswith(f"pnlab-{tag}" if tag else "pnlab-")]
+    for n in names:
+        pids = subprocess.run(["ip", "netns", "pids", n], capture_output=True, text=True).stdout.split()
+        for pid in pids:
+            try:
+                os.kill(int(pid), 9)
+            except (ProcessLookupError, ValueError):
+                pass
+        subprocess.run(["ip", "netns", "del", n], capture_output=True)
+    import glob
+    for d in glob.glob(os.path.join(tempfile.gettempdir(), f"pnlab-{tag}*" if tag else "pnlab-*")):
+        shutil.rmtree(d, ignore_errors=True)
+    return names
