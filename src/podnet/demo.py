@@ -164,6 +164,8 @@ def run_cluster_demo(nodes: int = 3, pods_per_node: int = 2, backend: str = "vxl
             listeners.append(_listen_in(p.netns, 8080))
         print("\nreachability (ICMP and TCP to :8080), every pod to every other pod:")
         pairs = failures = 0
+        t2 = time.perf_counter()
+        matrix = len(lab.pods) <= 12
         for src in lab.pods:
             row = []
             for dst in lab.pods:
@@ -174,7 +176,11 @@ def run_cluster_demo(nodes: int = 3, pods_per_node: int = 2, backend: str = "vxl
                 pairs += 1
                 failures += 0 if good else 1
                 row.append(" ok  " if good else "FAIL ")
-            print(f"  {src.ip:<14} " + "".join(row))
+                if not good and not matrix:
+                    print(f"  FAILED {src.ip} -> {dst.ip}")
+            if matrix:
+                print(f"  {src.ip:<14} " + "".join(row))
+        print(f"  ({pairs} pairs checked in {time.perf_counter() - t2:.1f}s)")
         out = probe.ping(lab.pods[0].netns, ETCD_ADDR)
         print(f"\n{pairs - failures}/{pairs} pod pairs reachable; pod -> fabric host {ETCD_ADDR}: "
               f"{'ok' if out else 'FAILED'}")
