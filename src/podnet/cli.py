@@ -62,7 +62,7 @@ def start_routing(a: argparse.Namespace):  # type: ignore[no-untyped-def]
         raise SystemExit("podnet agent: --routing needs --etcd and --underlay-addr")
     ipam = ClusterIpam(EtcdKV(a.etcd), a.node or _socket.gethostname(), a.etcd_prefix)
     hg = RoutingAgent(ipam, ipaddress.ip_address(a.underlay_addr), a.routing, ttl=a.lease_ttl,
-                      interval=a.route_interval, vni=a.vxlan_vni, port=a.vxlan_port)
+                      interval=a.route_interval, vni=a.vxlan_vni, port=a.vxlan_port, reclaim_after=a.reclaim_after)
     hg.start()
     return hg
 
@@ -126,6 +126,8 @@ def parser() -> argparse.ArgumentParser:
     ag.add_argument("--underlay-addr", help="this node's address other nodes route pod traffic to")
     ag.add_argument("--lease-ttl", type=int, default=10)
     ag.add_argument("--route-interval", type=float, default=1.0)
+    ag.add_argument("--reclaim-after", type=float, default=300.0,
+                    help="seconds a node must stay dead before this agent takes back its blocks (0: never)")
     ag.set_defaults(fn=cmd_agent)
     dr = sub.add_parser("doctor", help="check the agent, its socket, the launchers and the tools")
     dr.add_argument("--socket", default=DEFAULT_SOCKET)

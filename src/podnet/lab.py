@@ -35,10 +35,20 @@ def _ip(ns: str, *argv: str) -> None:
 
 
 def _free_port() -> int:
+    """A free TCP port BELOW the kernel's ephemeral range: an ephemeral one may be taken by some
+    outgoing connection while a member is down, and the member could not listen on it again."""
+    import random
     import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+    for _ in range(200):
+        port = random.randrange(20000, max(20001, min(low, 32768)))
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port below the ephemeral range")
 
 
 @dataclass
@@ -55,7 +65,7 @@ class Pod:
 
 class Cluster:
     def __init__(self, nodes: int = 3, backend: str = "vxlan", tag: str = "", work: str = "",
-                 lease_ttl: int = 5, route_interval: float = 0.5) -> None:
+                 lease_ttl: int = 5, route_interval: float = 0.5, reclaim_after: float = 300.0) -> None:
         self.tag = tag or uuid.uuid4().hex[:6]
         self.backend = backend
         self.fab = f"pnlab-{self.tag}-fab"
@@ -64,7 +74,7 @@ class Cluster:
         self.bin_dir = os.path.join(self.work, "bin")
         self.etcd_port = _free_port()
         self.etcd_url = f"http://{ETCD_ADDR}:{self.etcd_port}"
-        self.lease_ttl, self.route_interval = lease_ttl, route_interval
+        self.lease_ttl, self.route_interval, self.reclaim_after = lease_ttl, route_interval, reclaim_after
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.pods: list[Pod] = []
 
@@ -116,7 +126,8 @@ class Cluster:
             ["ip", "netns", "exec", self.nodes[i], sys.executable, "-m", "podnet.cli", "agent", "--socket", sock,
              "--log-file", os.path.join(self.work, f"agent-n{i + 1}.log"), "--routing", self.backend,
              "--node", f"n{i + 1}", "--etcd", self.etcd_url, "--underlay-addr", f"{FABRIC_NET}.{i + 1}",
-             "--lease-ttl", str(self.lease_ttl), "--route-interval", str(self.route_interval)],
+             "--lease-ttl", str(self.lease_ttl), "--route-interval", str(self.route_interval),
+             "--reclaim-after", str(self.reclaim_after)],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + 30
         while not os.path.exists(sock):

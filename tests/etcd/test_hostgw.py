@@ -8,6 +8,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import subprocess
+import sys
 import time
 from typing import Any, Iterator
 
@@ -106,3 +107,26 @@ def test_pods_keep_working_while_an_agent_restarts(two_nodes: Cluster) -> None:
     cluster.start_agent(1)
     cluster.wait_converged(10)
     assert probe.ping(p0.netns, p1.ip)
+
+
+def test_live_agents_reclaim_a_dead_nodes_block() -> None:
+    """No operator needed: the surviving agents take back the block of a node that stayed dead
+    past --reclaim-after, and a new pod can then be given an address from it."""
+    c = Cluster(2, "host-gw", lease_ttl=TTL, route_interval=0.3, reclaim_after=1.0)
+    try:
+        c.up()
+        c.add_pod(0)
+        dead_pod = c.add_pod(1)
+        c.wait_converged(10)
+        c.kill_agent(1)
+        c.pods.remove(dead_pod)             # its node is gone: nobody will DEL that pod
+
+        def blocks() -> list[dict[str, Any]]:
+            out = subprocess.run(["ip", "netns", "exec", c.fab, sys.executable, "-m", "podnet.cli", "ipam", "--etcd",
+                                  c.etcd_url, "--json", "ls"], capture_output=True, text=True)
+            return list(json.loads(out.stdout or "[]"))
+        wait_for(lambda: all(b["node"] != "n2" for b in blocks()), TTL + 15)
+        freed = [b for b in blocks() if b["node"] == ""]
+        assert freed and freed[0]["used"] == 0, blocks()
+    finally:
+        c.down()

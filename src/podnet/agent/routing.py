@@ -167,7 +167,7 @@ class RoutingAgent:
     with the host-gw or the vxlan backend."""
 
     def __init__(self, ipam: ClusterIpam, underlay_addr: IPAddr, backend: str = "host-gw", ttl: int = 10,
-                 interval: float = 1.0, vni: int = 1, port: int = 8472,
+                 interval: float = 1.0, vni: int = 1, port: int = 8472, reclaim_after: float = 300.0,
                  on_pass: Callable[[Reconcile], None] | None = None) -> None:
         self.ipam = ipam
         self.addr = underlay_addr
@@ -175,6 +175,7 @@ class RoutingAgent:
         self.vxlan = Vxlan(ipam.node, underlay_addr, vni, port) if backend == "vxlan" else None
         self.ttl = ttl
         self.interval = interval
+        self.reclaim_after = reclaim_after   # 0: this agent never reclaims dead nodes' blocks
         self.on_pass = on_pass
         self.lease = 0
         self._stop = threading.Event()
@@ -218,6 +219,9 @@ class RoutingAgent:
                     if self.ipam.kv.get(self.ipam.node_key(self.ipam.node)) is None:
                         log.warning("our lease expired (agent stalled?): registering again")
                         self.lease = self.ipam.register(self.ttl, self.info())
+                if self.reclaim_after > 0:
+                    for node, released in self.ipam.reclaim(self.reclaim_after).items():
+                        log.warning("reclaimed the blocks of dead node %s (%d handles released)", node, len(released))
                 result = self.reconcile_once()
                 if result.added or result.removed or result.refused:
                     log.info("routes: +%s -%s refused %s", result.added, result.removed, result.refused)
