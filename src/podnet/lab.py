@@ -34,7 +34,7 @@ def _ip(ns: str, *argv: str) -> None:
     subprocess.run(["ip", "netns", "exec", ns, "ip", *argv], check=True, capture_output=True)
 
 
-def _free_port() -> int:
+def free_port() -> int:
     """A free TCP port BELOW the kernel's ephemeral range: an ephemeral one may be taken by some
     outgoing connection while a member is down, and the member could not listen on it again."""
     import random
@@ -72,7 +72,7 @@ class Cluster:
         self.nodes = [f"pnlab-{self.tag}-n{i + 1}" for i in range(nodes)]
         self.work = work or tempfile.mkdtemp(prefix=f"pnlab-{self.tag}-")
         self.bin_dir = os.path.join(self.work, "bin")
-        self.etcd_port = _free_port()
+        self.etcd_port = free_port()
         self.etcd_url = f"http://{ETCD_ADDR}:{self.etcd_port}"
         self.lease_ttl, self.route_interval, self.reclaim_after = lease_ttl, route_interval, reclaim_after
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
@@ -99,7 +99,7 @@ class Cluster:
 
     def _start_etcd(self) -> None:
         data = os.path.join(self.work, "etcd")
-        peer = f"http://{ETCD_ADDR}:{_free_port()}"
+        peer = f"http://{ETCD_ADDR}:{free_port()}"
         log = open(os.path.join(self.work, "etcd.log"), "w")
         self.procs["etcd"] = subprocess.Popen(
             ["ip", "netns", "exec", self.fab, shutil.which("etcd") or "/usr/bin/etcd", "--name", "lab",

@@ -51,16 +51,6 @@ class CountingEtcd:
         self.kv._run(op)
 
 
-@pytest.fixture(scope="module")
-def etcd_server() -> Iterator[Etcd]:
-    e = Etcd()
-    try:
-        e.wait_healthy()
-        yield e
-    finally:
-        e.remove()
-
-
 @pytest.fixture
 def kv(etcd_server: Etcd) -> Iterator[CountingEtcd]:  # overrides the suite's MemKV fixture
     c = CountingEtcd(etcd_server.url)

@@ -5,7 +5,7 @@ import json
 import random
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -14,16 +14,6 @@ from tests.helpers.cni import run_plugin
 from tests.helpers.etcd import Etcd, have_etcd
 
 pytestmark = pytest.mark.skipif(not have_etcd(), reason="etcd-server is not installed (apt install etcd-server)")
-
-
-@pytest.fixture
-def etcd() -> Iterator[Etcd]:
-    e = Etcd()
-    try:
-        e.wait_healthy()
-        yield e
-    finally:
-        e.remove()
 
 
 def ipam_conf(etcd_url: str, **extra: Any) -> dict[str, Any]:

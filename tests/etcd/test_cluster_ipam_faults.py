@@ -10,7 +10,6 @@ import subprocess
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Iterator
 
 import pytest
 
@@ -19,16 +18,6 @@ from podnet.ipam.errors import StoreUnavailable
 from tests.helpers.etcd import Etcd, free_port, have_etcd
 
 pytestmark = pytest.mark.skipif(not have_etcd(), reason="etcd-server is not installed (apt install etcd-server)")
-
-
-@pytest.fixture
-def etcd() -> Iterator[Etcd]:
-    e = Etcd()
-    try:
-        e.wait_healthy()
-        yield e
-    finally:
-        e.remove()
 
 
 def test_plugin_killed_at_random_points_leaves_nothing_half_done(bin_dir: str, etcd: Etcd) -> None:

@@ -3,7 +3,6 @@ ports, a temp data dir; always stopped and removed."""
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -12,19 +11,8 @@ ETCD = shutil.which("etcd") or "/usr/bin/etcd"
 
 
 def free_port() -> int:
-    """A free TCP port BELOW the kernel's ephemeral range: an ephemeral one may be taken by some
-    outgoing connection while a member is down, and the member could not listen on it again."""
-    import random
-    low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
-    for _ in range(200):
-        port = random.randrange(20000, max(20001, min(low, 32768)))
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port below the ephemeral range")
+    from podnet.lab import free_port as lab_free_port
+    return lab_free_port()
 
 
 class Etcd:

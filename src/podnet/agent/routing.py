@@ -80,14 +80,20 @@ def apply(host: Rtnl, want: dict[IPNet, IPAddr]) -> Reconcile:
             r.added.append(f"{dst} via {gw}")
         except NetError as e:
             r.refused.append(f"{dst} via {gw}: {e}")
+    _drop_stale(host, have, want, r)
+    return r
+
+
+def _drop_stale(host: Rtnl, have: set[tuple[IPNet, IPAddr | None]], want: dict[IPNet, IPAddr], r: Reconcile) -> None:
+    """Delete podnet's routes that are no longer wanted: the block left, its node died, or it
+    moved to another next hop (then the new route already replaced it)."""
     for dst, gw in have:
-        if want.get(dst) != gw:  # the block left, its node died, or it moved (then replaced above)
+        if want.get(dst) != gw:
             try:
                 host.del_route(dst, gw=gw)
                 r.removed.append(f"{dst} via {gw}")
             except NetError:
                 pass
-    return r
 
 
 VXLAN_DEV = "podnet.1"
@@ -152,13 +158,7 @@ class Vxlan:
                     r.added.append(f"{dst} via {gw} dev {VXLAN_DEV}")
                 except NetError as e:
                     r.refused.append(f"{dst}: {e}")
-        for dst, gw in have:
-            if want.get(dst) != gw:
-                try:
-                    host.del_route(dst, gw=gw)
-                    r.removed.append(f"{dst} via {gw}")
-                except NetError:
-                    pass
+        _drop_stale(host, have, want, r)
         return r
 
 
