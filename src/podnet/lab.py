@@ -210,6 +210,7 @@ class Cluster:
                 p.wait()
         for ns in [*self.nodes, self.fab]:
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        remove_kept(self.tag)   # anything else of this lab, e.g. a pod whose node was killed
         shutil.rmtree(self.work, ignore_errors=True)
 
 
