@@ -29,10 +29,16 @@ def prepare_ipv6(ifname: str, dad: bool = False) -> None:
         pass  # IPv6 disabled in this kernel: the address add will report it
 
 
-def configure(rtnl: Rtnl, link: Link, ips: tuple[IPConfig, ...], routes: tuple[Route, ...]) -> None:
-    """Addresses on `link`, link up, then the routes (gw defaults to the family's gateway)."""
+def configure(rtnl: Rtnl, link: Link, ips: tuple[IPConfig, ...], routes: tuple[Route, ...],
+              dad: bool = False) -> None:
+    """Addresses on `link`, link up, then the routes (gw defaults to the family's gateway).
+
+    IPv6 addresses skip duplicate address detection unless `dad`: the accept_dad sysctl alone
+    does not (the kernel also honours all.accept_dad), and a tentative address cannot yet be a
+    route's source — ptp's `src` routes failed with EINVAL now and then before this.
+    """
     for ip in ips:
-        rtnl.add_addr(link.index, ip.address)
+        rtnl.add_addr(link.index, ip.address, nodad=not dad)
     if not link.up:
         rtnl.set_link(link.index, state="up")
     for r in routes:

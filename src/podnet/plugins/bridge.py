@@ -104,7 +104,7 @@ def add(req: Request) -> Result:
             if any(i.family == 6 for i in ips):
                 addr.prepare_ipv6(req.ifname, conf.enable_dad)
             sysctl.ensure(f"net/ipv4/conf/{req.ifname}/arp_notify", 1)
-        addr.configure(pod, cv, ips, routes)
+        addr.configure(pod, cv, ips, routes, dad=conf.enable_dad)
         if conf.is_gateway:
             _setup_gateway(host, conf, br, ips, undo)
         if conf.ip_masq:
