@@ -80,14 +80,21 @@ class FileSession:
         return sorted((ipaddress.ip_address(ip) for ip, h in self._index.items() if h.matches(handle)), key=str)
 
     def reserve(self, ip: IPAddr, handle: Handle, range_id: int) -> bool:
-        try:
-            fd = os.open(self._file(str(ip)), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            return False
+        """Create the lease file with its content in one step: written aside, then hard-linked
+        into place (link fails if the name exists).  A process killed half-way leaves no empty
+        lease that no DEL could ever match — it did, with O_EXCL-then-write, under kill -9."""
+        tmp = os.path.join(self.path, INDEX_DIR, f"new-{ip}-{os.getpid()}-{threading.get_ident()}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
             os.write(fd, f"{handle.container_id}\r\n{handle.ifname}".encode())
         finally:
             os.close(fd)
+        try:
+            os.link(tmp, self._file(str(ip)))
+        except FileExistsError:
+            return False
+        finally:
+            os.unlink(tmp)
         with open(self._file(f"{LAST_RESERVED}{range_id}"), "w") as f:
             f.write(str(ip))
         self._index[str(ip)] = handle
