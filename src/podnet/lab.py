@@ -10,6 +10,7 @@ routes and firewall are never touched.  `down()` removes all of it, also after a
 """
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import shutil
@@ -176,16 +177,18 @@ class Cluster:
         self.pods.remove(pod)
 
     def podnet_routes(self, i: int) -> dict[str, str]:
-        out = subprocess.run(["ip", "netns", "exec", self.nodes[i], "ip", "-j", "route", "show"],
-                             capture_output=True, text=True, check=True).stdout
-        return {r["dst"]: r.get("gateway", "") for r in json.loads(out) if r.get("protocol") == "151"}
+        """dst -> next hop of the routes node i's agent made (protocol PODNET_PROTO)."""
+        from .net import netns
+        from .net.rtnl import PODNET_PROTO, open_rtnl
+        with netns.opened(f"/run/netns/{self.nodes[i]}") as fd, open_rtnl(fd) as node:
+            return {str(r.dst): str(r.gw or "") for fam in (4, 6) for r in node.routes(fam)
+                    if r.proto == PODNET_PROTO}
 
     def wait_converged(self, timeout: float = 15.0) -> float:
         """Until every node routes to every other node's blocks; the seconds it took."""
         t0 = time.monotonic()
         while True:
-            blocks = {n: set() for n in range(len(self.nodes))}  # type: dict[int, set[str]]
-            import ipaddress
+            blocks: dict[int, set[str]] = {n: set() for n in range(len(self.nodes))}
             for p in self.pods:
                 blocks[p.node].add(str(ipaddress.ip_network(f"{p.ip}/26", strict=False)))
             ok = all(all(b in self.podnet_routes(i) for j, bs in blocks.items() if j != i for b in bs)

@@ -120,12 +120,15 @@ class Block:
                      {k: float(v) for k, v in (d.get("cooldown") or {}).items()})
 
     def free_address(self, pool: Pool, now: float) -> IPAddr | None:
-        self.cooldown = {ip: t for ip, t in self.cooldown.items() if t > now}
         for ip in self.cidr:  # the pool decides what is usable (its own network/broadcast, gateway)
             s = str(ip)
-            if s not in self.allocations and s not in self.cooldown and pool.usable(ip):
+            if s not in self.allocations and self.cooldown.get(s, 0.0) <= now and pool.usable(ip):
                 return ip
         return None
+
+    def prune_cooldown(self, now: float) -> None:
+        """Forget rested addresses (on the copy about to be written)."""
+        self.cooldown = {ip: t for ip, t in self.cooldown.items() if t > now}
 
 
 def handle_id(network: str, container_id: str, ifname: str) -> str:
@@ -162,7 +165,11 @@ class ClusterIpam:
 
     # ------------------------------------------------------------ pools
     def ensure_pool(self, pool: Pool) -> Pool:
-        """Create the pool if missing; an existing pool of the same name must agree on its CIDR."""
+        """Create the pool if missing; an existing pool of the same name must agree on its CIDR.
+        Once seen, a pool is answered from this allocator's cache (pools do not change CIDR)."""
+        cached = self._pools.get(pool.name)
+        if cached is not None and cached.cidr == pool.cidr:
+            return cached
         key = self.pool_key(pool.name)
         for _ in range(3):
             got = self.kv.get(key)
@@ -220,6 +227,7 @@ class ClusterIpam:
                 for pool in pools:
                     block, rev = self._pick(pool, now)
                     block = block.copy()
+                    block.prune_cooldown(now)
                     ip = block.free_address(pool, now)
                     assert ip is not None
                     block.allocations[str(ip)] = hid
@@ -256,27 +264,27 @@ class ClusterIpam:
         view = self._view.get(pool.name)
         if view is not None:
             for b, rev in sorted(view.values(), key=lambda x: int(x[0].cidr.network_address)):
-                if b.node == self.node and b.copy().free_address(pool, now) is not None:
+                if b.node == self.node and b.free_address(pool, now) is not None:
                     return b, rev
         view = self._scan(pool)  # ours are full (or unknown): look at the whole pool afresh
         mine = [(b, rev) for b, rev in view.values() if b.node == self.node]
         for b, rev in sorted(mine, key=lambda x: int(x[0].cidr.network_address)):
-            if b.copy().free_address(pool, now) is not None:
+            if b.free_address(pool, now) is not None:
                 return b, rev
         for cidr in pool.blocks():
             if cidr not in view:
                 b = Block(cidr, self.node)
-                if b.copy().free_address(pool, now) is not None:
+                if b.free_address(pool, now) is not None:
                     return b, 0
         for b, rev in view.values():  # reclaimed from a dead node: nobody's, so claim it
-            if not b.node and b.copy().free_address(pool, now) is not None:
+            if not b.node and b.free_address(pool, now) is not None:
                 claimed = b.copy()
                 claimed.node = self.node
                 return claimed, rev
         others = [(b, rev) for b, rev in view.values() if b.node != self.node]
         random.shuffle(others)  # borrowers spread out instead of all hitting one block
         for b, rev in others:
-            if b.copy().free_address(pool, now) is not None:
+            if b.free_address(pool, now) is not None:
                 return b, rev
         raise RangeExhausted(f"pool {pool.name} ({pool.cidr}) exhausted: no free address in any block")
 

@@ -128,3 +128,22 @@ def move_out_of_pod(pod: Rtnl, dev: Link, host_netns_fd: int | None) -> None:
             pod.set_link(dev.index, net_ns_fd=f.fileno())
     else:
         pod.set_link(dev.index, net_ns_fd=host_netns_fd)
+
+
+SYS = "/sys"
+
+
+def names_at_pci(pci: str) -> set[str]:
+    """Network interface names sysfs lists under a PCI address (0000: added when missing)."""
+    full = pci if pci.count(":") == 2 else "0000:" + pci
+    try:
+        return set(os.listdir(f"{SYS}/bus/pci/devices/{full}/net"))
+    except OSError:
+        return set()
+
+
+def names_under(kernelpath: str) -> set[str]:
+    """Interface names whose sysfs device lives below `kernelpath` (/sys/devices/…)."""
+    root = kernelpath.rstrip("/") + "/"
+    return {name for name in os.listdir(f"{SYS}/class/net")
+            if os.path.realpath(f"{SYS}/class/net/{name}").startswith(root)}

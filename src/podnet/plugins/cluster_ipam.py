@@ -31,7 +31,6 @@ from .host_local import parse_routes
 NODE_ENV = "PODNET_NODE_NAME"
 _clients: dict[tuple[Any, ...], ClusterIpam] = {}
 _clients_lock = threading.Lock()
-_known_pools: dict[tuple[tuple[str, ...], str, str], Pool] = {}
 
 
 @dataclass(frozen=True)
@@ -142,14 +141,7 @@ def _ipam(conf: ClusterConf) -> ClusterIpam:
 
 
 def _pools(ipam: ClusterIpam, conf: ClusterConf) -> list[Pool]:
-    out = []
-    for p in conf.pools:
-        key = (conf.endpoints, conf.prefix, p.name)
-        known = _known_pools.get(key)
-        if known is None or known.cidr != p.cidr:
-            known = _known_pools[key] = ipam.ensure_pool(p)
-        out.append(known)
-    return out
+    return [ipam.ensure_pool(p) for p in conf.pools]
 
 
 def add(req: Request) -> Result:

@@ -8,7 +8,6 @@ whatever name was free; DEL then finds it by that alias and gives the name back.
 """
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 
@@ -23,7 +22,6 @@ from . import podlink, podside
 from .common import check_link_name, check_mac, get_str, ipam_conf
 
 PCI_RE = re.compile(r"^([0-9a-fA-F]{4}:)?[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]$")
-SYS = "/sys"
 
 
 @dataclass(frozen=True)
@@ -57,19 +55,11 @@ def parse_conf(req: Request) -> HostDeviceConf:
 
 
 def _sysfs_names(conf: HostDeviceConf) -> set[str]:
-    """Interface names sysfs gives for the kernelpath / PCI address (empty if unset)."""
+    """Interface names the kernel lists for the kernelpath / PCI address (empty if unset)."""
     if conf.pci:
-        pci = conf.pci if conf.pci.count(":") == 2 else "0000:" + conf.pci
-        try:
-            return set(os.listdir(f"{SYS}/bus/pci/devices/{pci}/net"))
-        except OSError:
-            return set()
+        return link.names_at_pci(conf.pci)
     if conf.kernelpath:
-        names = set()
-        for name in os.listdir(f"{SYS}/class/net"):
-            if os.path.realpath(f"{SYS}/class/net/{name}").startswith(conf.kernelpath.rstrip("/") + "/"):
-                names.add(name)
-        return names
+        return link.names_under(conf.kernelpath)
     return set()
 
 

@@ -10,7 +10,7 @@ from ..cni.errors import CNIError, config_error
 from ..cni.request import Request
 from ..cni.types import DNS, Interface, IPConfig, Result
 from ..net import addr, netns, sysctl
-from ..net.errors import LinkExists, NetnsGone
+from ..net.errors import LinkExists
 from ..net.rtnl import Link, Rtnl, open_rtnl
 from . import delegate, podside
 from .common import prev_result
@@ -21,12 +21,8 @@ MakeLink = Callable[[Rtnl, Rtnl, int], Link]
 UnmakeLink = Callable[[Rtnl, Link], None]
 
 
-def _delete(pod: Rtnl, lk: Link) -> None:
-    pod.del_link(lk.index)
-
-
 def attach(req: Request, make: MakeLink, has_ipam: bool, dns: DNS,
-           ips_from: Result | None = None, unmake: UnmakeLink = _delete) -> Result:
+           ips_from: Result | None = None, unmake: UnmakeLink = podside.delete_link) -> Result:
     """ADD: the link, then its addresses (from IPAM, or `ips_from` when chained)."""
     with contextlib.ExitStack() as undo:
         pod_fd = undo.enter_context(netns.opened(req.netns))
@@ -67,18 +63,7 @@ def detach(req: Request, has_ipam: bool, unmake: UnmakeLink | None = None) -> No
     """DEL: IPAM first (it never needs the netns), then the link if the netns still exists."""
     if has_ipam:
         delegate.ipam_del(req)
-    if unmake is None:
-        podside.remove_pod_link(req)
-        return
-    if not req.netns:
-        return
-    try:
-        with netns.opened(req.netns) as fd, open_rtnl(fd) as pod:
-            lk = pod.link(req.ifname)
-            if lk is not None:
-                unmake(pod, lk)
-    except NetnsGone:
-        pass
+    podside.remove_pod_link(req, unmake or podside.delete_link)
 
 
 def check(req: Request, kind: str, has_ipam: bool, verify: Callable[[Rtnl, Rtnl, Link], None]) -> None:

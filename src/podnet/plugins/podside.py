@@ -22,8 +22,14 @@ def quietly(fn: Callable[..., Any], *args: Any) -> None:
         fn(*args)
 
 
-def remove_pod_link(req: Request) -> list[IPAddr]:
-    """Delete IFNAME in the pod (a veth takes its host end with it); its addresses, if any.
+def delete_link(pod: Rtnl, link: Link) -> None:
+    with contextlib.suppress(LinkNotFound):
+        pod.del_link(link.index)
+
+
+def remove_pod_link(req: Request, remove: Callable[[Rtnl, Link], None] = delete_link) -> list[IPAddr]:
+    """Take IFNAME out of the pod — by default delete it (a veth takes its host end with
+    it); host-device gives it back instead.  Returns its addresses, if any.
 
     Nothing to do when the netns or the link is already gone (DEL is idempotent).
     """
@@ -35,8 +41,7 @@ def remove_pod_link(req: Request) -> list[IPAddr]:
             if link is None:
                 return []
             found = [a.ip for a in pod.addrs(link.index) if not a.ip.is_link_local]
-            with contextlib.suppress(LinkNotFound):
-                pod.del_link(link.index)
+            remove(pod, link)
             return found
     except NetnsGone:
         return []
