@@ -1,4 +1,4 @@
-"""`podnet` — install | agent | doctor | demo | version."""
+"""`podnet` — install | agent | doctor | demo | ipam | node | version."""
 from __future__ import annotations
 
 import argparse
@@ -32,7 +32,8 @@ def cmd_demo(a: argparse.Namespace) -> int:
         print(f"removed {len(gone)} namespaces")
         return 0
     from .demo import run_demo
-    return run_demo(pods=a.pods, keep=a.keep, nodes=a.nodes, backend=a.backend, single_node=a.single_node)
+    return run_demo(pods=a.pods, keep=a.keep, nodes=a.nodes, backend=a.backend, single_node=a.single_node,
+                    ipam_mode=a.ipam)
 
 
 def cmd_agent(a: argparse.Namespace) -> int:
@@ -52,17 +53,39 @@ def cmd_agent(a: argparse.Namespace) -> int:
 
 
 def start_routing(a: argparse.Namespace):  # type: ignore[no-untyped-def]
-    """Register this node in the cluster IPAM's etcd and keep cross-node routes reconciled."""
+    """Register this node in etcd, take its addresses (cluster IPAM, or a host-local subnet),
+    keep cross-node routes reconciled, and write the node's conflist once all that holds."""
     import ipaddress
     import socket as _socket
+    from .agent.nodenet import NodeNetwork
     from .agent.routing import RoutingAgent
     from .ipam.cluster import ClusterIpam
     from .ipam.etcdkv import EtcdKV
+    from .net import masq, sysctl
     if not a.etcd or not a.underlay_addr:
         raise SystemExit("podnet agent: --routing needs --etcd and --underlay-addr")
+    if a.ipam_mode == "host-local" and not a.cluster_cidr:
+        raise SystemExit("podnet agent: --ipam-mode host-local needs --cluster-cidr (the CIDR node subnets come from)")
+    if a.cni_conf_dir and not a.cluster_cidr:
+        raise SystemExit("podnet agent: --cni-conf-dir needs --cluster-cidr (the pods' address space)")
+    try:
+        cidrs = [ipaddress.ip_network(c) for c in a.cluster_cidr]
+    except ValueError as e:
+        raise SystemExit(f"podnet agent: --cluster-cidr: {e}") from None
     ipam = ClusterIpam(EtcdKV(a.etcd), a.node or _socket.gethostname(), a.etcd_prefix)
+    net = NodeNetwork(a.network, a.ipam_mode, cidrs, a.etcd, ipam.prefix, a.socket, a.block_size,
+                      a.node_subnet_size, a.cni_conf_dir or "", a.ipam_data_dir)
+    if cidrs:
+        masq.set_cluster_masquerade(cidrs)
+        for fam in {c.version for c in cidrs}:
+            sysctl.ensure("net/ipv4/ip_forward" if fam == 4 else "net/ipv6/conf/all/forwarding", 1)
+
+    def ready(agent: RoutingAgent) -> None:
+        if a.cni_conf_dir:
+            net.write_conflist(ipam.node, agent.pod_mtu())
     hg = RoutingAgent(ipam, ipaddress.ip_address(a.underlay_addr), a.routing, ttl=a.lease_ttl,
-                      interval=a.route_interval, vni=a.vxlan_vni, port=a.vxlan_port, reclaim_after=a.reclaim_after)
+                      interval=a.route_interval, vni=a.vxlan_vni, port=a.vxlan_port, reclaim_after=a.reclaim_after,
+                      on_ready=ready, prepare=lambda: net.claim(ipam))
     hg.start()
     return hg
 
@@ -106,6 +129,8 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--nodes", type=int, default=3)
     d.add_argument("--pods", "--pods-per-node", dest="pods", type=int, default=2)
     d.add_argument("--backend", choices=("vxlan", "host-gw"), default="vxlan")
+    d.add_argument("--ipam", choices=("cluster", "host-local"), default="cluster",
+                   help="cluster IPAM blocks in etcd, or a host-local subnet per node")
     d.add_argument("--keep", action="store_true")
     d.add_argument("--down", action="store_true", help="remove a lab kept with --keep")
     d.add_argument("--single-node", action="store_true",
@@ -125,7 +150,18 @@ def parser() -> argparse.ArgumentParser:
     ag.add_argument("--etcd-prefix", default="/podnet/")
     ag.add_argument("--underlay-addr", help="this node's address other nodes route pod traffic to")
     ag.add_argument("--lease-ttl", type=int, default=10)
-    ag.add_argument("--route-interval", type=float, default=1.0)
+    ag.add_argument("--route-interval", type=float, default=10.0,
+                    help="seconds between full passes (changes in etcd trigger a pass at once)")
+    ag.add_argument("--cluster-cidr", action="append", default=[],
+                    help="the pods' address space (repeatable: one per family); traffic leaving it is masqueraded")
+    ag.add_argument("--ipam-mode", choices=("cluster", "host-local"), default="cluster",
+                    help="cluster: podnet-cluster-ipam blocks; host-local: a subnet per node (flannel style)")
+    ag.add_argument("--block-size", type=int, default=26, help="cluster mode: the IPAM block size")
+    ag.add_argument("--node-subnet-size", type=int, default=24, help="host-local mode: each node's subnet size")
+    ag.add_argument("--cni-conf-dir", help="write the node's conflist here once the node is ready")
+    ag.add_argument("--network", default="podnet", help="the network name in the conflist")
+    ag.add_argument("--ipam-data-dir", default="", help="host-local mode: where leases are kept "
+                                                          "(default host-local's /var/lib/cni/networks)")
     ag.add_argument("--reclaim-after", type=float, default=300.0,
                     help="seconds a node must stay dead before this agent takes back its blocks (0: never)")
     ag.set_defaults(fn=cmd_agent)
@@ -136,6 +172,8 @@ def parser() -> argparse.ArgumentParser:
     dr.set_defaults(fn=cmd_doctor)
     from .ipam_cli import add_parser as add_ipam_parser
     add_ipam_parser(sub)
+    from .node_cli import add_parser as add_node_parser
+    add_node_parser(sub)
     v = sub.add_parser("version")
     v.add_argument("--json", action="store_true")
     v.set_defaults(fn=cmd_version)

@@ -137,18 +137,19 @@ def _listen_in(netns_path: str, port: int) -> "socket.socket":
     return s
 
 
-def run_cluster_demo(nodes: int = 3, pods_per_node: int = 2, backend: str = "vxlan", keep: bool = False) -> int:
+def run_cluster_demo(nodes: int = 3, pods_per_node: int = 2, backend: str = "vxlan", keep: bool = False,
+                     ipam_mode: str = "cluster") -> int:
     import ipaddress
     from .lab import ETCD_ADDR, Cluster
     t0 = time.perf_counter()
-    lab = Cluster(nodes, backend)
+    lab = Cluster(nodes, backend, ipam_mode=ipam_mode)
     ok = True
     listeners = []
     try:
         lab.up()
         t_up = time.perf_counter() - t0
-        print(f"podnet demo: {nodes} nodes on fabric {lab.fab} ({backend}), etcd {lab.etcd_url}, "
-              f"agents up in {t_up:.1f}s")
+        print(f"podnet demo: {nodes} nodes on fabric {lab.fab} ({backend}, {ipam_mode} IPAM), etcd {lab.etcd_url}, "
+              f"agents ready (conflists written) in {t_up:.1f}s")
         t1 = time.perf_counter()
         for i in range(nodes):
             for _ in range(pods_per_node):
@@ -158,8 +159,9 @@ def run_cluster_demo(nodes: int = 3, pods_per_node: int = 2, backend: str = "vxl
         print(f"{len(lab.pods)} pods in {t_pods:.1f}s; routes converged {conv * 1000:.0f} ms after the last pod")
         print(f"\n  {'NODE':<6} {'UNDERLAY':<12} {'POD':<24} {'ADDRESS':<14} BLOCK")
         for p in lab.pods:
-            block = ipaddress.ip_network(f"{p.ip}/26", strict=False)
+            block = ipaddress.ip_network(f"{p.ip}/{lab.block_prefix}", strict=False)
             print(f"  n{p.node + 1:<5} 10.97.0.{p.node + 1:<4} {p.name:<24} {p.ip:<14} {block}")
+        print("\nnodes (podnet node ls):\n" + "\n".join("  " + ln for ln in lab.podnet("node", "ls").splitlines()))
         for p in lab.pods:
             listeners.append(_listen_in(p.netns, 8080))
         print("\nreachability (ICMP and TCP to :8080), every pod to every other pod:")
@@ -201,7 +203,7 @@ def run_cluster_demo(nodes: int = 3, pods_per_node: int = 2, backend: str = "vxl
 
 
 def run_demo(pods: int = 2, keep: bool = False, nodes: int = 3, backend: str = "vxlan",
-             single_node: bool = False) -> int:
+             single_node: bool = False, ipam_mode: str = "cluster") -> int:
     if single_node:
         return run_single_node_demo(pods, keep)
-    return run_cluster_demo(nodes, pods, backend, keep)
+    return run_cluster_demo(nodes, pods, backend, keep, ipam_mode)

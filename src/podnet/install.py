@@ -77,6 +77,21 @@ def kubernetes_conflist(network: str, subnets: list[str], bridge: str = "podnet0
     return conf
 
 
+def cluster_conflist(network: str, ipam: dict[str, Any], mtu: int = 0, agent_socket: str = DEFAULT_SOCKET,
+                     cni_version: str = "1.0.0") -> dict[str, Any]:
+    """The node conflist the agent writes in the cluster tier: ptp pods (routed, no bridge:
+    cross-node traffic is plain routing) with the node's IPAM, then portmap for hostPort.
+    No ipMasq: the agent masquerades traffic leaving the cluster CIDR once, for the node,
+    so pod → pod across nodes keeps its source address."""
+    ptp: dict[str, Any] = {"type": "podnet-ptp", "agentSocket": agent_socket, "ipam": ipam}
+    if mtu:
+        ptp["mtu"] = mtu
+    return {"cniVersion": cni_version, "name": network, "plugins": [
+        ptp,
+        {"type": "podnet-portmap", "capabilities": {"portMappings": True}, "snat": True, "agentSocket": agent_socket},
+    ]}
+
+
 def write_conflist(conf_dir: str, conflist: dict[str, Any], priority: int = 10) -> str:
     os.makedirs(conf_dir, exist_ok=True)
     dest = os.path.join(conf_dir, f"{priority}-{conflist['name']}.conflist")

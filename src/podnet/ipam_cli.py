@@ -98,8 +98,9 @@ def _dispatch(a: argparse.Namespace, c: ClusterIpam, kv: Any) -> int:
         for p in c.pools():
             for b, _ in sorted(c.blocks(p.name), key=lambda x: int(x[0].cidr.network_address)):
                 data.append({"pool": p.name, "block": str(b.cidr), "node": b.node, "used": len(b.allocations),
-                             "size": b.cidr.num_addresses})
-                rows.append([p.name, str(b.cidr), b.node, f"{len(b.allocations)}/{b.cidr.num_addresses}"])
+                             "size": b.cidr.num_addresses, "nodeSubnet": b.whole})
+                rows.append([p.name, str(b.cidr), b.node, "node subnet (host-local)" if b.whole
+                             else f"{len(b.allocations)}/{b.cidr.num_addresses}"])
         _out(a, data, rows, ["POOL", "BLOCK", "NODE", "USED"])
         return 0
     if a.ipam_cmd == "show":

@@ -2,8 +2,10 @@
 
   fabric netns: a bridge (the underlay wire) and etcd on 10.97.0.254
   node netns nodeN: `up0` on the fabric (10.97.0.N), a podnet agent (routing host-gw or
-      vxlan, registered in etcd), the CNI launchers run here as a runtime would run them
-  pods: netns of their own, wired by podnet-ptp with podnet-cluster-ipam (ipMasq on)
+      vxlan, registered in etcd; it writes the node's conflist once ready), the CNI
+      launchers run here, through that conflist, as a runtime would run them
+  pods: netns of their own, wired by podnet-ptp with podnet-cluster-ipam (or, host-local
+      mode, host-local in the node's subnet); the node masquerades what leaves the cluster
 
 Everything lives in namespaces named with a per-run tag; the machine's own interfaces,
 routes and firewall are never touched.  `down()` removes all of it, also after a failure.
@@ -27,7 +29,7 @@ from . import install
 FABRIC_NET = "10.97.0"
 ETCD_ADDR = f"{FABRIC_NET}.254"
 CLUSTER_CIDR = "10.244.0.0/16"
-CLUSTER_GW = "10.244.0.1"
+NETWORK = "podnet-lab"
 STATE_DIR = "/run/podnet-lab"
 
 
@@ -66,9 +68,12 @@ class Pod:
 
 class Cluster:
     def __init__(self, nodes: int = 3, backend: str = "vxlan", tag: str = "", work: str = "",
-                 lease_ttl: int = 5, route_interval: float = 0.5, reclaim_after: float = 300.0) -> None:
+                 lease_ttl: int = 5, route_interval: float = 5.0, reclaim_after: float = 300.0,
+                 ipam_mode: str = "cluster") -> None:
         self.tag = tag or uuid.uuid4().hex[:6]
         self.backend = backend
+        self.ipam_mode = ipam_mode
+        self.block_prefix = 24 if ipam_mode == "host-local" else 26
         self.fab = f"pnlab-{self.tag}-fab"
         self.nodes = [f"pnlab-{self.tag}-n{i + 1}" for i in range(nodes)]
         self.work = work or tempfile.mkdtemp(prefix=f"pnlab-{self.tag}-")
@@ -77,6 +82,7 @@ class Cluster:
         self.etcd_url = f"http://{ETCD_ADDR}:{self.etcd_port}"
         self.lease_ttl, self.route_interval, self.reclaim_after = lease_ttl, route_interval, reclaim_after
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.removed: set[int] = set()
         self.pods: list[Pod] = []
 
     # ------------------------------------------------------------ build
@@ -88,15 +94,53 @@ class Cluster:
         _ip(self.fab, "link", "add", "fabbr", "type", "bridge")
         _ip(self.fab, "addr", "add", f"{ETCD_ADDR}/24", "dev", "fabbr")
         _ip(self.fab, "link", "set", "fabbr", "up")
-        for i, node in enumerate(self.nodes, 1):
-            _ip(self.fab, "link", "add", f"fab{i}", "type", "veth", "peer", "name", "up0", "netns", node)
-            _ip(self.fab, "link", "set", f"fab{i}", "master", "fabbr", "up")
-            _ip(node, "addr", "add", f"{FABRIC_NET}.{i}/24", "dev", "up0")
-            _ip(node, "link", "set", "up0", "up")
-            _ip(node, "route", "add", "default", "via", ETCD_ADDR)
+        for i in range(len(self.nodes)):
+            self._wire_node(i)
         self._start_etcd()
         for i in range(len(self.nodes)):
             self.start_agent(i)
+
+    def _wire_node(self, i: int) -> None:
+        node = self.nodes[i]
+        _ip(self.fab, "link", "add", f"fab{i + 1}", "type", "veth", "peer", "name", "up0", "netns", node)
+        _ip(self.fab, "link", "set", f"fab{i + 1}", "master", "fabbr", "up")
+        _ip(node, "addr", "add", f"{FABRIC_NET}.{i + 1}/24", "dev", "up0")
+        _ip(node, "link", "set", "up0", "up")
+        _ip(node, "route", "add", "default", "via", ETCD_ADDR)
+
+    def add_node(self) -> int:
+        """A node joins: its namespace, its wire to the fabric, its agent (ready: conflist written)."""
+        i = len(self.nodes)
+        self.nodes.append(f"pnlab-{self.tag}-n{i + 1}")
+        subprocess.run(["ip", "netns", "add", self.nodes[i]], check=True)
+        _ip(self.nodes[i], "link", "set", "lo", "up")
+        self._wire_node(i)
+        self.start_agent(i)
+        return i
+
+    def remove_node(self, i: int) -> None:
+        """A node leaves for good (`podnet node rm`, as an operator would after draining it): its
+        agent stops, its registration goes; its pods go with its namespace."""
+        self.kill_agent(i)
+        self.podnet("node", "rm", f"n{i + 1}")
+        for p in [p for p in self.pods if p.node == i]:
+            subprocess.run(["ip", "netns", "del", p.name], capture_output=True)
+            self.pods.remove(p)
+        subprocess.run(["ip", "netns", "del", self.nodes[i]], capture_output=True)
+        self.removed.add(i)
+
+    @property
+    def live(self) -> list[int]:
+        return [i for i in range(len(self.nodes)) if i not in self.removed]
+
+    def podnet(self, *argv: str) -> str:
+        """Run the podnet CLI against the lab's etcd (from the fabric, where etcd listens)."""
+        cmd, rest = argv[0], argv[1:]
+        p = subprocess.run(["ip", "netns", "exec", self.fab, sys.executable, "-m", "podnet.cli", cmd, "--etcd",
+                            self.etcd_url, *rest], capture_output=True, text=True)
+        if p.returncode:
+            raise RuntimeError(f"podnet {' '.join(argv)}: {p.stdout}{p.stderr}")
+        return p.stdout
 
     def _start_etcd(self) -> None:
         data = os.path.join(self.work, "etcd")
@@ -119,21 +163,27 @@ class Cluster:
     def sock(self, i: int) -> str:
         return os.path.join(self.work, f"agent-n{i + 1}.sock")
 
+    def conf_dir(self, i: int) -> str:
+        return os.path.join(self.work, f"n{i + 1}", "net.d")
+
     def start_agent(self, i: int) -> None:
         sock = self.sock(i)
         if os.path.exists(sock):
             os.unlink(sock)
+        home = os.path.join(self.work, f"n{i + 1}")
         self.procs[f"agent{i}"] = subprocess.Popen(
             ["ip", "netns", "exec", self.nodes[i], sys.executable, "-m", "podnet.cli", "agent", "--socket", sock,
              "--log-file", os.path.join(self.work, f"agent-n{i + 1}.log"), "--routing", self.backend,
              "--node", f"n{i + 1}", "--etcd", self.etcd_url, "--underlay-addr", f"{FABRIC_NET}.{i + 1}",
              "--lease-ttl", str(self.lease_ttl), "--route-interval", str(self.route_interval),
-             "--reclaim-after", str(self.reclaim_after)],
+             "--reclaim-after", str(self.reclaim_after), "--cluster-cidr", CLUSTER_CIDR,
+             "--ipam-mode", self.ipam_mode, "--block-size", "26", "--node-subnet-size", "24",
+             "--network", NETWORK, "--cni-conf-dir", self.conf_dir(i), "--ipam-data-dir", os.path.join(home, "ipam")],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + 30
-        while not os.path.exists(sock):
+        while not (os.path.exists(sock) and os.path.exists(self.conflist_path(i))):
             if self.procs[f"agent{i}"].poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"agent on node {i + 1} did not start")
+                raise RuntimeError(f"agent on node {i + 1} did not get ready")
             time.sleep(0.05)
 
     def kill_agent(self, i: int) -> None:
@@ -143,22 +193,32 @@ class Cluster:
             p.wait()
 
     # ------------------------------------------------------------ pods
-    def conf(self, i: int) -> dict[str, Any]:
-        mtu = {"mtu": 1450} if self.backend == "vxlan" else {}   # the underlay's 1500 minus VXLAN's 50
-        return {"cniVersion": "1.0.0", "name": "podnet-lab", "type": "podnet-ptp", "ipMasq": True,
-                "agentSocket": self.sock(i), **mtu,
-                "ipam": {"type": "podnet-cluster-ipam", "etcdEndpoints": [self.etcd_url], "subnet": CLUSTER_CIDR,
-                         "gateway": CLUSTER_GW, "blockSize": 26, "node": f"n{i + 1}",
-                         "routes": [{"dst": "0.0.0.0/0"}]}}
+    def conflist_path(self, i: int) -> str:
+        return os.path.join(self.conf_dir(i), f"10-{NETWORK}.conflist")
+
+    def conflist(self, i: int) -> dict[str, Any]:
+        """The conflist node i's agent wrote (what a runtime on that node would read)."""
+        with open(self.conflist_path(i)) as f:
+            return dict(json.load(f))
 
     def cni(self, i: int, command: str, cid: str, netns: str) -> dict[str, Any] | None:
+        """Run node i's conflist as a runtime does: ADD in order with prevResult, DEL in reverse."""
+        conflist = self.conflist(i)
+        plugins = conflist["plugins"] if command == "ADD" else list(reversed(conflist["plugins"]))
         env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "CNI_COMMAND": command, "CNI_CONTAINERID": cid,
                "CNI_NETNS": netns, "CNI_IFNAME": "eth0", "CNI_PATH": self.bin_dir}
-        p = subprocess.run(["ip", "netns", "exec", self.nodes[i], f"{self.bin_dir}/podnet-ptp"],
-                           input=json.dumps(self.conf(i)).encode(), env=env, capture_output=True)
-        if p.returncode:
-            raise RuntimeError(f"{command} {cid} on n{i + 1}: {p.stdout.decode().strip()}")
-        return json.loads(p.stdout) if p.stdout.strip() else None
+        result: dict[str, Any] | None = None
+        for plugin in plugins:
+            conf = {"cniVersion": conflist["cniVersion"], "name": conflist["name"], **plugin}
+            if result is not None:
+                conf["prevResult"] = result
+            p = subprocess.run(["ip", "netns", "exec", self.nodes[i], f"{self.bin_dir}/{plugin['type']}"],
+                               input=json.dumps(conf).encode(), env=env, capture_output=True)
+            if p.returncode:
+                raise RuntimeError(f"{command} {cid} on n{i + 1} ({plugin['type']}): {p.stdout.decode().strip()}")
+            if command == "ADD":
+                result = json.loads(p.stdout)
+        return result
 
     def add_pod(self, i: int) -> Pod:
         k = sum(1 for p in self.pods if p.node == i)
@@ -188,11 +248,11 @@ class Cluster:
         """Until every node routes to every other node's blocks; the seconds it took."""
         t0 = time.monotonic()
         while True:
-            blocks: dict[int, set[str]] = {n: set() for n in range(len(self.nodes))}
+            blocks: dict[int, set[str]] = {n: set() for n in self.live}
             for p in self.pods:
-                blocks[p.node].add(str(ipaddress.ip_network(f"{p.ip}/26", strict=False)))
+                blocks[p.node].add(str(ipaddress.ip_network(f"{p.ip}/{self.block_prefix}", strict=False)))
             ok = all(all(b in self.podnet_routes(i) for j, bs in blocks.items() if j != i for b in bs)
-                     for i in range(len(self.nodes)))
+                     for i in self.live)
             if ok:
                 return time.monotonic() - t0
             if time.monotonic() - t0 > timeout:
@@ -211,8 +271,9 @@ class Cluster:
             if p.poll() is None:
                 p.kill()
                 p.wait()
-        for ns in [*self.nodes, self.fab]:
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        for i, ns in enumerate([*self.nodes, self.fab]):
+            if i not in self.removed:
+                subprocess.run(["ip", "netns", "del", ns], capture_output=True)
         remove_kept(self.tag)   # anything else of this lab, e.g. a pod whose node was killed
         shutil.rmtree(self.work, ignore_errors=True)
 

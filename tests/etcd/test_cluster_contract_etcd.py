@@ -42,6 +42,9 @@ class CountingEtcd:
     def keep_alive(self, lease: int) -> None:
         self.kv.keep_alive(lease)
 
+    def watch_prefix(self, prefix: str, on_change: Any) -> Any:
+        return self.kv.watch_prefix(prefix, on_change)
+
     def expire_lease(self, lease: int) -> None:
         """Revoking a lease deletes its keys at once, as expiry would."""
         import aetcd  # noqa: F401 - only to name the type below

@@ -148,7 +148,7 @@ def test_podnet_ipam_cli(bin_dir: str, etcd: Etcd) -> None:
     assert a.rc == 0, a.stdout
     ip = a.out["ips"][0]["address"].split("/")[0]
     ls = json.loads(podnet(*e, "--json", "ls").stdout)
-    assert ls == [{"pool": "cnet", "block": "10.93.0.0/28", "node": "n1", "used": 1, "size": 16}]
+    assert ls == [{"pool": "cnet", "block": "10.93.0.0/28", "node": "n1", "used": 1, "size": 16, "nodeSubnet": False}]
     shown = json.loads(podnet(*e, "--json", "show", ip).stdout)
     assert list(shown) == ["cnet/web-1/eth0"]
     assert podnet(*e, "show", "web-1").returncode == 0

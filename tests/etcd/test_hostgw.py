@@ -1,8 +1,11 @@
-"""Cross-node pod networking on the virtual cluster (podnet.lab), host-gw and vxlan: three
-node namespaces on one fabric, an agent in each (registered in etcd under a lease,
-reconciling routes), ptp pods addressed by the cluster IPAM.  Every pod reaches every pod
+"""Cross-node pod networking on the virtual cluster (podnet.lab), host-gw and vxlan, with the
+cluster IPAM or host-local node subnets: three node namespaces on one fabric, an agent in
+each (registered in etcd under a lease, watching it, reconciling routes, writing the node's
+conflist once ready), ptp pods created through that conflist.  Every pod reaches every pod
 on the other nodes with its own source address; traffic leaving the cluster is
-masqueraded; a dead node's routes disappear; a route deleted by hand comes back."""
+masqueraded; a removed node's routes disappear within a second, a dead node's when its
+lease expires; a joining node's routes appear within a second; a route deleted by hand
+comes back."""
 from __future__ import annotations
 
 import ipaddress
@@ -24,9 +27,11 @@ pytestmark = pytest.mark.skipif(not have_etcd(), reason="etcd-server is not inst
 TTL = 2
 
 
-@pytest.fixture(params=["host-gw", "vxlan"])
+@pytest.fixture(params=[("host-gw", "cluster"), ("vxlan", "cluster"), ("vxlan", "host-local")],
+                ids=["host-gw", "vxlan", "vxlan-host-local"])
 def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
-    c = Cluster(3, request.param, lease_ttl=TTL, route_interval=0.3)
+    backend, mode = request.param
+    c = Cluster(3, backend, lease_ttl=TTL, ipam_mode=mode)
     try:
         c.up()
         yield c
@@ -43,12 +48,21 @@ def wait_for(pred: Any, timeout: float) -> float:
     return time.monotonic() - t0
 
 
-def test_all_pairs_source_kept_masquerade_dead_node_and_repair(cluster: Cluster) -> None:
+def test_all_pairs_source_kept_masquerade_leave_join_and_repair(cluster: Cluster) -> None:
     for i in range(3):
-        for _ in range(2):
+        conf = cluster.conflist(i)                       # written by the agent once ready
+        ptp = conf["plugins"][0]
+        assert ptp["type"] == "podnet-ptp" and ptp.get("mtu", 0) == (1450 if cluster.backend == "vxlan" else 0)
+        if cluster.ipam_mode == "host-local":
+            subnet = ptp["ipam"]["ranges"][0][0]["subnet"]
+            assert ptp["ipam"]["type"] == "podnet-host-local" and subnet.endswith("/24"), ptp["ipam"]
+        else:
+            assert ptp["ipam"]["type"] == "podnet-cluster-ipam" and ptp["ipam"]["node"] == f"n{i + 1}"
+        for _ in range(3):
             cluster.add_pod(i)
     pods = cluster.pods
-    blocks = {i: {ipaddress.ip_network(f"{p.ip}/26", strict=False) for p in pods if p.node == i} for i in range(3)}
+    size = cluster.block_prefix
+    blocks = {i: {ipaddress.ip_network(f"{p.ip}/{size}", strict=False) for p in pods if p.node == i} for i in range(3)}
     assert all(len(b) == 1 for b in blocks.values()) and len(set().union(*blocks.values())) == 3, blocks
     cluster.wait_converged(10)
     for i in range(3):
@@ -64,8 +78,8 @@ def test_all_pairs_source_kept_masquerade_dead_node_and_repair(cluster: Cluster)
                if lk["ifname"] == "podnet.1"]
         assert dev and dev[0]["mtu"] == 1450
         assert dev[0]["stats64"]["tx"]["packets"] > 0, "pod traffic did not go through the VXLAN device"
-        assert probe.ping(pods[0].netns, pods[2].ip, size=1372), "a 1400-byte packet does not cross the VXLAN"
-    a, b = pods[0], pods[2]                                    # n1 → n2
+        assert probe.ping(pods[0].netns, pods[3].ip, size=1372), "a 1400-byte packet does not cross the VXLAN"
+    a, b = pods[0], pods[3]                                    # n1 → n2
     with server(b.name, "tcp", 8080, "podB"):
         got = fetch(a.name, "tcp", b.ip, 8080)
     assert got == f"podB {a.ip}", f"source address not preserved across nodes: {got!r}"
@@ -73,24 +87,34 @@ def test_all_pairs_source_kept_masquerade_dead_node_and_repair(cluster: Cluster)
         got = fetch(a.name, "tcp", ETCD_ADDR, 9090)
     assert got == "outside 10.97.0.1", f"traffic leaving the cluster is not masqueraded by its node: {got!r}"
 
-    victim = next(iter(cluster.podnet_routes(0)))
+    victim = next(iter(cluster.podnet_routes(0)))           # the agent's netlink watch sees the delete
     subprocess.run(["ip", "netns", "exec", cluster.nodes[0], "ip", "route", "del", victim], check=True)
     took = wait_for(lambda: victim in cluster.podnet_routes(0), 5)
-    assert took <= 1.5, f"a deleted route came back after {took:.1f}s"
+    assert took <= 1.0, f"a deleted route came back after {took:.1f}s"
 
-    cluster.kill_agent(2)                                      # n3's agent dies: its lease runs out
-    t = wait_for(lambda: all("10.97.0.3" not in cluster.podnet_routes(i).values() for i in (0, 1)), TTL + 10)
+    cluster.remove_node(2)                                     # n3 leaves (podnet node rm)
+    t = wait_for(lambda: all("10.97.0.3" not in cluster.podnet_routes(i).values() for i in (0, 1)), 10)
+    assert t <= 1.0, f"a removed node's routes lingered {t:.2f}s"
+    assert probe.ping(pods[0].netns, pods[3].ip), "the surviving nodes lost each other"
+
+    cluster.kill_agent(1)                                      # n2's agent dies: its lease runs out
+    t = wait_for(lambda: "10.97.0.2" not in cluster.podnet_routes(0).values(), TTL + 10)
     assert t <= TTL + 2.0, f"a dead node's routes lingered {t:.1f}s (lease TTL {TTL}s)"
-    assert probe.ping(pods[0].netns, pods[2].ip), "the surviving nodes lost each other"
-
-    cluster.start_agent(2)                                     # it comes back: its routes return
+    cluster.start_agent(1)                                     # it comes back: its routes return
     cluster.wait_converged(10)
-    assert probe.ping(pods[0].netns, pods[4].ip)
+    assert probe.ping(pods[0].netns, pods[3].ip)
+
+    j = cluster.add_node()                                     # a node joins; its first pod's block
+    t0 = time.monotonic()
+    newcomer = cluster.add_pod(j)
+    took = cluster.wait_converged(10) + (time.monotonic() - t0)
+    assert took <= 1.5, f"a joining node's routes took {took:.2f}s (pod ADD included)"
+    assert probe.ping(pods[0].netns, newcomer.ip) and probe.ping(newcomer.netns, pods[3].ip)
 
 
 @pytest.fixture
 def two_nodes() -> Iterator[Cluster]:
-    c = Cluster(2, "host-gw", lease_ttl=TTL, route_interval=0.3)
+    c = Cluster(2, "host-gw", lease_ttl=TTL)
     try:
         c.up()
         yield c
@@ -112,7 +136,7 @@ def test_pods_keep_working_while_an_agent_restarts(two_nodes: Cluster) -> None:
 def test_live_agents_reclaim_a_dead_nodes_block() -> None:
     """No operator needed: the surviving agents take back the block of a node that stayed dead
     past --reclaim-after, and a new pod can then be given an address from it."""
-    c = Cluster(2, "host-gw", lease_ttl=TTL, route_interval=0.3, reclaim_after=1.0)
+    c = Cluster(2, "host-gw", lease_ttl=TTL, reclaim_after=1.0)
     try:
         c.up()
         c.add_pod(0)

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import ipaddress
+import threading
+import time
 from typing import Any
 from concurrent.futures import ThreadPoolExecutor
 
@@ -168,3 +170,52 @@ def test_dead_node_is_reclaimed_after_the_second_look(kv: Any) -> None:
         for i in range(20):
             n1.allocate(f"net/back{i}/eth0", [p])
     assert n1.check() == []
+
+
+def test_node_subnets_are_distinct_kept_on_restart_never_lent_and_run_out(kv: Any) -> None:
+    """host-local mode: each node leases one whole block (flannel style)."""
+    p = pool("10.73.0.0/26", block=28, gw=None)                       # four subnets of 16
+    n1, n2 = ipam(kv, "n1"), ipam(kv, "n2")
+    s1, s2 = n1.claim_subnet(p), n2.claim_subnet(p)
+    assert s1 != s2 and s1.prefixlen == s2.prefixlen == 28
+    assert ipam(kv, "n1").claim_subnet(p) == s1, "a restarted agent must get its subnet back"
+    other = ipam(kv, "n3")                                             # a cluster-IPAM allocator in the pool
+    got = [other.allocate(f"net/c{i}/eth0", [p])[0] for i in range(30)]
+    assert not any(ip in s1 or ip in s2 for ip in got), "addresses were lent out of a node subnet"
+    assert {str(b.cidr) for b, _ in n1.blocks("p") if b.whole} == {str(s1), str(s2)}
+    with pytest.raises(RangeExhausted):
+        ipam(kv, "n4").claim_subnet(p)
+    assert n1.check() == []
+
+
+def test_removing_a_node_drops_its_registration_at_once(kv: Any) -> None:
+    n1, n2 = ipam(kv, "n1"), ipam(kv, "n2")
+    n1.register(ttl=30)
+    n2.register(ttl=30)
+    assert n2.live_nodes() == {"n1", "n2"}
+    assert n2.remove_node("n1") is True
+    assert n2.live_nodes() == {"n2"} and n2.dead_nodes() == {"n1"}
+    assert n2.remove_node("n1") is False
+
+
+def test_a_watch_reports_changes_under_its_prefix_only(kv: Any) -> None:
+    seen: list[bool] = []
+    fired = threading.Event()
+
+    def on_change(resync: bool) -> None:
+        seen.append(resync)
+        fired.set()
+    cancel = kv.watch_prefix("/podnet/nodes/", on_change)
+    try:
+        deadline = time.monotonic() + 5                                 # etcd: the watch is being set up
+        while time.monotonic() < deadline and not (seen and seen[0]) and hasattr(kv, "kv"):
+            time.sleep(0.02)
+        seen.clear()
+        fired.clear()
+        ipam(kv, "n1").ensure_pool(pool())                              # not under the prefix
+        time.sleep(0.2)
+        assert not seen, "a change outside the prefix was reported"
+        ipam(kv, "n1").register(ttl=30)
+        assert fired.wait(5), "registering a node was not reported"
+    finally:
+        cancel()

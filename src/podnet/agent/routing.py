@@ -20,7 +20,7 @@ from typing import Callable
 
 from ..ipam.cluster import ClusterIpam
 from ..net.errors import NetError
-from ..net.rtnl import PODNET_PROTO, Rtnl, open_rtnl
+from ..net.rtnl import PODNET_PROTO, Rtnl, open_rtnl, watch_podnet_state
 
 log = logging.getLogger(__name__)
 
@@ -164,11 +164,21 @@ class Vxlan:
 
 class RoutingAgent:
     """Keeps this node registered (lease + keep-alive) and its cross-node routes reconciled,
-    with the host-gw or the vxlan backend."""
+    with the host-gw or the vxlan backend.
+
+    A pass runs on every change etcd reports under the IPAM prefix (a node joined or left, a
+    block was claimed or released: converges in well under a second), after the watch is
+    (re)established (a full resync: events may have been missed), and every `interval`
+    seconds regardless; and when netlink reports one of podnet's routes or neighbour entries
+    deleted (by hand, or by a link going away), so it comes back at once."""
+
+    COALESCE = 0.02     # a burst of events (pods starting) becomes one pass
 
     def __init__(self, ipam: ClusterIpam, underlay_addr: IPAddr, backend: str = "host-gw", ttl: int = 10,
                  interval: float = 1.0, vni: int = 1, port: int = 8472, reclaim_after: float = 300.0,
-                 on_pass: Callable[[Reconcile], None] | None = None) -> None:
+                 on_pass: Callable[[Reconcile], None] | None = None,
+                 on_ready: Callable[["RoutingAgent"], None] | None = None,
+                 prepare: Callable[[], None] | None = None) -> None:
         self.ipam = ipam
         self.addr = underlay_addr
         self.backend = backend
@@ -177,8 +187,13 @@ class RoutingAgent:
         self.interval = interval
         self.reclaim_after = reclaim_after   # 0: this agent never reclaims dead nodes' blocks
         self.on_pass = on_pass
+        self.on_ready = on_ready
+        self.prepare = prepare               # run (and retried) before registering, e.g. claim a subnet
         self.lease = 0
+        self.ready = threading.Event()       # registered and one full pass done
         self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._unwatch: list[Callable[[], None]] = []
         self._thread: threading.Thread | None = None
 
     def info(self) -> dict[str, str]:
@@ -187,17 +202,31 @@ class RoutingAgent:
             out["vtep_mac"] = self.vxlan.mac
         return out
 
+    def pod_mtu(self) -> int:
+        """The MTU pods must use: the VXLAN device's (underlay − 50); 0 (the default) on host-gw."""
+        if self.vxlan is None:
+            return 0
+        with open_rtnl() as host:
+            dev = host.link(VXLAN_DEV)
+            return dev.mtu if dev is not None else 0
+
     def start(self) -> None:
         if self.vxlan is not None:
             with open_rtnl() as host:
                 self.vxlan.ensure_device(host)
-        self.lease = self.ipam.register(self.ttl, self.info())
+        watch = getattr(self.ipam.kv, "watch_prefix", None)
+        if watch is not None:
+            self._unwatch.append(watch(self.ipam.prefix, lambda resync: self._wake.set()))
+        self._unwatch.append(watch_podnet_state(self._wake.set))
         self._thread = threading.Thread(target=self._loop, name="podnet-routing", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
         """Stop reconciling; routes stay (pods keep working while the agent restarts)."""
         self._stop.set()
+        self._wake.set()
+        for unwatch in self._unwatch:
+            unwatch()
         if self._thread is not None:
             self._thread.join(5)
 
@@ -209,15 +238,22 @@ class RoutingAgent:
             return apply(host, desired_routes(self.ipam.node, node_addresses(self.ipam), owners))
 
     def _loop(self) -> None:
-        last_keepalive = 0.0
+        """etcd may be down when the agent starts: it keeps serving CNI requests (DEL must
+        work) and retries here; the node only becomes ready once registration succeeds."""
+        last_keepalive = time.monotonic()
         while not self._stop.is_set():
             try:
                 now = time.monotonic()
-                if now - last_keepalive >= self.ttl / 3:
+                if not self.lease:
+                    if self.prepare:
+                        self.prepare()
+                    self.lease = self.ipam.register(self.ttl, self.info())
+                    last_keepalive = now
+                elif now - last_keepalive >= self.ttl / 3:
                     self.ipam.kv.keep_alive(self.lease)  # type: ignore[attr-defined]
                     last_keepalive = now
                     if self.ipam.kv.get(self.ipam.node_key(self.ipam.node)) is None:
-                        log.warning("our lease expired (agent stalled?): registering again")
+                        log.warning("our registration is gone (lease expired, or removed): registering again")
                         self.lease = self.ipam.register(self.ttl, self.info())
                 if self.reclaim_after > 0:
                     for node, released in self.ipam.reclaim(self.reclaim_after).items():
@@ -227,6 +263,13 @@ class RoutingAgent:
                     log.info("routes: +%s -%s refused %s", result.added, result.removed, result.refused)
                 if self.on_pass:
                     self.on_pass(result)
+                if not self.ready.is_set():
+                    self.ready.set()
+                    if self.on_ready:
+                        self.on_ready(self)
             except Exception as e:  # noqa: BLE001 - etcd or netlink trouble: log, try again next pass
                 log.warning("routing pass failed: %s", e)
-            self._stop.wait(self.interval)
+            until_keepalive = max(0.0, self.ttl / 3 - (time.monotonic() - last_keepalive))
+            if self._wake.wait(min(self.interval, until_keepalive)):
+                self._stop.wait(self.COALESCE)
+                self._wake.clear()

@@ -105,21 +105,27 @@ class Block:
     node: str
     allocations: dict[str, str] = field(default_factory=dict)   # ip -> handle id
     cooldown: dict[str, float] = field(default_factory=dict)    # ip -> usable again at (unix time)
+    whole: bool = False     # a node subnet (host-local mode): the node allocates inside it itself
 
     def copy(self) -> "Block":
-        return Block(self.cidr, self.node, dict(self.allocations), dict(self.cooldown))
+        return Block(self.cidr, self.node, dict(self.allocations), dict(self.cooldown), self.whole)
 
     def to_bytes(self) -> bytes:
-        return json.dumps({"cidr": str(self.cidr), "node": self.node, "allocations": self.allocations,
-                           "cooldown": self.cooldown}, sort_keys=True).encode()
+        d: dict[str, Any] = {"cidr": str(self.cidr), "node": self.node, "allocations": self.allocations,
+                             "cooldown": self.cooldown}
+        if self.whole:
+            d["whole"] = True
+        return json.dumps(d, sort_keys=True).encode()
 
     @staticmethod
     def from_bytes(raw: bytes) -> "Block":
         d = json.loads(raw)
         return Block(ipaddress.ip_network(d["cidr"]), d.get("node", ""), dict(d.get("allocations") or {}),
-                     {k: float(v) for k, v in (d.get("cooldown") or {}).items()})
+                     {k: float(v) for k, v in (d.get("cooldown") or {}).items()}, bool(d.get("whole")))
 
     def free_address(self, pool: Pool, now: float) -> IPAddr | None:
+        if self.whole:      # a node's own subnet is never lent out address by address
+            return None
         for ip in self.cidr:  # the pool decides what is usable (its own network/broadcast, gateway)
             s = str(ip)
             if s not in self.allocations and self.cooldown.get(s, 0.0) <= now and pool.usable(ip):
@@ -288,6 +294,29 @@ class ClusterIpam:
                 return b, rev
         raise RangeExhausted(f"pool {pool.name} ({pool.cidr}) exhausted: no free address in any block")
 
+    # ------------------------------------------------------------ node subnets (host-local mode)
+    def claim_subnet(self, pool: Pool) -> IPNet:
+        """This node's subnet of `pool` (one block, flannel style): the one it already holds
+        (an agent restart keeps it, and with it every pod address), else the first block
+        nobody holds, taken in one compare-and-create transaction."""
+        pool = self.ensure_pool(pool)
+        for _ in range(MAX_ATTEMPTS):
+            view = self._scan(pool)
+            mine = sorted((b.cidr for b, _ in view.values() if b.node == self.node and b.whole),
+                          key=lambda c: int(c.network_address))
+            if mine:
+                return mine[0]
+            free = [(c, 0) for c in pool.blocks() if c not in view]
+            free += [(b.cidr, rev) for b, rev in view.values() if not b.node and not b.allocations]
+            if not free:
+                raise RangeExhausted(f"pool {pool.name} ({pool.cidr}) has no free /{pool.block_size} subnet left")
+            cidr, rev = free[0]
+            block = Block(cidr, self.node, whole=True)
+            if self.kv.txn(Txn(((self.block_key(pool.name, cidr), rev),),
+                               ((self.block_key(pool.name, cidr), block.to_bytes()),))):
+                return cidr
+        raise Conflict(f"could not claim a subnet of pool {pool.name}")
+
     # ------------------------------------------------------------ nodes
     def node_key(self, node: str) -> str:
         return f"{self.prefix}nodes/{node}"
@@ -304,6 +333,14 @@ class ClusterIpam:
         got = self.kv.get(known)
         self.kv.txn(Txn(((known, got.mod_revision if got else 0),), ((known, b"{}"),)))
         return lease
+
+    def remove_node(self, node: str) -> bool:
+        """An operator's `podnet node rm`: the node's registration goes now instead of at its
+        lease's expiry, so every agent drops its routes at once (its blocks are reclaimed
+        later, like any dead node's).  False when it was not registered."""
+        key = self.node_key(node)
+        got = self.kv.get(key)
+        return got is not None and bool(self.kv.txn(Txn(((key, got.mod_revision),), (), (key,))))
 
     def live_nodes(self) -> set[str]:
         return {e.key.rsplit("/", 1)[1] for e in self.kv.get_prefix(f"{self.prefix}nodes/")}

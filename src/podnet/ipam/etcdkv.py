@@ -13,7 +13,7 @@ import asyncio
 import threading
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
-from typing import Any, Coroutine
+from typing import Any, Callable, Coroutine
 
 import aetcd  # pinned in pyproject: aetcd==1.0.0
 import grpc
@@ -164,6 +164,45 @@ class EtcdKV:
         async def op(c: aetcd.Client) -> Any:
             return await c.delete_prefix(prefix.encode())
         self._run(op)
+
+    # ------------------------------------------------------------ watch
+    def watch_prefix(self, prefix: str, on_change: Callable[[bool], None]) -> Callable[[], None]:
+        """Call on_change(resync) for every change under `prefix`, from the loop thread, until the
+        returned function is called.  The watch has its own connection; when it breaks (etcd
+        restarted, an endpoint died, the revision was compacted) it reconnects to the next
+        endpoint and calls on_change(True): events may have been missed, the caller resyncs."""
+        stopped = threading.Event()
+
+        async def run() -> None:
+            attempt = 0
+            while not stopped.is_set():
+                host, port = self.endpoints[attempt % len(self.endpoints)]
+                client = (_TLSClient(self.tls, host=host, port=port) if self.tls is not None
+                          else aetcd.Client(host=host, port=port))
+                try:
+                    await asyncio.wait_for(client.connect(), self.timeout)
+                    events = await client.watch_prefix(prefix.encode())
+                    on_change(True)          # (re)established: whatever happened meanwhile
+                    async for _ in events:
+                        on_change(False)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # noqa: BLE001 - any break of the stream: reconnect and resync
+                    attempt += 1
+                    on_change(True)
+                    await asyncio.sleep(0.5)
+                finally:
+                    try:
+                        await client.close()
+                    except Exception:  # noqa: BLE001 - closing a broken channel
+                        pass
+
+        fut = asyncio.run_coroutine_threadsafe(run(), self._loop)
+
+        def cancel() -> None:
+            stopped.set()
+            fut.cancel()
+        return cancel
 
     # ------------------------------------------------------------ leases
     def grant_lease(self, ttl: int) -> int:

@@ -3,6 +3,7 @@ for unit tests of the cluster IPAM and for dry runs; one process only."""
 from __future__ import annotations
 
 import threading
+from typing import Callable
 
 from .cluster import Entry, Txn
 
@@ -15,6 +16,7 @@ class MemKV:
         self.txns = 0          # write transactions attempted (benchmarks, tests)
         self.writes = 0        # ... and applied
         self._leases: dict[int, set[str]] = {}
+        self._watches: list[tuple[str, Callable[[bool], None]]] = []
 
     def get(self, key: str) -> Entry | None:
         with self._lock:
@@ -40,7 +42,20 @@ class MemKV:
                     self._leases.setdefault(t.lease, set()).add(key)
             for key in t.deletes:
                 self._data.pop(key, None)
-            return self._rev
+            rev = self._rev
+        self._notify([k for k, _ in t.puts] + list(t.deletes))
+        return rev
+
+    def watch_prefix(self, prefix: str, on_change: Callable[[bool], None]) -> Callable[[], None]:
+        """on_change(False) after every write under `prefix` (synchronously, in the writer)."""
+        w = (prefix, on_change)
+        self._watches.append(w)
+        return lambda: self._watches.remove(w)
+
+    def _notify(self, keys: list[str]) -> None:
+        for prefix, fn in list(self._watches):
+            if any(k.startswith(prefix) for k in keys):
+                fn(False)
 
     def delete_prefix(self, prefix: str) -> None:
         with self._lock:
@@ -59,6 +74,8 @@ class MemKV:
     def expire_lease(self, lease: int) -> None:
         """What etcd does when nobody kept the lease alive: its keys go."""
         with self._lock:
-            for key in self._leases.pop(lease, set()):
+            gone = list(self._leases.pop(lease, set()))
+            for key in gone:
                 self._data.pop(key, None)
             self._rev += 1
+        self._notify(gone)

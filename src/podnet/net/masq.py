@@ -71,3 +71,19 @@ def owned_by(network: str, container_id: str | None = None) -> list[tuple[ipaddr
                 if net == network and (container_id is None or cid == container_id):
                     out.append((ipaddress.ip_address(val.get("val")), cid))
     return out
+
+
+NODE_TABLE = "inet podnet_node_masq"
+
+
+def set_cluster_masquerade(cidrs: Iterable[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> None:
+    """The node's rule for the cluster tier: traffic from the cluster's pod CIDRs to anywhere
+    outside them (and outside multicast) leaves with the node's address; pod → pod across
+    nodes keeps its source.  Replaces the table's previous content in one transaction."""
+    cmds = [f"add table {NODE_TABLE}", f"delete table {NODE_TABLE}", f"add table {NODE_TABLE}",
+            f"add chain {NODE_TABLE} postrouting {{ type nat hook postrouting priority srcnat; policy accept; }}"]
+    for c in cidrs:
+        proto = "ip" if c.version == 4 else "ip6"
+        cmds.append(f"add rule {NODE_TABLE} postrouting {proto} saddr {c} {proto} daddr != {c} "
+                    f"{proto} daddr != {_MCAST[c.version]} masquerade")
+    nft.run("\n".join(cmds) + "\n")

@@ -12,10 +12,11 @@ import os
 import socket
 import threading
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from pyroute2 import IPRoute  # pinned in pyproject: pyroute2==0.9.7
 from pyroute2.netlink.exceptions import NetlinkError
+from pyroute2.netlink.rtnl import RTMGRP_IPV4_ROUTE, RTMGRP_IPV6_ROUTE, RTMGRP_NEIGH
 
 from . import netns
 from .errors import LinkExists, LinkKindUnsupported, LinkNotFound, NetError
@@ -403,3 +404,34 @@ def library_version() -> str:
     """The netlink library's version, for `podnet doctor`."""
     import pyroute2
     return str(getattr(pyroute2, "__version__", "unknown"))
+
+
+def watch_podnet_state(on_change: Callable[[], None]) -> Callable[[], None]:
+    """Call on_change() whenever one of podnet's routes (PODNET_PROTO) or a neighbour entry is
+    deleted in the calling thread's netns — somebody undid what the agent programmed, so it
+    reconciles at once instead of at its next periodic pass.  Returns a stop function."""
+    ipr = IPRoute()
+    ipr.bind(groups=RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_ROUTE | RTMGRP_NEIGH)
+    stopped = threading.Event()
+
+    def run() -> None:
+        while not stopped.is_set():
+            try:
+                msgs = ipr.get()
+            except Exception:  # noqa: BLE001 - the socket was closed by stop(), or netlink hiccuped
+                if stopped.is_set():
+                    return
+                continue
+            if any((m.get("event") == "RTM_DELROUTE" and m.get("proto") == PODNET_PROTO)
+                   or m.get("event") == "RTM_DELNEIGH" for m in msgs):
+                on_change()
+
+    threading.Thread(target=run, name="podnet-rtnl-watch", daemon=True).start()
+
+    def stop() -> None:
+        stopped.set()
+        try:
+            ipr.close()
+        except Exception:  # noqa: BLE001 - closing while get() blocks
+            pass
+    return stop

@@ -1,0 +1,81 @@
+"""The node's pod network as the agent sets it up: which addresses its pods take (the cluster
+IPAM in etcd, or — host-local mode, flannel style — a subnet of the cluster CIDR leased to
+this node and handed out by host-local), the node's masquerade for traffic leaving the
+cluster, and the conflist kubelet's runtime reads.
+
+The conflist is written only once the node is ready (registered, subnet held, one routing
+pass done): until then the runtime finds no network config and keeps the node NotReady
+instead of starting pods that could not reach the other nodes.  It is left in place when
+the agent stops, so pods stay deletable while it restarts.
+"""
+from __future__ import annotations
+
+import ipaddress
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from .. import install
+from ..ipam.cluster import ClusterIpam, Pool
+
+log = logging.getLogger(__name__)
+
+IPNet = ipaddress.IPv4Network | ipaddress.IPv6Network
+MODES = ("cluster", "host-local")
+
+
+@dataclass
+class NodeNetwork:
+    network: str
+    mode: str                              # "cluster" or "host-local"
+    cluster_cidrs: list[IPNet]
+    etcd: list[str]
+    prefix: str
+    agent_socket: str
+    block_size: int = 26                   # cluster mode: the IPAM's block size
+    subnet_size: int = 24                  # host-local mode: each node's subnet
+    conf_dir: str = ""
+    data_dir: str = ""                     # host-local's lease store ("" = its default)
+    subnets: list[IPNet] = field(default_factory=list)
+
+    def pools(self) -> list[Pool]:
+        """One pool per cluster CIDR.  IPv6 sizes follow the IPv4 ones' host bits (a /26 block
+        ↔ /122, a /24 node subnet ↔ /120), never larger than the CIDR itself."""
+        size = self.subnet_size if self.mode == "host-local" else self.block_size
+        name = f"{self.network}-subnets" if self.mode == "host-local" else self.network
+        out = []
+        for c in self.cluster_cidrs:
+            if c.version == 4:
+                out.append(Pool(name, c, max(size, c.prefixlen)))
+            else:
+                out.append(Pool(f"{name}-v6", c, max(128 - (32 - size), c.prefixlen)))
+        return out
+
+    def claim(self, ipam: ClusterIpam) -> None:
+        """host-local mode: take (or keep) this node's subnet of every cluster CIDR."""
+        if self.mode == "host-local":
+            self.subnets = [ipam.claim_subnet(p) for p in self.pools()]
+            log.info("node subnets: %s", ", ".join(map(str, self.subnets)))
+
+    def ipam_conf(self, node: str) -> dict[str, Any]:
+        default_routes = [{"dst": "0.0.0.0/0" if c.version == 4 else "::/0"} for c in self.cluster_cidrs]
+        if self.mode == "host-local":
+            conf: dict[str, Any] = {"type": "podnet-host-local", "ranges": [[{"subnet": str(s)}] for s in self.subnets],
+                                    "routes": default_routes}
+            if self.data_dir:
+                conf["dataDir"] = self.data_dir
+            return conf
+        pools = []
+        for p in self.pools():
+            pools.append({"name": p.name, "cidr": str(p.cidr), "blockSize": p.block_size,
+                          "gateway": str(next(p.cidr.hosts()))})
+        return {"type": "podnet-cluster-ipam", "etcdEndpoints": self.etcd, "prefix": self.prefix, "node": node,
+                "pools": pools, "routes": default_routes}
+
+    def conflist(self, node: str, mtu: int) -> dict[str, Any]:
+        return install.cluster_conflist(self.network, self.ipam_conf(node), mtu, self.agent_socket)
+
+    def write_conflist(self, node: str, mtu: int) -> str:
+        path = install.write_conflist(self.conf_dir, self.conflist(node, mtu))
+        log.info("node ready: wrote %s", path)
+        return path
