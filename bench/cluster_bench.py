@@ -1,6 +1,6 @@
 """Virtual-cluster numbers: setup time (3 and 10 nodes), route convergence after a node joins
 and leaves, and TCP throughput pod→pod across nodes (host-gw, vxlan) beside the same node and a
-plain veth pair.  Usage (root): .venv/bin/python bench/cluster_bench.py"""
+plain veth pair.  Usage (root): .venv/bin/python bench/cluster_bench.py [--throughput]"""
 from __future__ import annotations
 
 import os
@@ -13,9 +13,9 @@ from podnet.lab import Cluster  # noqa: E402
 from tests.helpers.traffic import measure_bits_per_second  # noqa: E402
 
 
-def setup_time(nodes: int, pods: int, backend: str) -> None:
+def setup_time(nodes: int, pods: int, backend: str, ipam_mode: str = "cluster") -> None:
     t0 = time.perf_counter()
-    c = Cluster(nodes, backend)
+    c = Cluster(nodes, backend, ipam_mode=ipam_mode)
     try:
         c.up()
         t1 = time.perf_counter()
@@ -24,19 +24,34 @@ def setup_time(nodes: int, pods: int, backend: str) -> None:
                 c.add_pod(i)
         t2 = time.perf_counter()
         conv = c.wait_converged(30)
-        print(f"{backend}: {nodes} nodes x {pods} pods: nodes+etcd+agents {t1 - t0:.1f}s, pods {t2 - t1:.1f}s "
-              f"({(t2 - t1) / (nodes * pods) * 1000:.0f} ms/pod), converged {conv * 1000:.0f} ms after the last pod")
+        print(f"{backend}/{ipam_mode}: {nodes} nodes x {pods} pods: nodes+etcd+agents ready {t1 - t0:.1f}s, "
+              f"pods {t2 - t1:.1f}s ({(t2 - t1) / (nodes * pods) * 1000:.0f} ms/pod), "
+              f"converged {conv * 1000:.0f} ms after the last pod")
         if nodes >= 3:
-            c.kill_agent(nodes - 1)
+            gone = f"10.97.0.{nodes}"
             t3 = time.perf_counter()
-            while any(f"10.97.0.{nodes}" in c.podnet_routes(i).values() for i in range(nodes - 1)):
-                time.sleep(0.02)
-            print(f"  node leave (agent killed, lease TTL {c.lease_ttl}s): routes gone after "
-                  f"{time.perf_counter() - t3:.2f}s")
+            c.remove_node(nodes - 1)
+            t3b = time.perf_counter()
+            while any(gone in c.podnet_routes(i).values() for i in c.live):
+                time.sleep(0.005)
+            print(f"  node leave (podnet node rm): routes gone on every node {(time.perf_counter() - t3b) * 1000:.0f} ms "
+                  f"after the removal ({(t3b - t3) * 1000:.0f} ms to stop the agent and run the CLI)")
+            victim = nodes - 2
+            c.kill_agent(victim)
             t4 = time.perf_counter()
-            c.start_agent(nodes - 1)
+            while any(f"10.97.0.{victim + 1}" in c.podnet_routes(i).values() for i in c.live if i != victim):
+                time.sleep(0.01)
+            print(f"  node dead (agent SIGKILLed, lease TTL {c.lease_ttl}s): routes gone after "
+                  f"{time.perf_counter() - t4:.2f}s")
+            c.start_agent(victim)
             c.wait_converged(30)
-            print(f"  node join (agent started): routes back after {time.perf_counter() - t4:.2f}s")
+            j = c.add_node()
+            t5 = time.perf_counter()
+            c.add_pod(j)
+            t6 = time.perf_counter()
+            conv = c.wait_converged(30)
+            print(f"  node join (new node, its first pod: {(t6 - t5) * 1000:.0f} ms): its block routed on every "
+                  f"node {conv * 1000:.0f} ms after the pod's ADD returned")
     finally:
         c.down()
 
@@ -74,8 +89,11 @@ def veth_baseline() -> None:
 
 if __name__ == "__main__":
     for be in ("vxlan", "host-gw"):
-        setup_time(3, 3, be)
+        setup_time(3, 10, be)
+    setup_time(3, 10, "vxlan", "host-local")
     setup_time(10, 10, "vxlan")
-    veth_baseline()
-    for be in ("host-gw", "vxlan"):
-        throughput(be)
+    setup_time(10, 10, "host-gw")
+    if "--throughput" in sys.argv:
+        veth_baseline()
+        for be in ("host-gw", "vxlan"):
+            throughput(be)

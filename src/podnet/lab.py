@@ -251,13 +251,13 @@ class Cluster:
             blocks: dict[int, set[str]] = {n: set() for n in self.live}
             for p in self.pods:
                 blocks[p.node].add(str(ipaddress.ip_network(f"{p.ip}/{self.block_prefix}", strict=False)))
-            ok = all(all(b in self.podnet_routes(i) for j, bs in blocks.items() if j != i for b in bs)
-                     for i in self.live)
+            routes = {i: self.podnet_routes(i) for i in self.live}   # one dump per node per look
+            ok = all(all(b in routes[i] for j, bs in blocks.items() if j != i for b in bs) for i in self.live)
             if ok:
                 return time.monotonic() - t0
             if time.monotonic() - t0 > timeout:
                 raise RuntimeError("routes did not converge")
-            time.sleep(0.05)
+            time.sleep(0.01)
 
     # ------------------------------------------------------------ teardown
     def down(self) -> None:

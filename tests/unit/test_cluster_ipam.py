@@ -199,23 +199,25 @@ def test_removing_a_node_drops_its_registration_at_once(kv: Any) -> None:
 
 
 def test_a_watch_reports_changes_under_its_prefix_only(kv: Any) -> None:
-    seen: list[bool] = []
+    seen: list[tuple[str, bytes | None]] = []
     fired = threading.Event()
 
-    def on_change(resync: bool) -> None:
-        seen.append(resync)
-        fired.set()
-    cancel = kv.watch_prefix("/podnet/nodes/", on_change)
+    def on_event(key: str, value: bytes | None) -> None:
+        if key:                                                         # "" = (re)connected: resync
+            seen.append((key, value))
+            fired.set()
+    cancel = kv.watch_prefix("/podnet/nodes/", on_event)
     try:
-        deadline = time.monotonic() + 5                                 # etcd: the watch is being set up
-        while time.monotonic() < deadline and not (seen and seen[0]) and hasattr(kv, "kv"):
-            time.sleep(0.02)
-        seen.clear()
-        fired.clear()
+        time.sleep(0.5 if hasattr(kv, "kv") else 0)                     # etcd: the watch is being set up
         ipam(kv, "n1").ensure_pool(pool())                              # not under the prefix
         time.sleep(0.2)
         assert not seen, "a change outside the prefix was reported"
-        ipam(kv, "n1").register(ttl=30)
+        n1 = ipam(kv, "n1")
+        lease = n1.register(ttl=30)
         assert fired.wait(5), "registering a node was not reported"
+        assert seen[0][0] == "/podnet/nodes/n1" and b'"node": "n1"' in (seen[0][1] or b"")
+        fired.clear()
+        kv.expire_lease(lease)
+        assert fired.wait(5) and seen[-1] == ("/podnet/nodes/n1", None), "a lease expiry was not reported"
     finally:
         cancel()

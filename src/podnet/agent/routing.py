@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from ..ipam.cluster import ClusterIpam
+from ..ipam.cluster import Block, ClusterIpam
 from ..net.errors import NetError
 from ..net.rtnl import PODNET_PROTO, Rtnl, open_rtnl, watch_podnet_state
 
@@ -193,6 +193,7 @@ class RoutingAgent:
         self.ready = threading.Event()       # registered and one full pass done
         self._stop = threading.Event()
         self._wake = threading.Event()
+        self._owners: dict[IPNet, str] = {}     # block → node, as of the last pass
         self._unwatch: list[Callable[[], None]] = []
         self._thread: threading.Thread | None = None
 
@@ -216,7 +217,7 @@ class RoutingAgent:
                 self.vxlan.ensure_device(host)
         watch = getattr(self.ipam.kv, "watch_prefix", None)
         if watch is not None:
-            self._unwatch.append(watch(self.ipam.prefix, lambda resync: self._wake.set()))
+            self._unwatch.append(watch(self.ipam.prefix, self._on_event))
         self._unwatch.append(watch_podnet_state(self._wake.set))
         self._thread = threading.Thread(target=self._loop, name="podnet-routing", daemon=True)
         self._thread.start()
@@ -230,8 +231,28 @@ class RoutingAgent:
         if self._thread is not None:
             self._thread.join(5)
 
+    def _on_event(self, key: str, value: bytes | None) -> None:
+        """Wake for what changes routes: a resync (""), a node registered or gone, a block
+        claimed, moved or deleted.  An allocation inside a block already routed (every pod
+        ADD on every node) changes no route and wakes nobody."""
+        rest = key[len(self.ipam.prefix):]
+        if not key or rest.startswith("nodes/"):
+            self._wake.set()
+        elif rest.startswith("blocks/"):
+            if value is None:
+                self._wake.set()
+                return
+            try:
+                block = Block.from_bytes(value)
+            except (ValueError, KeyError):
+                self._wake.set()
+                return
+            if self._owners.get(block.cidr) != block.node:
+                self._wake.set()
+
     def reconcile_once(self) -> Reconcile:
         owners = block_owners(self.ipam)
+        self._owners = owners
         with open_rtnl() as host:
             if self.vxlan is not None:
                 return self.vxlan.apply(host, node_infos(self.ipam), owners)
@@ -240,7 +261,7 @@ class RoutingAgent:
     def _loop(self) -> None:
         """etcd may be down when the agent starts: it keeps serving CNI requests (DEL must
         work) and retries here; the node only becomes ready once registration succeeds."""
-        last_keepalive = time.monotonic()
+        last_keepalive = last_reclaim = time.monotonic()
         while not self._stop.is_set():
             try:
                 now = time.monotonic()
@@ -255,7 +276,8 @@ class RoutingAgent:
                     if self.ipam.kv.get(self.ipam.node_key(self.ipam.node)) is None:
                         log.warning("our registration is gone (lease expired, or removed): registering again")
                         self.lease = self.ipam.register(self.ttl, self.info())
-                if self.reclaim_after > 0:
+                if self.reclaim_after > 0 and now - last_reclaim >= self.interval:
+                    last_reclaim = now
                     for node, released in self.ipam.reclaim(self.reclaim_after).items():
                         log.warning("reclaimed the blocks of dead node %s (%d handles released)", node, len(released))
                 result = self.reconcile_once()

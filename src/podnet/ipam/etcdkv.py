@@ -166,11 +166,12 @@ class EtcdKV:
         self._run(op)
 
     # ------------------------------------------------------------ watch
-    def watch_prefix(self, prefix: str, on_change: Callable[[bool], None]) -> Callable[[], None]:
-        """Call on_change(resync) for every change under `prefix`, from the loop thread, until the
-        returned function is called.  The watch has its own connection; when it breaks (etcd
-        restarted, an endpoint died, the revision was compacted) it reconnects to the next
-        endpoint and calls on_change(True): events may have been missed, the caller resyncs."""
+    def watch_prefix(self, prefix: str, on_event: Callable[[str, bytes | None], None]) -> Callable[[], None]:
+        """Call on_event(key, value) for every change under `prefix` (value None: deleted), from
+        the loop thread, until the returned function is called.  The watch has its own
+        connection; when it breaks (etcd restarted, an endpoint died, the revision was
+        compacted) it reconnects to the next endpoint and calls on_event("", None): events
+        may have been missed, the caller resyncs."""
         stopped = threading.Event()
 
         async def run() -> None:
@@ -182,14 +183,14 @@ class EtcdKV:
                 try:
                     await asyncio.wait_for(client.connect(), self.timeout)
                     events = await client.watch_prefix(prefix.encode())
-                    on_change(True)          # (re)established: whatever happened meanwhile
-                    async for _ in events:
-                        on_change(False)
+                    on_event("", None)          # (re)established: whatever happened meanwhile
+                    async for ev in events:
+                        on_event(ev.kv.key.decode(), None if ev.kind == "DELETE" else ev.kv.value)
                 except asyncio.CancelledError:
                     raise
                 except Exception:  # noqa: BLE001 - any break of the stream: reconnect and resync
                     attempt += 1
-                    on_change(True)
+                    on_event("", None)
                     await asyncio.sleep(0.5)
                 finally:
                     try:

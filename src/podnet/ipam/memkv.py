@@ -16,7 +16,7 @@ class MemKV:
         self.txns = 0          # write transactions attempted (benchmarks, tests)
         self.writes = 0        # ... and applied
         self._leases: dict[int, set[str]] = {}
-        self._watches: list[tuple[str, Callable[[bool], None]]] = []
+        self._watches: list[tuple[str, Callable[[str, bytes | None], None]]] = []
 
     def get(self, key: str) -> Entry | None:
         with self._lock:
@@ -43,19 +43,20 @@ class MemKV:
             for key in t.deletes:
                 self._data.pop(key, None)
             rev = self._rev
-        self._notify([k for k, _ in t.puts] + list(t.deletes))
+        self._notify([*t.puts, *((k, None) for k in t.deletes)])
         return rev
 
-    def watch_prefix(self, prefix: str, on_change: Callable[[bool], None]) -> Callable[[], None]:
-        """on_change(False) after every write under `prefix` (synchronously, in the writer)."""
-        w = (prefix, on_change)
+    def watch_prefix(self, prefix: str, on_event: Callable[[str, bytes | None], None]) -> Callable[[], None]:
+        """on_event(key, value or None) after every write under `prefix` (synchronously, in the writer)."""
+        w = (prefix, on_event)
         self._watches.append(w)
         return lambda: self._watches.remove(w)
 
-    def _notify(self, keys: list[str]) -> None:
+    def _notify(self, changes: list[tuple[str, bytes | None]]) -> None:
         for prefix, fn in list(self._watches):
-            if any(k.startswith(prefix) for k in keys):
-                fn(False)
+            for key, value in changes:
+                if key.startswith(prefix):
+                    fn(key, value)
 
     def delete_prefix(self, prefix: str) -> None:
         with self._lock:
@@ -78,4 +79,4 @@ class MemKV:
             for key in gone:
                 self._data.pop(key, None)
             self._rev += 1
-        self._notify(gone)
+        self._notify([(k, None) for k in gone])
