@@ -66,12 +66,12 @@ def make_pod() -> Iterator:  # type: ignore[type-arg]
 
 
 class Agent:
-    def __init__(self, sandbox: str, sock: str, log: str) -> None:
+    def __init__(self, sandbox: str, sock: str, log: str, extra: list[str] | None = None) -> None:
         self.sock = sock
         self.log = log
         self.proc = subprocess.Popen(
             ["ip", "netns", "exec", sandbox, sys.executable, "-m", "podnet.cli", "agent", "--socket", sock,
-             "--log-file", log], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+             "--log-file", log, *(extra or [])], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 30
         while not os.path.exists(sock):
             if self.proc.poll() is not None or time.monotonic() > deadline:

@@ -41,6 +41,10 @@ def cmd_agent(a: argparse.Namespace) -> int:
     from .agent.server import serve
     kw = {"filename": a.log_file} if a.log_file else {"stream": sys.stderr}
     logging.basicConfig(level=a.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", **kw)
+    from .dhcp.keeper import LeaseKeeper, install as install_keeper
+    keeper = LeaseKeeper(a.state_dir)
+    install_keeper(keeper)
+    keeper.start()        # podnet-dhcp leases of running pods: renewed from now on
     routing = None
     if a.routing:
         routing = start_routing(a)
@@ -49,6 +53,7 @@ def cmd_agent(a: argparse.Namespace) -> int:
     finally:
         if routing is not None:
             routing.stop()
+        keeper.stop()
     return 0
 
 
@@ -174,6 +179,8 @@ def parser() -> argparse.ArgumentParser:
     add_ipam_parser(sub)
     from .node_cli import add_parser as add_node_parser
     add_node_parser(sub)
+    from .dhcp_cli import add_parser as add_dhcp_parser
+    add_dhcp_parser(sub)
     v = sub.add_parser("version")
     v.add_argument("--json", action="store_true")
     v.set_defaults(fn=cmd_version)

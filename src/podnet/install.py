@@ -11,7 +11,7 @@ from .launcher import DEFAULT_SOCKET
 INTERPRETER = "/usr/bin/python3"
 TYPES = ("bridge", "host-local", "static", "loopback", "ptp", "macvlan", "ipvlan", "vlan", "host-device", "dummy",
          "portmap", "bandwidth", "tuning", "firewall", "sbr",
-         "cluster-ipam")
+         "cluster-ipam", "dhcp")
 
 TEMPLATE = """#!{interpreter} -IS
 # podnet launcher for the CNI plugin type {ptype!r}; written by `podnet install`.

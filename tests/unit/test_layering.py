@@ -96,3 +96,10 @@ def test_etcd_client_only_in_etcdkv():
     users = {p.relative_to(SRC).as_posix() for p in SRC.rglob("*.py")
              if any(m.split(".")[0] in ("aetcd", "grpc") for m in imports_of(p))}
     assert users == {"ipam/etcdkv.py"}, users
+
+
+def test_scapy_only_in_the_dhcp_packet_module():
+    """scapy costs ~0.4 s to import: only the agent's DHCP exchange may load it."""
+    users = {p.relative_to(SRC).as_posix() for p in SRC.rglob("*.py")
+             if any(m.split(".")[0] == "scapy" for m in imports_of(p))}
+    assert users == {"dhcp/packets.py"}, users

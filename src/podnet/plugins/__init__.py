@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..cni.skel import Plugin
-from . import bandwidth, bridge, cluster_ipam, dummy, firewall, host_device, host_local, ipvlan, loopback, macvlan, portmap, ptp, sbr, static, tuning, vlan
+from . import bandwidth, bridge, cluster_ipam, dhcp, dummy, firewall, host_device, host_local, ipvlan, loopback, macvlan, portmap, ptp, sbr, static, tuning, vlan
 
 REGISTRY: dict[str, Plugin] = {
     "bridge": bridge.PLUGIN,
@@ -21,4 +21,5 @@ REGISTRY: dict[str, Plugin] = {
     "firewall": firewall.PLUGIN,
     "sbr": sbr.PLUGIN,
     "cluster-ipam": cluster_ipam.PLUGIN,
+    "dhcp": dhcp.PLUGIN,
 }
