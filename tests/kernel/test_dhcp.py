@@ -68,13 +68,22 @@ class Underlay:
             self.server.wait(10)
 
     def leases(self) -> dict[str, tuple[int, str, str]]:
-        """ip -> (expiry, mac, hostname), from the server's own lease file."""
-        out = {}
-        for line in self.leasefile.read_text().splitlines():
-            f = line.split()
-            if len(f) >= 4:
-                out[f[2]] = (int(f[0]), f[1], f[3])
-        return out
+        """ip -> (expiry, mac, hostname), from the server's own lease file.  dnsmasq rewrites
+        it in place, so a read can catch it half written: read until two reads agree."""
+        def once() -> dict[str, tuple[int, str, str]]:
+            out = {}
+            for line in self.leasefile.read_text().splitlines():
+                f = line.split()
+                if len(f) >= 4:
+                    out[f[2]] = (int(f[0]), f[1], f[3])
+            return out
+        prev = once()
+        while True:
+            time.sleep(0.05)
+            cur = once()
+            if cur == prev:
+                return cur
+            prev = cur
 
     def remove(self) -> None:
         self.stop_server()
@@ -161,14 +170,14 @@ def test_pods_lease_renew_survive_an_agent_restart_and_release(bin_dir: str, und
 
         first = str(ipaddress.ip_interface(ips[0]).ip)
         before = server[first][0]
-        assert wait_for(lambda: u.leases()[first][0] > before, 20), "the agent never renewed the lease (T1 = 6 s)"
+        assert wait_for(lambda: u.leases().get(first, (0,))[0] > before, 20), "the agent never renewed the lease (T1 = 6 s)"
 
         agent.proc.kill()                                                  # kill -9: no goodbye
         agent.proc.wait()
         agent = Agent(u.node, str(tmp_path / "agent2.sock"), str(tmp_path / "agent2.log"),
                       ["--state-dir", str(state)])
         after_restart = u.leases()[first][0]
-        assert wait_for(lambda: u.leases()[first][0] > after_restart, 20), \
+        assert wait_for(lambda: u.leases().get(first, (0,))[0] > after_restart, 20), \
             "a restarted agent did not keep renewing the running pods' leases"
         assert pod_addrs(pods[0]) == [ips[0]]
 
@@ -220,4 +229,40 @@ def test_without_an_agent_add_refuses_and_leaves_nothing(bin_dir: str, underlay:
         assert "eth0" not in subprocess.run(["ip", "netns", "exec", pod, "ip", "-o", "link"],
                                             capture_output=True, text=True).stdout
     finally:
+        netns_del(pod)
+
+
+def test_an_unrenewable_lease_keeps_its_address_until_it_really_expires(underlay: Underlay, tmp_path: Path) -> None:
+    """No server answers the renewals: the address stays while the lease is valid, is removed
+    when it expires, and the failure is logged.  The keeper runs in this process here."""
+    import logging
+    from podnet.dhcp.keeper import Lease, LeaseKeeper
+    pod = unique("pnt-p-")
+    netns_add(pod)
+    keeper = LeaseKeeper(str(tmp_path / "state"))
+    try:
+        nsexec(underlay.node, "ip", "link", "add", "eth0", "link", "up0", "type", "macvlan", "mode", "bridge")
+        nsexec(underlay.node, "ip", "link", "set", "eth0", "netns", pod)
+        nsexec(pod, "ip", "addr", "add", "192.168.77.60/24", "dev", "eth0")
+        nsexec(pod, "ip", "link", "set", "eth0", "up")
+        now = time.time()
+        lease = Lease("c9/lan/eth0", "lan", "c9", "eth0", f"/run/netns/{pod}", "02:00:00:00:00:09", "192.168.77.60", 24,
+                      "192.168.77.1", "ff:ff:ff:ff:ff:ff", now, lease_time=4, t1=1, t2=2)
+        keeper._leases[lease.client_id] = lease
+        keeper._save(lease)
+        records: list[str] = []
+        handler = logging.Handler()
+        handler.emit = lambda rec: records.append(rec.getMessage())  # type: ignore[method-assign]
+        logging.getLogger("podnet.dhcp.keeper").addHandler(handler)
+        keeper.start()
+        time.sleep(2.5)                                               # past T1 and T2, before expiry
+        assert pod_addrs(pod) == ["192.168.77.60/24"], "the address went before the lease expired"
+        assert wait_for(lambda: pod_addrs(pod) == [], 6), "an expired lease's address stayed on the pod"
+        assert time.time() >= now + 4
+        assert any("expired without renewal" in r for r in records), records
+        assert any("renew of" in r or "rebind of" in r for r in records), records
+        assert keeper.get(lease.client_id) is None and not os.listdir(tmp_path / "state" / "dhcp")
+    finally:
+        keeper.stop()
+        logging.getLogger("podnet.dhcp.keeper").handlers.clear()
         netns_del(pod)

@@ -72,3 +72,41 @@ def test_bad_config_is_code_7_naming_the_field(ipam: dict[str, object], field: s
     with pytest.raises(CNIError) as e:
         plugin.parse_conf(req(ipam))
     assert e.value.code == 7 and field in e.value.msg
+
+
+def test_a_nak_starts_over_with_a_fresh_discover(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server that NAKs the first REQUEST: the client must DISCOVER again and take the second
+    offer (RFC 2131 §3.1.4).  The wire is a socketpair; the server is a thread speaking scapy."""
+    import contextlib
+    import socket
+    import threading
+
+    from podnet.dhcp import client
+
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    seen: list[str] = []
+
+    def server() -> None:
+        requests = 0
+        while True:
+            frame = Ether(theirs.recv(4096))
+            kind = {1: "DISCOVER", 3: "REQUEST"}[dict(o for o in frame[DHCP].options if isinstance(o, tuple))["message-type"]]
+            seen.append(kind)
+            xid = frame[BOOTP].xid
+            if kind == "DISCOVER":
+                theirs.send(_reply("offer", xid))
+            else:
+                requests += 1
+                theirs.send(_reply("nak" if requests == 1 else "ack", xid))
+                if requests == 2:
+                    return
+
+    @contextlib.contextmanager
+    def fake_socket(netns_path: str, ifname: str, bring_up: bool = True):  # type: ignore[no-untyped-def]
+        yield ours, MAC
+    monkeypatch.setattr(client, "pod_socket", fake_socket)
+    t = threading.Thread(target=server, daemon=True)
+    t.start()
+    ack, mac = client.acquire("/run/netns/none", "eth0", b"c1/lan/eth0", [], (1, 3), timeout=5)
+    assert ack.kind == "ACK" and ack.yiaddr == "10.0.0.7" and mac == MAC
+    assert seen == ["DISCOVER", "REQUEST", "DISCOVER", "REQUEST"]

@@ -20,7 +20,8 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-RETRY_AFTER = 5.0      # a failed renew/rebind is tried again this much later
+RETRY_AFTER = 5.0      # a failed renew/rebind is tried again this much later (sooner near expiry:
+                       # half the time left, as RFC 2131 §4.4.5 suggests)
 
 
 @dataclass
@@ -214,7 +215,7 @@ class LeaseKeeper:
                     continue
                 if now >= due:
                     threading.Thread(target=self._renew, args=(lease,), daemon=True).start()
-                    lease.next_try = now + RETRY_AFTER
+                    lease.next_try = now + max(0.5, min(RETRY_AFTER, (lease.expires - now) / 2))
                     due = lease.next_try
                 nxt = min(nxt, due, lease.expires)
             self._wake.wait(max(0.2, nxt - time.time()))
@@ -225,9 +226,11 @@ class LeaseKeeper:
         rebind = time.time() >= lease.acquired + lease.t2
         try:
             ack = client.renew(lease.netns, lease.ifname, lease.wire(), lease.ip, lease.server_ip,
-                               lease.server_mac, lease.provide_bytes(), tuple(lease.request), RETRY_AFTER - 1,
-                               rebind)
+                               lease.server_mac, lease.provide_bytes(), tuple(lease.request),
+                               max(0.5, min(RETRY_AFTER - 1, (lease.expires - time.time()) / 2)), rebind)
         except Exception as e:  # noqa: BLE001 - no answer, NAK, pod gone: try again until expiry
+            if self.get(lease.client_id) is not lease:
+                return                                           # released or expired meanwhile
             if not os.path.exists(lease.netns):
                 log.info("dhcp: pod of %s is gone: forgetting its lease", lease.client_id)
                 self._forget(lease.client_id)
