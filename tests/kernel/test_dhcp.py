@@ -182,6 +182,13 @@ def test_pods_lease_renew_survive_an_agent_restart_and_release(bin_dir: str, und
         assert pod_addrs(pods[0]) == [ips[0]]
 
         c = conf(agent.sock)
+        gc = dict(c, **{"cniVersion": "1.1.0", "cni.dev/valid-attachments":
+                        [{"containerID": f"web-{i}", "ifname": "eth0"} for i in range(7)]})   # web-7 is gone
+        g = run_plugin(f"{bin_dir}/podnet-macvlan", "GC", gc, sandbox=u.node)
+        assert g.rc == 0, g.stdout
+        gone = str(ipaddress.ip_interface(ips[7]).ip)
+        assert wait_for(lambda: gone not in u.leases() and len(u.leases()) == 7, 5), \
+            f"GC did not release the lease of a pod that is gone: {u.leases()}"
         for i, p in enumerate(pods):
             d = run_plugin(f"{bin_dir}/podnet-macvlan", "DEL", c, netns=f"/run/netns/{p}", container_id=f"web-{i}",
                            ifname="eth0", sandbox=u.node)
