@@ -63,6 +63,7 @@ def start_routing(a: argparse.Namespace):  # type: ignore[no-untyped-def]
     import ipaddress
     import socket as _socket
     from .agent.nodenet import NodeNetwork
+    from .agent.peers import EtcdPeers
     from .agent.routing import RoutingAgent
     from .ipam.cluster import ClusterIpam
     from .ipam.etcdkv import EtcdKV
@@ -88,8 +89,9 @@ def start_routing(a: argparse.Namespace):  # type: ignore[no-untyped-def]
     def ready(agent: RoutingAgent) -> None:
         if a.cni_conf_dir:
             net.write_conflist(ipam.node, agent.pod_mtu())
-    hg = RoutingAgent(ipam, ipaddress.ip_address(a.underlay_addr), a.routing, ttl=a.lease_ttl,
-                      interval=a.route_interval, vni=a.vxlan_vni, port=a.vxlan_port, reclaim_after=a.reclaim_after,
+    peers = EtcdPeers(ipam, a.lease_ttl, a.reclaim_after)
+    hg = RoutingAgent(peers, ipaddress.ip_address(a.underlay_addr), a.routing, heartbeat=a.lease_ttl / 3,
+                      interval=a.route_interval, vni=a.vxlan_vni, port=a.vxlan_port,
                       on_ready=ready, prepare=lambda: net.claim(ipam))
     hg.start()
     return hg

@@ -27,7 +27,7 @@ def add_parser(sub: Any) -> None:
 
 
 def run(a: argparse.Namespace) -> int:
-    from .agent.routing import node_infos
+    from .agent.peers import node_infos
     from .ipam.etcdkv import EtcdKV
     kv = EtcdKV(a.etcd or ["http://127.0.0.1:2379"])
     c = ClusterIpam(kv, node="podnet-cli", prefix=a.prefix)

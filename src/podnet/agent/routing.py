@@ -1,9 +1,9 @@
 """Cross-node routes.  host-gw: every block another live node owns is routed via that node's
 underlay address (needs L2 adjacency).  vxlan: the same routes, but through one VXLAN device
 per node (onlink via the remote node's address, with a permanent neighbour entry for the
-remote VTEP's MAC and an FDB entry sending that MAC to the remote node).  The cluster IPAM
-in etcd is the source of truth (nodes under leases, blocks with their affine node); this
-module only makes the kernel agree with it.
+remote VTEP's MAC and an FDB entry sending that MAC to the remote node).  The datastore is
+the source of truth (agent/peers.py: etcd's nodes and blocks, or Kubernetes Node objects);
+this module only makes the kernel agree with it.
 
 Routes podnet owns carry rtnetlink protocol PODNET_PROTO, so reconciling never touches a
 route somebody else made, and a route deleted by hand comes back on the next pass.
@@ -11,16 +11,15 @@ route somebody else made, and a route deleted by hand comes back on the next pas
 from __future__ import annotations
 
 import ipaddress
-import json
 import logging
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from ..ipam.cluster import Block, ClusterIpam
 from ..net.errors import NetError
 from ..net.rtnl import PODNET_PROTO, Rtnl, open_rtnl, watch_podnet_state
+from .peers import Peers
 
 log = logging.getLogger(__name__)
 
@@ -28,31 +27,10 @@ IPAddr = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNet = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-def node_infos(ipam: ClusterIpam) -> dict[str, dict[str, str]]:
-    """Live nodes (their lease holds) and what each registered (addr, vtep_mac…)."""
-    out = {}
-    for e in ipam.kv.get_prefix(f"{ipam.prefix}nodes/"):
-        try:
-            info = json.loads(e.value)
-            ipaddress.ip_address(info["addr"])
-            out[str(info["node"])] = info
-        except (ValueError, KeyError, TypeError):
-            continue
-    return out
-
-
-def node_addresses(ipam: ClusterIpam) -> dict[str, IPAddr]:
-    return {n: ipaddress.ip_address(i["addr"]) for n, i in node_infos(ipam).items()}
-
-
 def desired_routes(me: str, nodes: dict[str, IPAddr], owners: dict[IPNet, str]) -> dict[IPNet, IPAddr]:
     """block → next hop, for blocks affine to other live nodes of the same address family."""
     return {cidr: nodes[node] for cidr, node in owners.items()
             if node and node != me and node in nodes and nodes[node].version == cidr.version}
-
-
-def block_owners(ipam: ClusterIpam) -> dict[IPNet, str]:
-    return {b.cidr: b.node for pool in ipam.pools() for b, _ in ipam.blocks(pool.name)}
 
 
 @dataclass
@@ -163,37 +141,35 @@ class Vxlan:
 
 
 class RoutingAgent:
-    """Keeps this node registered (lease + keep-alive) and its cross-node routes reconciled,
-    with the host-gw or the vxlan backend.
+    """Keeps this node announced in the datastore and its cross-node routes reconciled, with
+    the host-gw or the vxlan backend.
 
-    A pass runs on every change etcd reports under the IPAM prefix (a node joined or left, a
-    block was claimed or released: converges in well under a second), after the watch is
-    (re)established (a full resync: events may have been missed), and every `interval`
-    seconds regardless; and when netlink reports one of podnet's routes or neighbour entries
-    deleted (by hand, or by a link going away), so it comes back at once."""
+    A pass runs on every change the datastore reports that moves a route (a node joined or
+    left, a pod CIDR claimed or released: converges in well under a second), after its watch
+    is (re)established (a full resync: events may have been missed), every `interval` seconds
+    regardless, and when netlink reports one of podnet's routes or neighbour entries deleted
+    (by hand, or by a link going away), so it comes back at once."""
 
     COALESCE = 0.02     # a burst of events (pods starting) becomes one pass
 
-    def __init__(self, ipam: ClusterIpam, underlay_addr: IPAddr, backend: str = "host-gw", ttl: int = 10,
-                 interval: float = 1.0, vni: int = 1, port: int = 8472, reclaim_after: float = 300.0,
+    def __init__(self, peers: Peers, underlay_addr: IPAddr, backend: str = "host-gw", heartbeat: float = 3.0,
+                 interval: float = 1.0, vni: int = 1, port: int = 8472,
                  on_pass: Callable[[Reconcile], None] | None = None,
                  on_ready: Callable[["RoutingAgent"], None] | None = None,
                  prepare: Callable[[], None] | None = None) -> None:
-        self.ipam = ipam
+        self.peers = peers
         self.addr = underlay_addr
         self.backend = backend
-        self.vxlan = Vxlan(ipam.node, underlay_addr, vni, port) if backend == "vxlan" else None
-        self.ttl = ttl
+        self.vxlan = Vxlan(peers.node, underlay_addr, vni, port) if backend == "vxlan" else None
+        self.heartbeat = heartbeat
         self.interval = interval
-        self.reclaim_after = reclaim_after   # 0: this agent never reclaims dead nodes' blocks
         self.on_pass = on_pass
         self.on_ready = on_ready
-        self.prepare = prepare               # run (and retried) before registering, e.g. claim a subnet
-        self.lease = 0
-        self.ready = threading.Event()       # registered and one full pass done
+        self.prepare = prepare               # run (and retried) before joining, e.g. claim a subnet
+        self.joined = False
+        self.ready = threading.Event()       # joined and one full pass done
         self._stop = threading.Event()
         self._wake = threading.Event()
-        self._owners: dict[IPNet, str] = {}     # block → node, as of the last pass
         self._unwatch: list[Callable[[], None]] = []
         self._thread: threading.Thread | None = None
 
@@ -215,9 +191,7 @@ class RoutingAgent:
         if self.vxlan is not None:
             with open_rtnl() as host:
                 self.vxlan.ensure_device(host)
-        watch = getattr(self.ipam.kv, "watch_prefix", None)
-        if watch is not None:
-            self._unwatch.append(watch(self.ipam.prefix, self._on_event))
+        self._unwatch.append(self.peers.watch(self._wake.set))
         self._unwatch.append(watch_podnet_state(self._wake.set))
         self._thread = threading.Thread(target=self._loop, name="podnet-routing", daemon=True)
         self._thread.start()
@@ -231,55 +205,34 @@ class RoutingAgent:
         if self._thread is not None:
             self._thread.join(5)
 
-    def _on_event(self, key: str, value: bytes | None) -> None:
-        """Wake for what changes routes: a resync (""), a node registered or gone, a block
-        claimed, moved or deleted.  An allocation inside a block already routed (every pod
-        ADD on every node) changes no route and wakes nobody."""
-        rest = key[len(self.ipam.prefix):]
-        if not key or rest.startswith("nodes/"):
-            self._wake.set()
-        elif rest.startswith("blocks/"):
-            if value is None:
-                self._wake.set()
-                return
-            try:
-                block = Block.from_bytes(value)
-            except (ValueError, KeyError):
-                self._wake.set()
-                return
-            if self._owners.get(block.cidr) != block.node:
-                self._wake.set()
-
     def reconcile_once(self) -> Reconcile:
-        owners = block_owners(self.ipam)
-        self._owners = owners
+        owners = self.peers.owners()
+        infos = self.peers.nodes()
         with open_rtnl() as host:
             if self.vxlan is not None:
-                return self.vxlan.apply(host, node_infos(self.ipam), owners)
-            return apply(host, desired_routes(self.ipam.node, node_addresses(self.ipam), owners))
+                return self.vxlan.apply(host, infos, owners)
+            nodes = {n: ipaddress.ip_address(i["addr"]) for n, i in infos.items()}
+            return apply(host, desired_routes(self.peers.node, nodes, owners))
 
     def _loop(self) -> None:
-        """etcd may be down when the agent starts: it keeps serving CNI requests (DEL must
-        work) and retries here; the node only becomes ready once registration succeeds."""
-        last_keepalive = last_reclaim = time.monotonic()
+        """The datastore may be down when the agent starts: it keeps serving CNI requests (DEL
+        must work) and retries here; the node only becomes ready once it has joined."""
+        last_heartbeat = last_housekeeping = time.monotonic()
         while not self._stop.is_set():
             try:
                 now = time.monotonic()
-                if not self.lease:
+                if not self.joined:
                     if self.prepare:
                         self.prepare()
-                    self.lease = self.ipam.register(self.ttl, self.info())
-                    last_keepalive = now
-                elif now - last_keepalive >= self.ttl / 3:
-                    self.ipam.kv.keep_alive(self.lease)  # type: ignore[attr-defined]
-                    last_keepalive = now
-                    if self.ipam.kv.get(self.ipam.node_key(self.ipam.node)) is None:
-                        log.warning("our registration is gone (lease expired, or removed): registering again")
-                        self.lease = self.ipam.register(self.ttl, self.info())
-                if self.reclaim_after > 0 and now - last_reclaim >= self.interval:
-                    last_reclaim = now
-                    for node, released in self.ipam.reclaim(self.reclaim_after).items():
-                        log.warning("reclaimed the blocks of dead node %s (%d handles released)", node, len(released))
+                    self.peers.join(self.info())
+                    self.joined = True
+                    last_heartbeat = now
+                elif now - last_heartbeat >= self.heartbeat:
+                    self.peers.heartbeat()
+                    last_heartbeat = now
+                if now - last_housekeeping >= self.interval:
+                    last_housekeeping = now
+                    self.peers.housekeeping()
                 result = self.reconcile_once()
                 if result.added or result.removed or result.refused:
                     log.info("routes: +%s -%s refused %s", result.added, result.removed, result.refused)
@@ -289,9 +242,9 @@ class RoutingAgent:
                     self.ready.set()
                     if self.on_ready:
                         self.on_ready(self)
-            except Exception as e:  # noqa: BLE001 - etcd or netlink trouble: log, try again next pass
+            except Exception as e:  # noqa: BLE001 - datastore or netlink trouble: log, try again next pass
                 log.warning("routing pass failed: %s", e)
-            until_keepalive = max(0.0, self.ttl / 3 - (time.monotonic() - last_keepalive))
-            if self._wake.wait(min(self.interval, until_keepalive)):
+            until_heartbeat = max(0.0, self.heartbeat - (time.monotonic() - last_heartbeat))
+            if self._wake.wait(min(self.interval, until_heartbeat)):
                 self._stop.wait(self.COALESCE)
                 self._wake.clear()
