@@ -58,29 +58,50 @@ def cmd_agent(a: argparse.Namespace) -> int:
 
 
 def start_routing(a: argparse.Namespace):  # type: ignore[no-untyped-def]
-    """Register this node in etcd, take its addresses (cluster IPAM, or a host-local subnet),
-    keep cross-node routes reconciled, and write the node's conflist once all that holds."""
+    """Announce this node in the datastore (etcd, or Kubernetes Node objects), take its pod
+    addresses (cluster IPAM, a leased host-local subnet, or the Node's podCIDRs), keep
+    cross-node routes reconciled, and write the node's conflist once all that holds."""
     import ipaddress
+    import os
     import socket as _socket
     from .agent.nodenet import NodeNetwork
-    from .agent.peers import EtcdPeers
     from .agent.routing import RoutingAgent
-    from .ipam.cluster import ClusterIpam
-    from .ipam.etcdkv import EtcdKV
     from .net import masq, sysctl
-    if not a.etcd or not a.underlay_addr:
-        raise SystemExit("podnet agent: --routing needs --etcd and --underlay-addr")
-    if a.ipam_mode == "host-local" and not a.cluster_cidr:
-        raise SystemExit("podnet agent: --ipam-mode host-local needs --cluster-cidr (the CIDR node subnets come from)")
+    node = a.node or os.environ.get("NODE_NAME") or _socket.gethostname()
     if a.cni_conf_dir and not a.cluster_cidr:
         raise SystemExit("podnet agent: --cni-conf-dir needs --cluster-cidr (the pods' address space)")
     try:
         cidrs = [ipaddress.ip_network(c) for c in a.cluster_cidr]
     except ValueError as e:
         raise SystemExit(f"podnet agent: --cluster-cidr: {e}") from None
-    ipam = ClusterIpam(EtcdKV(a.etcd), a.node or _socket.gethostname(), a.etcd_prefix)
-    net = NodeNetwork(a.network, a.ipam_mode, cidrs, a.etcd, ipam.prefix, a.socket, a.block_size,
-                      a.node_subnet_size, a.cni_conf_dir or "", a.ipam_data_dir)
+    if a.datastore == "kubernetes":
+        from .agent.kubepeers import KubePeers
+        peers = KubePeers(node, a.kubeconfig)
+        underlay = a.underlay_addr or peers.internal_ip()
+        if not underlay:
+            raise SystemExit(f"podnet agent: node {node} has no InternalIP; give --underlay-addr")
+        net = NodeNetwork(a.network, "host-local", cidrs, [], "", a.socket, conf_dir=a.cni_conf_dir or "",
+                          data_dir=a.ipam_data_dir)
+
+        def prepare() -> None:
+            net.subnets = peers.my_pod_cidrs()
+    else:
+        from .agent.peers import EtcdPeers
+        from .ipam.cluster import ClusterIpam
+        from .ipam.etcdkv import EtcdKV
+        if not a.etcd or not a.underlay_addr:
+            raise SystemExit("podnet agent: --routing with the etcd datastore needs --etcd and --underlay-addr")
+        if a.ipam_mode == "host-local" and not a.cluster_cidr:
+            raise SystemExit("podnet agent: --ipam-mode host-local needs --cluster-cidr "
+                             "(the CIDR node subnets come from)")
+        underlay = a.underlay_addr
+        ipam = ClusterIpam(EtcdKV(a.etcd), node, a.etcd_prefix)
+        net = NodeNetwork(a.network, a.ipam_mode, cidrs, a.etcd, ipam.prefix, a.socket, a.block_size,
+                          a.node_subnet_size, a.cni_conf_dir or "", a.ipam_data_dir)
+        peers = EtcdPeers(ipam, a.lease_ttl, a.reclaim_after)
+
+        def prepare() -> None:
+            net.claim(ipam)
     if cidrs:
         masq.set_cluster_masquerade(cidrs)
         for fam in {c.version for c in cidrs}:
@@ -88,11 +109,9 @@ def start_routing(a: argparse.Namespace):  # type: ignore[no-untyped-def]
 
     def ready(agent: RoutingAgent) -> None:
         if a.cni_conf_dir:
-            net.write_conflist(ipam.node, agent.pod_mtu())
-    peers = EtcdPeers(ipam, a.lease_ttl, a.reclaim_after)
-    hg = RoutingAgent(peers, ipaddress.ip_address(a.underlay_addr), a.routing, heartbeat=a.lease_ttl / 3,
-                      interval=a.route_interval, vni=a.vxlan_vni, port=a.vxlan_port,
-                      on_ready=ready, prepare=lambda: net.claim(ipam))
+            net.write_conflist(node, agent.pod_mtu())
+    hg = RoutingAgent(peers, ipaddress.ip_address(underlay), a.routing, heartbeat=a.lease_ttl / 3,
+                      interval=a.route_interval, vni=a.vxlan_vni, port=a.vxlan_port, on_ready=ready, prepare=prepare)
     hg.start()
     return hg
 
@@ -152,10 +171,14 @@ def parser() -> argparse.ArgumentParser:
     ag.add_argument("--routing", choices=("host-gw", "vxlan"), help="program cross-node routes from the cluster IPAM")
     ag.add_argument("--vxlan-vni", type=int, default=1)
     ag.add_argument("--vxlan-port", type=int, default=8472)
-    ag.add_argument("--node", help="this node's name in the cluster IPAM (default: the hostname)")
+    ag.add_argument("--node", help="this node's name (default: $NODE_NAME, else the hostname)")
+    ag.add_argument("--datastore", choices=("etcd", "kubernetes"), default="etcd",
+                    help="where nodes and pod CIDRs live: podnet's etcd, or the Kubernetes API (Node objects)")
+    ag.add_argument("--kubeconfig", default="", help="kubernetes datastore: default in-cluster, then $KUBECONFIG")
     ag.add_argument("--etcd", action="append", default=[], help="etcd endpoint (repeatable)")
     ag.add_argument("--etcd-prefix", default="/podnet/")
-    ag.add_argument("--underlay-addr", help="this node's address other nodes route pod traffic to")
+    ag.add_argument("--underlay-addr", help="this node's address other nodes route pod traffic to "
+                                             "(kubernetes datastore: default the Node's InternalIP)")
     ag.add_argument("--lease-ttl", type=int, default=10)
     ag.add_argument("--route-interval", type=float, default=10.0,
                     help="seconds between full passes (changes in etcd trigger a pass at once)")

@@ -22,7 +22,7 @@ import tempfile
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from . import install
 
@@ -69,11 +69,15 @@ class Pod:
 class Cluster:
     def __init__(self, nodes: int = 3, backend: str = "vxlan", tag: str = "", work: str = "",
                  lease_ttl: int = 5, route_interval: float = 5.0, reclaim_after: float = 300.0,
-                 ipam_mode: str = "cluster") -> None:
+                 ipam_mode: str = "cluster", datastore: str = "etcd", kube_url: str = "",
+                 before_agents: Callable[["Cluster"], None] | None = None) -> None:
+        """datastore "kubernetes": no etcd; the agents read Node objects from the API server at
+        kube_url, which `before_agents` must start (in the fabric netns) and fill with Nodes."""
         self.tag = tag or uuid.uuid4().hex[:6]
         self.backend = backend
         self.ipam_mode = ipam_mode
-        self.block_prefix = 24 if ipam_mode == "host-local" else 26
+        self.datastore, self.kube_url, self.before_agents = datastore, kube_url, before_agents
+        self.block_prefix = 24 if ipam_mode == "host-local" or datastore == "kubernetes" else 26
         self.fab = f"pnlab-{self.tag}-fab"
         self.nodes = [f"pnlab-{self.tag}-n{i + 1}" for i in range(nodes)]
         self.work = work or tempfile.mkdtemp(prefix=f"pnlab-{self.tag}-")
@@ -96,9 +100,23 @@ class Cluster:
         _ip(self.fab, "link", "set", "fabbr", "up")
         for i in range(len(self.nodes)):
             self._wire_node(i)
-        self._start_etcd()
+        if self.datastore == "etcd":
+            self._start_etcd()
+        else:
+            self._write_kubeconfig()
+        if self.before_agents:
+            self.before_agents(self)
         for i in range(len(self.nodes)):
             self.start_agent(i)
+
+    def _write_kubeconfig(self) -> None:
+        conf = {"apiVersion": "v1", "kind": "Config", "current-context": "lab",
+                "clusters": [{"name": "lab", "cluster": {"server": self.kube_url}}],
+                "users": [{"name": "lab", "user": {}}],
+                "contexts": [{"name": "lab", "context": {"cluster": "lab", "user": "lab"}}]}
+        os.makedirs(self.work, exist_ok=True)
+        with open(os.path.join(self.work, "kubeconfig"), "w") as f:
+            json.dump(conf, f)
 
     def _wire_node(self, i: int) -> None:
         node = self.nodes[i]
@@ -163,6 +181,11 @@ class Cluster:
     def sock(self, i: int) -> str:
         return os.path.join(self.work, f"agent-n{i + 1}.sock")
 
+    def _datastore_args(self) -> list[str]:
+        if self.datastore == "kubernetes":
+            return ["--datastore", "kubernetes", "--kubeconfig", os.path.join(self.work, "kubeconfig")]
+        return ["--etcd", self.etcd_url]
+
     def conf_dir(self, i: int) -> str:
         return os.path.join(self.work, f"n{i + 1}", "net.d")
 
@@ -174,7 +197,7 @@ class Cluster:
         self.procs[f"agent{i}"] = subprocess.Popen(
             ["ip", "netns", "exec", self.nodes[i], sys.executable, "-m", "podnet.cli", "agent", "--socket", sock,
              "--log-file", os.path.join(self.work, f"agent-n{i + 1}.log"), "--routing", self.backend,
-             "--node", f"n{i + 1}", "--etcd", self.etcd_url, "--underlay-addr", f"{FABRIC_NET}.{i + 1}",
+             "--node", f"n{i + 1}", *self._datastore_args(), "--underlay-addr", f"{FABRIC_NET}.{i + 1}",
              "--lease-ttl", str(self.lease_ttl), "--route-interval", str(self.route_interval),
              "--reclaim-after", str(self.reclaim_after), "--cluster-cidr", CLUSTER_CIDR,
              "--ipam-mode", self.ipam_mode, "--block-size", "26", "--node-subnet-size", "24",

@@ -103,3 +103,9 @@ def test_scapy_only_in_the_dhcp_packet_module():
     users = {p.relative_to(SRC).as_posix() for p in SRC.rglob("*.py")
              if any(m.split(".")[0] == "scapy" for m in imports_of(p))}
     assert users == {"dhcp/packets.py"}, users
+
+
+def test_kubernetes_client_only_in_kubepeers():
+    users = {p.relative_to(SRC).as_posix() for p in SRC.rglob("*.py")
+             if any(m.split(".")[0] == "lightkube" for m in imports_of(p))}
+    assert users == {"agent/kubepeers.py"}, users
