@@ -107,9 +107,13 @@ def start_routing(a: argparse.Namespace):  # type: ignore[no-untyped-def]
         for fam in {c.version for c in cidrs}:
             sysctl.ensure("net/ipv4/ip_forward" if fam == 4 else "net/ipv6/conf/all/forwarding", 1)
 
+    from .agent import readiness
+    readiness.not_ready(f"joining the cluster ({a.datastore} datastore)")
+
     def ready(agent: RoutingAgent) -> None:
         if a.cni_conf_dir:
             net.write_conflist(node, agent.pod_mtu())
+        readiness.set_ready()
     hg = RoutingAgent(peers, ipaddress.ip_address(underlay), a.routing, heartbeat=a.lease_ttl / 3,
                       interval=a.route_interval, vni=a.vxlan_vni, port=a.vxlan_port, on_ready=ready, prepare=prepare)
     hg.start()
@@ -124,6 +128,28 @@ def cmd_doctor(a: argparse.Namespace) -> int:
     else:
         print(doctor.render(findings))
     return doctor.exit_code(findings)
+
+
+def cmd_health(a: argparse.Namespace) -> int:
+    """For exec probes (kubelet cannot reach a unix socket with httpGet): exit 0 when the agent
+    answers /healthz (or, --ready, /readyz)."""
+    import socket as _socket
+    path = "/readyz" if a.ready else "/healthz"
+    try:
+        with _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM) as s:
+            s.settimeout(a.timeout)
+            s.connect(a.socket)
+            s.sendall(f"GET {path} HTTP/1.1\r\nHost: podnet\r\nConnection: close\r\n\r\n".encode())
+            reply = b""
+            while chunk := s.recv(4096):
+                reply += chunk
+    except OSError as e:
+        print(f"podnet agent at {a.socket}: {e}", file=sys.stderr)
+        return 1
+    head, _, body = reply.partition(b"\r\n\r\n")
+    ok = head.split(b" ", 2)[1:2] == [b"200"]
+    print(body.decode(errors="replace").strip())
+    return 0 if ok else 1
 
 
 def cmd_version(a: argparse.Namespace) -> int:
@@ -206,6 +232,11 @@ def parser() -> argparse.ArgumentParser:
     add_node_parser(sub)
     from .dhcp_cli import add_parser as add_dhcp_parser
     add_dhcp_parser(sub)
+    h = sub.add_parser("health", help="probe the agent (exit 0: alive; --ready: the node can network pods)")
+    h.add_argument("--socket", default=DEFAULT_SOCKET)
+    h.add_argument("--ready", action="store_true")
+    h.add_argument("--timeout", type=float, default=3.0)
+    h.set_defaults(fn=cmd_health)
     v = sub.add_parser("version")
     v.add_argument("--json", action="store_true")
     v.set_defaults(fn=cmd_version)

@@ -126,14 +126,14 @@ class Cluster:
         _ip(node, "link", "set", "up0", "up")
         _ip(node, "route", "add", "default", "via", ETCD_ADDR)
 
-    def add_node(self) -> int:
+    def add_node(self, wait_ready: bool = True) -> int:
         """A node joins: its namespace, its wire to the fabric, its agent (ready: conflist written)."""
         i = len(self.nodes)
         self.nodes.append(f"pnlab-{self.tag}-n{i + 1}")
         subprocess.run(["ip", "netns", "add", self.nodes[i]], check=True)
         _ip(self.nodes[i], "link", "set", "lo", "up")
         self._wire_node(i)
-        self.start_agent(i)
+        self.start_agent(i, wait_ready)
         return i
 
     def remove_node(self, i: int) -> None:
@@ -189,7 +189,7 @@ class Cluster:
     def conf_dir(self, i: int) -> str:
         return os.path.join(self.work, f"n{i + 1}", "net.d")
 
-    def start_agent(self, i: int) -> None:
+    def start_agent(self, i: int, wait_ready: bool = True) -> None:
         sock = self.sock(i)
         if os.path.exists(sock):
             os.unlink(sock)
@@ -204,7 +204,7 @@ class Cluster:
              "--network", NETWORK, "--cni-conf-dir", self.conf_dir(i), "--ipam-data-dir", os.path.join(home, "ipam")],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + 30
-        while not (os.path.exists(sock) and os.path.exists(self.conflist_path(i))):
+        while not (os.path.exists(sock) and (os.path.exists(self.conflist_path(i)) or not wait_ready)):
             if self.procs[f"agent{i}"].poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"agent on node {i + 1} did not get ready")
             time.sleep(0.05)

@@ -8,6 +8,7 @@ run on this machine.  Nodes are registered the way kubelet and the controller ma
 (InternalIP, spec.podCIDRs) before the agents start."""
 from __future__ import annotations
 
+import os
 import threading
 import time
 from typing import Any, Iterator
@@ -100,3 +101,52 @@ def test_nodes_from_the_api_reach_each_other_and_a_deleted_node_loses_its_routes
     took = time.monotonic() - t0
     assert took <= 1.0, f"a deleted Node's routes went after {took:.2f}s"
     assert probe.ping(c.pods[0].netns, c.pods[2].ip), "the remaining nodes lost each other"
+
+
+def test_a_node_without_pod_cidrs_stays_not_ready_until_it_gets_them() -> None:
+    """kubelet must keep such a node NotReady: no conflist, CNI STATUS code 50, /readyz 503;
+    once the controller manager assigns podCIDRs the agent becomes ready on its own."""
+    import json
+    import subprocess
+    import sys
+    api = FakeApi()
+    c = Cluster(1, "host-gw", datastore="kubernetes", kube_url=api.url, before_agents=api.start_in)
+    try:
+        c.up()
+        store = api.srv.RequestHandlerClass.store  # type: ignore[union-attr,attr-defined]
+        with store.cond:
+            obj = node_object("n2", f"{FABRIC_NET}.2", ["10.244.1.0/24"])
+            obj["spec"] = {}                                  # registered, no podCIDRs yet
+            store.nodes["n2"] = obj
+            store._event("ADDED", obj)
+        j = c.add_node(wait_ready=False)
+        time.sleep(2)
+
+        def probe_ready() -> subprocess.CompletedProcess[str]:
+            return subprocess.run(["ip", "netns", "exec", c.nodes[j], sys.executable, "-m", "podnet.cli", "health",
+                                   "--socket", c.sock(j), "--ready"], capture_output=True, text=True)
+        r = probe_ready()
+        assert r.returncode == 1 and '"ready": false' in r.stdout, r.stdout + r.stderr
+        assert not os.path.exists(c.conflist_path(j)), "the conflist was written before the node was ready"
+        status_conf = {"cniVersion": "1.1.0", "name": "podnet-lab", "type": "podnet-ptp", "agentSocket": c.sock(j),
+                       "ipam": {"type": "podnet-host-local", "ranges": [[{"subnet": "10.244.1.0/24"}]]}}
+        st = subprocess.run(["ip", "netns", "exec", c.nodes[j], f"{c.bin_dir}/podnet-ptp"],
+                            input=json.dumps(status_conf), text=True, capture_output=True,
+                            env={"CNI_COMMAND": "STATUS", "CNI_PATH": c.bin_dir, "PATH": "/usr/bin:/bin"})
+        assert st.returncode != 0 and json.loads(st.stdout)["code"] == 50, st.stdout
+
+        with store.cond:                                      # the controller manager assigns them
+            store.nodes["n2"]["spec"] = {"podCIDR": "10.244.1.0/24", "podCIDRs": ["10.244.1.0/24"]}
+            store._event("MODIFIED", store.nodes["n2"])
+        end = time.monotonic() + 15
+        while probe_ready().returncode != 0:
+            assert time.monotonic() < end, "the node never became ready after getting its podCIDRs"
+            time.sleep(0.3)
+        assert c.conflist(j)["plugins"][0]["ipam"]["ranges"] == [[{"subnet": "10.244.1.0/24"}]]
+        st = subprocess.run(["ip", "netns", "exec", c.nodes[j], f"{c.bin_dir}/podnet-ptp"],
+                            input=json.dumps(status_conf), text=True, capture_output=True,
+                            env={"CNI_COMMAND": "STATUS", "CNI_PATH": c.bin_dir, "PATH": "/usr/bin:/bin"})
+        assert st.returncode == 0, st.stdout
+    finally:
+        c.down()
+        api.stop()

@@ -3,7 +3,8 @@
 POST /cni/<type>  CNI variables as X-Cni-Env-* headers, stdin as the body ->
            X-CNI-Exit and a body of stdout then stderr (X-CNI-Stderr-Length):
            exactly what the plugin would have printed and returned in-process.
-GET /healthz, GET /metrics (Prometheus text).
+GET /healthz (alive), GET /readyz (the node can network pods: agent/readiness.py),
+GET /metrics (Prometheus text).
 
 Requests run on their own threads; nothing here serialises them (host-local takes
 its per-network flock, nft calls take a short lock).  A request from a process in
@@ -25,9 +26,9 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from ..cni.errors import DECODE_FAILURE, TRY_AGAIN_LATER, CNIError
+from ..cni.errors import DECODE_FAILURE, NOT_AVAILABLE, TRY_AGAIN_LATER, CNIError
 from ..launcher import ENV_HEADER
-from . import metrics
+from . import metrics, readiness
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,9 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         if self.path == "/healthz":
             self._send(200, b'{"status":"ok"}\n')
+        elif self.path == "/readyz":
+            why = readiness.reason()
+            self._send(503 if why else 200, (json.dumps({"ready": not why, "reason": why}) + "\n").encode())
         elif self.path == "/metrics":
             body, ctype = metrics.render()
             self._send(200, body, ctype)
@@ -124,6 +128,8 @@ class AgentServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
         if isinstance(raw, CNIError):
             return error_answer(raw)
         from ..dispatch import handle
+        if env.get("CNI_COMMAND") == "STATUS" and readiness.reason():
+            return error_answer(CNIError(NOT_AVAILABLE, f"podnet agent: node not ready: {readiness.reason()}"))
         start = time.perf_counter()
         fut = self.pool.submit(handle, ptype, env, raw)
         command = env.get("CNI_COMMAND", "?")
