@@ -9,9 +9,25 @@ from . import __version__
 
 
 def cmd_install(a: argparse.Namespace) -> int:
-    from . import install
-    for path in install.write_launchers(a.bin_dir, interpreter=a.interpreter):
-        print(f"launcher {path}")
+    """Launchers (and optionally a lib dir and a conflist).  --host-prefix: the host's root is
+    mounted there (a DaemonSet's init container); every dir given is a path on the host."""
+    from . import hostlib, install
+    prefix = a.host_prefix.rstrip("/")
+    paths = None
+    try:
+        version = hostlib.host_python(a.interpreter, prefix)
+        hostlib.require(version, a.interpreter)
+    except (hostlib.HostPythonTooOld, FileNotFoundError, OSError) as e:
+        print(f"podnet install: {e}", file=sys.stderr)
+        return 1
+    if a.lib_dir:
+        copied, skipped = hostlib.copy_lib(prefix + a.lib_dir, version)
+        print(f"lib {a.lib_dir}: {', '.join(copied)}")
+        for why in skipped:
+            print(f"lib {a.lib_dir}: left out {why}")
+        paths = [a.lib_dir]
+    for path in install.write_launchers(prefix + a.bin_dir, interpreter=a.interpreter, paths=paths):
+        print(f"launcher {path[len(prefix):]}")
     if a.conf_dir and a.network:
         if not a.subnet:
             print("podnet install: --subnet is needed with --network", file=sys.stderr)
@@ -21,7 +37,7 @@ def cmd_install(a: argparse.Namespace) -> int:
         else:
             conf = install.bridge_conflist(a.network, a.subnet, a.bridge, not a.no_masq, a.agent_socket,
                                            data_dir=a.data_dir)
-        print(f"conflist {install.write_conflist(a.conf_dir, conf)}")
+        print(f"conflist {install.write_conflist(prefix + a.conf_dir, conf)[len(prefix):]}")
     return 0
 
 
@@ -175,7 +191,10 @@ def parser() -> argparse.ArgumentParser:
                    help="the Kubernetes chain: bridge, portmap, bandwidth, tuning (with capabilities)")
     i.add_argument("--data-dir")
     i.add_argument("--agent-socket", default=DEFAULT_SOCKET)
-    i.add_argument("--interpreter", default=INTERPRETER)
+    i.add_argument("--interpreter", default=INTERPRETER, help="the host's Python the launchers run with")
+    i.add_argument("--lib-dir", help="copy podnet and its plugin libraries here for the host's Python "
+                                     "(e.g. /opt/podnet); without it the launchers use this install's paths")
+    i.add_argument("--host-prefix", default="", help="where the host's root is mounted (in a container)")
     i.set_defaults(fn=cmd_install)
     d = sub.add_parser("demo", help="a virtual cluster of node namespaces, pods on every node, all pairs checked")
     d.add_argument("--nodes", type=int, default=3)

@@ -84,6 +84,16 @@ def check_launchers(bin_dir: str) -> Iterator[Finding]:
     if not interp or not os.access(interp, os.X_OK):
         yield Finding("launcher interpreter", FAIL, f"{first} names {interp or 'no interpreter'}, not executable")
         return
+    from .hostlib import MIN_PYTHON, host_python
+    try:
+        version = host_python(interp)
+    except (OSError, subprocess.TimeoutExpired, ValueError) as e:
+        yield Finding("launcher interpreter", FAIL, f"{interp} did not run: {e}")
+        return
+    if version < MIN_PYTHON:
+        yield Finding("launcher interpreter", FAIL, f"{interp} is Python {version[0]}.{version[1]}; podnet needs "
+                      f"{MIN_PYTHON[0]}.{MIN_PYTHON[1]} or newer")
+        return
     try:
         out = subprocess.run([first], input=b"", capture_output=True, timeout=10,
                              env={"CNI_COMMAND": "VERSION", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
@@ -92,7 +102,8 @@ def check_launchers(bin_dir: str) -> Iterator[Finding]:
         return
     level = OK if out.returncode == 0 and b"supportedVersions" in out.stdout else FAIL
     yield Finding("launcher interpreter", level,
-                  f"{interp} (VERSION via {os.path.basename(first)}: exit {out.returncode})")
+                  f"{interp}, Python {version[0]}.{version[1]} (VERSION via {os.path.basename(first)}: "
+                  f"exit {out.returncode})")
 
 
 def check_tools() -> Iterator[Finding]:
