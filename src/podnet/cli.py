@@ -86,6 +86,8 @@ def start_routing(a: argparse.Namespace):  # type: ignore[no-untyped-def]
     node = a.node or os.environ.get("NODE_NAME") or _socket.gethostname()
     if a.cni_conf_dir and not a.cluster_cidr:
         raise SystemExit("podnet agent: --cni-conf-dir needs --cluster-cidr (the pods' address space)")
+    a.cluster_cidr = [c for arg in a.cluster_cidr for c in arg.split(",") if c.strip()]   # "v4,v6" from a ConfigMap
+    a.etcd = [e for arg in a.etcd for e in arg.split(",") if e.strip()]
     try:
         cidrs = [ipaddress.ip_network(c) for c in a.cluster_cidr]
     except ValueError as e:
@@ -111,9 +113,21 @@ def start_routing(a: argparse.Namespace):  # type: ignore[no-untyped-def]
             raise SystemExit("podnet agent: --ipam-mode host-local needs --cluster-cidr "
                              "(the CIDR node subnets come from)")
         underlay = a.underlay_addr
-        ipam = ClusterIpam(EtcdKV(a.etcd), node, a.etcd_prefix)
+        tls = None
+        if a.etcd_ca_file:
+            from .ipam.etcdkv import TLSFiles
+
+            def read(path: str) -> bytes | None:
+                if not path:
+                    return None
+                with open(path, "rb") as f:
+                    return f.read()
+            tls = TLSFiles(read(a.etcd_ca_file) or b"", read(a.etcd_cert_file), read(a.etcd_key_file))
+        ipam = ClusterIpam(EtcdKV(a.etcd, tls=tls), node, a.etcd_prefix)
         net = NodeNetwork(a.network, a.ipam_mode, cidrs, a.etcd, ipam.prefix, a.socket, a.block_size,
-                          a.node_subnet_size, a.cni_conf_dir or "", a.ipam_data_dir)
+                          a.node_subnet_size, a.cni_conf_dir or "", a.ipam_data_dir,
+                          etcd_tls={k: v for k, v in (("etcdCAFile", a.etcd_ca_file), ("etcdCertFile", a.etcd_cert_file),
+                                                      ("etcdKeyFile", a.etcd_key_file)) if v})
         peers = EtcdPeers(ipam, a.lease_ttl, a.reclaim_after)
 
         def prepare() -> None:
@@ -166,6 +180,17 @@ def cmd_health(a: argparse.Namespace) -> int:
     ok = head.split(b" ", 2)[1:2] == [b"200"]
     print(body.decode(errors="replace").strip())
     return 0 if ok else 1
+
+
+def cmd_manifests(a: argparse.Namespace) -> int:
+    from .deploy import DeployConfig, render, to_yaml
+    conf = DeployConfig(a.cluster_cidr, a.cluster_cidr_v6, a.backend, a.datastore, a.ipam_mode, a.etcd,
+                        a.etcd_tls_secret, a.network, a.image)
+    if conf.datastore == "etcd" and not conf.etcd_endpoints:
+        print("podnet manifests: --datastore etcd needs --etcd", file=sys.stderr)
+        return 2
+    sys.stdout.write(to_yaml(render(conf)))
+    return 0
 
 
 def cmd_version(a: argparse.Namespace) -> int:
@@ -222,6 +247,9 @@ def parser() -> argparse.ArgumentParser:
     ag.add_argument("--kubeconfig", default="", help="kubernetes datastore: default in-cluster, then $KUBECONFIG")
     ag.add_argument("--etcd", action="append", default=[], help="etcd endpoint (repeatable)")
     ag.add_argument("--etcd-prefix", default="/podnet/")
+    ag.add_argument("--etcd-ca-file", default="", help="TLS to etcd: the CA that signed its certificate")
+    ag.add_argument("--etcd-cert-file", default="", help="TLS client certificate (with --etcd-key-file)")
+    ag.add_argument("--etcd-key-file", default="")
     ag.add_argument("--underlay-addr", help="this node's address other nodes route pod traffic to "
                                              "(kubernetes datastore: default the Node's InternalIP)")
     ag.add_argument("--lease-ttl", type=int, default=10)
@@ -251,6 +279,18 @@ def parser() -> argparse.ArgumentParser:
     add_node_parser(sub)
     from .dhcp_cli import add_parser as add_dhcp_parser
     add_dhcp_parser(sub)
+    from .deploy import DEFAULT_IMAGE
+    m = sub.add_parser("manifests", help="print the Kubernetes manifests (kubectl apply -f -)")
+    m.add_argument("--cluster-cidr", default="10.244.0.0/16")
+    m.add_argument("--cluster-cidr-v6", default="")
+    m.add_argument("--backend", choices=("vxlan", "host-gw"), default="vxlan")
+    m.add_argument("--datastore", choices=("kubernetes", "etcd"), default="kubernetes")
+    m.add_argument("--ipam-mode", choices=("cluster", "host-local"), default="cluster")
+    m.add_argument("--etcd", default="", help="etcd endpoints, comma-separated (etcd datastore)")
+    m.add_argument("--etcd-tls-secret", default="", help="Secret with ca.crt, tls.crt, tls.key (etcd datastore)")
+    m.add_argument("--network", default="podnet")
+    m.add_argument("--image", default=DEFAULT_IMAGE)
+    m.set_defaults(fn=cmd_manifests)
     h = sub.add_parser("health", help="probe the agent (exit 0: alive; --ready: the node can network pods)")
     h.add_argument("--socket", default=DEFAULT_SOCKET)
     h.add_argument("--ready", action="store_true")

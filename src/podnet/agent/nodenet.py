@@ -37,6 +37,7 @@ class NodeNetwork:
     conf_dir: str = ""
     data_dir: str = ""                     # host-local's lease store ("" = its default)
     subnets: list[IPNet] = field(default_factory=list)
+    etcd_tls: dict[str, str] = field(default_factory=dict)   # etcdCAFile… for the cluster IPAM's config
 
     def pools(self) -> list[Pool]:
         """One pool per cluster CIDR.  IPv6 sizes follow the IPv4 ones' host bits (a /26 block
@@ -70,7 +71,7 @@ class NodeNetwork:
             pools.append({"name": p.name, "cidr": str(p.cidr), "blockSize": p.block_size,
                           "gateway": str(next(p.cidr.hosts()))})
         return {"type": "podnet-cluster-ipam", "etcdEndpoints": self.etcd, "prefix": self.prefix, "node": node,
-                "pools": pools, "routes": default_routes}
+                "pools": pools, "routes": default_routes, **self.etcd_tls}
 
     def conflist(self, node: str, mtu: int) -> dict[str, Any]:
         return install.cluster_conflist(self.network, self.ipam_conf(node), mtu, self.agent_socket)

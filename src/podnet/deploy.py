@@ -1,0 +1,159 @@
+"""`podnet manifests`: the Kubernetes objects that install podnet on every node of a cluster
+(`kubectl apply -f deploy/podnet.yaml`), rendered from a few settings.
+
+  Namespace podnet-system, ServiceAccount, ClusterRole + Binding (least rights), ConfigMap
+  podnet-config (the network settings), DaemonSet podnet-agent (one agent per node).
+
+The DaemonSet's init container installs the launchers into the host's /opt/cni/bin and a
+copy of podnet for the host's Python into /opt/podnet; the agent then writes the node's
+conflist into /etc/cni/net.d once the node is ready (kubelet keeps the node NotReady until
+then) and leaves it in place when it stops, so pods stay deletable across an upgrade.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+NAMESPACE = "podnet-system"
+NAME = "podnet-agent"
+DEFAULT_IMAGE = "ghcr.io/podnet/podnet:0.1.0"
+
+
+@dataclass
+class DeployConfig:
+    cluster_cidr: str = "10.244.0.0/16"
+    cluster_cidr_v6: str = ""                 # optional second family
+    backend: str = "vxlan"                    # vxlan | host-gw
+    datastore: str = "kubernetes"             # kubernetes (Node podCIDRs + host-local) | etcd (cluster IPAM)
+    ipam_mode: str = "cluster"                # etcd datastore: cluster | host-local
+    etcd_endpoints: str = ""                  # etcd datastore: comma-separated
+    etcd_tls_secret: str = ""                 # etcd datastore: Secret with ca.crt, tls.crt, tls.key
+    network: str = "podnet"
+    image: str = DEFAULT_IMAGE
+
+
+def _meta(name: str, namespaced: bool = True) -> dict[str, Any]:
+    m: dict[str, Any] = {"name": name, "labels": {"app.kubernetes.io/name": "podnet"}}
+    if namespaced:
+        m["namespace"] = NAMESPACE
+    return m
+
+
+def rbac() -> list[dict[str, Any]]:
+    """Nodes: read all (peers, podCIDRs) and patch our own (VTEP MAC annotations); pods: read
+    (GC of leftovers); events: report.  Nothing else."""
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(NAME)},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": _meta(NAME, False),
+         "rules": [
+             {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list", "watch", "patch"]},
+             {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
+             {"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
+         ]},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": _meta(NAME, False),
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": NAME},
+         "subjects": [{"kind": "ServiceAccount", "name": NAME, "namespace": NAMESPACE}]},
+    ]
+
+
+def config_map(c: DeployConfig) -> dict[str, Any]:
+    cidrs = ",".join(x for x in (c.cluster_cidr, c.cluster_cidr_v6) if x)
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta("podnet-config"),
+            "data": {"PODNET_CLUSTER_CIDR": cidrs, "PODNET_BACKEND": c.backend, "PODNET_DATASTORE": c.datastore,
+                     "PODNET_IPAM_MODE": c.ipam_mode, "PODNET_ETCD_ENDPOINTS": c.etcd_endpoints,
+                     "PODNET_NETWORK": c.network}}
+
+
+# hostPath volumes: (name, host path, mount path in the container, type, propagation)
+HOST_PATHS = [
+    ("cni-bin", "/opt/cni/bin", "/host/opt/cni/bin", "DirectoryOrCreate", None),        # launchers
+    ("podnet-lib", "/opt/podnet", "/host/opt/podnet", "DirectoryOrCreate", None),       # podnet for the host's Python
+    ("cni-conf", "/etc/cni/net.d", "/host/etc/cni/net.d", "DirectoryOrCreate", None),   # the node's conflist
+    ("host-usr-bin", "/usr/bin", "/host/usr/bin", "Directory", None),                   # read: the host's Python version
+    ("run-podnet", "/run/podnet", "/run/podnet", "DirectoryOrCreate", None),            # the agent's socket
+    ("var-lib-cni", "/var/lib/cni", "/var/lib/cni", "DirectoryOrCreate", None),         # host-local leases
+    ("var-lib-podnet", "/var/lib/podnet", "/var/lib/podnet", "DirectoryOrCreate", None),  # DHCP leases, state
+    ("run-netns", "/run/netns", "/run/netns", "DirectoryOrCreate", "HostToContainer"),  # pod netns bind mounts
+    ("lib-modules", "/lib/modules", "/lib/modules", "Directory", None),                 # ifb, vxlan modules
+]
+
+
+def daemonset(c: DeployConfig) -> dict[str, Any]:
+    env = [{"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+           {"name": "NODE_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.hostIP"}}}]
+    args = ["agent", "--socket", "/run/podnet/agent.sock", "--log-level", "INFO",
+            "--routing", "$(PODNET_BACKEND)", "--datastore", "$(PODNET_DATASTORE)",
+            "--cluster-cidr", "$(PODNET_CLUSTER_CIDR)", "--underlay-addr", "$(NODE_IP)",
+            "--network", "$(PODNET_NETWORK)", "--cni-conf-dir", "/host/etc/cni/net.d",
+            "--ipam-data-dir", "/var/lib/cni/networks", "--state-dir", "/var/lib/podnet"]
+    if c.datastore == "etcd":
+        args += ["--etcd", "$(PODNET_ETCD_ENDPOINTS)", "--ipam-mode", "$(PODNET_IPAM_MODE)"]
+        if c.etcd_tls_secret:
+            args += ["--etcd-ca-file", "/etc/podnet/etcd/ca.crt", "--etcd-cert-file", "/etc/podnet/etcd/tls.crt",
+                     "--etcd-key-file", "/etc/podnet/etcd/tls.key"]
+    mounts = [{"name": n, "mountPath": m, **({"mountPropagation": p} if p else {})}
+              for n, _, m, _, p in HOST_PATHS if n not in ("host-usr-bin", "podnet-lib", "cni-bin")]
+    volumes: list[dict[str, Any]] = [{"name": n, "hostPath": {"path": h, "type": t}} for n, h, _, t, _ in HOST_PATHS]
+    if c.datastore == "etcd" and c.etcd_tls_secret:
+        mounts.append({"name": "etcd-tls", "mountPath": "/etc/podnet/etcd", "readOnly": True})
+        volumes.append({"name": "etcd-tls", "secret": {"secretName": c.etcd_tls_secret, "defaultMode": 0o400}})
+    install_mounts = [{"name": n, "mountPath": m, **({"readOnly": True} if n == "host-usr-bin" else {})}
+                      for n, _, m, _, _ in HOST_PATHS if n in ("cni-bin", "podnet-lib", "host-usr-bin")]
+    probe = {"periodSeconds": 10, "timeoutSeconds": 5, "failureThreshold": 3}
+    agent = {
+        "name": "agent", "image": c.image, "command": ["podnet"], "args": args,
+        "env": env, "envFrom": [{"configMapRef": {"name": "podnet-config"}}],
+        # privileged: the agent writes net sysctls (/proc/sys is read-only otherwise), enters pod
+        # network namespaces (setns: CAP_SYS_ADMIN), makes links, routes and nftables rules
+        # (CAP_NET_ADMIN), sends DHCP on raw sockets (CAP_NET_RAW) and loads ifb/vxlan modules.
+        "securityContext": {"privileged": True,
+                            "capabilities": {"add": ["NET_ADMIN", "NET_RAW", "SYS_ADMIN", "SYS_MODULE"]}},
+        "resources": {"requests": {"cpu": "50m", "memory": "100Mi"}, "limits": {"memory": "400Mi"}},
+        "livenessProbe": {"exec": {"command": ["podnet", "health", "--socket", "/run/podnet/agent.sock"]},
+                          "initialDelaySeconds": 10, **probe},
+        "readinessProbe": {"exec": {"command": ["podnet", "health", "--ready", "--socket", "/run/podnet/agent.sock"]},
+                           **probe},
+        "volumeMounts": mounts,
+    }
+    install = {
+        "name": "install", "image": c.image, "command": ["podnet"],
+        "args": ["install", "--host-prefix", "/host", "--bin-dir", "/opt/cni/bin", "--lib-dir", "/opt/podnet",
+                 "--interpreter", "/usr/bin/python3"],
+        "securityContext": {"runAsUser": 0, "allowPrivilegeEscalation": False,
+                            "capabilities": {"drop": ["ALL"], "add": ["CHOWN", "DAC_OVERRIDE", "FOWNER"]}},
+        "volumeMounts": install_mounts,
+    }
+    return {
+        "apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": _meta(NAME),
+        "spec": {
+            "selector": {"matchLabels": {"app.kubernetes.io/name": "podnet"}},
+            "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1}},
+            "template": {
+                "metadata": {"labels": {"app.kubernetes.io/name": "podnet"}},
+                "spec": {
+                    "serviceAccountName": NAME,
+                    "hostNetwork": True,          # the agent programs the node's own network namespace
+                    "hostPID": True,              # CNI_NETNS may be /proc/<pid>/ns/net of a sandbox
+                    "dnsPolicy": "ClusterFirstWithHostNet",
+                    "priorityClassName": "system-node-critical",
+                    "tolerations": [{"operator": "Exists"}],          # every node, tainted ones too
+                    "terminationGracePeriodSeconds": 10,             # SIGTERM: the conflist stays
+                    "initContainers": [install],
+                    "containers": [agent],
+                    "volumes": volumes,
+                },
+            },
+        },
+    }
+
+
+def render(c: DeployConfig) -> list[dict[str, Any]]:
+    ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE,
+                                                                "labels": {"app.kubernetes.io/name": "podnet"}}}
+    return [ns, *rbac(), config_map(c), daemonset(c)]
+
+
+def to_yaml(docs: list[dict[str, Any]]) -> str:
+    import yaml  # PyYAML (lightkube's dependency): only this command needs it
+    head = "# podnet: kubectl apply -f podnet.yaml   (rendered by `podnet manifests`; edit podnet-config)\n"
+    return head + yaml.safe_dump_all(docs, sort_keys=False, default_flow_style=False)

@@ -1,0 +1,79 @@
+"""deploy/podnet.yaml: what `kubectl apply` gets.  Validated offline against the Kubernetes
+schemas of two minor versions, kept in sync with its renderer, and checked for what a cluster
+admin relies on: every node, host mounts, privileges, probes, least-rights RBAC, and agent
+arguments the real CLI accepts."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from podnet.cli import parser
+from podnet.deploy import DeployConfig, render, to_yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+K8S_VERSIONS = ["1.33.0", "1.37.0"]
+VARIANTS = {
+    "default": DeployConfig(),
+    "etcd-tls-dualstack": DeployConfig(cluster_cidr_v6="fd00:244::/56", backend="host-gw", datastore="etcd",
+                                       etcd_endpoints="https://10.0.0.9:2379,https://10.0.0.10:2379",
+                                       etcd_tls_secret="podnet-etcd-tls"),
+}
+
+
+def test_the_committed_manifest_is_the_rendered_default() -> None:
+    assert (ROOT / "deploy/podnet.yaml").read_text() == to_yaml(render(DeployConfig())), \
+        "deploy/podnet.yaml is stale: run `podnet manifests > deploy/podnet.yaml`"
+
+
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_every_object_validates_against_the_kubernetes_schema(version: str, variant: str) -> None:
+    import kubernetes_validate
+    for doc in yaml.safe_load_all(to_yaml(render(VARIANTS[variant]))):
+        kubernetes_validate.validate(doc, version, strict=True)
+
+
+def kind(docs: list[dict[str, Any]], k: str) -> dict[str, Any]:
+    return next(d for d in docs if d["kind"] == k)
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_daemonset_mounts_privileges_probes_and_args(variant: str) -> None:
+    conf = VARIANTS[variant]
+    docs = render(conf)
+    pod = kind(docs, "DaemonSet")["spec"]["template"]["spec"]
+    assert pod["hostNetwork"] and pod["priorityClassName"] == "system-node-critical"
+    assert pod["tolerations"] == [{"operator": "Exists"}]
+    host = {v["name"]: v["hostPath"]["path"] for v in pod["volumes"] if "hostPath" in v}
+    agent, install = pod["containers"][0], pod["initContainers"][0]
+    agent_mounts = {m["mountPath"]: host.get(m["name"]) for m in agent["volumeMounts"]}
+    assert agent_mounts["/host/etc/cni/net.d"] == "/etc/cni/net.d"
+    assert agent_mounts["/run/podnet"] == "/run/podnet" and agent_mounts["/var/lib/cni"] == "/var/lib/cni"
+    assert agent_mounts["/run/netns"] == "/run/netns"
+    assert next(m for m in agent["volumeMounts"] if m["mountPath"] == "/run/netns")["mountPropagation"] == \
+        "HostToContainer", "pod netns created after the agent started would be invisible to it"
+    install_mounts = {m["mountPath"]: host.get(m["name"]) for m in install["volumeMounts"]}
+    assert install_mounts["/host/opt/cni/bin"] == "/opt/cni/bin" and install_mounts["/host/opt/podnet"] == "/opt/podnet"
+    assert "NET_ADMIN" in agent["securityContext"]["capabilities"]["add"]
+    assert agent["livenessProbe"]["exec"]["command"][:2] == ["podnet", "health"]
+    assert "--ready" in agent["readinessProbe"]["exec"]["command"]
+    rules = kind(docs, "ClusterRole")["rules"]
+    assert {"get", "list", "watch", "patch"} == set(next(r for r in rules if r["resources"] == ["nodes"])["verbs"])
+    assert not any("*" in r["verbs"] or "secrets" in r["resources"] for r in rules), "more rights than needed"
+
+    # the agent's and the installer's arguments, with the ConfigMap and downward API filled in, parse
+    env = dict(kind(docs, "ConfigMap")["data"], NODE_IP="10.0.0.1", NODE_NAME="node-a")
+    for c in (agent, install):
+        argv = [re.sub(r"\$\((\w+)\)", lambda m: env[m.group(1)], x) for x in c["args"]]
+        parsed = parser().parse_args(argv)
+        if c is agent:
+            assert parsed.datastore == conf.datastore and parsed.routing == conf.backend
+            assert parsed.cni_conf_dir == "/host/etc/cni/net.d"
+            if conf.etcd_tls_secret:
+                assert parsed.etcd_ca_file.startswith("/etc/podnet/etcd/")
+        else:
+            assert parsed.lib_dir == "/opt/podnet" and parsed.host_prefix == "/host"
