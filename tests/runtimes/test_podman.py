@@ -10,57 +10,18 @@ import json
 import os
 import shutil
 import subprocess
-import time
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
 from tests.helpers.cni import links_in
 
-IMAGE = "localhost/podnet-busybox:latest"
+from tests.runtimes.conftest import IMAGE, ensure_image
 NET = "pnpodman"
 SUBNET = "10.201.7.0/24"
 
 pytestmark = pytest.mark.skipif(shutil.which("podman") is None or not os.path.exists("/bin/busybox"),
                                 reason="podman or busybox-static not installed")
-
-
-def ensure_image() -> None:
-    if subprocess.run(["podman", "image", "exists", IMAGE]).returncode == 0:
-        return
-    root = Path(subprocess.run(["mktemp", "-d"], capture_output=True, text=True).stdout.strip())
-    try:
-        for d in ("bin", "etc", "proc", "sys", "dev", "tmp"):
-            (root / d).mkdir()
-        shutil.copy("/bin/busybox", root / "bin" / "busybox")
-        for applet in subprocess.run(["/bin/busybox", "--list"], capture_output=True, text=True).stdout.split():
-            if applet != "busybox":
-                os.symlink("busybox", root / "bin" / applet)
-        (root / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
-        tar = subprocess.Popen(["tar", "-C", str(root), "-cf", "-", "."], stdout=subprocess.PIPE)
-        subprocess.run(["podman", "import", "--change", 'CMD=["/bin/sh"]', "-", IMAGE], stdin=tar.stdout,
-                       check=True, capture_output=True)
-        tar.wait()
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
-
-
-@pytest.fixture
-def holder(sandbox: str, tmp_path: Path) -> Iterator[int]:
-    keep = tmp_path / "cgroup"
-    keep.mkdir()
-    script = (f"mount --rbind /sys/fs/cgroup {keep} && mount -t sysfs sysfs /sys && "
-              f"mount --rbind {keep} /sys/fs/cgroup && exec sleep 3600")
-    p = subprocess.Popen(["nsenter", f"--net=/run/netns/{sandbox}", "unshare", "--mount", "--propagation", "slave",
-                          "sh", "-c", script])
-    time.sleep(0.5)
-    assert p.poll() is None, "holder process died"
-    try:
-        yield p.pid
-    finally:
-        p.kill()
-        p.wait()
 
 
 def podman_env(tmp_path: Path, bin_dir: str) -> dict[str, str]:
