@@ -147,6 +147,9 @@ def test_a_node_without_pod_cidrs_stays_not_ready_until_it_gets_them() -> None:
                             input=json.dumps(status_conf), text=True, capture_output=True,
                             env={"CNI_COMMAND": "STATUS", "CNI_PATH": c.bin_dir, "PATH": "/usr/bin:/bin"})
         assert st.returncode == 0, st.stdout
+        c.procs[f"agent{j}"].terminate()                     # SIGTERM (an upgrade): the conflist stays,
+        c.procs[f"agent{j}"].wait(10)                        # so the node's pods remain deletable
+        assert os.path.exists(c.conflist_path(j)), "SIGTERM removed the node's conflist"
     finally:
         c.down()
         api.stop()
