@@ -20,11 +20,24 @@ from typing import Any
 from .ipam.cluster import DEFAULT_BLOCK, DEFAULT_PREFIX, ClusterIpam, Pool
 
 
-def add_parser(sub: Any) -> None:
-    p = sub.add_parser("ipam", help="inspect and repair the cluster IPAM in etcd")
+def etcd_command(sub: Any, name: str, help: str) -> argparse.ArgumentParser:
+    """A `podnet` subcommand that talks to the cluster datastore in etcd (ipam, node)."""
+    p: argparse.ArgumentParser = sub.add_parser(name, help=help)
     p.add_argument("--etcd", action="append", default=[], help="etcd endpoint (repeatable), default http://127.0.0.1:2379")
     p.add_argument("--prefix", default=DEFAULT_PREFIX)
     p.add_argument("--json", action="store_true")
+    return p
+
+
+def connect(a: argparse.Namespace) -> tuple[ClusterIpam, Any]:
+    """(a read-write view of the cluster IPAM as the CLI, its KV: close it when done)."""
+    from .ipam.etcdkv import EtcdKV
+    kv = EtcdKV(a.etcd or ["http://127.0.0.1:2379"])
+    return ClusterIpam(kv, node="podnet-cli", prefix=a.prefix), kv
+
+
+def add_parser(sub: Any) -> None:
+    p = etcd_command(sub, "ipam", "inspect and repair the cluster IPAM in etcd")
     ip = p.add_subparsers(dest="ipam_cmd", required=True)
     pool = ip.add_parser("pool")
     pc = pool.add_subparsers(dest="pool_cmd", required=True)
@@ -63,9 +76,7 @@ def _out(a: argparse.Namespace, data: Any, rows: list[list[str]], head: list[str
 
 
 def run(a: argparse.Namespace) -> int:
-    from .ipam.etcdkv import EtcdKV
-    kv = EtcdKV(a.etcd or ["http://127.0.0.1:2379"])
-    c = ClusterIpam(kv, node="podnet-cli", prefix=a.prefix)
+    c, kv = connect(a)
     try:
         return _dispatch(a, c, kv)
     finally:

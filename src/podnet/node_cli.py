@@ -10,15 +10,11 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .ipam.cluster import DEFAULT_PREFIX, ClusterIpam
-from .ipam_cli import _out
+from .ipam_cli import _out, connect, etcd_command
 
 
 def add_parser(sub: Any) -> None:
-    p = sub.add_parser("node", help="list and remove the cluster's nodes (etcd datastore)")
-    p.add_argument("--etcd", action="append", default=[], help="etcd endpoint (repeatable), default http://127.0.0.1:2379")
-    p.add_argument("--prefix", default=DEFAULT_PREFIX)
-    p.add_argument("--json", action="store_true")
+    p = etcd_command(sub, "node", "list and remove the cluster's nodes (etcd datastore)")
     np = p.add_subparsers(dest="node_cmd", required=True)
     np.add_parser("ls")
     rm = np.add_parser("rm")
@@ -28,9 +24,7 @@ def add_parser(sub: Any) -> None:
 
 def run(a: argparse.Namespace) -> int:
     from .agent.peers import node_infos
-    from .ipam.etcdkv import EtcdKV
-    kv = EtcdKV(a.etcd or ["http://127.0.0.1:2379"])
-    c = ClusterIpam(kv, node="podnet-cli", prefix=a.prefix)
+    c, kv = connect(a)
     try:
         if a.node_cmd == "rm":
             if not c.remove_node(a.name):

@@ -24,6 +24,12 @@ from .cluster import Entry, Txn
 from .errors import StoreUnavailable
 
 DEFAULT_TIMEOUT = 5.0
+# gRPC shares subchannels (one per address) across every channel of a process, with their
+# reconnect backoff: a client made after an etcd member came back would reuse the subchannel
+# that failed while it was down and fail at once for up to a backoff period.  Each client gets
+# its own subchannels, and backs off briefly: failover is podnet's job (the next endpoint).
+CHANNEL_OPTIONS = {"grpc.use_local_subchannel_pool": 1, "grpc.initial_reconnect_backoff_ms": 200,
+                   "grpc.min_reconnect_backoff_ms": 200, "grpc.max_reconnect_backoff_ms": 2000}
 
 
 @dataclass(frozen=True)
@@ -110,9 +116,11 @@ class EtcdKV:
         if self._client is None:
             host, port = self.endpoints[self._current]
             if self.tls is not None:
-                self._client = _TLSClient(self.tls, host=host, port=port, timeout=int(self.timeout) or 1)
+                self._client = _TLSClient(self.tls, host=host, port=port, timeout=int(self.timeout) or 1,
+                                          options=CHANNEL_OPTIONS)
             else:
-                self._client = aetcd.Client(host=host, port=port, timeout=int(self.timeout) or 1)
+                self._client = aetcd.Client(host=host, port=port, timeout=int(self.timeout) or 1,
+                                            options=CHANNEL_OPTIONS)
             await asyncio.wait_for(self._client.connect(), self.timeout)
         coro: Coroutine[Any, Any, Any] = make(self._client)
         return await asyncio.wait_for(coro, self.timeout)
@@ -178,8 +186,8 @@ class EtcdKV:
             attempt = 0
             while not stopped.is_set():
                 host, port = self.endpoints[attempt % len(self.endpoints)]
-                client = (_TLSClient(self.tls, host=host, port=port) if self.tls is not None
-                          else aetcd.Client(host=host, port=port))
+                client = (_TLSClient(self.tls, host=host, port=port, options=CHANNEL_OPTIONS)
+                          if self.tls is not None else aetcd.Client(host=host, port=port, options=CHANNEL_OPTIONS))
                 try:
                     await asyncio.wait_for(client.connect(), self.timeout)
                     events = await client.watch_prefix(prefix.encode())
