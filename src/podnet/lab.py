@@ -162,8 +162,9 @@ class Cluster:
 
     def _start_etcd(self) -> None:
         data = os.path.join(self.work, "etcd")
-        peer = f"http://{ETCD_ADDR}:{free_port()}"
-        log = open(os.path.join(self.work, "etcd.log"), "w")
+        self.etcd_peer_port = getattr(self, "etcd_peer_port", 0) or free_port()
+        peer = f"http://{ETCD_ADDR}:{self.etcd_peer_port}"
+        log = open(os.path.join(self.work, "etcd.log"), "a")
         self.procs["etcd"] = subprocess.Popen(
             ["ip", "netns", "exec", self.fab, shutil.which("etcd") or "/usr/bin/etcd", "--name", "lab",
              "--data-dir", data, "--listen-client-urls", self.etcd_url, "--advertise-client-urls", self.etcd_url,
@@ -177,6 +178,15 @@ class Cluster:
             if self.procs["etcd"].poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"etcd did not start: see {log.name}")
             time.sleep(0.1)
+
+    def restart_etcd(self, down_for: float = 1.0) -> None:
+        """etcd goes away (SIGKILL) and comes back with its data: the agents' watches break and
+        must reconnect and resync."""
+        p = self.procs.pop("etcd")
+        p.kill()
+        p.wait()
+        time.sleep(down_for)
+        self._start_etcd()
 
     def sock(self, i: int) -> str:
         return os.path.join(self.work, f"agent-n{i + 1}.sock")
