@@ -94,7 +94,13 @@ def start_routing(a: argparse.Namespace):  # type: ignore[no-untyped-def]
         raise SystemExit(f"podnet agent: --cluster-cidr: {e}") from None
     if a.datastore == "kubernetes":
         from .agent.kubepeers import KubePeers
-        peers = KubePeers(node, a.kubeconfig)
+        from .agent.leakgc import release_leaked
+
+        def gc(live: set[str]) -> None:
+            if a.leak_grace > 0 and net.subnets:
+                release_leaked(a.ipam_data_dir or "/var/lib/cni/networks", a.network, net.subnets, live,
+                               a.leak_grace)
+        peers = KubePeers(node, a.kubeconfig, gc=gc, gc_interval=a.leak_gc_interval)
         underlay = a.underlay_addr or peers.internal_ip()
         if not underlay:
             raise SystemExit(f"podnet agent: node {node} has no InternalIP; give --underlay-addr")
@@ -245,6 +251,10 @@ def parser() -> argparse.ArgumentParser:
     ag.add_argument("--datastore", choices=("etcd", "kubernetes"), default="etcd",
                     help="where nodes and pod CIDRs live: podnet's etcd, or the Kubernetes API (Node objects)")
     ag.add_argument("--kubeconfig", default="", help="kubernetes datastore: default in-cluster, then $KUBECONFIG")
+    ag.add_argument("--leak-grace", type=float, default=600.0,
+                    help="kubernetes datastore: release a host-local lease no pod of this node holds once it "
+                         "is this many seconds old (0: never)")
+    ag.add_argument("--leak-gc-interval", type=float, default=60.0, help="seconds between leak checks")
     ag.add_argument("--etcd", action="append", default=[], help="etcd endpoint (repeatable)")
     ag.add_argument("--etcd-prefix", default="/podnet/")
     ag.add_argument("--etcd-ca-file", default="", help="TLS to etcd: the CA that signed its certificate")

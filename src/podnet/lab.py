@@ -70,13 +70,14 @@ class Cluster:
     def __init__(self, nodes: int = 3, backend: str = "vxlan", tag: str = "", work: str = "",
                  lease_ttl: int = 5, route_interval: float = 5.0, reclaim_after: float = 300.0,
                  ipam_mode: str = "cluster", datastore: str = "etcd", kube_url: str = "",
-                 before_agents: Callable[["Cluster"], None] | None = None) -> None:
+                 before_agents: Callable[["Cluster"], None] | None = None, agent_args: tuple[str, ...] = ()) -> None:
         """datastore "kubernetes": no etcd; the agents read Node objects from the API server at
         kube_url, which `before_agents` must start (in the fabric netns) and fill with Nodes."""
         self.tag = tag or uuid.uuid4().hex[:6]
         self.backend = backend
         self.ipam_mode = ipam_mode
         self.datastore, self.kube_url, self.before_agents = datastore, kube_url, before_agents
+        self.agent_args = agent_args          # extra `podnet agent` flags (tests)
         self.block_prefix = 24 if ipam_mode == "host-local" or datastore == "kubernetes" else 26
         self.fab = f"pnlab-{self.tag}-fab"
         self.nodes = [f"pnlab-{self.tag}-n{i + 1}" for i in range(nodes)]
@@ -196,6 +197,9 @@ class Cluster:
             return ["--datastore", "kubernetes", "--kubeconfig", os.path.join(self.work, "kubeconfig")]
         return ["--etcd", self.etcd_url]
 
+    def ipam_dir(self, i: int) -> str:
+        return os.path.join(self.work, f"n{i + 1}", "ipam")
+
     def conf_dir(self, i: int) -> str:
         return os.path.join(self.work, f"n{i + 1}", "net.d")
 
@@ -211,7 +215,8 @@ class Cluster:
              "--lease-ttl", str(self.lease_ttl), "--route-interval", str(self.route_interval),
              "--reclaim-after", str(self.reclaim_after), "--cluster-cidr", CLUSTER_CIDR,
              "--ipam-mode", self.ipam_mode, "--block-size", "26", "--node-subnet-size", "24",
-             "--network", NETWORK, "--cni-conf-dir", self.conf_dir(i), "--ipam-data-dir", os.path.join(home, "ipam")],
+             "--network", NETWORK, "--cni-conf-dir", self.conf_dir(i), "--ipam-data-dir", os.path.join(home, "ipam"),
+             *self.agent_args],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + 30
         while not (os.path.exists(sock) and (os.path.exists(self.conflist_path(i)) or not wait_ready)):

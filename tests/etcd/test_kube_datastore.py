@@ -9,6 +9,7 @@ run on this machine.  Nodes are registered the way kubelet and the controller ma
 from __future__ import annotations
 
 import os
+import subprocess
 import threading
 import time
 from typing import Any, Iterator
@@ -107,7 +108,6 @@ def test_a_node_without_pod_cidrs_stays_not_ready_until_it_gets_them() -> None:
     """kubelet must keep such a node NotReady: no conflist, CNI STATUS code 50, /readyz 503;
     once the controller manager assigns podCIDRs the agent becomes ready on its own."""
     import json
-    import subprocess
     import sys
     api = FakeApi()
     c = Cluster(1, "host-gw", datastore="kubernetes", kube_url=api.url, before_agents=api.start_in)
@@ -150,6 +150,37 @@ def test_a_node_without_pod_cidrs_stays_not_ready_until_it_gets_them() -> None:
         c.procs[f"agent{j}"].terminate()                     # SIGTERM (an upgrade): the conflist stays,
         c.procs[f"agent{j}"].wait(10)                        # so the node's pods remain deletable
         assert os.path.exists(c.conflist_path(j)), "SIGTERM removed the node's conflist"
+    finally:
+        c.down()
+        api.stop()
+
+
+def test_a_leaked_lease_is_released_only_when_no_pod_holds_it_and_it_is_old() -> None:
+    """A pod whose sandbox vanished without DEL keeps its host-local lease; the agent compares
+    this node's Pods (the API's status.podIPs) with the leases and releases the orphan once it
+    is older than --leak-grace — never a lease a pod holds, never a fresh one."""
+    from tests.helpers.fakekube import pod_object
+    api = FakeApi()
+    c = Cluster(1, "host-gw", datastore="kubernetes", kube_url=api.url, before_agents=api.start_in,
+                agent_args=("--leak-grace", "2", "--leak-gc-interval", "0.5", "--route-interval", "0.5"))
+    try:
+        c.up()
+        kept, leaked = c.add_pod(0), c.add_pod(0)
+        store = api.srv.RequestHandlerClass.store  # type: ignore[union-attr,attr-defined]
+        with store.cond:
+            store.pods.append(pod_object("kept", "n1", kept.ip))
+            store.pods.append(pod_object("elsewhere", "n2", leaked.ip))   # another node's pod: does not count
+        subprocess.run(["ip", "netns", "del", leaked.name], capture_output=True)   # gone without DEL
+        c.pods.remove(leaked)
+        lease = os.path.join(c.ipam_dir(0), "podnet-lab", leaked.ip)
+        assert os.path.exists(lease)
+        time.sleep(1.0)
+        assert os.path.exists(lease), "a lease younger than --leak-grace was released"
+        end = time.monotonic() + 10
+        while os.path.exists(lease):
+            assert time.monotonic() < end, "the leaked lease was never released"
+            time.sleep(0.2)
+        assert os.path.exists(os.path.join(c.ipam_dir(0), "podnet-lab", kept.ip)), "a live pod's lease was released"
     finally:
         c.down()
         api.stop()

@@ -19,6 +19,7 @@ from urllib.parse import parse_qs, urlparse
 class Store:
     def __init__(self) -> None:
         self.nodes: dict[str, dict[str, Any]] = {}
+        self.pods: list[dict[str, Any]] = []        # read-only here: list with a spec.nodeName selector
         self.rv = 1
         self.events: list[tuple[int, str, dict[str, Any]]] = []
         self.cond = threading.Condition()
@@ -72,6 +73,14 @@ class Handler(BaseHTTPRequestHandler):
         name = self._name()
         q = parse_qs(urlparse(self.path).query)
         s = self.store
+        if urlparse(self.path).path == "/api/v1/pods":
+            node = next((f.split("=", 1)[1] for f in q.get("fieldSelector", [""])[0].split(",")
+                         if f.startswith("spec.nodeName=")), None)
+            with s.cond:
+                items = [copy.deepcopy(p) for p in s.pods if node is None or p["spec"].get("nodeName") == node]
+            self._json(200, {"kind": "PodList", "apiVersion": "v1", "metadata": {"resourceVersion": str(s.rv)},
+                             "items": items})
+            return
         if name is None:
             self._json(404, status(404, "NotFound", self.path))
         elif name:
@@ -158,6 +167,12 @@ def serve(host: str, port: int) -> ThreadingHTTPServer:
     srv = ThreadingHTTPServer((host, port), handler)
     srv.daemon_threads = True
     return srv
+
+
+def pod_object(name: str, node: str, ip: str, phase: str = "Running") -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default"},
+            "spec": {"nodeName": node, "containers": [{"name": "c", "image": "busybox"}]},
+            "status": {"phase": phase, "podIP": ip, "podIPs": [{"ip": ip}]}}
 
 
 def node_object(name: str, internal_ip: str, pod_cidrs: list[str]) -> dict[str, Any]:

@@ -7,6 +7,8 @@
                           podnet.io/vtep-mac)
   changes                 list + watch of Nodes (a relist — full resync — after any break or a
                           410 Gone); a deleted Node's routes go at once
+  leaks                   this node's Pods (status.podIPs) against host-local's leases: a lease no
+                          pod holds, past a grace period, is released (agent/leakgc.py)
 
 The only module that imports the Kubernetes client: lightkube (pinned in pyproject; ~0.13 s
 to import against ~0.3 s for the official client, maintained; see README "Why lightkube").
@@ -22,7 +24,7 @@ import time
 from typing import Any, Callable
 
 from lightkube import Client, KubeConfig  # pinned in pyproject: lightkube==1.0.1
-from lightkube.resources.core_v1 import Node
+from lightkube.resources.core_v1 import Node, Pod
 from lightkube.types import PatchType
 
 log = logging.getLogger(__name__)
@@ -51,8 +53,13 @@ def _internal_ip(node: Any) -> str:
 
 
 class KubePeers:
-    def __init__(self, node: str, kubeconfig: str = "", client: Client | None = None) -> None:
+    def __init__(self, node: str, kubeconfig: str = "", client: Client | None = None,
+                 gc: Callable[[set[str]], object] | None = None, gc_interval: float = 60.0) -> None:
+        """gc(live pod IPs of this node) runs from housekeeping every gc_interval seconds
+        (agent/leakgc.py releases the host-local leases no pod holds)."""
         self.node = node
+        self.gc, self.gc_interval = gc, gc_interval
+        self._last_gc = time.monotonic()
         if client is None:
             config = KubeConfig.from_file(kubeconfig) if kubeconfig else KubeConfig.from_env()
             client = Client(config, field_manager="podnet")
@@ -82,7 +89,22 @@ class KubePeers:
         """Node liveness is Kubernetes' business (node lease, controller); nothing to renew."""
 
     def housekeeping(self) -> None:
-        """Pod CIDRs belong to the controller manager; nothing to take back."""
+        """Pod CIDRs belong to the controller manager; what can leak is a lease inside ours."""
+        if self.gc is not None and time.monotonic() - self._last_gc >= self.gc_interval:
+            self._last_gc = time.monotonic()
+            self.gc(self.pod_ips())
+
+    def pod_ips(self) -> set[str]:
+        """The addresses of this node's pods that are not finished (Pod status.podIPs)."""
+        ips: set[str] = set()
+        for pod in self.client.list(Pod, namespace="*", fields={"spec.nodeName": self.node}):
+            st = pod.status
+            if st is None or st.phase in ("Succeeded", "Failed"):
+                continue
+            ips.update(a.ip for a in st.podIPs or [] if a.ip)
+            if st.podIP:
+                ips.add(st.podIP)
+        return ips
 
     # ------------------------------------------------------------ the others
     def _relist(self) -> str:
