@@ -150,6 +150,10 @@ def start_routing(a: argparse.Namespace):  # type: ignore[no-untyped-def]
         if a.cni_conf_dir:
             net.write_conflist(node, agent.pod_mtu())
         readiness.set_ready()
+        announce = getattr(peers, "event", None)
+        if announce is not None:
+            announce("PodnetReady", f"podnet: pod network ready ({a.routing}, pod CIDRs "
+                                    f"{', '.join(map(str, net.subnets))})")
     hg = RoutingAgent(peers, ipaddress.ip_address(underlay), a.routing, heartbeat=a.lease_ttl / 3,
                       interval=a.route_interval, vni=a.vxlan_vni, port=a.vxlan_port, on_ready=ready, prepare=prepare)
     hg.start()

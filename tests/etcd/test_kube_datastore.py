@@ -82,6 +82,13 @@ def test_nodes_from_the_api_reach_each_other_and_a_deleted_node_loses_its_routes
         ann = api.annotations(i)
         assert ann["podnet.io/backend"] == c.backend and ann["podnet.io/underlay-addr"] == f"{FABRIC_NET}.{i + 1}"
         assert ("podnet.io/vtep-mac" in ann) == (c.backend == "vxlan")
+    store = api.srv.RequestHandlerClass.store  # type: ignore[union-attr,attr-defined]
+    end = time.monotonic() + 5                          # posted just after the conflist is written
+    while {e["involvedObject"]["name"] for e in store.recorded if e.get("reason") == "PodnetReady"} != \
+            {"n1", "n2", "n3"}:
+        assert time.monotonic() < end, f"every node records its readiness as an Event: {store.recorded}"
+        time.sleep(0.1)
+    for i in range(3):
         for _ in range(2):
             c.add_pod(i)
     c.wait_converged(10)

@@ -20,6 +20,7 @@ class Store:
     def __init__(self) -> None:
         self.nodes: dict[str, dict[str, Any]] = {}
         self.pods: list[dict[str, Any]] = []        # read-only here: list with a spec.nodeName selector
+        self.recorded: list[dict[str, Any]] = []    # POSTed core/v1 Events, as received
         self.rv = 1
         self.events: list[tuple[int, str, dict[str, Any]]] = []
         self.cond = threading.Condition()
@@ -125,6 +126,11 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         obj = self._body()
         s = self.store
+        if urlparse(self.path).path.endswith("/events"):
+            with s.cond:
+                s.recorded.append(obj)
+            self._json(201, obj)
+            return
         with s.cond:
             name = obj["metadata"]["name"]
             if name in s.nodes:

@@ -85,6 +85,22 @@ class KubePeers:
                 ("vtep_mac", info.get("vtep_mac", ""))) if v}
         self.client.patch(Node, self.node, {"metadata": {"annotations": ann}}, patch_type=PatchType.MERGE)
 
+    def event(self, reason: str, message: str, kind: str = "Normal") -> None:
+        """An Event on our Node (`kubectl describe node` shows it); best effort."""
+        import datetime
+        from lightkube.models.core_v1 import EventSource, ObjectReference
+        from lightkube.models.meta_v1 import ObjectMeta
+        from lightkube.resources.core_v1 import Event
+        now = datetime.datetime.now(datetime.timezone.utc)
+        ev = Event(metadata=ObjectMeta(generateName=f"{self.node}.podnet-", namespace="default"),
+                   involvedObject=ObjectReference(kind="Node", name=self.node, uid=self.node, apiVersion="v1"),
+                   reason=reason, message=message, type=kind, source=EventSource(component="podnet-agent", host=self.node),
+                   firstTimestamp=now, lastTimestamp=now, count=1)
+        try:
+            self.client.create(ev, namespace="default")
+        except Exception as e:  # noqa: BLE001 - an event is a courtesy, never a failure
+            log.info("could not record event %s: %s", reason, e)
+
     def heartbeat(self) -> None:
         """Node liveness is Kubernetes' business (node lease, controller); nothing to renew."""
 
