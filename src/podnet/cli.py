@@ -155,7 +155,8 @@ def start_routing(a: argparse.Namespace):  # type: ignore[no-untyped-def]
             announce("PodnetReady", f"podnet: pod network ready ({a.routing}, pod CIDRs "
                                     f"{', '.join(map(str, net.subnets))})")
     hg = RoutingAgent(peers, ipaddress.ip_address(underlay), a.routing, heartbeat=a.lease_ttl / 3,
-                      interval=a.route_interval, vni=a.vxlan_vni, port=a.vxlan_port, on_ready=ready, prepare=prepare)
+                      interval=a.route_interval, vni=a.vxlan_vni, port=a.vxlan_port, on_ready=ready, prepare=prepare,
+                      on_fail=lambda why: readiness.not_ready(f"joining the cluster ({a.datastore} datastore): {why}"))
     hg.start()
     return hg
 

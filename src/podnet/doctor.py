@@ -62,6 +62,17 @@ def check_socket(path: str) -> Iterator[Finding]:
         yield Finding("agent", OK, f"answers /healthz: {body.decode(errors='replace').strip()}")
     else:
         yield Finding("agent", FAIL, f"/healthz answered HTTP {status} (403 = this shell is in another netns)")
+        return
+    try:
+        status, body = http_get_unix(path, "/readyz")
+    except OSError:
+        return
+    text = body.decode(errors="replace").strip()
+    if status == 200:
+        yield Finding("node network", OK, "ready (/readyz)")
+    else:
+        yield Finding("node network", FAIL, f"not ready: {text} — CNI STATUS answers 50 and no conflist is "
+                                            "written until the agent has joined and routed")
 
 
 def launcher_interpreter(path: str) -> str:

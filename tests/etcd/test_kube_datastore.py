@@ -134,6 +134,10 @@ def test_a_node_without_pod_cidrs_stays_not_ready_until_it_gets_them() -> None:
                                    "--socket", c.sock(j), "--ready"], capture_output=True, text=True)
         r = probe_ready()
         assert r.returncode == 1 and '"ready": false' in r.stdout, r.stdout + r.stderr
+        doc = subprocess.run(["ip", "netns", "exec", c.nodes[j], sys.executable, "-m", "podnet.cli", "doctor",
+                              "--socket", c.sock(j), "--bin-dir", c.bin_dir, "--json"], capture_output=True, text=True)
+        finding = next(f for f in json.loads(doc.stdout) if f["check"] == "node network")
+        assert doc.returncode == 1 and finding["level"] == "fail" and "podCIDRs" in finding["detail"], finding
         assert not os.path.exists(c.conflist_path(j)), "the conflist was written before the node was ready"
         status_conf = {"cniVersion": "1.1.0", "name": "podnet-lab", "type": "podnet-ptp", "agentSocket": c.sock(j),
                        "ipam": {"type": "podnet-host-local", "ranges": [[{"subnet": "10.244.1.0/24"}]]}}

@@ -156,8 +156,10 @@ class RoutingAgent:
                  interval: float = 1.0, vni: int = 1, port: int = 8472,
                  on_pass: Callable[[Reconcile], None] | None = None,
                  on_ready: Callable[["RoutingAgent"], None] | None = None,
-                 prepare: Callable[[], None] | None = None) -> None:
+                 prepare: Callable[[], None] | None = None,
+                 on_fail: Callable[[str], None] | None = None) -> None:
         self.peers = peers
+        self.on_fail = on_fail               # told why a pass failed (readiness shows it until ready)
         self.addr = underlay_addr
         self.backend = backend
         self.vxlan = Vxlan(peers.node, underlay_addr, vni, port) if backend == "vxlan" else None
@@ -244,6 +246,8 @@ class RoutingAgent:
                         self.on_ready(self)
             except Exception as e:  # noqa: BLE001 - datastore or netlink trouble: log, try again next pass
                 log.warning("routing pass failed: %s", e)
+                if self.on_fail and not self.ready.is_set():
+                    self.on_fail(str(e))
             until_heartbeat = max(0.0, self.heartbeat - (time.monotonic() - last_heartbeat))
             if self._wake.wait(min(self.interval, until_heartbeat)):
                 self._stop.wait(self.COALESCE)
