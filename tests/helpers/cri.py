@@ -4,7 +4,9 @@ CRI API definition (k8s.io/cri-api, api.proto) — field numbers noted beside ea
 with grpcio over the runtime's unix socket; no generated stubs, no crictl (Debian has none).
 
   RunPodSandboxRequest  {1: PodSandboxConfig config, 2: string runtime_handler}
-  PodSandboxConfig      {1: PodSandboxMetadata metadata, 2: hostname, 3: log_directory, …}
+  PodSandboxConfig      {1: PodSandboxMetadata metadata, 2: hostname, 3: log_directory,
+                         5: repeated PortMapping port_mappings, …}
+  PortMapping           {1: Protocol protocol (TCP = 0), 2: container_port, 3: host_port, 4: host_ip}
   PodSandboxMetadata    {1: name, 2: uid, 3: namespace, 4: uint32 attempt}
   RunPodSandboxResponse {1: pod_sandbox_id}
   Stop/RemovePodSandboxRequest, PodSandboxStatusRequest {1: pod_sandbox_id (, 2: bool verbose)}
@@ -80,9 +82,13 @@ class RuntimeClient:
         fn = self.channel.unary_unary(SERVICE + method)
         return bytes(fn(body, timeout=self.timeout))
 
-    def run_pod_sandbox(self, name: str, uid: str, namespace: str, log_dir: str) -> str:
+    def run_pod_sandbox(self, name: str, uid: str, namespace: str, log_dir: str,
+                        ports: tuple[tuple[int, int], ...] = ()) -> str:
+        """ports: (container port, host port) pairs, TCP — a pod's hostPort."""
         meta = field(1, name) + field(2, uid) + field(3, namespace) + field(4, 0)
         config = field(1, meta) + field(2, name) + field(3, log_dir)
+        for container_port, host_port in ports:
+            config += field(5, field(1, 0) + field(2, container_port) + field(3, host_port))
         reply = parse(self._call("RunPodSandbox", field(1, config)))
         return str(reply[1][0].decode())
 

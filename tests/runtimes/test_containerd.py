@@ -125,9 +125,14 @@ def test_a_cri_pod_sandbox_gets_its_address_and_releases_it(bin_dir: str, sandbo
                              capture_output=True, text=True)
         assert imp.returncode == 0, imp.stderr
         client = RuntimeClient(str(sock))
-        sid = client.run_pod_sandbox("web", "0f4e0f3c-3c1e-4c55-9a55-6d7d1f6b1a01", "default", str(tmp_path / "logs"))
+        sid = client.run_pod_sandbox("web", "0f4e0f3c-3c1e-4c55-9a55-6d7d1f6b1a01", "default", str(tmp_path / "logs"),
+                                     ports=((80, 18085),))
         state, ip = client.pod_sandbox_ip(sid)
         assert state == 0 and ip.startswith("10.201.9."), (state, ip)
+        rules = subprocess.run(["ip", "netns", "exec", sandbox, "nft", "list", "table", "inet", "podnet_portmap"],
+                               capture_output=True, text=True).stdout
+        assert f"tcp . 18085" in rules and f": {ip} . 80" in rules, \
+            f"containerd's hostPort (sent with capitalised keys) did not become a DNAT rule: {rules}"
         assert (tmp_path / "ipam" / NET / ip).exists(), "host-local holds no lease for the sandbox's address"
         assert probe.ping(f"/run/netns/{sandbox}", ip), f"the node cannot reach its pod {ip}"
 
@@ -138,6 +143,9 @@ def test_a_cri_pod_sandbox_gets_its_address_and_releases_it(bin_dir: str, sandbo
         assert len(dels) == 2 and dels[1].endswith("netns=[]"), calls
         assert any(c.startswith("loopback ADD") for c in calls), calls
         assert not [f for f in os.listdir(tmp_path / "ipam" / NET) if f[0].isdigit()], "the lease was not released"
+        rules = subprocess.run(["ip", "netns", "exec", sandbox, "nft", "list", "table", "inet", "podnet_portmap"],
+                               capture_output=True, text=True).stdout
+        assert "18085" not in rules, f"the hostPort rule outlived the pod: {rules}"
         assert [lk["ifname"] for lk in links_in(sandbox) if lk["ifname"].startswith("veth")] == []
     finally:
         if client is not None:
