@@ -131,7 +131,7 @@ def test_a_cri_pod_sandbox_gets_its_address_and_releases_it(bin_dir: str, sandbo
         assert state == 0 and ip.startswith("10.201.9."), (state, ip)
         rules = subprocess.run(["ip", "netns", "exec", sandbox, "nft", "list", "table", "inet", "podnet_portmap"],
                                capture_output=True, text=True).stdout
-        assert f"tcp . 18085" in rules and f": {ip} . 80" in rules, \
+        assert "tcp . 18085" in rules and f": {ip} . 80" in rules, \
             f"containerd's hostPort (sent with capitalised keys) did not become a DNAT rule: {rules}"
         assert (tmp_path / "ipam" / NET / ip).exists(), "host-local holds no lease for the sandbox's address"
         assert probe.ping(f"/run/netns/{sandbox}", ip), f"the node cannot reach its pod {ip}"
