@@ -174,23 +174,14 @@ def cmd_doctor(a: argparse.Namespace) -> int:
 def cmd_health(a: argparse.Namespace) -> int:
     """For exec probes (kubelet cannot reach a unix socket with httpGet): exit 0 when the agent
     answers /healthz (or, --ready, /readyz)."""
-    import socket as _socket
-    path = "/readyz" if a.ready else "/healthz"
+    from .doctor import http_get_unix
     try:
-        with _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM) as s:
-            s.settimeout(a.timeout)
-            s.connect(a.socket)
-            s.sendall(f"GET {path} HTTP/1.1\r\nHost: podnet\r\nConnection: close\r\n\r\n".encode())
-            reply = b""
-            while chunk := s.recv(4096):
-                reply += chunk
-    except OSError as e:
+        status, body = http_get_unix(a.socket, "/readyz" if a.ready else "/healthz", a.timeout)
+    except (OSError, ValueError, IndexError) as e:
         print(f"podnet agent at {a.socket}: {e}", file=sys.stderr)
         return 1
-    head, _, body = reply.partition(b"\r\n\r\n")
-    ok = head.split(b" ", 2)[1:2] == [b"200"]
     print(body.decode(errors="replace").strip())
-    return 0 if ok else 1
+    return 0 if status == 200 else 1
 
 
 def cmd_manifests(a: argparse.Namespace) -> int:

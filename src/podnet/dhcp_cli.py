@@ -6,7 +6,7 @@ import argparse
 import time
 from typing import Any
 
-from .ipam_cli import _out
+from .ipam_cli import emit
 
 
 def add_parser(sub: Any) -> None:
@@ -25,7 +25,7 @@ def run(a: argparse.Namespace) -> int:
     data = [{"container": x.container_id, "network": x.network, "ifname": x.ifname, "ip": x.ip,
              "prefixlen": x.prefixlen, "server": x.server_ip, "renewals": x.renewals,
              "expiresIn": round(x.expires - now), "renewAt": round(x.acquired + x.t1 - now)} for x in leases]
-    _out(a, data, [[d["container"], d["network"], d["ifname"], f"{d['ip']}/{d['prefixlen']}", d["server"],
+    emit(a, data, [[d["container"], d["network"], d["ifname"], f"{d['ip']}/{d['prefixlen']}", d["server"],
                     f"{d['expiresIn']}s", str(d["renewals"])] for d in data],
          ["CONTAINER", "NETWORK", "IFNAME", "ADDRESS", "SERVER", "EXPIRES IN", "RENEWALS"])
     return 0

@@ -71,7 +71,8 @@ def _table(rows: list[list[str]], head: list[str]) -> str:
     return "\n".join([fmt.format(*head)] + [fmt.format(*map(str, r)) for r in rows])
 
 
-def _out(a: argparse.Namespace, data: Any, rows: list[list[str]], head: list[str]) -> None:
+def emit(a: argparse.Namespace, data: Any, rows: list[list[str]], head: list[str]) -> None:
+    """--json: the data; else a table (the podnet CLI's one output shape)."""
     print(json.dumps(data, indent=2, sort_keys=True) if a.json else _table(rows, head))
 
 
@@ -100,7 +101,7 @@ def _dispatch(a: argparse.Namespace, c: ClusterIpam, kv: Any) -> int:
             kv.delete_prefix(c.pool_key(a.name))
             return 0
         pools = c.pools()
-        _out(a, [dict(p.to_json(), name=p.name) for p in pools],
+        emit(a, [dict(p.to_json(), name=p.name) for p in pools],
              [[p.name, str(p.cidr), f"/{p.block_size}", str(p.gateway or "")] for p in pools],
              ["POOL", "CIDR", "BLOCK", "GATEWAY"])
         return 0
@@ -112,12 +113,12 @@ def _dispatch(a: argparse.Namespace, c: ClusterIpam, kv: Any) -> int:
                              "size": b.cidr.num_addresses, "nodeSubnet": b.whole})
                 rows.append([p.name, str(b.cidr), b.node, "node subnet (host-local)" if b.whole
                              else f"{len(b.allocations)}/{b.cidr.num_addresses}"])
-        _out(a, data, rows, ["POOL", "BLOCK", "NODE", "USED"])
+        emit(a, data, rows, ["POOL", "BLOCK", "NODE", "USED"])
         return 0
     if a.ipam_cmd == "show":
         handles = c.handles()
         hits = {h: r for h, r in handles.items() if a.what in r["ips"] or h.split("/")[1] == a.what}
-        _out(a, hits, [[h, ",".join(r["ips"]), r.get("node", "")] for h, r in sorted(hits.items())],
+        emit(a, hits, [[h, ",".join(r["ips"]), r.get("node", "")] for h, r in sorted(hits.items())],
              ["HANDLE", "ADDRESSES", "NODE"])
         return 0 if hits else 1
     if a.ipam_cmd == "release":
@@ -126,18 +127,18 @@ def _dispatch(a: argparse.Namespace, c: ClusterIpam, kv: Any) -> int:
         return 0
     if a.ipam_cmd == "check":
         problems = c.check()
-        _out(a, problems, [[p] for p in problems], ["PROBLEM"])
+        emit(a, problems, [[p] for p in problems], ["PROBLEM"])
         return 1 if problems else 0
     if a.ipam_cmd == "reclaim":
         done = c.reclaim(a.grace)
         dead = sorted(c.dead_nodes())
-        _out(a, {"reclaimed": done, "dead": dead},
+        emit(a, {"reclaimed": done, "dead": dead},
              [[n, str(len(h))] for n, h in done.items()] + [[n, "waiting"] for n in dead if n not in done],
              ["NODE", "RELEASED"])
         return 0
     if a.ipam_cmd == "gc":
         keep = {(k.partition("/")[0], k.partition("/")[2]) for k in a.keep}  # no ifname: every interface
         gone = ClusterIpam(kv, a.node, c.prefix).gc(a.network, keep)
-        _out(a, gone, [[g] for g in gone], ["RELEASED"])
+        emit(a, gone, [[g] for g in gone], ["RELEASED"])
         return 0
     return 2

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .ipam_cli import _out, connect, etcd_command
+from .ipam_cli import connect, emit, etcd_command
 
 
 def add_parser(sub: Any) -> None:
@@ -41,7 +41,7 @@ def run(a: argparse.Namespace) -> int:
                  "vtep_mac": i.get("vtep_mac", ""), "blocks": sorted(blocks.get(n, []))} for n, i in sorted(live.items())]
         data += [{"node": n, "state": "dead", "addr": "", "backend": "", "vtep_mac": "", "blocks": sorted(blocks.get(n, []))}
                  for n in sorted(c.dead_nodes())]
-        _out(a, data, [[d["node"], d["state"], d["addr"], d["backend"], d["vtep_mac"], " ".join(d["blocks"])]
+        emit(a, data, [[d["node"], d["state"], d["addr"], d["backend"], d["vtep_mac"], " ".join(d["blocks"])]
                        for d in data], ["NODE", "STATE", "ADDRESS", "BACKEND", "VTEP MAC", "BLOCKS"])
         return 0
     finally:

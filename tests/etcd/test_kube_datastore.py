@@ -18,7 +18,7 @@ import pytest
 
 from podnet.lab import ETCD_ADDR, FABRIC_NET, Cluster, free_port
 from podnet.net import netns, probe
-from tests.helpers.fakekube import ThreadingHTTPServer, node_object, serve
+from tests.helpers.fakekube import Store, ThreadingHTTPServer, node_object, serve
 from tests.helpers.traffic import fetch, server
 
 
@@ -31,6 +31,10 @@ class FakeApi:
     def url(self) -> str:
         return f"http://{ETCD_ADDR}:{self.port}"
 
+    @property
+    def store(self) -> Store:
+        return self.srv.RequestHandlerClass.store  # type: ignore[union-attr,attr-defined]
+
     def start_in(self, lab: Cluster) -> None:
         """Listen in the lab's fabric netns (only this thread enters it, and only to bind)."""
         with netns.opened(f"/run/netns/{lab.fab}") as fd, netns.entered(fd):
@@ -40,19 +44,19 @@ class FakeApi:
             self.add_node(i)
 
     def add_node(self, i: int) -> None:
-        store = self.srv.RequestHandlerClass.store  # type: ignore[union-attr,attr-defined]
+        store = self.store
         with store.cond:
             obj = node_object(f"n{i + 1}", f"{FABRIC_NET}.{i + 1}", [f"10.244.{i}.0/24"])
             store.nodes[obj["metadata"]["name"]] = obj
             store._event("ADDED", obj)
 
     def delete_node(self, i: int) -> None:
-        store = self.srv.RequestHandlerClass.store  # type: ignore[union-attr,attr-defined]
+        store = self.store
         with store.cond:
             store._event("DELETED", store.nodes.pop(f"n{i + 1}"))
 
     def annotations(self, i: int) -> dict[str, str]:
-        store = self.srv.RequestHandlerClass.store  # type: ignore[union-attr,attr-defined]
+        store = self.store
         with store.cond:
             return dict(store.nodes[f"n{i + 1}"]["metadata"].get("annotations") or {})
 
@@ -82,7 +86,7 @@ def test_nodes_from_the_api_reach_each_other_and_a_deleted_node_loses_its_routes
         ann = api.annotations(i)
         assert ann["podnet.io/backend"] == c.backend and ann["podnet.io/underlay-addr"] == f"{FABRIC_NET}.{i + 1}"
         assert ("podnet.io/vtep-mac" in ann) == (c.backend == "vxlan")
-    store = api.srv.RequestHandlerClass.store  # type: ignore[union-attr,attr-defined]
+    store = api.store
     end = time.monotonic() + 5                          # posted just after the conflist is written
     while {e["involvedObject"]["name"] for e in store.recorded if e.get("reason") == "PodnetReady"} != \
             {"n1", "n2", "n3"}:
@@ -120,7 +124,7 @@ def test_a_node_without_pod_cidrs_stays_not_ready_until_it_gets_them() -> None:
     c = Cluster(1, "host-gw", datastore="kubernetes", kube_url=api.url, before_agents=api.start_in)
     try:
         c.up()
-        store = api.srv.RequestHandlerClass.store  # type: ignore[union-attr,attr-defined]
+        store = api.store
         with store.cond:
             obj = node_object("n2", f"{FABRIC_NET}.2", ["10.244.1.0/24"])
             obj["spec"] = {}                                  # registered, no podCIDRs yet
@@ -177,7 +181,7 @@ def test_a_leaked_lease_is_released_only_when_no_pod_holds_it_and_it_is_old() ->
     try:
         c.up()
         kept, leaked = c.add_pod(0), c.add_pod(0)
-        store = api.srv.RequestHandlerClass.store  # type: ignore[union-attr,attr-defined]
+        store = api.store
         with store.cond:
             store.pods.append(pod_object("kept", "n1", kept.ip))
             store.pods.append(pod_object("elsewhere", "n2", leaked.ip))   # another node's pod: does not count

@@ -11,7 +11,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
-from typing import Any, Callable, Protocol
+from typing import Callable, Protocol
 
 from ..ipam.cluster import Block, ClusterIpam
 
@@ -107,7 +107,3 @@ class EtcdPeers:
                     wake()
         stop: Callable[[], None] = kv_watch(self.ipam.prefix, on_event)
         return stop
-
-
-def describe(info: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={v}" for k, v in sorted(info.items()))

@@ -1,24 +1,19 @@
 """One DHCP exchange on a pod's interface, from inside its network namespace.
 
-A raw packet socket is opened while the calling thread is in the pod's netns (it stays
-bound to that netns and interface afterwards); messages are retransmitted with backoff
+The transport is a raw packet socket on the pod's interface (net/packet.py); messages are retransmitted with backoff
 (1, 2, 4 … s, RFC 2131 §4.1) until an answer or the deadline.  Nothing here keeps state:
 the lease keeper decides when to renew, rebind or release."""
 from __future__ import annotations
 
-import contextlib
 import random
 import select
 import socket
 import time
-from typing import Callable, Iterator
+from typing import Callable
 
-from ..net import netns
-from ..net.rtnl import open_rtnl
+from ..net.packet import link_socket as pod_socket
 from . import packets
 from .packets import Reply
-
-ETH_P_IP = 0x0800
 
 
 class NoAnswer(Exception):
@@ -27,23 +22,6 @@ class NoAnswer(Exception):
 
 class Refused(Exception):
     """The server said NAK."""
-
-
-@contextlib.contextmanager
-def pod_socket(netns_path: str, ifname: str, bring_up: bool = True) -> Iterator[tuple[socket.socket, str]]:
-    """(raw socket bound to the pod's interface, that interface's MAC)."""
-    with netns.opened(netns_path) as fd:
-        with open_rtnl(fd) as pod:
-            lk = pod.require_link(ifname)
-            if bring_up and not lk.up:
-                pod.set_link(lk.index, state="up")
-        with netns.entered(fd):
-            s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_IP))
-    try:
-        s.bind((ifname, ETH_P_IP))
-        yield s, lk.mac
-    finally:
-        s.close()
 
 
 def exchange(sock: socket.socket, build: Callable[[int], bytes], deadline: float,

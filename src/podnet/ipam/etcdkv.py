@@ -112,15 +112,17 @@ class EtcdKV:
         raise StoreUnavailable(f"etcd unavailable ({host}:{port} and {len(self.endpoints) - 1} other(s)): "
                                f"{type(last).__name__}: {last}") from None
 
+    def _new_client(self, endpoint: int, rpc_timeout: int | None) -> aetcd.Client:
+        """A client for endpoint number `endpoint`; rpc_timeout None for a watch (a deadline
+        would cut its stream)."""
+        host, port = self.endpoints[endpoint % len(self.endpoints)]
+        if self.tls is not None:
+            return _TLSClient(self.tls, host=host, port=port, timeout=rpc_timeout, options=CHANNEL_OPTIONS)
+        return aetcd.Client(host=host, port=port, timeout=rpc_timeout, options=CHANNEL_OPTIONS)
+
     async def _call(self, make: Any) -> Any:
         if self._client is None:
-            host, port = self.endpoints[self._current]
-            if self.tls is not None:
-                self._client = _TLSClient(self.tls, host=host, port=port, timeout=int(self.timeout) or 1,
-                                          options=CHANNEL_OPTIONS)
-            else:
-                self._client = aetcd.Client(host=host, port=port, timeout=int(self.timeout) or 1,
-                                            options=CHANNEL_OPTIONS)
+            self._client = self._new_client(self._current, int(self.timeout) or 1)
             await asyncio.wait_for(self._client.connect(), self.timeout)
         coro: Coroutine[Any, Any, Any] = make(self._client)
         return await asyncio.wait_for(coro, self.timeout)
@@ -185,9 +187,7 @@ class EtcdKV:
         async def run() -> None:
             attempt = 0
             while not stopped.is_set():
-                host, port = self.endpoints[attempt % len(self.endpoints)]
-                client = (_TLSClient(self.tls, host=host, port=port, options=CHANNEL_OPTIONS)
-                          if self.tls is not None else aetcd.Client(host=host, port=port, options=CHANNEL_OPTIONS))
+                client = self._new_client(attempt, None)
                 try:
                     await asyncio.wait_for(client.connect(), self.timeout)
                     events = await client.watch_prefix(prefix.encode())
