@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The main job: a virtual node with the podnet agent and pods on a podnet bridge.
+# The main job: `podnet demo`, a virtual cluster of node namespaces (etcd, an agent per node, pods on every node, all pairs checked).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
