@@ -9,8 +9,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from podnet.lab import Cluster  # noqa: E402
-from tests.helpers.traffic import measure_bits_per_second  # noqa: E402
+from podnet.lab import Cluster
+from tests.helpers.traffic import measure_bits_per_second
 
 
 def setup_time(nodes: int, pods: int, backend: str, ipam_mode: str = "cluster") -> None:

@@ -20,14 +20,13 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from tests.helpers.etcd import Etcd  # noqa: E402  (the same throwaway etcd the tests use)
-
-from podnet.ipam import allocator  # noqa: E402
-from podnet.ipam.cluster import ClusterIpam, Pool  # noqa: E402
-from podnet.ipam.etcdkv import EtcdKV  # noqa: E402
-from podnet.ipam.filestore import FileStore  # noqa: E402
-from podnet.ipam.ranges import parse_range_sets  # noqa: E402
-from podnet.ipam.store import Handle  # noqa: E402
+from podnet.ipam import allocator
+from podnet.ipam.cluster import ClusterIpam, Pool
+from podnet.ipam.etcdkv import EtcdKV
+from podnet.ipam.filestore import FileStore
+from podnet.ipam.ranges import parse_range_sets
+from podnet.ipam.store import Handle
+from tests.helpers.etcd import Etcd
 
 
 class Counting:

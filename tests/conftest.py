@@ -6,8 +6,8 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -24,7 +24,7 @@ def _is_root() -> bool:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         path = str(item.fspath)
-        if ("/kernel/" in path or "/runtimes/" in path or "/etcd/" in path) and not _is_root():
+        if ("/kernel/" in path or "/runtimes/" in path or "/cluster/" in path) and not _is_root():
             item.add_marker(pytest.mark.skip(reason="kernel tier needs root"))
 
 

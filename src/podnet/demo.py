@@ -8,17 +8,14 @@ the machine's own interfaces, routes and firewall are never touched.
 """
 from __future__ import annotations
 
-import json
-import socket
 import os
-import shutil
+import socket
 import subprocess
 import sys
-import tempfile
 import time
-import uuid
+from typing import Any
 
-from . import install
+from . import conflists
 from .net import probe
 
 UNDERLAY_NET = "10.245.0.0/24"
@@ -29,105 +26,76 @@ def _sh(*argv: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(argv, capture_output=True, text=True, check=True)
 
 
-def _cni(bin_dir: str, node: str, command: str, conf: dict, cid: str, netns: str,  # type: ignore[type-arg]
-         ifname: str = "eth0") -> dict | None:  # type: ignore[type-arg]
-    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "CNI_COMMAND": command, "CNI_CONTAINERID": cid,
-           "CNI_NETNS": netns, "CNI_IFNAME": ifname, "CNI_PATH": bin_dir}
-    p = subprocess.run(["ip", "netns", "exec", node, f"{bin_dir}/{conf['type']}"], input=json.dumps(conf).encode(),
-                       env=env, capture_output=True)
-    if p.returncode:
-        raise RuntimeError(f"{command} {cid}: {p.stdout.decode().strip()} {p.stderr.decode().strip()}")
-    return json.loads(p.stdout) if p.stdout.strip() else None
-
-
 def run_single_node_demo(pods: int = 2, keep: bool = False) -> int:
-    tag = uuid.uuid4().hex[:6]
-    node = f"pndemo-{tag}-node"
-    pod_names = [f"pndemo-{tag}-pod{i}" for i in range(pods)]
-    work = tempfile.mkdtemp(prefix=f"pndemo-{tag}-")
-    sock = os.path.join(work, "agent.sock")
-    bin_dir = os.path.join(work, "bin")
-    install.write_launchers(bin_dir)
-    conf = install.bridge_conflist(f"demo-{tag}", ["10.244.0.0/24"], bridge="pndemo0", agent_socket=sock,
-                                   data_dir=os.path.join(work, "ipam"))["plugins"][0]
-    conf.update(cniVersion="1.0.0", name=f"demo-{tag}")
-    underlay = f"pndemo-{tag}-underlay"   # another machine on the node's second network
-    mvconf = {"cniVersion": "1.0.0", "name": f"demo-{tag}-underlay", "type": "podnet-macvlan", "master": "pnunder0",
-              "mode": "bridge", "agentSocket": sock,
-              "ipam": {"type": "podnet-host-local", "subnet": UNDERLAY_NET, "rangeStart": "10.245.0.10",
-                       "rangeEnd": "10.245.0.200", "dataDir": os.path.join(work, "ipam")}}
-    agent = None
-    results: dict[str, dict] = {}  # type: ignore[type-arg]
-    underlay_ips: dict[str, dict] = {}  # type: ignore[type-arg]
+    """One standalone node of the lab (an agent without cross-node routing), an underlay network
+    behind it with another machine, and pods with eth0 on a bridge and net1 on a macvlan."""
+    from .lab import Cluster
+    lab = Cluster(1, datastore="none")
     ok = True
+    results: dict[str, dict[str, Any]] = {}
+    underlay_results: dict[str, dict[str, Any]] = {}
     try:
-        _sh("ip", "netns", "add", node)
-        _sh("ip", "netns", "exec", node, "ip", "link", "set", "lo", "up")
-        _sh("ip", "netns", "add", underlay)
+        lab.up()
+        node, sock, ipam_dir = lab.nodes[0], lab.sock(0), os.path.join(lab.work, "ipam")
+        bridge = conflists.bridge_conflist(f"demo-{lab.tag}", ["10.244.0.0/24"], bridge="pndemo0",
+                                           agent_socket=sock, data_dir=ipam_dir)
+        macvlan = {"cniVersion": "1.0.0", "name": f"demo-{lab.tag}-underlay", "plugins": [
+            {"type": "podnet-macvlan", "master": "pnunder0", "mode": "bridge", "agentSocket": sock,
+             "ipam": {"type": "podnet-host-local", "subnet": UNDERLAY_NET, "rangeStart": "10.245.0.10",
+                      "rangeEnd": "10.245.0.200", "dataDir": ipam_dir}}]}
+        underlay = lab.add_netns("underlay")        # another machine on the node's second network
         _sh("ip", "netns", "exec", node, "ip", "link", "add", "pnunder0", "type", "veth", "peer", "name", "uplink",
             "netns", underlay)
         _sh("ip", "netns", "exec", node, "ip", "link", "set", "pnunder0", "up")
         _sh("ip", "netns", "exec", underlay, "ip", "addr", "add", f"{UNDERLAY_HOST}/24", "dev", "uplink")
         _sh("ip", "netns", "exec", underlay, "ip", "link", "set", "uplink", "up")
-        agent = subprocess.Popen(["ip", "netns", "exec", node, sys.executable, "-m", "podnet.cli", "agent",
-                                  "--socket", sock, "--log-file", os.path.join(work, "agent.log")])
-        deadline = time.monotonic() + 30
-        while not os.path.exists(sock) and time.monotonic() < deadline:
-            time.sleep(0.05)
         print(f"podnet demo: node netns {node}, agent on {sock}, bridge pndemo0, subnet 10.244.0.0/24;")
         print(f"  underlay {UNDERLAY_NET} on the node's pnunder0 (macvlan master), a machine there at {UNDERLAY_HOST}")
-        for i, name in enumerate(pod_names):
-            _sh("ip", "netns", "add", name)
+        names = [lab.add_netns(f"pod{i}") for i in range(pods)]
+        for name in names:
             t0 = time.perf_counter()
-            res = _cni(bin_dir, node, "ADD", conf, f"demo{i}", f"/run/netns/{name}")
-            assert res is not None
-            results[name] = res
-            net1 = _cni(bin_dir, node, "ADD", mvconf, f"demo{i}", f"/run/netns/{name}", "net1")
-            assert net1 is not None
-            underlay_ips[name] = net1
+            netns = f"/run/netns/{name}"
+            res = lab.cni(0, "ADD", name, netns, bridge)
+            net1 = lab.cni(0, "ADD", name, netns, macvlan, ifname="net1")
+            assert res is not None and net1 is not None
+            results[name], underlay_results[name] = res, net1
             print(f"  ADD {name:<22} eth0 {res['ips'][0]['address']:<16} net1 {net1['ips'][0]['address']:<16}"
                   f" ({(time.perf_counter() - t0) * 1000:.0f} ms for both)")
-        gw = "10.244.0.1"
         print("reachability:")
-        for src in pod_names:
-            for dst in [gw] + [results[p]["ips"][0]["address"].split("/")[0] for p in pod_names if p != src]:
+        for src in names:
+            for dst in ["10.244.0.1"] + [results[p]["ips"][0]["address"].split("/")[0] for p in names if p != src]:
                 reached = probe.ping(f"/run/netns/{src}", dst)
                 ok &= reached
                 print(f"  {src:<22} -> {dst:<12} eth0 {'ok' if reached else 'FAILED'}")
-            for dst in [UNDERLAY_HOST] + [underlay_ips[p]["ips"][0]["address"].split("/")[0]
-                                          for p in pod_names if p != src]:
+            for dst in [UNDERLAY_HOST] + [underlay_results[p]["ips"][0]["address"].split("/")[0]
+                                          for p in names if p != src]:
                 reached = probe.ping(f"/run/netns/{src}", dst)
                 ok &= reached
                 print(f"  {src:<22} -> {dst:<12} net1 {'ok' if reached else 'FAILED'}")
         if keep:
-            print(f"kept: netns {node} {underlay} {' '.join(pod_names)}; remove with: ip netns del <name>")
+            print(f"kept: namespaces pnlab-{lab.tag}-*; remove with: podnet demo --down")
             return 0 if ok else 1
-        for i, name in enumerate(pod_names):
-            _cni(bin_dir, node, "DEL", dict(mvconf, prevResult=underlay_ips[name]), f"demo{i}",
-                 f"/run/netns/{name}", "net1")
-            _cni(bin_dir, node, "DEL", dict(conf, prevResult=results[name]), f"demo{i}", f"/run/netns/{name}")
-        left = [f for net in (conf["name"], mvconf["name"]) for f in os.listdir(os.path.join(work, "ipam", net))
+        for name in names:
+            lab.cni(0, "DEL", name, f"/run/netns/{name}", macvlan, ifname="net1", prev=underlay_results[name])
+            lab.cni(0, "DEL", name, f"/run/netns/{name}", bridge, prev=results[name])
+        left = [f for net in (str(bridge["name"]), str(macvlan["name"])) for f in os.listdir(os.path.join(ipam_dir, net))
                 if f[0].isdigit() or ":" in f]
         print(f"after DEL: {len(left)} reservations left")
         ok &= not left
-    except Exception as e:  # the report says what failed; cleanup still runs
+    except Exception as e:  # noqa: BLE001 - the report says what failed; cleanup still runs
         print(f"podnet demo failed: {e}", file=sys.stderr)
         ok = False
     finally:
         if not keep:
-            if agent is not None:
-                agent.terminate()
-                agent.wait(10)
-            for name in pod_names + [node, underlay]:
-                subprocess.run(["ip", "netns", "del", name], capture_output=True)
-            shutil.rmtree(work, ignore_errors=True)
+            lab.down()
     print("podnet demo:", "PASS" if ok else "FAIL")
     return 0 if ok else 1
 
 
-def _listen_in(netns_path: str, port: int) -> "socket.socket":
+def _listen_in(netns_path: str, port: int) -> socket.socket:
     """A listening TCP socket created inside the pod's netns (it stays there)."""
     import socket
+
     from .net import netns as nsmod
     with nsmod.opened(netns_path) as fd, nsmod.entered(fd):
         s = socket.socket()
@@ -140,6 +108,7 @@ def _listen_in(netns_path: str, port: int) -> "socket.socket":
 def run_cluster_demo(nodes: int = 3, pods_per_node: int = 2, backend: str = "vxlan", keep: bool = False,
                      ipam_mode: str = "cluster") -> int:
     import ipaddress
+
     from .lab import ETCD_ADDR, Cluster
     t0 = time.perf_counter()
     lab = Cluster(nodes, backend, ipam_mode=ipam_mode)
@@ -190,7 +159,7 @@ def run_cluster_demo(nodes: int = 3, pods_per_node: int = 2, backend: str = "vxl
         if keep:
             print(f"kept: namespaces pnlab-{lab.tag}-*; remove with: podnet demo --down")
             return 0 if ok else 1
-    except Exception as e:  # the report says what failed; teardown still runs
+    except Exception as e:  # noqa: BLE001 - the report says what failed; teardown still runs
         print(f"podnet demo failed: {e}", file=sys.stderr)
         ok = False
     finally:

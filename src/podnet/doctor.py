@@ -10,10 +10,10 @@ import shutil
 import socket
 import stat
 import subprocess
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator
 
-from .launcher import DEFAULT_SOCKET
+from .wire import DEFAULT_SOCKET
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 
@@ -95,7 +95,7 @@ def check_launchers(bin_dir: str) -> Iterator[Finding]:
     if not interp or not os.access(interp, os.X_OK):
         yield Finding("launcher interpreter", FAIL, f"{first} names {interp or 'no interpreter'}, not executable")
         return
-    from .hostlib import MIN_PYTHON, host_python
+    from .install import MIN_PYTHON, host_python
     try:
         version = host_python(interp)
     except (OSError, subprocess.TimeoutExpired, ValueError) as e:

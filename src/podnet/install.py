@@ -1,12 +1,25 @@
-"""Write the per-type launchers into a CNI bin dir, and optionally a conflist."""
+"""`podnet install`: the per-type launchers in a CNI bin dir, and (--lib-dir) a copy of podnet for
+the host's Python.
+
+`podnet install --lib-dir`: a copy of podnet and the libraries its plugins import, for the
+host's own interpreter — on a Kubernetes node the launchers (and the in-process fallback DEL
+relies on when the agent is down) run with the host's /usr/bin/python3, not the image's venv.
+
+Pure-Python libraries are always copied.  Compiled ones (grpcio, protobuf: the etcd client of
+podnet-cluster-ipam) only work with the interpreter version they were built for, so they are
+copied only when the host's Python is that version; otherwise they are left out and said so
+(the cluster IPAM then works through the agent only).
+"""
 from __future__ import annotations
 
+import glob
+import importlib.metadata as md
 import importlib.util
-import json
 import os
-from typing import Any
-
-from .launcher import DEFAULT_SOCKET
+import re
+import shutil
+import subprocess
+import sys
 
 INTERPRETER = "/usr/bin/python3"
 TYPES = ("bridge", "host-local", "static", "loopback", "ptp", "macvlan", "ipvlan", "vlan", "host-device", "dummy",
@@ -48,55 +61,73 @@ def write_launchers(bin_dir: str, types: tuple[str, ...] = TYPES, interpreter: s
     return written
 
 
-def bridge_conflist(network: str, subnets: list[str], bridge: str = "podnet0", ip_masq: bool = True,
-                    agent_socket: str = DEFAULT_SOCKET, cni_version: str = "1.0.0",
-                    data_dir: str | None = None) -> dict[str, Any]:
-    ipam: dict[str, Any] = {"type": "podnet-host-local", "ranges": [[{"subnet": s}] for s in subnets],
-                            "routes": [{"dst": "0.0.0.0/0"}] if any(":" not in s for s in subnets) else []}
-    if any(":" in s for s in subnets):
-        ipam["routes"].append({"dst": "::/0"})
-    if data_dir:
-        ipam["dataDir"] = data_dir
-    return {"cniVersion": cni_version, "name": network, "plugins": [
-        {"type": "podnet-bridge", "bridge": bridge, "isGateway": True, "ipMasq": ip_masq,
-         "hairpinMode": True, "agentSocket": agent_socket, "ipam": ipam},
-    ]}
+# ------------------------------------------------------------ --lib-dir: podnet for the host's Python
+MIN_PYTHON = (3, 11)      # tested on Debian 12's 3.11; the code needs 3.10 language features at least
+PLUGIN_DEPS = ("pyroute2", "prometheus_client", "scapy", "aetcd", "grpcio", "protobuf")
 
 
-def kubernetes_conflist(network: str, subnets: list[str], bridge: str = "podnet0",
-                        agent_socket: str = DEFAULT_SOCKET, cni_version: str = "1.0.0",
-                        data_dir: str | None = None) -> dict[str, Any]:
-    """Kubernetes' usual chain: bridge → portmap (hostPort) → bandwidth (pod annotations)
-    → tuning, each meta plugin declaring the capability the runtime fills in."""
-    conf = bridge_conflist(network, subnets, bridge, True, agent_socket, cni_version, data_dir)
-    conf["plugins"] += [
-        {"type": "podnet-portmap", "capabilities": {"portMappings": True}, "snat": True, "agentSocket": agent_socket},
-        {"type": "podnet-bandwidth", "capabilities": {"bandwidth": True}, "agentSocket": agent_socket},
-        {"type": "podnet-tuning", "capabilities": {"mac": True}, "agentSocket": agent_socket},
-    ]
-    return conf
+class HostPythonTooOld(Exception):
+    pass
 
 
-def cluster_conflist(network: str, ipam: dict[str, Any], mtu: int = 0, agent_socket: str = DEFAULT_SOCKET,
-                     cni_version: str = "1.0.0") -> dict[str, Any]:
-    """The node conflist the agent writes in the cluster tier: ptp pods (routed, no bridge:
-    cross-node traffic is plain routing) with the node's IPAM, then portmap for hostPort.
-    No ipMasq: the agent masquerades traffic leaving the cluster CIDR once, for the node,
-    so pod → pod across nodes keeps its source address."""
-    ptp: dict[str, Any] = {"type": "podnet-ptp", "agentSocket": agent_socket, "ipam": ipam}
-    if mtu:
-        ptp["mtu"] = mtu
-    return {"cniVersion": cni_version, "name": network, "plugins": [
-        ptp,
-        {"type": "podnet-portmap", "capabilities": {"portMappings": True}, "snat": True, "agentSocket": agent_socket},
-    ]}
+def host_python(interpreter: str, host_prefix: str = "") -> tuple[int, int]:
+    """The version of the host's interpreter: run it, or (installing from a container into a
+    host mounted at host_prefix) read it from its name, following symlinks within the prefix."""
+    if not host_prefix:
+        out = subprocess.run([interpreter, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                             capture_output=True, text=True, timeout=10)
+        if out.returncode:
+            raise FileNotFoundError(f"{interpreter} does not run: {out.stderr.strip()}")
+        major, minor = out.stdout.strip().split(".")
+        return int(major), int(minor)
+    path = interpreter
+    for _ in range(10):
+        m = re.search(r"python(\d+)\.(\d+)$", path)
+        if m:
+            return int(m.group(1)), int(m.group(2))
+        full = host_prefix + path
+        if not os.path.islink(full):
+            break
+        target = os.readlink(full)
+        path = target if target.startswith("/") else os.path.join(os.path.dirname(path), target)
+    found = sorted(glob.glob(f"{host_prefix}/usr/lib/python3.*/os.py"))
+    if not found:
+        raise FileNotFoundError(f"no Python found at {host_prefix}{interpreter}")
+    m = re.search(r"python(\d+)\.(\d+)/os.py$", found[-1])
+    assert m
+    return int(m.group(1)), int(m.group(2))
 
 
-def write_conflist(conf_dir: str, conflist: dict[str, Any], priority: int = 10) -> str:
-    os.makedirs(conf_dir, exist_ok=True)
-    dest = os.path.join(conf_dir, f"{priority}-{conflist['name']}.conflist")
-    with open(dest + ".tmp", "w") as f:
-        json.dump(conflist, f, indent=2)
-        f.write("\n")
-    os.replace(dest + ".tmp", dest)
-    return dest
+def require(version: tuple[int, int], interpreter: str) -> None:
+    if version < MIN_PYTHON:
+        raise HostPythonTooOld(f"{interpreter} is Python {version[0]}.{version[1]}; podnet's launchers need "
+                               f"{MIN_PYTHON[0]}.{MIN_PYTHON[1]} or newer")
+
+
+def _copy_tree(src: str, dest: str) -> None:
+    shutil.copytree(src, dest, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+
+
+def copy_lib(lib_dir: str, host_version: tuple[int, int]) -> tuple[list[str], list[str]]:
+    """Copy podnet and PLUGIN_DEPS into lib_dir; (copied, left out with the reason)."""
+    import podnet
+    os.makedirs(lib_dir, exist_ok=True)
+    _copy_tree(os.path.dirname(os.path.abspath(podnet.__file__)), os.path.join(lib_dir, "podnet"))
+    copied, skipped = ["podnet"], []
+    for name in PLUGIN_DEPS:
+        try:
+            dist = md.distribution(name)
+        except md.PackageNotFoundError:
+            skipped.append(f"{name}: not installed")
+            continue
+        files = [f for f in dist.files or [] if not str(f).startswith("..") and "__pycache__" not in str(f)]
+        if any(str(f).endswith(".so") for f in files) and host_version != sys.version_info[:2]:
+            skipped.append(f"{name}: compiled for Python {sys.version_info[0]}.{sys.version_info[1]}, "
+                           f"the host has {host_version[0]}.{host_version[1]}")
+            continue
+        for f in files:
+            dest = os.path.join(lib_dir, str(f))
+            os.makedirs(os.path.dirname(dest), exist_ok=True)
+            shutil.copy2(str(dist.locate_file(f)), dest)
+        copied.append(f"{name} {dist.version}")
+    return copied, skipped

@@ -21,8 +21,9 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from . import install
 
@@ -70,9 +71,11 @@ class Cluster:
     def __init__(self, nodes: int = 3, backend: str = "vxlan", tag: str = "", work: str = "",
                  lease_ttl: int = 5, route_interval: float = 5.0, reclaim_after: float = 300.0,
                  ipam_mode: str = "cluster", datastore: str = "etcd", kube_url: str = "",
-                 before_agents: Callable[["Cluster"], None] | None = None, agent_args: tuple[str, ...] = ()) -> None:
+                 before_agents: Callable[[Cluster], None] | None = None, agent_args: tuple[str, ...] = ()) -> None:
         """datastore "kubernetes": no etcd; the agents read Node objects from the API server at
-        kube_url, which `before_agents` must start (in the fabric netns) and fill with Nodes."""
+        kube_url, which `before_agents` must start (in the fabric netns) and fill with Nodes.
+        datastore "none": standalone nodes — no etcd, agents without cross-node routing (the
+        single-node demo)."""
         self.tag = tag or uuid.uuid4().hex[:6]
         self.backend = backend
         self.ipam_mode = ipam_mode
@@ -87,6 +90,7 @@ class Cluster:
         self.etcd_url = f"http://{ETCD_ADDR}:{self.etcd_port}"
         self.lease_ttl, self.route_interval, self.reclaim_after = lease_ttl, route_interval, reclaim_after
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.extra_ns: list[str] = []         # other namespaces of this lab (an underlay's far end…)
         self.removed: set[int] = set()
         self.pods: list[Pod] = []
 
@@ -103,7 +107,7 @@ class Cluster:
             self._wire_node(i)
         if self.datastore == "etcd":
             self._start_etcd()
-        else:
+        elif self.datastore == "kubernetes":
             self._write_kubeconfig()
         if self.before_agents:
             self.before_agents(self)
@@ -192,10 +196,31 @@ class Cluster:
     def sock(self, i: int) -> str:
         return os.path.join(self.work, f"agent-n{i + 1}.sock")
 
-    def _datastore_args(self) -> list[str]:
+    def add_netns(self, suffix: str) -> str:
+        """Another namespace belonging to this lab (removed with it): its name."""
+        name = f"pnlab-{self.tag}-{suffix}"
+        subprocess.run(["ip", "netns", "add", name], check=True)
+        _ip(name, "link", "set", "lo", "up")
+        self.extra_ns.append(name)
+        return name
+
+    def agent_settings(self, i: int) -> dict[str, Any]:
+        """Node i's agent configuration (what the DaemonSet's ConfigMap holds on a real cluster)."""
+        home = os.path.join(self.work, f"n{i + 1}")
+        s: dict[str, Any] = {"socket": self.sock(i), "log-file": os.path.join(self.work, f"agent-n{i + 1}.log"),
+                             "state-dir": os.path.join(home, "state"), "node": f"n{i + 1}"}
+        if self.datastore == "none":
+            return s
+        s.update({"routing": self.backend, "underlay-addr": f"{FABRIC_NET}.{i + 1}", "lease-ttl": self.lease_ttl,
+                  "route-interval": self.route_interval, "reclaim-after": self.reclaim_after,
+                  "cluster-cidr": [CLUSTER_CIDR], "ipam-mode": self.ipam_mode, "block-size": 26,
+                  "node-subnet-size": 24, "network": NETWORK, "cni-conf-dir": self.conf_dir(i),
+                  "ipam-data-dir": os.path.join(home, "ipam")})
         if self.datastore == "kubernetes":
-            return ["--datastore", "kubernetes", "--kubeconfig", os.path.join(self.work, "kubeconfig")]
-        return ["--etcd", self.etcd_url]
+            s.update({"datastore": "kubernetes", "kubeconfig": os.path.join(self.work, "kubeconfig")})
+        else:
+            s["etcd"] = [self.etcd_url]
+        return s
 
     def ipam_dir(self, i: int) -> str:
         return os.path.join(self.work, f"n{i + 1}", "ipam")
@@ -207,22 +232,27 @@ class Cluster:
         sock = self.sock(i)
         if os.path.exists(sock):
             os.unlink(sock)
-        home = os.path.join(self.work, f"n{i + 1}")
+        config = os.path.join(self.work, f"agent-n{i + 1}.json")
+        os.makedirs(self.work, exist_ok=True)
+        with open(config, "w") as f:
+            json.dump(self.agent_settings(i), f, indent=2)
         self.procs[f"agent{i}"] = subprocess.Popen(
-            ["ip", "netns", "exec", self.nodes[i], sys.executable, "-m", "podnet.cli", "agent", "--socket", sock,
-             "--log-file", os.path.join(self.work, f"agent-n{i + 1}.log"), "--routing", self.backend,
-             "--node", f"n{i + 1}", *self._datastore_args(), "--underlay-addr", f"{FABRIC_NET}.{i + 1}",
-             "--lease-ttl", str(self.lease_ttl), "--route-interval", str(self.route_interval),
-             "--reclaim-after", str(self.reclaim_after), "--cluster-cidr", CLUSTER_CIDR,
-             "--ipam-mode", self.ipam_mode, "--block-size", "26", "--node-subnet-size", "24",
-             "--network", NETWORK, "--cni-conf-dir", self.conf_dir(i), "--ipam-data-dir", os.path.join(home, "ipam"),
+            ["ip", "netns", "exec", self.nodes[i], sys.executable, "-m", "podnet.cli", "agent", "--config", config,
              *self.agent_args],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        wait_ready = wait_ready and self.datastore != "none"      # standalone agents write no conflist
         deadline = time.monotonic() + 30
         while not (os.path.exists(sock) and (os.path.exists(self.conflist_path(i)) or not wait_ready)):
             if self.procs[f"agent{i}"].poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"agent on node {i + 1} did not get ready")
             time.sleep(0.05)
+
+    def agent_log(self, i: int) -> str:
+        try:
+            with open(os.path.join(self.work, f"agent-n{i + 1}.log")) as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
 
     def kill_agent(self, i: int) -> None:
         p = self.procs.pop(f"agent{i}", None)
@@ -239,13 +269,15 @@ class Cluster:
         with open(self.conflist_path(i)) as f:
             return dict(json.load(f))
 
-    def cni(self, i: int, command: str, cid: str, netns: str) -> dict[str, Any] | None:
-        """Run node i's conflist as a runtime does: ADD in order with prevResult, DEL in reverse."""
-        conflist = self.conflist(i)
+    def cni(self, i: int, command: str, cid: str, netns: str, conflist: dict[str, Any] | None = None,
+            ifname: str = "eth0", prev: dict[str, Any] | None = None) -> dict[str, Any] | None:
+        """Run a conflist (default: the one node i's agent wrote) as a runtime does: ADD in order
+        with prevResult, DEL in reverse (with the ADD's result, `prev`, as prevResult)."""
+        conflist = conflist or self.conflist(i)
         plugins = conflist["plugins"] if command == "ADD" else list(reversed(conflist["plugins"]))
         env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "CNI_COMMAND": command, "CNI_CONTAINERID": cid,
-               "CNI_NETNS": netns, "CNI_IFNAME": "eth0", "CNI_PATH": self.bin_dir}
-        result: dict[str, Any] | None = None
+               "CNI_NETNS": netns, "CNI_IFNAME": ifname, "CNI_PATH": self.bin_dir}
+        result: dict[str, Any] | None = prev if command != "ADD" else None
         for plugin in plugins:
             conf = {"cniVersion": conflist["cniVersion"], "name": conflist["name"], **plugin}
             if result is not None:
@@ -305,13 +337,15 @@ class Cluster:
             except Exception:  # noqa: BLE001 - tearing down: the netns goes anyway
                 subprocess.run(["ip", "netns", "del", p.name], capture_output=True)
                 self.pods.remove(p)
-        for name, p in list(self.procs.items()):
-            if p.poll() is None:
-                p.kill()
-                p.wait()
+        for proc in list(self.procs.values()):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
         for i, ns in enumerate([*self.nodes, self.fab]):
             if i not in self.removed:
                 subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        for ns in self.extra_ns:
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
         remove_kept(self.tag)   # anything else of this lab, e.g. a pod whose node was killed
         shutil.rmtree(self.work, ignore_errors=True)
 

@@ -9,15 +9,15 @@ agent: if the agent fails mid-request, DEL runs in-process (same lock files, sam
 from __future__ import annotations
 
 import _socket  # the C module: `socket` pulls in enum/selectors, ~8 ms per pod start
-import posix    # built in: `os` costs ~1.5 ms per pod start (collections.abc, posixpath)
+import posix  # built in: `os` costs ~1.5 ms per pod start (collections.abc, posixpath)
 import sys
 
-DEFAULT_SOCKET = "/run/podnet/agent.sock"
+from .wire import DEFAULT_SOCKET, ENV_HEADER, EXIT_HEADER, STDERR_HEADER
+
 TIMEOUT_ENV = "PODNET_AGENT_TIMEOUT"
 NO_AGENT_ENV = "PODNET_NO_AGENT"
-ENV_HEADER = "X-Cni-Env-"        # X-Cni-Env-CNI_COMMAND: ADD
-EXIT_HEADER = b"x-cni-exit: "
-STDERR_HEADER = b"x-cni-stderr-length: "
+_EXIT = EXIT_HEADER.lower().encode() + b": "
+_STDERR_LEN = STDERR_HEADER.lower().encode() + b": "
 
 
 class AgentUnreachable(Exception):
@@ -79,10 +79,10 @@ def decode_response(raw: bytes) -> tuple[int, bytes, str]:
         raise AgentUnreachable("the agent serves another network namespace")
     code = err_len = None
     for line in head.lower().split(b"\r\n")[1:]:
-        if line.startswith(EXIT_HEADER):
-            code = int(line[len(EXIT_HEADER):])
-        elif line.startswith(STDERR_HEADER):
-            err_len = int(line[len(STDERR_HEADER):])
+        if line.startswith(_EXIT):
+            code = int(line[len(_EXIT):])
+        elif line.startswith(_STDERR_LEN):
+            err_len = int(line[len(_STDERR_LEN):])
     if code is None or err_len is None or err_len > len(body):
         raise AgentFailed("incomplete answer from the agent")
     cut = len(body) - err_len

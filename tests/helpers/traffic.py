@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import time
-from typing import Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 PY = "/usr/bin/python3"

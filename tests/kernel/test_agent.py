@@ -12,7 +12,7 @@ from pathlib import Path
 
 from podnet.net import probe
 from tests.helpers.cni import links_in, netns_add, netns_del, run_plugin, unique
-from tests.kernel.test_bridge import bridge_conf, host_veths, nft_ruleset, reservations
+from tests.helpers.state import bridge_conf, host_veths, nft_ruleset, reservations
 
 
 def raw_request(sandbox: str, sock: str, payload: bytes) -> bytes:
@@ -103,7 +103,10 @@ def test_kill_9_mid_adds_then_del_leaves_nothing_and_no_duplicates(bin_dir, sand
 
     with ThreadPoolExecutor(16) as ex:
         futs = [ex.submit(add, i) for i in range(50)]
-        time.sleep(0.4)
+        deadline = time.monotonic() + 30
+        while sum(f.done() for f in futs) < 4:              # the agent is busy serving the burst
+            assert time.monotonic() < deadline, "no ADD finished"
+            time.sleep(0.005)
         agent.proc.send_signal(signal.SIGKILL)
         results = [f.result() for f in futs]
     ok = [r.out["ips"][0]["address"] for r in results if r.rc == 0]
@@ -117,4 +120,4 @@ def test_kill_9_mid_adds_then_del_leaves_nothing_and_no_duplicates(bin_dir, sand
     assert reservations(tmp_path) == []
     assert host_veths(sandbox) == []
     assert not re.search(r"10\.77\.0\.\d+ comment", nft_ruleset(sandbox))
-    assert [l["ifname"] for l in links_in(sandbox) if l["ifname"].startswith("veth")] == []
+    assert [lk["ifname"] for lk in links_in(sandbox) if lk["ifname"].startswith("veth")] == []

@@ -9,38 +9,12 @@ from typing import Any
 
 import pytest
 
+from podnet.cni.version import SUPPORTED
 from podnet.net import probe
 from tests.helpers.cni import addrs_in, links_in, nsexec, routes_in, run_plugin
+from tests.helpers.state import bridge_conf, host_veths, nft_ruleset, reservations
 
-VERSIONS = ["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"]
-
-
-def bridge_conf(tmp_path: Path, mode: dict[str, str], version: str = "1.0.0", **extra: Any) -> dict[str, Any]:
-    conf: dict[str, Any] = {
-        "cniVersion": version, "name": "ktest", "type": "podnet-bridge", "bridge": "pnbr0",
-        "isGateway": True, "ipMasq": True,
-        "ipam": {"type": "podnet-host-local", "subnet": "10.77.0.0/24", "dataDir": str(tmp_path / "ipam"),
-                 "routes": [{"dst": "0.0.0.0/0"}]},
-        **mode,
-    }
-    conf.update(extra)
-    return conf
-
-
-def reservations(tmp_path: Path, net: str = "ktest") -> list[str]:
-    d = tmp_path / "ipam" / net
-    if not d.is_dir():
-        return []
-    return sorted(f.name for f in d.iterdir() if f.is_file() and f.name != "lock"
-                  and not f.name.startswith("last_reserved_ip"))
-
-
-def host_veths(sandbox: str) -> list[str]:
-    return [l["ifname"] for l in links_in(sandbox) if l["ifname"].startswith("veth")]
-
-
-def nft_ruleset(sandbox: str) -> str:
-    return nsexec(sandbox, "nft", "list", "ruleset").stdout
+VERSIONS = list(SUPPORTED)
 
 
 def pod_ip(result: dict[str, Any], version: str) -> str:
@@ -78,7 +52,7 @@ def test_add_check_del_every_version(version: str, bin_dir: str, sandbox: str, m
     assert host_veths(sandbox) == []
     assert reservations(tmp_path) == []
     assert ip.split("/")[0] not in nft_ruleset(sandbox)
-    assert [l["ifname"] for l in links_in(os.path.basename(pod))] == ["lo"]
+    assert [lk["ifname"] for lk in links_in(os.path.basename(pod))] == ["lo"]
 
 
 def test_check_detects_removed_address_and_route(bin_dir, sandbox, make_pod, mode, tmp_path):

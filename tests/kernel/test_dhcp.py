@@ -16,9 +16,10 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -59,8 +60,10 @@ class Underlay:
              "--dhcp-option=option:T1,6", "--dhcp-option=option:T2,10",
              f"--dhcp-leasefile={self.leasefile}", "--log-dhcp", f"--log-facility={self.tmp / 'dnsmasq.log'}"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(0.5)
-        assert self.server.poll() is None, (self.tmp / "dnsmasq.log").read_text()
+        log = self.tmp / "dnsmasq.log"
+        assert wait_for(lambda: self.server.poll() is not None or (log.exists() and "DHCP, IP range" in log.read_text()),
+                        10), "dnsmasq did not start serving"
+        assert self.server.poll() is None, log.read_text()
 
     def stop_server(self) -> None:
         if self.server is not None and self.server.poll() is None:
@@ -149,7 +152,7 @@ def test_pods_lease_renew_survive_an_agent_restart_and_release(bin_dir: str, und
             assert call.rc == 0, call.stdout + call.stderr
         ips = [call.out["ips"][0]["address"] for call in calls]
         assert len(set(ips)) == 8, ips
-        for i, (call, ip) in enumerate(zip(calls, ips)):
+        for i, (call, ip) in enumerate(zip(calls, ips, strict=True)):
             iface = ipaddress.ip_interface(ip)
             assert iface.network == ipaddress.ip_network("192.168.77.0/24")
             assert 50 <= int(iface.ip) - int(ipaddress.ip_address("192.168.77.0")) <= 69
@@ -243,6 +246,7 @@ def test_an_unrenewable_lease_keeps_its_address_until_it_really_expires(underlay
     """No server answers the renewals: the address stays while the lease is valid, is removed
     when it expires, and the failure is logged.  The keeper runs in this process here."""
     import logging
+
     from podnet.dhcp.keeper import Lease, LeaseKeeper
     pod = unique("pnt-p-")
     netns_add(pod)
@@ -262,7 +266,8 @@ def test_an_unrenewable_lease_keeps_its_address_until_it_really_expires(underlay
         handler.emit = lambda rec: records.append(rec.getMessage())  # type: ignore[method-assign]
         logging.getLogger("podnet.dhcp.keeper").addHandler(handler)
         keeper.start()
-        time.sleep(2.5)                                               # past T1 and T2, before expiry
+        assert wait_for(lambda: any("rebind of" in r for r in records), 4), records    # past T2, before expiry
+        assert time.time() < now + 4, "the keeper reached T2 only after the lease expired"
         assert pod_addrs(pod) == ["192.168.77.60/24"], "the address went before the lease expired"
         assert wait_for(lambda: pod_addrs(pod) == [], 6), "an expired lease's address stayed on the pod"
         assert time.time() >= now + 4

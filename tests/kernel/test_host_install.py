@@ -66,4 +66,4 @@ def test_install_refuses_a_host_python_that_is_too_old(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     launcher = (host / "opt/cni/bin/podnet-ptp").read_text()
     assert "['/opt/podnet']" in launcher, "launchers must name the lib dir as the host sees it"
-    assert (host / "opt/podnet/podnet/cli.py").is_file()
+    assert (host / "opt/podnet/podnet/cli/__init__.py").is_file()

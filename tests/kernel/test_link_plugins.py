@@ -11,16 +11,17 @@ import functools
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
+from podnet.cni.version import SUPPORTED
 from podnet.net import probe
 from tests.helpers.cni import addrs_in, links_in, netns_add, netns_del, nsexec, run_plugin, unique
-from tests.kernel.test_bridge import reservations
+from tests.helpers.state import reservations
+from tests.helpers.underlay import UNDERLAY_PEER, macvlan_conf
 
-VERSIONS = ["0.3.1", "0.4.0", "1.0.0", "1.1.0"]
-UNDERLAY_PEER = "10.79.0.250"
+VERSIONS = [v for v in SUPPORTED if v >= "0.3.1"]   # interfaces in results
 
 
 @functools.cache
@@ -39,28 +40,6 @@ def kernel_lacks(kind: str) -> str:
         netns_del(ns)
 
 
-@pytest.fixture
-def underlay(sandbox: str) -> Iterator[str]:
-    """`umaster` (up, in the sandbox) wired to a netns holding UNDERLAY_PEER/24."""
-    peer_ns = unique("pnt-u-")
-    netns_add(peer_ns)
-    try:
-        nsexec(sandbox, "ip", "link", "add", "umaster", "type", "veth", "peer", "name", "upeer")
-        nsexec(sandbox, "ip", "link", "set", "upeer", "netns", peer_ns)
-        nsexec(sandbox, "ip", "link", "set", "umaster", "up")
-        nsexec(peer_ns, "ip", "addr", "add", f"{UNDERLAY_PEER}/24", "dev", "upeer")
-        nsexec(peer_ns, "ip", "link", "set", "upeer", "up")
-        yield peer_ns
-    finally:
-        netns_del(peer_ns)
-
-
-def macvlan_conf(tmp_path: Path, run_mode: dict[str, str], version: str = "1.0.0", **extra: Any) -> dict[str, Any]:
-    return {"cniVersion": version, "name": "kmv", "type": "podnet-macvlan", "master": "umaster", "mode": "bridge",
-            "ipam": {"type": "podnet-host-local", "subnet": "10.79.0.0/24", "rangeStart": "10.79.0.10",
-                     "rangeEnd": "10.79.0.200", "dataDir": str(tmp_path / "ipam")}, **run_mode, **extra}
-
-
 def pod_links(pod: str) -> list[str]:
     return [lk["ifname"] for lk in links_in(os.path.basename(pod)) if lk["ifname"] != "lo"]
 
@@ -77,7 +56,7 @@ def test_macvlan_add_ping_check_del(version: str, bin_dir: str, sandbox: str, un
     ip = res["ips"][0]["address"]
     assert res["interfaces"] == [{"name": "eth0", "mac": res["interfaces"][0]["mac"], "sandbox": pod}]
     assert addrs_in(os.path.basename(pod), "eth0") == [ip]
-    info = [lk for lk in links_in(os.path.basename(pod)) if lk["ifname"] == "eth0"][0]
+    info = next(lk for lk in links_in(os.path.basename(pod)) if lk["ifname"] == "eth0")
     assert info["address"] == res["interfaces"][0]["mac"]
     assert probe.ping(pod, UNDERLAY_PEER), "macvlan pod cannot reach the underlay"
     if version >= "0.4.0":
@@ -118,7 +97,7 @@ def test_macvlan_l2_only_mac_and_mtu(bin_dir: str, sandbox: str, underlay: str, 
     r = run_plugin(f"{bin_dir}/podnet-macvlan", "ADD", conf, netns=pod, sandbox=sandbox)
     assert r.rc == 0, r.stdout
     assert r.out["interfaces"][0]["mac"] == "02:11:22:33:44:55" and "ips" not in r.out
-    info = [lk for lk in links_in(os.path.basename(pod)) if lk["ifname"] == "eth0"][0]
+    info = next(lk for lk in links_in(os.path.basename(pod)) if lk["ifname"] == "eth0")
     assert info["mtu"] == 1400 and "UP" in info["flags"] and info["address"] == "02:11:22:33:44:55"
     assert addrs_in(os.path.basename(pod), "eth0") == []
     assert run_plugin(f"{bin_dir}/podnet-macvlan", "DEL", conf, netns=pod, sandbox=sandbox).rc == 0
@@ -157,7 +136,7 @@ def test_macvlan_master_down_or_ifname_taken(bin_dir: str, sandbox: str, underla
 def test_host_device_moves_in_and_back(bin_dir: str, sandbox: str, make_pod, mode, tmp_path: Path) -> None:
     pod = make_pod()
     nsexec(sandbox, "ip", "link", "add", "hdev0", "type", "veth", "peer", "name", "hdev0p")
-    mac = [lk for lk in links_in(sandbox) if lk["ifname"] == "hdev0"][0]["address"]
+    mac = next(lk for lk in links_in(sandbox) if lk["ifname"] == "hdev0")["address"]
     b = f"{bin_dir}/podnet-host-device"
     for key, value in (("device", "hdev0"), ("hwaddr", mac)):
         conf = {"cniVersion": "1.0.0", "name": "khd", "type": "podnet-host-device", key: value,
@@ -165,7 +144,7 @@ def test_host_device_moves_in_and_back(bin_dir: str, sandbox: str, make_pod, mod
         r = run_plugin(b, "ADD", conf, netns=pod, sandbox=sandbox, ifname="net1")
         assert r.rc == 0, r.stdout
         assert "hdev0" not in [lk["ifname"] for lk in links_in(sandbox)]
-        inside = [lk for lk in links_in(os.path.basename(pod)) if lk["ifname"] == "net1"][0]
+        inside = next(lk for lk in links_in(os.path.basename(pod)) if lk["ifname"] == "net1")
         assert inside["address"] == mac and inside.get("ifalias") == "hdev0"
         assert addrs_in(os.path.basename(pod), "net1") == ["10.80.0.5/24"]
         assert run_plugin(b, "CHECK", dict(conf, prevResult=r.out), netns=pod, sandbox=sandbox,

@@ -7,8 +7,9 @@ answer with a banner, so each fetch proves which pod it reached.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -147,8 +148,8 @@ def test_raw_conditions_are_refused(bin_dir: str, sandbox: str, make_pod, mode, 
 def test_generated_kubernetes_conflist_end_to_end(bin_dir: str, sandbox: str, client: str, make_pod,
                                                   tmp_path: Path) -> None:
     """`podnet install --kubernetes` writes a chain that a runtime can run as is."""
-    from podnet import install
-    conf = install.kubernetes_conflist("kk8s", ["10.92.0.0/24"], bridge="pnbr9",
+    from podnet import conflists
+    conf = conflists.kubernetes_conflist("kk8s", ["10.92.0.0/24"], bridge="pnbr9",
                                        agent_socket=str(tmp_path / "none.sock"), data_dir=str(tmp_path / "ipam"))
     assert [p["type"] for p in conf["plugins"]] == ["podnet-bridge", "podnet-portmap", "podnet-bandwidth",
                                                     "podnet-tuning"]

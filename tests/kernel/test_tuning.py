@@ -19,7 +19,7 @@ def chain(tmp_path: Path, mode: dict[str, str], **tuning: Any) -> dict[str, Any]
 
 
 def link(pod: str) -> dict[str, Any]:
-    return [lk for lk in links_in(os.path.basename(pod)) if lk["ifname"] == "eth0"][0]
+    return next(lk for lk in links_in(os.path.basename(pod)) if lk["ifname"] == "eth0")
 
 
 def sysctl(pod: str, key: str) -> str:
@@ -42,7 +42,7 @@ def test_values_applied_then_restored(bin_dir: str, sandbox: str, make_pod, mode
     assert now["address"] == "02:aa:bb:cc:dd:ee" and now["mtu"] == 1280 and now["txqlen"] == 321
     assert "PROMISC" in now["flags"] and "ALLMULTI" in now["flags"]
     assert sysctl(pod, "net.ipv4.conf.eth0.arp_filter") == "1" and sysctl(pod, "net.core.somaxconn") == "1234"
-    eth0 = [i for i in r.out["interfaces"] if i["name"] == "eth0"][0]
+    eth0 = next(i for i in r.out["interfaces"] if i["name"] == "eth0")
     assert eth0["mac"] == "02:aa:bb:cc:dd:ee", "the result must carry the new MAC"
     assert run_chain(bin_dir, conf, "CHECK", netns=pod, sandbox=sandbox, prev=r.out).rc == 0
     nsexec(os.path.basename(pod), "ip", "link", "set", "eth0", "mtu", "1400")

@@ -9,8 +9,8 @@ from typing import Any
 
 from podnet.net import probe
 from tests.helpers.cni import links_in, nsexec, run_plugin
-from tests.kernel.test_bridge import reservations
-from tests.kernel.test_link_plugins import UNDERLAY_PEER, macvlan_conf, underlay  # noqa: F401 (fixture)
+from tests.helpers.state import reservations
+from tests.helpers.underlay import UNDERLAY_PEER, macvlan_conf
 
 
 def bridge_conf(tmp_path: Path, mode: dict[str, str]) -> dict[str, Any]:
@@ -23,7 +23,7 @@ def route_dev(pod: str, dst: str) -> str:
     return str(json.loads(nsexec(os.path.basename(pod), "ip", "-j", "route", "get", dst).stdout)[0]["dev"])
 
 
-def test_bridge_eth0_plus_macvlan_net1(bin_dir: str, sandbox: str, underlay: str, make_pod, mode,  # noqa: F811
+def test_bridge_eth0_plus_macvlan_net1(bin_dir: str, sandbox: str, underlay: str, make_pod, mode,
                                        tmp_path: Path) -> None:
     br, mv = f"{bin_dir}/podnet-bridge", f"{bin_dir}/podnet-macvlan"
     bconf, mconf = bridge_conf(tmp_path, mode), macvlan_conf(tmp_path, mode)

@@ -21,7 +21,7 @@ import pytest
 from podnet.net import probe
 from tests.helpers.cni import links_in
 from tests.helpers.cri import RuntimeClient
-from tests.runtimes.conftest import ensure_image
+from tests.helpers.images import ensure_image
 
 PAUSE = "localhost/podnet-pause:latest"
 NET = "pncri"

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.cni import links_in
+from tests.helpers.images import IMAGE, ensure_image
 
-from tests.runtimes.conftest import IMAGE, ensure_image
 NET = "pnpodman"
 SUBNET = "10.201.7.0/24"
 
@@ -75,4 +75,4 @@ def test_podman_containers_on_podnet_bridge(bin_dir: str, sandbox: str, holder: 
         podman(holder, env, "rm", "-f", "-t", "0", "pn-c1", check=False)
     left = [f for f in os.listdir(tmp_path / "ipam" / NET) if f[0].isdigit()]
     assert left == []
-    assert [l["ifname"] for l in links_in(sandbox) if l["ifname"].startswith("veth")] == []
+    assert [lk["ifname"] for lk in links_in(sandbox) if lk["ifname"].startswith("veth")] == []

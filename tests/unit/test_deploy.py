@@ -12,7 +12,8 @@ import pytest
 import yaml
 
 from podnet.cli import parser
-from podnet.deploy import DeployConfig, render, to_yaml
+from podnet.cli.agent import agent_config
+from podnet.manifests import DeployConfig, render, to_yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S_VERSIONS = ["1.33.0", "1.37.0"]
@@ -42,7 +43,7 @@ def kind(docs: list[dict[str, Any]], k: str) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
-def test_daemonset_mounts_privileges_probes_and_args(variant: str) -> None:
+def test_daemonset_mounts_privileges_probes_and_args(variant: str, tmp_path: Path) -> None:
     conf = VARIANTS[variant]
     docs = render(conf)
     pod = kind(docs, "DaemonSet")["spec"]["template"]["spec"]
@@ -65,15 +66,25 @@ def test_daemonset_mounts_privileges_probes_and_args(variant: str) -> None:
     assert {"get", "list", "watch", "patch"} == set(next(r for r in rules if r["resources"] == ["nodes"])["verbs"])
     assert not any("*" in r["verbs"] or "secrets" in r["resources"] for r in rules), "more rights than needed"
 
-    # the agent's and the installer's arguments, with the ConfigMap and downward API filled in, parse
-    env = dict(kind(docs, "ConfigMap")["data"], NODE_IP="10.0.0.1", NODE_NAME="node-a")
+    # the agent's and the installer's arguments, with the ConfigMap (the agent's config file, mounted
+    # where --config points) and the downward API filled in, parse into the settings meant
+    env = {"NODE_IP": "10.0.0.1", "NODE_NAME": "node-a"}
+    config_mount = next(m for m in agent["volumeMounts"] if m["name"] == "config")
+    assert next(v for v in pod["volumes"] if v["name"] == "config")["configMap"]["name"] == "podnet-config"
     for c in (agent, install):
         argv = [re.sub(r"\$\((\w+)\)", lambda m: env[m.group(1)], x) for x in c["args"]]
         parsed = parser().parse_args(argv)
         if c is agent:
-            assert parsed.datastore == conf.datastore and parsed.routing == conf.backend
-            assert parsed.cni_conf_dir == "/host/etc/cni/net.d"
+            assert parsed.config.startswith(config_mount["mountPath"] + "/")
+            settings = tmp_path / variant / "agent.yaml"
+            settings.parent.mkdir()
+            settings.write_text(kind(docs, "ConfigMap")["data"][parsed.config.rsplit("/", 1)[1]])
+            parsed.config = str(settings)
+            cfg = agent_config(parsed)
+            assert cfg.datastore == conf.datastore and cfg.routing == conf.backend
+            assert cfg.cni_conf_dir == "/host/etc/cni/net.d" and cfg.node == "node-a" and cfg.underlay_addr == "10.0.0.1"
+            assert cfg.cluster_cidr == [x for x in (conf.cluster_cidr, conf.cluster_cidr_v6) if x]
             if conf.etcd_tls_secret:
-                assert parsed.etcd_ca_file.startswith("/etc/podnet/etcd/")
+                assert cfg.etcd_ca_file.startswith("/etc/podnet/etcd/") and len(cfg.etcd) == 2
         else:
             assert parsed.lib_dir == "/opt/podnet" and parsed.host_prefix == "/host"

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import json
 
-import pytest  # noqa: I001
+import pytest
 
 from podnet import launcher
-from podnet.agent.edge import to_cni_error
 from podnet.cni.errors import CNIError
+from podnet.dispatch.codes import to_cni_error
 from podnet.ipam.errors import RangeExhausted, StoreUnavailable
 from podnet.net.errors import NetError, NetnsGone
 

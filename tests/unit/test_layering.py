@@ -30,11 +30,70 @@ def test_pyroute2_only_in_the_netlink_modules():
     assert "net/rtnl.py" in users and users <= NETLINK_MODULES, users
 
 
-def test_cni_layer_is_pure():
-    for p in (SRC / "cni").glob("*.py"):
-        text = p.read_text()
-        for upper in ("from ..net", "from ..ipam", "from ..plugins", "from ..agent"):
-            assert upper not in text, f"{p.name} imports {upper}"
+# Layers, lowest first: a module may import from its own package and from lower layers only.
+LAYERS: list[set[str]] = [
+    {"__init__"},                         # __version__ only
+    {"cni", "wire"},                      # the CNI contract; the launcher↔agent wire format
+    {"net", "ipam"},                      # the kernel; addresses and their stores
+    {"dhcp"},                             # the DHCP client (uses net)
+    {"plugins", "conflists"},             # one module per plugin type; the conflists podnet writes
+    {"dispatch"},                         # type → plugin, exception → CNI code
+    {"agent", "launcher"},                # the node agent; the per-call entry point
+    {"install", "manifests"},             # launchers and lib dir on a node; the Kubernetes objects
+    {"doctor", "lab"},                    # checks a node; the virtual cluster
+    {"demo"},
+    {"cli"},                              # argument parsing only
+]
+LAYER = {unit: i for i, units in enumerate(LAYERS) for unit in units}
+
+
+def unit_of(rel: str) -> str:
+    parts = rel.split("/")
+    return "__init__" if parts == ["__init__.py"] else parts[0].removesuffix(".py")
+
+
+def podnet_imports(path: Path) -> set[str]:
+    """The top-level podnet units (packages or modules) that `path` imports."""
+    rel = path.relative_to(SRC).as_posix()
+    pkg = rel.split("/")[:-1]
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            base = pkg[: len(pkg) - (node.level - 1)]
+            mod = [*base, *(node.module.split(".") if node.module else [])]
+            out |= {mod[0]} if mod else {"__init__" if a.name.startswith("__") else a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "podnet":
+            out.add(node.module.split(".")[1] if "." in node.module else "__init__")
+        elif isinstance(node, ast.Import):
+            out |= {a.name.split(".")[1] for a in node.names if a.name.startswith("podnet.")}
+    return out
+
+
+def test_every_module_belongs_to_a_layer():
+    units = {unit_of(p.relative_to(SRC).as_posix()) for p in SRC.rglob("*.py")}
+    assert units <= set(LAYER), f"modules without a layer: {sorted(units - set(LAYER))}"
+
+
+def test_imports_point_down():
+    wrong = []
+    for p in SRC.rglob("*.py"):
+        mine = unit_of(p.relative_to(SRC).as_posix())
+        for target in podnet_imports(p):
+            if target != mine and LAYER.get(target, 99) >= LAYER[mine]:
+                wrong.append(f"{p.relative_to(SRC)} ({mine}, layer {LAYER[mine]}) imports {target} "
+                             f"(layer {LAYER.get(target, '?')})")
+    assert not wrong, "\n".join(sorted(wrong))
+
+
+def test_the_layering_rule_catches_an_upward_import(tmp_path: Path):
+    """The checker itself: a plugin importing the agent is reported."""
+    fake = SRC / "plugins" / "_layering_probe.py"
+    fake.write_text("from ..agent import readiness\n")
+    try:
+        assert "agent" in podnet_imports(fake)
+        assert LAYER["agent"] >= LAYER["plugins"]
+    finally:
+        fake.unlink()
 
 
 def test_launcher_imports_only_stdlib_for_version(tmp_path: Path):
@@ -54,6 +113,7 @@ def test_launcher_forwarding_an_add_imports_nothing_heavy(tmp_path: Path):
     """The per-pod path: read env + stdin, one request to the agent, print the answer."""
     import socket
     import threading
+
     from podnet import install
     install.write_launchers(str(tmp_path), ("bridge",), interpreter="/usr/bin/python3")
     sock_path = str(tmp_path / "agent.sock")

@@ -41,4 +41,4 @@ def test_round_robin_iteration_wraps_across_ranges():
     order = [str(a) for a, _ in rs.iterate_from(ip("10.0.1.5"))]
     assert order[0] == "10.0.1.6" and order[1] == "10.0.0.1" and order[-1] == "10.0.1.5"
     assert len(order) == len(set(order)) == 12
-    assert [str(a) for a, _ in rs.iterate_from(None)][0] == "10.0.0.1"
+    assert next(str(a) for a, _ in rs.iterate_from(None)) == "10.0.0.1"

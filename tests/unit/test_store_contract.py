@@ -49,7 +49,7 @@ def test_repeated_add_returns_same_address(store):
 def test_exhaustion_names_the_range_and_leaves_nothing(store):
     for i in range(5):
         alloc(store, Handle(f"c{i}", "eth0"))
-    with pytest.raises(RangeExhausted, match="10.9.0.1-10.9.0.6"):
+    with pytest.raises(RangeExhausted, match=r"10\.9\.0\.1-10\.9\.0\.6"):
         alloc(store, Handle("c9", "eth0"))
     with store.session() as s:
         assert len(s.holders()) == 5

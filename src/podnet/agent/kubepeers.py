@@ -21,7 +21,8 @@ import ipaddress
 import logging
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from lightkube import Client, KubeConfig  # pinned in pyproject: lightkube==1.0.1
 from lightkube.resources.core_v1 import Node, Pod
@@ -43,6 +44,10 @@ def _pod_cidrs(node: Any) -> list[IPNet]:
     if not raw and spec is not None and spec.podCIDR:
         raw = [spec.podCIDR]
     return [ipaddress.ip_network(c) for c in raw]
+
+
+def _name(obj: Any) -> str:
+    return str(obj.metadata.name)
 
 
 def _internal_ip(node: Any) -> str:
@@ -88,10 +93,11 @@ class KubePeers:
     def event(self, reason: str, message: str, kind: str = "Normal") -> None:
         """An Event on our Node (`kubectl describe node` shows it); best effort."""
         import datetime
+
         from lightkube.models.core_v1 import EventSource, ObjectReference
         from lightkube.models.meta_v1 import ObjectMeta
         from lightkube.resources.core_v1 import Event
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = datetime.datetime.now(datetime.UTC)
         ev = Event(metadata=ObjectMeta(generateName=f"{self.node}.podnet-", namespace="default"),
                    involvedObject=ObjectReference(kind="Node", name=self.node, uid=self.node, apiVersion="v1"),
                    reason=reason, message=message, type=kind, source=EventSource(component="podnet-agent", host=self.node),
@@ -125,7 +131,7 @@ class KubePeers:
     # ------------------------------------------------------------ the others
     def _relist(self) -> str:
         listing = self.client.list(Node)
-        nodes = {n.metadata.name: n for n in listing}
+        nodes = {_name(n): n for n in listing}
         with self._lock:
             self._nodes, self._synced = nodes, True
         return listing.resourceVersion if nodes else ""
@@ -165,9 +171,9 @@ class KubePeers:
                             return
                         with self._lock:
                             if kind == "DELETED":
-                                self._nodes.pop(obj.metadata.name, None)
+                                self._nodes.pop(_name(obj), None)
                             else:
-                                self._nodes[obj.metadata.name] = obj
+                                self._nodes[_name(obj)] = obj
                         wake()
                 except Exception as e:  # noqa: BLE001 - API server gone, 410 Gone, stream cut: relist
                     if stopped.is_set():

@@ -15,7 +15,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import install
+from .. import conflists
 from ..ipam.cluster import ClusterIpam, Pool
 
 log = logging.getLogger(__name__)
@@ -74,9 +74,9 @@ class NodeNetwork:
                 "pools": pools, "routes": default_routes, **self.etcd_tls}
 
     def conflist(self, node: str, mtu: int) -> dict[str, Any]:
-        return install.cluster_conflist(self.network, self.ipam_conf(node), mtu, self.agent_socket)
+        return conflists.cluster_conflist(self.network, self.ipam_conf(node), mtu, self.agent_socket)
 
     def write_conflist(self, node: str, mtu: int) -> str:
-        path = install.write_conflist(self.conf_dir, self.conflist(node, mtu))
+        path = conflists.write_conflist(self.conf_dir, self.conflist(node, mtu))
         log.info("node ready: wrote %s", path)
         return path

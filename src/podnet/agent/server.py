@@ -27,7 +27,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from ..cni.errors import DECODE_FAILURE, NOT_AVAILABLE, TRY_AGAIN_LATER, CNIError
-from ..launcher import ENV_HEADER
+from ..wire import ENV_HEADER, EXIT_HEADER, STDERR_HEADER
 from . import metrics, readiness
 
 log = logging.getLogger(__name__)
@@ -96,8 +96,8 @@ class Handler(BaseHTTPRequestHandler):
         payload = out + err.encode()
         self.send_response(200)
         self.send_header("Content-Length", str(len(payload)))
-        self.send_header("X-CNI-Exit", str(code))
-        self.send_header("X-CNI-Stderr-Length", str(len(err.encode())))
+        self.send_header(EXIT_HEADER, str(code))
+        self.send_header(STDERR_HEADER, str(len(err.encode())))
         self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.write(payload)

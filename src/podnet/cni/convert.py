@@ -5,13 +5,12 @@ the tables below say which parser and which renderer serve each version.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from . import version as V
 from .errors import DECODE_FAILURE, CNIError
-from .types import (Interface, IPConfig, Result, Route, dns_from_dict, dns_to_dict,
-                    parse_cidr, parse_ip, parse_net)
-
+from .types import Interface, IPConfig, Result, Route, dns_from_dict, dns_to_dict, parse_cidr, parse_ip, parse_net
 
 # ---------------------------------------------------------------- parsing
 
@@ -117,12 +116,12 @@ def _render_legacy(res: Result, version: str) -> dict[str, Any]:
         raise CNIError(DECODE_FAILURE, "cannot convert: no valid IP addresses")
     out: dict[str, Any] = {"cniVersion": version}
     for fam, key in ((4, "ip4"), (6, "ip6")):
-        ip = first[fam]
-        if ip is None:
+        chosen = first[fam]
+        if chosen is None:
             continue
-        block: dict[str, Any] = {"ip": str(ip.address)}
-        if ip.gateway is not None:
-            block["gateway"] = str(ip.gateway)
+        block: dict[str, Any] = {"ip": str(chosen.address)}
+        if chosen.gateway is not None:
+            block["gateway"] = str(chosen.gateway)
         routes = [_route_dict(r, full=False) for r in res.routes if r.dst.version == fam]
         if routes:
             block["routes"] = routes

@@ -4,10 +4,11 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from .convert import parse_result
-from .errors import DECODE_FAILURE, INTERNAL, CNIError
+from .errors import DECODE_FAILURE, INTERNAL, TRY_AGAIN_LATER, CNIError
 from .types import Result
 
 
@@ -28,7 +29,10 @@ def exec_plugin(plugin_type: str, env: Mapping[str, str], config: Mapping[str, A
     child_env = dict(env)
     child_env["CNI_COMMAND"] = command
     stdin = json.dumps(config).encode()
-    proc = subprocess.run([binary], input=stdin, env=child_env, capture_output=True, timeout=timeout)
+    try:
+        proc = subprocess.run([binary], input=stdin, env=child_env, capture_output=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise CNIError(TRY_AGAIN_LATER, f"{plugin_type} {command} did not answer within {timeout:.0f}s") from None
     out = proc.stdout.strip()
     if proc.returncode != 0:
         try:

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from . import version as V
 from .errors import DECODE_FAILURE, INVALID_CONFIG, INVALID_ENV, UNKNOWN_CONTAINER, CNIError

@@ -5,11 +5,12 @@ The transport is a raw packet socket on the pod's interface (net/packet.py); mes
 the lease keeper decides when to renew, rebind or release."""
 from __future__ import annotations
 
+import functools
 import random
 import select
 import socket
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from ..net.packet import link_socket as pod_socket
 from . import packets
@@ -57,7 +58,8 @@ def acquire(netns_path: str, ifname: str, client_id: bytes, provide: list[tuple[
         while True:
             offer = exchange(sock, lambda x: packets.discover(mac, x, client_id, provide, request), deadline,
                              ("OFFER",))
-            ack = exchange(sock, lambda x: packets.request_offer(mac, x, client_id, offer, provide, request),
+            ack = exchange(sock, functools.partial(packets.request_offer, mac, client_id=client_id, offer=offer,
+                                                   provide=provide, request=request),
                            deadline)
             if ack.kind == "ACK":
                 return ack, mac

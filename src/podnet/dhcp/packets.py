@@ -103,7 +103,7 @@ def parse(frame: bytes, xid: int) -> Reply | None:
         dst, _, gw = item.partition(":")
         r.classless.append((str(ipaddress.ip_network(dst, strict=False)), gw))
     static = many("static-routes")
-    for dst, gw in zip(static[0::2], static[1::2]):
+    for dst, gw in zip(static[0::2], static[1::2], strict=False):  # an odd trailing item is ignored
         r.static.append((dst, gw))
     return r
 

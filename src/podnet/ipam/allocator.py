@@ -7,8 +7,8 @@ the gateway is never handed out; the cursor makes allocation round-robin.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from .errors import AddressUnavailable, RangeExhausted
 from .ranges import Range, RangeSet

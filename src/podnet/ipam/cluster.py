@@ -21,128 +21,17 @@ import json
 import random
 import threading
 import time
-from dataclasses import dataclass, field
-from typing import Any, Iterator, Protocol
+from typing import Any
 
-from .errors import IpamError, RangeExhausted
+from .blocks import DEFAULT_BLOCK, Block, IPAddr, IPNet, Pool, block_key_part, handle_id
+from .errors import Conflict, IpamError, RangeExhausted
+from .kv import KV, Txn
 
-IPAddr = ipaddress.IPv4Address | ipaddress.IPv6Address
-IPNet = ipaddress.IPv4Network | ipaddress.IPv6Network
+__all__ = ["DEFAULT_BLOCK", "DEFAULT_PREFIX", "Block", "ClusterIpam", "Pool", "handle_id"]
+
 DEFAULT_PREFIX = "/podnet/"
-DEFAULT_BLOCK = {4: 26, 6: 122}
 COOLDOWN_SECONDS = 30.0     # a released address rests before reuse (stale ARP/conntrack)
 MAX_ATTEMPTS = 40
-
-
-@dataclass(frozen=True)
-class Entry:
-    key: str
-    value: bytes
-    mod_revision: int
-
-
-@dataclass(frozen=True)
-class Txn:
-    """Compare every (key, mod_revision) (0: the key must not exist); then put and delete."""
-    compares: tuple[tuple[str, int], ...]
-    puts: tuple[tuple[str, bytes], ...] = ()
-    deletes: tuple[str, ...] = ()
-    lease: int = 0   # attach the puts to this lease
-
-
-class KV(Protocol):
-    def get(self, key: str) -> Entry | None: ...
-    def get_prefix(self, prefix: str) -> list[Entry]: ...
-    def txn(self, t: Txn) -> int: ...  # the new revision, 0 when a compare failed
-
-
-class Conflict(IpamError):
-    """Too many concurrent writers beat us to the same block; try again later."""
-
-
-@dataclass(frozen=True)
-class Pool:
-    name: str
-    cidr: IPNet
-    block_size: int
-    gateway: IPAddr | None = None
-    exclude: frozenset[IPAddr] = frozenset()
-
-    def to_json(self) -> dict[str, Any]:
-        return {"cidr": str(self.cidr), "blockSize": self.block_size,
-                "gateway": str(self.gateway) if self.gateway else None,
-                "exclude": sorted(str(x) for x in self.exclude)}
-
-    @staticmethod
-    def from_json(name: str, d: dict[str, Any]) -> "Pool":
-        cidr = ipaddress.ip_network(d["cidr"])
-        gw = ipaddress.ip_address(d["gateway"]) if d.get("gateway") else None
-        return Pool(name, cidr, int(d.get("blockSize") or DEFAULT_BLOCK[cidr.version]), gw,
-                    frozenset(ipaddress.ip_address(x) for x in d.get("exclude") or []))
-
-    def blocks(self) -> Iterator[IPNet]:
-        if self.block_size <= self.cidr.prefixlen:
-            yield self.cidr
-        else:
-            yield from self.cidr.subnets(new_prefix=self.block_size)
-
-    def block_of(self, ip: IPAddr) -> IPNet:
-        size = max(self.block_size, self.cidr.prefixlen)
-        return ipaddress.ip_network(f"{ip}/{size}", strict=False)
-
-    def usable(self, ip: IPAddr) -> bool:
-        """Not the pool's network or broadcast address, not the gateway, not excluded."""
-        if ip in self.exclude or ip == self.gateway:
-            return False
-        if self.cidr.version == 4 and self.cidr.prefixlen < 31:
-            return ip not in (self.cidr.network_address, self.cidr.broadcast_address)
-        return ip != self.cidr.network_address
-
-
-@dataclass
-class Block:
-    cidr: IPNet
-    node: str
-    allocations: dict[str, str] = field(default_factory=dict)   # ip -> handle id
-    cooldown: dict[str, float] = field(default_factory=dict)    # ip -> usable again at (unix time)
-    whole: bool = False     # a node subnet (host-local mode): the node allocates inside it itself
-
-    def copy(self) -> "Block":
-        return Block(self.cidr, self.node, dict(self.allocations), dict(self.cooldown), self.whole)
-
-    def to_bytes(self) -> bytes:
-        d: dict[str, Any] = {"cidr": str(self.cidr), "node": self.node, "allocations": self.allocations,
-                             "cooldown": self.cooldown}
-        if self.whole:
-            d["whole"] = True
-        return json.dumps(d, sort_keys=True).encode()
-
-    @staticmethod
-    def from_bytes(raw: bytes) -> "Block":
-        d = json.loads(raw)
-        return Block(ipaddress.ip_network(d["cidr"]), d.get("node", ""), dict(d.get("allocations") or {}),
-                     {k: float(v) for k, v in (d.get("cooldown") or {}).items()}, bool(d.get("whole")))
-
-    def free_address(self, pool: Pool, now: float) -> IPAddr | None:
-        if self.whole:      # a node's own subnet is never lent out address by address
-            return None
-        for ip in self.cidr:  # the pool decides what is usable (its own network/broadcast, gateway)
-            s = str(ip)
-            if s not in self.allocations and self.cooldown.get(s, 0.0) <= now and pool.usable(ip):
-                return ip
-        return None
-
-    def prune_cooldown(self, now: float) -> None:
-        """Forget rested addresses (on the copy about to be written)."""
-        self.cooldown = {ip: t for ip, t in self.cooldown.items() if t > now}
-
-
-def handle_id(network: str, container_id: str, ifname: str) -> str:
-    return f"{network}/{container_id}/{ifname}"
-
-
-def _block_key(cidr: IPNet) -> str:
-    return f"{cidr.network_address}-{cidr.prefixlen}"
 
 
 class ClusterIpam:
@@ -164,7 +53,7 @@ class ClusterIpam:
         return f"{self.prefix}pools/{name}"
 
     def block_key(self, pool: str, cidr: IPNet) -> str:
-        return f"{self.prefix}blocks/{pool}/{_block_key(cidr)}"
+        return f"{self.prefix}blocks/{pool}/{block_key_part(cidr)}"
 
     def handle_key(self, hid: str) -> str:
         return f"{self.prefix}handles/{hid}"
@@ -317,85 +206,6 @@ class ClusterIpam:
                 return cidr
         raise Conflict(f"could not claim a subnet of pool {pool.name}")
 
-    # ------------------------------------------------------------ nodes
-    def node_key(self, node: str) -> str:
-        return f"{self.prefix}nodes/{node}"
-
-    def register(self, ttl: int, info: dict[str, Any] | None = None) -> int:
-        """Announce this node under a lease (keep it alive with kv.keep_alive); returns the lease.
-        `known/<node>` (no lease) remembers that the node once registered: only such nodes are
-        ever declared dead — a node that never ran an agent is not."""
-        lease = self.kv.grant_lease(ttl)  # type: ignore[attr-defined]
-        record = json.dumps({"node": self.node, "since": time.time(), **(info or {})}).encode()
-        known = f"{self.prefix}known/{self.node}"
-        dead = f"{self.prefix}dead/{self.node}"
-        self.kv.txn(Txn((), ((self.node_key(self.node), record),), (dead,), lease=lease))
-        got = self.kv.get(known)
-        self.kv.txn(Txn(((known, got.mod_revision if got else 0),), ((known, b"{}"),)))
-        return lease
-
-    def remove_node(self, node: str) -> bool:
-        """An operator's `podnet node rm`: the node's registration goes now instead of at its
-        lease's expiry, so every agent drops its routes at once (its blocks are reclaimed
-        later, like any dead node's).  False when it was not registered."""
-        key = self.node_key(node)
-        got = self.kv.get(key)
-        return got is not None and bool(self.kv.txn(Txn(((key, got.mod_revision),), (), (key,))))
-
-    def live_nodes(self) -> set[str]:
-        return {e.key.rsplit("/", 1)[1] for e in self.kv.get_prefix(f"{self.prefix}nodes/")}
-
-    def dead_nodes(self) -> set[str]:
-        known = {e.key.rsplit("/", 1)[1] for e in self.kv.get_prefix(f"{self.prefix}known/")}
-        return known - self.live_nodes()
-
-    def reclaim(self, grace: float) -> dict[str, list[str]]:
-        """Take back the blocks of nodes whose lease expired at least `grace` seconds ago.
-
-        First sight of a dead node only records when it was seen dead; a later pass (the
-        second look) that still finds it dead after the grace period releases its handles,
-        keeps allocations that live nodes' handles hold in its blocks (borrowers), and
-        leaves the blocks unaffined for any node to claim.  Returns {node: released handles}.
-        """
-        out: dict[str, list[str]] = {}
-        now = time.time()
-        for node in sorted(self.dead_nodes()):
-            mark = f"{self.prefix}dead/{node}"
-            seen = self.kv.get(mark)
-            if seen is None:
-                self.kv.txn(Txn(((mark, 0), (self.node_key(node), 0)), ((mark, json.dumps({"since": now}).encode()),)))
-                continue
-            if now - float(json.loads(seen.value)["since"]) < grace:
-                continue
-            if node in self.live_nodes():   # the second look: it came back meanwhile
-                continue
-            released = [hid for hid, rec in self.handles().items() if rec.get("node") == node]
-            for hid in released:
-                self.release(hid)
-            for pool in self.pools():
-                for block, _ in self.blocks(pool.name):
-                    if block.node == node:
-                        self._unaffine(pool.name, block.cidr, node)
-                self._view.pop(pool.name, None)
-            known = f"{self.prefix}known/{node}"
-            self.kv.txn(Txn(((self.node_key(node), 0),), (), (mark, known)))
-            out[node] = released
-        return out
-
-    def _unaffine(self, pool: str, cidr: IPNet, node: str) -> None:
-        key = self.block_key(pool, cidr)
-        for _ in range(MAX_ATTEMPTS):
-            got = self.kv.get(key)
-            if got is None:
-                return
-            block = Block.from_bytes(got.value)
-            if block.node != node:
-                return
-            block.node = ""
-            if self.kv.txn(Txn(((key, got.mod_revision),), ((key, block.to_bytes()),))):
-                return
-        raise Conflict(f"could not unaffine block {cidr} of {node}")
-
     # ------------------------------------------------------------ release
     def release(self, hid: str) -> list[IPAddr]:
         """Free the handle's addresses and delete it, in ONE transaction; [] for an unknown handle.
@@ -410,7 +220,7 @@ class ClusterIpam:
             compares: list[tuple[str, int]] = [(hkey, held.mod_revision)]
             puts: list[tuple[str, bytes]] = []
             touched: list[tuple[str, Block]] = []
-            for ip, pool_name in zip(ips, record.get("pools") or []):
+            for ip, pool_name in zip(ips, record.get("pools") or [], strict=False):  # records before pools: none
                 pool = self._pool(pool_name)
                 if pool is None:
                     continue
@@ -438,6 +248,10 @@ class ClusterIpam:
             time.sleep(random.uniform(0, min(0.05, 0.001 * (attempt + 1))))
         raise Conflict(f"gave up releasing {hid} after {MAX_ATTEMPTS} conflicting attempts")
 
+    def forget_view(self, pool: str) -> None:
+        """Drop this allocator's cached view of `pool` (its blocks changed owner)."""
+        self._view.pop(pool, None)
+
     def _pool(self, name: str) -> Pool | None:
         if name not in self._pools:
             for p in self.pools():
@@ -464,7 +278,8 @@ class ClusterIpam:
 
     def check(self) -> list[str]:
         """Inconsistencies: addresses held twice, handles whose addresses no block records,
-        block allocations no handle claims (half-done or leaked), blocks of dead nodes."""
+        block allocations no handle claims (half-done or leaked).  Blocks of dead nodes are the
+        registry's report (registry.NodeRegistry.stale_blocks)."""
         problems = []
         owners: dict[str, str] = {}
         for pool in self.pools():
@@ -481,10 +296,4 @@ class ClusterIpam:
         for ip, hid in owners.items():
             if hid not in handles:
                 problems.append(f"{ip} is allocated to {hid}, which has no handle (leak)")
-        dead = self.dead_nodes()
-        for pool in self.pools():
-            for block, _ in self.blocks(pool.name):
-                if block.node in dead:
-                    problems.append(f"block {block.cidr} is claimed by dead node {block.node} "
-                                    f"(run `podnet ipam reclaim`)")
         return problems

@@ -18,3 +18,7 @@ class AddressUnavailable(IpamError):
 
 class StoreUnavailable(IpamError):
     """The store cannot be reached or written (transient: code 11)."""
+
+
+class Conflict(IpamError):
+    """Too many concurrent writers beat us to the same block; try again later."""

@@ -10,24 +10,29 @@ one does not answer.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
+from collections.abc import Callable, Coroutine
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
-from typing import Any, Callable, Coroutine
+from typing import Any
 
 import aetcd  # pinned in pyproject: aetcd==1.0.0
 import grpc
 from aetcd import exceptions as etcd_errors
 from aetcd import rpc, watcher
 
-from .cluster import Entry, Txn
 from .errors import StoreUnavailable
+from .kv import Entry, Txn
+
+log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = 5.0
 # gRPC shares subchannels (one per address) across every channel of a process, with their
 # reconnect backoff: a client made after an etcd member came back would reuse the subchannel
 # that failed while it was down and fail at once for up to a backoff period.  Each client gets
 # its own subchannels, and backs off briefly: failover is podnet's job (the next endpoint).
+BACKOFF_MAX = 5.0     # seconds between watch reconnects while etcd stays away
 CHANNEL_OPTIONS = {"grpc.use_local_subchannel_pool": 1, "grpc.initial_reconnect_backoff_ms": 200,
                    "grpc.min_reconnect_backoff_ms": 200, "grpc.max_reconnect_backoff_ms": 2000}
 
@@ -39,7 +44,7 @@ class TLSFiles:
     key: bytes | None = None
 
 
-class _TLSClient(aetcd.Client):
+class _TLSClient(aetcd.Client):  # type: ignore[misc]  # aetcd ships no type information
     """aetcd 1.0 opens plaintext channels only.  This client opens a TLS channel and wires
     the same stubs aetcd's own connect() does (pinned version: see pyproject)."""
 
@@ -185,21 +190,29 @@ class EtcdKV:
         stopped = threading.Event()
 
         async def run() -> None:
-            attempt = 0
+            attempt = failures = 0
             while not stopped.is_set():
                 client = self._new_client(attempt, None)
                 try:
                     await asyncio.wait_for(client.connect(), self.timeout)
                     events = await client.watch_prefix(prefix.encode())
+                    host, port = self.endpoints[attempt % len(self.endpoints)]
+                    log.info("etcd watch on %s established (%s:%d)", prefix, host, port)
+                    failures = 0
                     on_event("", None)          # (re)established: whatever happened meanwhile
                     async for ev in events:
                         on_event(ev.kv.key.decode(), None if ev.kind == "DELETE" else ev.kv.value)
+                    log.warning("etcd watch on %s ended by the server: reconnecting", prefix)
                 except asyncio.CancelledError:
                     raise
-                except Exception:  # noqa: BLE001 - any break of the stream: reconnect and resync
+                except Exception as e:  # noqa: BLE001 - any break of the stream: reconnect and resync
+                    failures += 1
+                    delay = min(BACKOFF_MAX, 0.5 * 2 ** min(failures - 1, 4))
+                    log.warning("etcd watch on %s dropped (%s: %s): reconnecting in %.1fs", prefix,
+                                type(e).__name__, e, delay)
                     attempt += 1
                     on_event("", None)
-                    await asyncio.sleep(0.5)
+                    await asyncio.sleep(delay)
                 finally:
                     try:
                         await client.close()

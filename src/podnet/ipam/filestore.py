@@ -14,8 +14,8 @@ import fcntl
 import ipaddress
 import os
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 from .errors import StoreUnavailable
 from .store import Handle, IPAddr
@@ -49,7 +49,7 @@ def _parse_handle(text: str) -> Handle:
 
 
 def _is_reservation(name: str) -> bool:
-    return not (name == "lock" or name.startswith(LAST_RESERVED) or name.startswith("."))
+    return not (name == "lock" or name.startswith((LAST_RESERVED, ".")))
 
 
 def _journal_line(ip: str, handle: Handle | None) -> str:

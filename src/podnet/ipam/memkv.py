@@ -3,9 +3,9 @@ for unit tests of the cluster IPAM and for dry runs; one process only."""
 from __future__ import annotations
 
 import threading
-from typing import Callable
+from collections.abc import Callable
 
-from .cluster import Entry, Txn
+from .kv import Entry, Txn
 
 
 class MemKV:

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 from ..cni.errors import config_error
 
@@ -51,7 +52,7 @@ class RangeSet:
             return
         first = self.ranges[idx]
         if last != first.end:
-            yield from ((ip, first) for ip in _span(last + 1, first.end))  # type: ignore[operator]
+            yield from ((ip, first) for ip in _span(last + 1, first.end))
         for k in range(1, len(self.ranges)):
             r = self.ranges[(idx + k) % len(self.ranges)]
             yield from ((ip, r) for ip in _span(r.start, r.end))
@@ -67,13 +68,15 @@ def _span(first: IPAddr, last: IPAddr) -> Iterator[IPAddr]:
         yield ip
         if ip == last:
             return
-        ip = ip + 1  # type: ignore[assignment,operator]
+        ip = ip + 1
 
 
 def _ip(value: Any, field: str) -> IPAddr:
+    if not isinstance(value, str):      # ip_address(5) would be 0.0.0.5
+        raise config_error(field, f"must be an IP address string, not {value!r}")
     try:
         return ipaddress.ip_address(value)
-    except (ValueError, TypeError):
+    except ValueError:
         raise config_error(field, f"invalid IP address {value!r}") from None
 
 
@@ -81,9 +84,11 @@ def parse_range(d: Any, field: str) -> Range:
     if not isinstance(d, dict):
         raise config_error(field, "must be an object")
     raw = d.get("subnet")
+    if not isinstance(raw, str):        # ip_network(5) would be 0.0.0.5/32
+        raise config_error(f"{field}.subnet", f"must be a CIDR string, not {raw!r}")
     try:
         subnet = ipaddress.ip_network(raw, strict=True)
-    except (ValueError, TypeError) as e:
+    except ValueError as e:
         raise config_error(f"{field}.subnet", f"invalid subnet {raw!r} ({e})") from None
     if subnet.num_addresses < 4:
         raise config_error(f"{field}.subnet", f"network {subnet} too small to allocate from")
@@ -95,7 +100,7 @@ def parse_range(d: Any, field: str) -> Range:
     for name, ip in (("rangeStart", start), ("rangeEnd", end), ("gateway", gw)):
         if ip not in subnet:
             raise config_error(f"{field}.{name}", f"{ip} not in network {subnet}")
-    if start > end:  # type: ignore[operator]
+    if start > end:  # type: ignore[operator]  # same family: both are in subnet
         raise config_error(f"{field}.rangeStart", f"{start} is after rangeEnd {end}")
     return Range(subnet, start, end, gw)
 

@@ -8,8 +8,9 @@ the Go host-local and podnet exclude each other too).
 from __future__ import annotations
 
 import ipaddress
+from contextlib import AbstractContextManager as ContextManager
 from dataclasses import dataclass
-from typing import ContextManager, Protocol
+from typing import Protocol
 
 IPAddr = ipaddress.IPv4Address | ipaddress.IPv6Address
 

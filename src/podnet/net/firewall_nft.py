@@ -13,7 +13,7 @@ Only validated values reach a script: addresses, and interface names checked by 
 from __future__ import annotations
 
 import ipaddress
-from typing import Iterable
+from collections.abc import Iterable
 
 from . import nft
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-from typing import Iterable
+from collections.abc import Iterable
 
 from . import nft
 
@@ -69,7 +69,7 @@ def owned_by(network: str, container_id: str | None = None) -> list[tuple[ipaddr
                 comment = str(val.get("comment", ""))
                 net, _, cid = comment.partition(" ")
                 if net == network and (container_id is None or cid == container_id):
-                    out.append((ipaddress.ip_address(val.get("val")), cid))
+                    out.append((ipaddress.ip_address(str(val.get("val"))), cid))
     return out
 
 

@@ -9,7 +9,7 @@ import contextlib
 import ctypes
 import errno
 import os
-from typing import Iterator
+from collections.abc import Iterator
 
 from .errors import NetError, NetnsGone, NotANetns
 

@@ -8,11 +8,13 @@ from __future__ import annotations
 import contextlib
 import errno
 import ipaddress
+import logging
 import os
 import socket
 import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from pyroute2 import IPRoute  # pinned in pyproject: pyroute2==0.9.7
 from pyroute2.netlink.exceptions import NetlinkError
@@ -20,6 +22,8 @@ from pyroute2.netlink.rtnl import RTMGRP_IPV4_ROUTE, RTMGRP_IPV6_ROUTE, RTMGRP_N
 
 from . import netns
 from .errors import LinkExists, LinkKindUnsupported, LinkNotFound, NetError
+
+log = logging.getLogger(__name__)
 
 IPIface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 IPNet = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -410,17 +414,34 @@ def watch_podnet_state(on_change: Callable[[], None]) -> Callable[[], None]:
     """Call on_change() whenever one of podnet's routes (PODNET_PROTO) or a neighbour entry is
     deleted in the calling thread's netns — somebody undid what the agent programmed, so it
     reconciles at once instead of at its next periodic pass.  Returns a stop function."""
-    ipr = IPRoute()
-    ipr.bind(groups=RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_ROUTE | RTMGRP_NEIGH)
+    groups = RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_ROUTE | RTMGRP_NEIGH
+    sock = [IPRoute()]
+    sock[0].bind(groups=groups)
     stopped = threading.Event()
 
     def run() -> None:
+        failures = 0
         while not stopped.is_set():
             try:
-                msgs = ipr.get()
-            except Exception:  # noqa: BLE001 - the socket was closed by stop(), or netlink hiccuped
+                msgs = sock[0].get()
+                failures = 0
+            except Exception as e:  # noqa: BLE001 - the socket was closed by stop(), or netlink failed
                 if stopped.is_set():
                     return
+                failures += 1
+                delay = min(5.0, 0.1 * 2 ** min(failures - 1, 6))
+                log.warning("netlink watch dropped (%s: %s): reopening in %.1fs; a full reconcile pass "
+                            "follows", type(e).__name__, e, delay)
+                if stopped.wait(delay):
+                    return
+                try:
+                    sock[0].close()
+                    fresh = IPRoute()
+                    fresh.bind(groups=groups)
+                    sock[0] = fresh
+                except Exception as again:  # noqa: BLE001 - retried with a longer backoff
+                    log.warning("netlink watch: reopening failed: %s", again)
+                on_change()                       # events may have been missed
                 continue
             if any((m.get("event") == "RTM_DELROUTE" and m.get("proto") == PODNET_PROTO)
                    or m.get("event") == "RTM_DELNEIGH" for m in msgs):
@@ -431,7 +452,7 @@ def watch_podnet_state(on_change: Callable[[], None]) -> Callable[[], None]:
     def stop() -> None:
         stopped.set()
         try:
-            ipr.close()
+            sock[0].close()
         except Exception:  # noqa: BLE001 - closing while get() blocks
             pass
     return stop

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import errno
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 from pyroute2 import IPRoute  # pinned in pyproject: pyroute2==0.9.7
 from pyroute2.netlink.exceptions import NetlinkError

@@ -2,7 +2,25 @@
 from __future__ import annotations
 
 from ..cni.skel import Plugin
-from . import bandwidth, bridge, cluster_ipam, dhcp, dummy, firewall, host_device, host_local, ipvlan, loopback, macvlan, portmap, ptp, sbr, static, tuning, vlan
+from . import (
+    bandwidth,
+    bridge,
+    cluster_ipam,
+    dhcp,
+    dummy,
+    firewall,
+    host_device,
+    host_local,
+    ipvlan,
+    loopback,
+    macvlan,
+    portmap,
+    ptp,
+    sbr,
+    static,
+    tuning,
+    vlan,
+)
 
 REGISTRY: dict[str, Plugin] = {
     "bridge": bridge.PLUGIN,

@@ -11,7 +11,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-from ..cni.errors import CNIError, config_error
+from ..cni.errors import config_error
 from ..cni.request import Request
 from ..cni.skel import Plugin
 from ..cni.types import Interface, Result
@@ -20,6 +20,7 @@ from ..net.errors import LinkExists, NetnsGone
 from ..net.rtnl import Link, Rtnl, open_rtnl
 from . import podside
 from .common import require_prev_result, valid_attachments
+from .errors import CheckFailed
 
 KEYS = ("ingressRate", "ingressBurst", "egressRate", "egressBurst")
 MAX_BURST_BITS = 4 * 1024 ** 3 * 8      # the reference's 4 GB
@@ -90,10 +91,10 @@ def host_veth(req: Request, host: Rtnl, prev: Result | None = None) -> Link:
     with netns.opened(req.netns) as fd, open_rtnl(fd) as pod:
         lk = pod.link(req.ifname)
         if lk is None:
-            raise CNIError(999, f"interface {req.ifname!r} not found in {req.netns}")
+            raise CheckFailed(f"interface {req.ifname!r} not found in {req.netns}")
         peer = host.link_by_index(lk.link) if lk.link and lk.kind == "veth" else None
     if peer is None or peer.kind != "veth":
-        raise CNIError(999, f"{req.ifname!r} is not a veth with its peer in this namespace: nothing to shape")
+        raise CheckFailed(f"{req.ifname!r} is not a veth with its peer in this namespace: nothing to shape")
     return peer
 
 
@@ -125,7 +126,7 @@ def add(req: Request) -> Result:
             raise
     if ifb is None:
         return prev
-    return Result(prev.cni_version, prev.interfaces + (Interface(ifb.name, ifb.mac),), prev.ips, prev.routes,
+    return Result(prev.cni_version, (*prev.interfaces, Interface(ifb.name, ifb.mac)), prev.ips, prev.routes,
                   prev.dns)
 
 
@@ -144,13 +145,13 @@ def check(req: Request) -> None:
         try:
             hv = host_veth(req, host)
         except NetnsGone:
-            raise CNIError(999, f"network namespace {req.netns} is gone") from None
+            raise CheckFailed(f"network namespace {req.netns} is gone") from None
         _check_tbf(hv, limits.ingress_rate, "ingress")
         name = ifb_name(req.network, req.container_id)
         ifb = host.link(name)
         if limits.egress_rate:
             if ifb is None or not tc.has_ingress_redirect(hv.index):
-                raise CNIError(999, f"egress shaping of {req.ifname}: ifb {name} or its redirect is missing")
+                raise CheckFailed(f"egress shaping of {req.ifname}: ifb {name} or its redirect is missing")
             _check_tbf(ifb, limits.egress_rate, "egress")
 
 
@@ -159,9 +160,9 @@ def _check_tbf(lk: Link, rate_bits: int, what: str) -> None:
     if not rate_bits:
         return
     if tbf is None:
-        raise CNIError(999, f"{what} shaping: no tbf qdisc on {lk.name}")
+        raise CheckFailed(f"{what} shaping: no tbf qdisc on {lk.name}")
     if tbf.rate_bytes != rate_bits // 8:
-        raise CNIError(999, f"{what} shaping on {lk.name}: rate {tbf.rate_bytes * 8} bit/s, config says {rate_bits}")
+        raise CheckFailed(f"{what} shaping on {lk.name}: rate {tbf.rate_bytes * 8} bit/s, config says {rate_bits}")
 
 
 def status(req: Request) -> None:

@@ -5,7 +5,7 @@ import contextlib
 import ipaddress
 from dataclasses import dataclass
 
-from ..cni.errors import CNIError, config_error
+from ..cni.errors import config_error
 from ..cni.request import Request
 from ..cni.skel import Plugin
 from ..cni.types import DNS, Interface, IPConfig, Result, Route, dns_from_dict
@@ -13,8 +13,17 @@ from ..net import addr, link, masq, netns, spoofchk, sysctl
 from ..net.errors import LinkExists
 from ..net.rtnl import Link, Rtnl, open_rtnl
 from . import delegate, podside
-from .common import (check_link_name, get_bool, get_int, get_str, ipam_conf, prev_result,
-                     requested_mac, valid_attachments)
+from .common import (
+    check_link_name,
+    get_bool,
+    get_int,
+    get_str,
+    ipam_conf,
+    prev_result,
+    requested_mac,
+    valid_attachments,
+)
+from .errors import CheckFailed
 
 DEFAULT_ROUTES = {4: ipaddress.ip_network("0.0.0.0/0"), 6: ipaddress.ip_network("::/0")}
 
@@ -134,18 +143,18 @@ def check(req: Request) -> None:
     conf = parse_conf(req)
     prev = prev_result(req)
     if prev is None:
-        raise CNIError(7, "invalid config: prevResult: CHECK needs the ADD result")
+        raise config_error("prevResult", "CHECK needs the ADD result")
     with open_rtnl() as host:
         br = host.link(conf.bridge)
         if br is None or br.kind != "bridge":
-            raise CNIError(999, f"bridge {conf.bridge!r} not found")
+            raise CheckFailed(f"bridge {conf.bridge!r} not found")
         with netns.opened(req.netns) as fd, open_rtnl(fd) as pod:
             cv = pod.link(req.ifname)
             if cv is None:
-                raise CNIError(999, f"interface {req.ifname!r} not found in {req.netns}")
+                raise CheckFailed(f"interface {req.ifname!r} not found in {req.netns}")
             hv = link.host_peer_of(host, cv)
             if hv is None or hv.master != br.index:
-                raise CNIError(999, f"{req.ifname!r} is not attached to bridge {conf.bridge!r}")
+                raise CheckFailed(f"{req.ifname!r} is not attached to bridge {conf.bridge!r}")
             podside.check_mac(cv, prev, req)
             podside.check_addresses_and_routes(pod, cv, prev, req)
     if conf.has_ipam:

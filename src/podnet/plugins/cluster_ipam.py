@@ -19,13 +19,14 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from ..cni.errors import NOT_AVAILABLE, CNIError, config_error
+from ..cni.errors import config_error
 from ..cni.request import Request
 from ..cni.skel import Plugin
 from ..cni.types import DNS, IPConfig, Result, Route, dns_from_dict
 from ..ipam.cluster import DEFAULT_BLOCK, DEFAULT_PREFIX, ClusterIpam, Pool, handle_id
 from ..ipam.errors import StoreUnavailable
 from .common import get_str, prev_result, valid_attachments
+from .errors import CheckFailed, NotAvailable
 from .host_local import parse_routes
 
 NODE_ENV = "PODNET_NODE_NAME"
@@ -165,12 +166,12 @@ def check(req: Request) -> None:
     conf = parse_conf(req)
     held = _ipam(conf).get(handle_id(req.network, req.container_id, req.ifname))
     if not held:
-        raise CNIError(999, f"cluster-ipam: no addresses held by {req.container_id}/{req.ifname}")
+        raise CheckFailed(f"cluster-ipam: no addresses held by {req.container_id}/{req.ifname}")
     prev = prev_result(req)
     if prev is not None:
         want = {i.address.ip for i in prev.ips}
         if want and not want <= set(held):
-            raise CNIError(999, f"cluster-ipam: {req.container_id}/{req.ifname} holds {sorted(map(str, held))}, "
+            raise CheckFailed(f"cluster-ipam: {req.container_id}/{req.ifname} holds {sorted(map(str, held))}, "
                                 f"prevResult says {sorted(map(str, want))}")
 
 
@@ -179,7 +180,7 @@ def status(req: Request) -> None:
     try:
         _ipam(conf).pools()
     except StoreUnavailable as e:
-        raise CNIError(NOT_AVAILABLE, f"cluster-ipam: {e}") from None
+        raise NotAvailable(f"cluster-ipam: {e}") from None
 
 
 def gc(req: Request) -> None:

@@ -5,7 +5,7 @@ import re
 from typing import Any
 
 from ..cni.convert import parse_result
-from ..cni.errors import CNIError, config_error
+from ..cni.errors import config_error
 from ..cni.request import Request
 from ..cni.types import Result
 
@@ -76,7 +76,7 @@ def prev_result(req: Request) -> Result | None:
 def require_prev_result(req: Request, plugin: str) -> Result:
     pr = prev_result(req)
     if pr is None:
-        raise CNIError(7, f"invalid config: prevResult: {plugin} must be called as a chained plugin")
+        raise config_error("prevResult", f"{plugin} must be called as a chained plugin")
     return pr
 
 

@@ -13,12 +13,13 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Any
 
-from ..cni.errors import NOT_AVAILABLE, TRY_AGAIN_LATER, CNIError, config_error
+from ..cni.errors import config_error
 from ..cni.request import Request
 from ..cni.skel import Plugin
 from ..cni.types import DNS, IPConfig, Result, Route
 from ..dhcp import DEFAULT_REQUEST
 from .common import prev_result, valid_attachments
+from .errors import CheckFailed, NotAvailable, TryAgain
 
 DEFAULT_STATE_DIR = "/var/lib/podnet"
 DEFAULT_TIMEOUT = 10.0
@@ -91,7 +92,7 @@ def _keeper(required: bool):  # type: ignore[no-untyped-def]
     from ..dhcp import keeper
     k = keeper.current()
     if k is None and required:
-        raise CNIError(TRY_AGAIN_LATER, "podnet-dhcp needs the podnet agent: it renews the lease for the pod's "
+        raise TryAgain("podnet-dhcp needs the podnet agent: it renews the lease for the pod's "
                                         "life (start `podnet agent`, or set agentSocket)")
     return k or keeper.LeaseKeeper(DEFAULT_STATE_DIR)
 
@@ -116,7 +117,7 @@ def add(req: Request) -> Result:
         lease = keeper.acquire(req.network, req.container_id, req.ifname, req.netns, list(conf.provide),
                                conf.request, conf.timeout, conf.wire_id)
     except NoAnswer:
-        raise CNIError(TRY_AGAIN_LATER, f"podnet-dhcp: no DHCP server answered on {req.ifname} within "
+        raise TryAgain(f"podnet-dhcp: no DHCP server answered on {req.ifname} within "
                                         f"{conf.timeout:.0f}s") from None
     return result_of(req, lease)
 
@@ -128,19 +129,20 @@ def delete(req: Request) -> None:
 
 def check(req: Request) -> None:
     import time
+
     from ..dhcp.keeper import client_id
     lease = _keeper(required=True).get(client_id(req.container_id, req.network, req.ifname))
     if lease is None or lease.expires <= time.time():
-        raise CNIError(999, f"podnet-dhcp: no live lease for {req.container_id}/{req.ifname}")
+        raise CheckFailed(f"podnet-dhcp: no live lease for {req.container_id}/{req.ifname}")
     prev = prev_result(req)
     if prev is not None and prev.ips and str(prev.ips[0].address.ip) != lease.ip:
-        raise CNIError(999, f"podnet-dhcp: the lease is for {lease.ip}, prevResult says {prev.ips[0].address.ip}")
+        raise CheckFailed(f"podnet-dhcp: the lease is for {lease.ip}, prevResult says {prev.ips[0].address.ip}")
 
 
 def status(req: Request) -> None:
     from ..dhcp import keeper
     if keeper.current() is None:
-        raise CNIError(NOT_AVAILABLE, "podnet-dhcp: the podnet agent (which keeps DHCP leases) is not running")
+        raise NotAvailable("podnet-dhcp: the podnet agent (which keeps DHCP leases) is not running")
 
 
 def gc(req: Request) -> None:

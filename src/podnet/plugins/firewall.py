@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import re
 
-from ..cni.errors import CNIError, config_error
+from ..cni.errors import config_error
 from ..cni.request import Request
 from ..cni.skel import Plugin
 from ..cni.types import Result
 from ..net import firewall_nft as fw
 from ..net import nft
 from .common import check_link_name, get_str, require_prev_result, valid_attachments
+from .errors import CheckFailed, NotAvailable
 
 POLICIES = ("open", "same-bridge", "isolated")
 _CHAIN_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]{0,63}$")
@@ -70,13 +71,13 @@ def check(req: Request) -> None:
     prev = require_prev_result(req, "firewall")
     for ip in _pod_ips(prev):
         if not fw.has_pod(req.network, req.container_id, ip):
-            raise CNIError(999, f"firewall accept rules for {ip} are missing")
+            raise CheckFailed(f"firewall accept rules for {ip} are missing")
 
 
 def status(req: Request) -> None:
     parse_conf(req)
     if not nft.available():
-        raise CNIError(50, "nftables is not available on this node")
+        raise NotAvailable("nftables is not available on this node")
 
 
 def gc(req: Request) -> None:

@@ -6,16 +6,17 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from ..cni.errors import NOT_AVAILABLE, CNIError, config_error
+from ..cni import version as V
+from ..cni.errors import CNIError, config_error
 from ..cni.request import Request
 from ..cni.skel import Plugin
 from ..cni.types import DNS, IPConfig, Result, Route, parse_net
-from ..cni import version as V
 from ..ipam import allocator
 from ..ipam.filestore import DEFAULT_DATA_DIR, FileStore
 from ..ipam.ranges import RangeSet, parse_range_sets
 from ..ipam.store import Handle
 from .common import get_str, valid_attachments
+from .errors import CheckFailed, NotAvailable
 
 
 @dataclass(frozen=True)
@@ -121,7 +122,7 @@ def check(req: Request) -> None:
     conf = parse_conf(req)
     with _store(req, conf).session() as sess:
         if not sess.get(Handle(req.container_id, req.ifname)):
-            raise CNIError(999, f"host-local: Failed to find address added by container {req.container_id}")
+            raise CheckFailed(f"host-local: Failed to find address added by container {req.container_id}")
 
 
 def status(req: Request) -> None:
@@ -134,7 +135,7 @@ def status(req: Request) -> None:
             pass
         os.unlink(probe)
     except OSError as e:
-        raise CNIError(NOT_AVAILABLE, f"host-local data dir {path} is not writable: {e.strerror}") from None
+        raise NotAvailable(f"host-local data dir {path} is not writable: {e.strerror}") from None
 
 
 def gc(req: Request) -> None:

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..cni.errors import CNIError, config_error
+from ..cni.errors import config_error
 from ..cni.request import Request
 from ..cni.skel import Plugin
 from ..cni.types import DNS, Result, dns_from_dict
 from ..net.rtnl import Link, Rtnl
 from . import lowerdev, podlink
 from .common import get_bool, get_int, get_str, ipam_conf, prev_result
+from .errors import CheckFailed
 
 MODES = {"l2": 0, "l3": 1, "l3s": 2}
 
@@ -73,11 +74,11 @@ def check(req: Request) -> None:
     def verify(host: Rtnl, pod: Rtnl, lk: Link) -> None:
         mode = lk.info_value("IFLA_IPVLAN_MODE")
         if mode != MODES[conf.mode]:
-            raise CNIError(999, f"{req.ifname!r} is in ipvlan mode {mode}, config says {conf.mode}")
+            raise CheckFailed(f"{req.ifname!r} is in ipvlan mode {mode}, config says {conf.mode}")
         if conf.master:
             master = lowerdev.master_of(host, pod, lk, conf.in_container)
             if master is None or master.name != conf.master:
-                raise CNIError(999, f"{req.ifname!r} does not hang off {conf.master}")
+                raise CheckFailed(f"{req.ifname!r} does not hang off {conf.master}")
 
     podlink.check(req, "ipvlan", conf.has_ipam, verify)
 

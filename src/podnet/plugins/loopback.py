@@ -1,8 +1,6 @@
 """podnet-loopback: brings `lo` up in the pod (containerd calls it for every pod)."""
 from __future__ import annotations
 
-
-from ..cni.errors import CNIError
 from ..cni.request import Request
 from ..cni.skel import Plugin
 from ..cni.types import Interface, IPConfig, Result
@@ -10,6 +8,7 @@ from ..net import netns
 from ..net.errors import NetnsGone
 from ..net.rtnl import open_rtnl
 from .common import prev_result
+from .errors import CheckFailed
 
 
 def add(req: Request) -> Result:
@@ -19,7 +18,7 @@ def add(req: Request) -> Result:
             pod.set_link(lo.index, state="up")
         addrs = pod.addrs(lo.index)
     if any(not a.ip.is_loopback for a in addrs):
-        raise CNIError(999, "loopback interface has a non-loopback address")
+        raise CheckFailed("loopback interface has a non-loopback address")
     prev = prev_result(req)
     if prev is not None:
         return prev.with_(cni_version=req.cni_version)
@@ -40,7 +39,7 @@ def delete(req: Request) -> None:
 def check(req: Request) -> None:
     with netns.opened(req.netns) as fd, open_rtnl(fd) as pod:
         if not pod.require_link("lo").up:
-            raise CNIError(999, "loopback interface is down")
+            raise CheckFailed("loopback interface is down")
 
 
 PLUGIN = Plugin("loopback", add, delete, check)

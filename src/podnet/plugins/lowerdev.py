@@ -2,7 +2,8 @@
 finding the master, in the host or (linkInContainer) in the pod, and checking the MTU."""
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ..cni.errors import config_error
 from ..net import link

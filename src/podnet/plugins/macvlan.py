@@ -7,13 +7,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..cni.errors import CNIError, config_error
+from ..cni.errors import config_error
 from ..cni.request import Request
 from ..cni.skel import Plugin
 from ..cni.types import DNS, Result, dns_from_dict
 from ..net.rtnl import Link, Rtnl
 from . import lowerdev, podlink
 from .common import check_mac, get_bool, get_int, get_str, ipam_conf, requested_mac
+from .errors import CheckFailed
 
 MODES = ("bridge", "private", "vepa", "passthru")
 
@@ -60,11 +61,11 @@ def check(req: Request) -> None:
     def verify(host: Rtnl, pod: Rtnl, lk: Link) -> None:
         mode = lk.info_value("IFLA_MACVLAN_MODE")
         if mode != conf.mode:
-            raise CNIError(999, f"{req.ifname!r} is in macvlan mode {mode}, config says {conf.mode}")
+            raise CheckFailed(f"{req.ifname!r} is in macvlan mode {mode}, config says {conf.mode}")
         master = lowerdev.master_of(host, pod, lk, conf.in_container)
         want = conf.master or lowerdev.default_route_link(pod if conf.in_container else host)
         if master is None or master.name != want:
-            raise CNIError(999, f"{req.ifname!r} hangs off {master.name if master else 'nothing'}, not {want}")
+            raise CheckFailed(f"{req.ifname!r} hangs off {master.name if master else 'nothing'}, not {want}")
 
     podlink.check(req, "macvlan", conf.has_ipam, verify)
 

@@ -4,9 +4,9 @@ addresses and routes; without IPAM the link is just brought up (L2 only)."""
 from __future__ import annotations
 
 import contextlib
-from typing import Callable
+from collections.abc import Callable
 
-from ..cni.errors import CNIError, config_error
+from ..cni.errors import config_error
 from ..cni.request import Request
 from ..cni.types import DNS, Interface, IPConfig, Result
 from ..net import addr, netns, sysctl
@@ -14,6 +14,7 @@ from ..net.errors import LinkExists
 from ..net.rtnl import Link, Rtnl, open_rtnl
 from . import delegate, podside
 from .common import prev_result
+from .errors import BadDelegateResult, CheckFailed
 
 # make(host, pod, pod_fd) -> the link, already named IFNAME inside the pod
 MakeLink = Callable[[Rtnl, Rtnl, int], Link]
@@ -39,7 +40,7 @@ def attach(req: Request, make: MakeLink, has_ipam: bool, dns: DNS,
             ipam = delegate.ipam_add(req)
             undo.callback(delegate.ipam_del, req)
             if not ipam.ips:
-                raise CNIError(999, "IPAM plugin returned missing IP config")
+                raise BadDelegateResult("IPAM plugin returned missing IP config")
         else:
             ipam = ips_from or Result(req.cni_version)
         ips = tuple(IPConfig(i.address, i.gateway, 0) for i in ipam.ips)
@@ -71,15 +72,15 @@ def check(req: Request, kind: str, has_ipam: bool, verify: Callable[[Rtnl, Rtnl,
     then addresses and routes, then IPAM."""
     prev = prev_result(req)
     if prev is None:
-        raise CNIError(7, "invalid config: prevResult: CHECK needs the ADD result")
+        raise config_error("prevResult", "CHECK needs the ADD result")
     if podside.prev_interface(prev, req.ifname, req.netns) is None:
-        raise CNIError(999, f"prevResult has no interface {req.ifname!r} in sandbox {req.netns}")
+        raise CheckFailed(f"prevResult has no interface {req.ifname!r} in sandbox {req.netns}")
     with open_rtnl() as host, netns.opened(req.netns) as fd, open_rtnl(fd) as pod:
         lk = pod.link(req.ifname)
         if lk is None:
-            raise CNIError(999, f"interface {req.ifname!r} not found in {req.netns}")
+            raise CheckFailed(f"interface {req.ifname!r} not found in {req.netns}")
         if kind and lk.kind != kind:
-            raise CNIError(999, f"{req.ifname!r} is a {lk.kind or 'device'} link, not {kind}")
+            raise CheckFailed(f"{req.ifname!r} is a {lk.kind or 'device'} link, not {kind}")
         podside.check_mac(lk, prev, req)
         verify(host, pod, lk)
         podside.check_addresses_and_routes(pod, lk, prev, req)

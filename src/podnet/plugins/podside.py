@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-from ..cni.errors import CNIError
 from ..cni.request import Request
 from ..cni.types import DNS, Result
 from ..net import addr, masq, netns
 from ..net.errors import LinkNotFound, NetError, NetnsGone
 from ..net.rtnl import Link, Rtnl, open_rtnl
+from .errors import CheckFailed
 
 IPAddr = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -70,16 +71,16 @@ def check_addresses_and_routes(pod: Rtnl, link: Link, prev: Result, req: Request
     """CHECK: every address prevResult gave IFNAME is there, and every route."""
     missing = addr.missing_addresses(pod, link, interface_ips(prev, req.ifname))
     if missing:
-        raise CNIError(999, f"address {missing[0]} missing from {req.ifname}")
+        raise CheckFailed(f"address {missing[0]} missing from {req.ifname}")
     gone = addr.missing_routes(pod, prev, link)
     if gone:
-        raise CNIError(999, f"route to {gone[0].dst} missing in {req.netns}")
+        raise CheckFailed(f"route to {gone[0].dst} missing in {req.netns}")
 
 
 def check_mac(link: Link, prev: Result, req: Request) -> None:
     want = prev_interface(prev, req.ifname, req.netns)
     if want is not None and want.mac and want.mac.lower() != link.mac.lower():
-        raise CNIError(999, f"{req.ifname} has MAC {link.mac}, prevResult says {want.mac}")
+        raise CheckFailed(f"{req.ifname} has MAC {link.mac}, prevResult says {want.mac}")
 
 
 def pick_dns(conf_dns: DNS, ipam_dns: DNS) -> DNS:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
-from ..cni.errors import CNIError, config_error
+from ..cni.errors import config_error
 from ..cni.request import Request
 from ..cni.skel import Plugin
 from ..cni.types import Result
@@ -21,6 +21,7 @@ from ..net import portmap_nft as pm
 from ..net.errors import NftError
 from ..net.rtnl import open_rtnl
 from .common import check_link_name, get_bool, get_str, require_prev_result, valid_attachments
+from .errors import CheckFailed, NotAvailable, PortInUse
 
 PROTOCOLS = ("tcp", "udp", "sctp")
 KEYS = {"hostport": "hostPort", "containerport": "containerPort", "protocol": "protocol", "hostip": "hostIP"}
@@ -47,6 +48,7 @@ def parse_mappings(req: Request) -> list[dict[str, Any]]:
     for i, entry in enumerate(raw):
         if not isinstance(entry, dict):
             raise config_error(f"runtimeConfig.portMappings[{i}]", "must be an object")
+        entry = {str(k): v for k, v in entry.items()}
         e = {KEYS.get(k.lower(), k): v for k, v in entry.items()}
         proto = e.get("protocol") or "tcp"
         if not isinstance(proto, str) or proto.lower() not in PROTOCOLS:
@@ -134,7 +136,7 @@ def add(req: Request) -> Result:
             raise
         clash = _first_clash(req, wanted)
         if clash:
-            raise CNIError(999, clash) from None
+            raise PortInUse(clash) from None
         pm.remove(req.network, req.container_id)  # our own earlier ADD: replace it
         pm.add(req.network, req.container_id, wanted, snat, masq_all)
     if snat:
@@ -168,13 +170,13 @@ def check(req: Request) -> None:
     for m in build(req, prev, parse_mappings(req)):
         key = (m.protocol, m.host_port, str(m.host_ip) if m.host_ip else "", f"{m.pod_ip} . {m.container_port}")
         if key not in have:
-            raise CNIError(999, f"port mapping {m.host_port}/{m.protocol} → {m.pod_ip}:{m.container_port} is missing")
+            raise CheckFailed(f"port mapping {m.host_port}/{m.protocol} → {m.pod_ip}:{m.container_port} is missing")
 
 
 def status(req: Request) -> None:
     parse_conf(req)
     if not nft.available():
-        raise CNIError(50, "nftables is not available on this node")
+        raise NotAvailable("nftables is not available on this node")
 
 
 def gc(req: Request) -> None:

@@ -10,7 +10,7 @@ import contextlib
 import ipaddress
 from dataclasses import dataclass
 
-from ..cni.errors import CNIError, config_error
+from ..cni.errors import config_error
 from ..cni.request import Request
 from ..cni.skel import Plugin
 from ..cni.types import DNS, Interface, IPConfig, Result, dns_from_dict
@@ -19,6 +19,7 @@ from ..net.errors import LinkExists
 from ..net.rtnl import RT_SCOPE_HOST, RT_SCOPE_LINK, Link, Rtnl, open_rtnl
 from . import delegate, podlink, podside
 from .common import get_bool, get_int, ipam_conf, prev_result, valid_attachments
+from .errors import BadDelegateResult, CheckFailed
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,7 @@ def add(req: Request) -> Result:
         ipam = delegate.ipam_add(req)
         undo.callback(delegate.ipam_del, req)
         if not ipam.ips:
-            raise CNIError(999, "IPAM plugin returned missing IP config")
+            raise BadDelegateResult("IPAM plugin returned missing IP config")
         for ip in ipam.ips:
             if ip.gateway is None:
                 raise config_error("ipam", f"no gateway for {ip.address}: ptp routes the pod through it")
@@ -113,14 +114,14 @@ def check(req: Request) -> None:
                 continue
             for dst, gw in ((_host_prefix(ip.gateway).network, None), (ip.address.network, ip.gateway)):
                 if (dst, gw) not in in_pod:
-                    raise CNIError(999, f"route to {dst}{' via ' + str(gw) if gw else ''} missing in {req.netns}")
+                    raise CheckFailed(f"route to {dst}{' via ' + str(gw) if gw else ''} missing in {req.netns}")
         hv = link.host_peer_of(host, cv)
         if hv is None:
-            raise CNIError(999, f"the host end of {req.ifname!r} is gone")
+            raise CheckFailed(f"the host end of {req.ifname!r} is gone")
         have = {(r.dst, r.oif) for fam in (4, 6) for r in host.routes(fam)}
-        for ip in podside.interface_ips(prev, req.ifname):
-            if (_host_prefix(ip.ip).network, hv.index) not in have:
-                raise CNIError(999, f"host route to {ip.ip} via {hv.name} missing")
+        for iface in podside.interface_ips(prev, req.ifname):
+            if (_host_prefix(iface.ip).network, hv.index) not in have:
+                raise CheckFailed(f"host route to {iface.ip} via {hv.name} missing")
 
     podlink.check(req, "veth", True, verify)
 

@@ -12,7 +12,7 @@ import contextlib
 import ipaddress
 from typing import Any
 
-from ..cni.errors import CNIError, config_error
+from ..cni.errors import config_error
 from ..cni.request import Request
 from ..cni.skel import Plugin
 from ..cni.types import Result
@@ -20,6 +20,7 @@ from ..net import netns
 from ..net.errors import NetError, NetnsGone
 from ..net.rtnl import RT_SCOPE_LINK, Rtnl, open_rtnl
 from .common import get_bool, get_int, require_prev_result
+from .errors import CheckFailed
 from .podside import interface_ips
 
 FIRST_TABLE = 100
@@ -60,7 +61,7 @@ def add(req: Request) -> Result:
     with netns.opened(req.netns) as fd, open_rtnl(fd) as pod:
         lk = pod.link(req.ifname)
         if lk is None:
-            raise CNIError(999, f"interface {req.ifname!r} not found in {req.netns}")
+            raise CheckFailed(f"interface {req.ifname!r} not found in {req.netns}")
         theirs = {fam: [r for r in pod.routes(fam) if r.oif == lk.index] for fam in (4, 6)}
         taken: set[int] = set()
         t = table or _free_table(pod, FIRST_TABLE, taken)
@@ -74,7 +75,7 @@ def add(req: Request) -> Result:
                 pod.add_route(DEFAULT[ip.version], gw=gw, oif=lk.index, table=t, replace=True)
             taken.add(t)
             t = _free_table(pod, t + 1, taken)
-        for fam, routes in theirs.items():
+        for routes in theirs.values():
             for r in routes:
                 if hints and r.scope == RT_SCOPE_LINK:
                     continue
@@ -122,7 +123,7 @@ def check(req: Request) -> None:
         have = {src.network_address for src, _ in _rules_of(pod, {i.ip for i in interface_ips(prev, req.ifname)})}
         for ip in interface_ips(prev, req.ifname):
             if ip.ip not in have:
-                raise CNIError(999, f"no source rule for {ip.ip} in {req.netns}")
+                raise CheckFailed(f"no source rule for {ip.ip} in {req.netns}")
 
 
 def status(req: Request) -> None:

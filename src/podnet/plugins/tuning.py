@@ -15,14 +15,15 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..cni.errors import CNIError, config_error
+from ..cni.errors import config_error
 from ..cni.request import Request
 from ..cni.skel import Plugin
 from ..cni.types import Interface, Result
 from ..net import netns, sysctl
 from ..net.errors import NetError, NetnsGone
 from ..net.rtnl import Link, Rtnl, open_rtnl
-from .common import check_mac, get_str, require_prev_result, requested_mac, valid_attachments
+from .common import check_mac, get_str, requested_mac, require_prev_result, valid_attachments
+from .errors import CheckFailed
 
 DEFAULT_DATA_DIR = "/run/cni/tuning"
 ALLOWLIST = "/etc/cni/tuning/allowlist.conf"
@@ -159,7 +160,7 @@ def add(req: Request) -> Result:
     with netns.opened(req.netns) as fd, open_rtnl(fd) as pod, netns.entered(fd):
         lk = pod.link(req.ifname)
         if lk is None:
-            raise CNIError(999, f"interface {req.ifname!r} not found in {req.netns}")
+            raise CheckFailed(f"interface {req.ifname!r} not found in {req.netns}")
         original = _snapshot(t, lk)
         if not os.path.exists(saved_at):  # a repeated ADD must keep the first originals
             os.makedirs(os.path.dirname(saved_at), mode=0o700, exist_ok=True)
@@ -207,15 +208,15 @@ def check(req: Request) -> None:
     with netns.opened(req.netns) as fd, open_rtnl(fd) as pod, netns.entered(fd):
         lk = pod.link(req.ifname)
         if lk is None:
-            raise CNIError(999, f"interface {req.ifname!r} not found in {req.netns}")
+            raise CheckFailed(f"interface {req.ifname!r} not found in {req.netns}")
         for path, value in t.sysctls.items():
             if sysctl.read(path) != value:
-                raise CNIError(999, f"sysctl {path} is {sysctl.read(path)!r}, config says {value!r}")
+                raise CheckFailed(f"sysctl {path} is {sysctl.read(path)!r}, config says {value!r}")
         for name, have, want in (("mac", lk.mac.lower(), t.mac or None), ("mtu", lk.mtu, t.mtu or None),
                                  ("promisc", lk.promisc, t.promisc), ("allmulti", lk.allmulti, t.allmulti),
                                  ("txQLen", lk.txqlen, t.txqlen)):
             if want is not None and have != want:
-                raise CNIError(999, f"{req.ifname} {name} is {have}, config says {want}")
+                raise CheckFailed(f"{req.ifname} {name} is {have}, config says {want}")
 
 
 def status(req: Request) -> None:

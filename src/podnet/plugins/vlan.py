@@ -3,13 +3,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..cni.errors import CNIError, config_error
+from ..cni.errors import config_error
 from ..cni.request import Request
 from ..cni.skel import Plugin
 from ..cni.types import DNS, Result, dns_from_dict
 from ..net.rtnl import Link, Rtnl
 from . import lowerdev, podlink
 from .common import get_bool, get_int, ipam_conf
+from .errors import CheckFailed
 
 
 @dataclass(frozen=True)
@@ -52,10 +53,10 @@ def check(req: Request) -> None:
     def verify(host: Rtnl, pod: Rtnl, lk: Link) -> None:
         vid = lk.info_value("IFLA_VLAN_ID")
         if vid != conf.vlan_id:
-            raise CNIError(999, f"{req.ifname!r} has VLAN ID {vid}, config says {conf.vlan_id}")
+            raise CheckFailed(f"{req.ifname!r} has VLAN ID {vid}, config says {conf.vlan_id}")
         master = lowerdev.master_of(host, pod, lk, conf.in_container)
         if master is None or master.name != conf.master:
-            raise CNIError(999, f"{req.ifname!r} does not ride on {conf.master}")
+            raise CheckFailed(f"{req.ifname!r} does not ride on {conf.master}")
 
     podlink.check(req, "vlan", conf.has_ipam, verify)
 

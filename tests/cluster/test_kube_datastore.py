@@ -12,7 +12,8 @@ import os
 import subprocess
 import threading
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -131,12 +132,14 @@ def test_a_node_without_pod_cidrs_stays_not_ready_until_it_gets_them() -> None:
             store.nodes["n2"] = obj
             store._event("ADDED", obj)
         j = c.add_node(wait_ready=False)
-        time.sleep(2)
 
         def probe_ready() -> subprocess.CompletedProcess[str]:
             return subprocess.run(["ip", "netns", "exec", c.nodes[j], sys.executable, "-m", "podnet.cli", "health",
                                    "--socket", c.sock(j), "--ready"], capture_output=True, text=True)
-        r = probe_ready()
+        end = time.monotonic() + 15
+        while "podCIDRs" not in (r := probe_ready()).stdout:          # the agent tried to join, and says why not
+            assert time.monotonic() < end, r.stdout + r.stderr
+            time.sleep(0.1)
         assert r.returncode == 1 and '"ready": false' in r.stdout, r.stdout + r.stderr
         doc = subprocess.run(["ip", "netns", "exec", c.nodes[j], sys.executable, "-m", "podnet.cli", "doctor",
                               "--socket", c.sock(j), "--bin-dir", c.bin_dir, "--json"], capture_output=True, text=True)

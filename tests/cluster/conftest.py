@@ -1,7 +1,7 @@
 """Fixtures of the etcd tier: a throwaway etcd on loopback per test (or per module)."""
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 

@@ -162,21 +162,24 @@ def test_podnet_ipam_cli(bin_dir: str, etcd: Etcd) -> None:
 
 def test_node_lease_expiry_and_reclaim_with_a_short_ttl(etcd: Etcd) -> None:
     import ipaddress
+
     from podnet.ipam.etcdkv import EtcdKV
     kv = EtcdKV([etcd.url])
     pool = Pool("rc", ipaddress.ip_network("10.97.64.0/27"), 28)
+    from podnet.ipam.registry import NodeRegistry
     dying, alive = ClusterIpam(kv, "dying"), ClusterIpam(kv, "alive")
     dying.ensure_pool(pool)
-    dying.register(ttl=2)               # nobody keeps it alive
-    lease = alive.register(ttl=30)
+    NodeRegistry(dying).register(ttl=2)               # nobody keeps it alive
+    registry = NodeRegistry(alive)
+    lease = registry.register(ttl=30)
     lost = dying.allocate("net/d/eth0", [pool])
     alive.allocate("net/a/eth0", [pool])
     deadline = time.monotonic() + 15
-    while "dying" not in alive.dead_nodes():
+    while "dying" not in registry.dead_nodes():
         assert time.monotonic() < deadline, "the lease never expired"
         kv.keep_alive(lease)
         time.sleep(0.5)
-    assert alive.reclaim(grace=0.5) == {}
+    assert registry.reclaim(grace=0.5) == {}
     time.sleep(0.6)
     r = podnet("ipam", "--etcd", etcd.url, "--json", "reclaim", "--grace", "0.5")
     assert json.loads(r.stdout)["reclaimed"] == {"dying": ["net/d/eth0"]}, r.stdout + r.stderr

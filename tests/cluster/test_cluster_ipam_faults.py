@@ -89,10 +89,16 @@ def test_three_member_cluster_member_loss_total_loss_and_recovery() -> None:
                     return
         t = threading.Thread(target=allocate_forever)
         t.start()
-        time.sleep(1.0)
+        deadline = time.monotonic() + 20
+        while len(got) < 20 and not errors:            # allocations flow
+            assert time.monotonic() < deadline, "allocations did not start"
+            time.sleep(0.01)
         before = len(got)
         members[0].stop()                              # one member down: quorum remains
-        time.sleep(8.0)                                # leader election (~1 s) and a client failover
+        deadline = time.monotonic() + 30
+        while len(got) < before + 100 and not errors:  # leader election (~1 s) and a client failover
+            assert time.monotonic() < deadline, f"allocations stalled after a member died ({len(got) - before})"
+            time.sleep(0.05)
         stop.set()
         t.join(30)
         assert not errors, f"allocations stopped when one member died: {errors[0]!r}"

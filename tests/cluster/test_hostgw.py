@@ -13,7 +13,8 @@ import json
 import subprocess
 import sys
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -166,9 +167,11 @@ def test_agents_resync_after_etcd_restarts() -> None:
         for i in range(3):
             c.add_pod(i)
         c.wait_converged(10)
+        established = [c.agent_log(i).count(" established (") for i in range(3)]
         c.restart_etcd(down_for=2.0)
         assert probe.ping(c.pods[0].netns, c.pods[1].ip), "pods lost each other while etcd was down"
-        time.sleep(2.0)                                         # the watches' reconnect (0.5 s backoff)
+        wait_for(lambda: all(c.agent_log(i).count(" established (") > established[i] for i in range(3)),
+                 20)                                    # every agent's watch is back (it logs each (re)start)
         c.remove_node(2)
         t = wait_for(lambda: all("10.97.0.3" not in c.podnet_routes(i).values() for i in (0, 1)), 10)
         assert t <= 1.0, f"after an etcd restart a removed node's routes lingered {t:.2f}s (watch not resumed?)"

@@ -17,26 +17,12 @@ import json
 import sys
 from typing import Any
 
-from .ipam.cluster import DEFAULT_BLOCK, DEFAULT_PREFIX, ClusterIpam, Pool
+from ..ipam.cluster import DEFAULT_BLOCK, ClusterIpam, Pool
+from ..ipam.registry import NodeRegistry
+from .common import connect, emit, etcd_command
 
 
-def etcd_command(sub: Any, name: str, help: str) -> argparse.ArgumentParser:
-    """A `podnet` subcommand that talks to the cluster datastore in etcd (ipam, node)."""
-    p: argparse.ArgumentParser = sub.add_parser(name, help=help)
-    p.add_argument("--etcd", action="append", default=[], help="etcd endpoint (repeatable), default http://127.0.0.1:2379")
-    p.add_argument("--prefix", default=DEFAULT_PREFIX)
-    p.add_argument("--json", action="store_true")
-    return p
-
-
-def connect(a: argparse.Namespace) -> tuple[ClusterIpam, Any]:
-    """(a read-write view of the cluster IPAM as the CLI, its KV: close it when done)."""
-    from .ipam.etcdkv import EtcdKV
-    kv = EtcdKV(a.etcd or ["http://127.0.0.1:2379"])
-    return ClusterIpam(kv, node="podnet-cli", prefix=a.prefix), kv
-
-
-def add_parser(sub: Any) -> None:
+def add_parsers(sub: Any) -> None:
     p = etcd_command(sub, "ipam", "inspect and repair the cluster IPAM in etcd")
     ip = p.add_subparsers(dest="ipam_cmd", required=True)
     pool = ip.add_parser("pool")
@@ -63,17 +49,6 @@ def add_parser(sub: Any) -> None:
                                         "the first pass only marks them dead)")
     rc.add_argument("--grace", type=float, default=300.0, help="seconds a node must stay dead (default 300)")
     p.set_defaults(fn=run)
-
-
-def _table(rows: list[list[str]], head: list[str]) -> str:
-    widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)] if rows else [len(h) for h in head]
-    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
-    return "\n".join([fmt.format(*head)] + [fmt.format(*map(str, r)) for r in rows])
-
-
-def emit(a: argparse.Namespace, data: Any, rows: list[list[str]], head: list[str]) -> None:
-    """--json: the data; else a table (the podnet CLI's one output shape)."""
-    print(json.dumps(data, indent=2, sort_keys=True) if a.json else _table(rows, head))
 
 
 def run(a: argparse.Namespace) -> int:
@@ -126,12 +101,13 @@ def _dispatch(a: argparse.Namespace, c: ClusterIpam, kv: Any) -> int:
         print(json.dumps([str(i) for i in freed]) if a.json else (", ".join(map(str, freed)) or "nothing held"))
         return 0
     if a.ipam_cmd == "check":
-        problems = c.check()
+        problems = c.check() + NodeRegistry(c).stale_blocks()
         emit(a, problems, [[p] for p in problems], ["PROBLEM"])
         return 1 if problems else 0
     if a.ipam_cmd == "reclaim":
-        done = c.reclaim(a.grace)
-        dead = sorted(c.dead_nodes())
+        registry = NodeRegistry(c)
+        done = registry.reclaim(a.grace)
+        dead = sorted(registry.dead_nodes())
         emit(a, {"reclaimed": done, "dead": dead},
              [[n, str(len(h))] for n, h in done.items()] + [[n, "waiting"] for n in dead if n not in done],
              ["NODE", "RELEASED"])

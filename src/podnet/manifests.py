@@ -56,12 +56,33 @@ def rbac() -> list[dict[str, Any]]:
     ]
 
 
+CONFIG_DIR = "/etc/podnet"
+CONFIG_FILE = f"{CONFIG_DIR}/agent.yaml"
+
+
+def agent_settings(c: DeployConfig) -> dict[str, Any]:
+    """The agent's settings (agent/config.py NodeConfig keys) that are the same on every node;
+    what differs per node (its name, its address) comes from the downward API as flags."""
+    s: dict[str, Any] = {
+        "routing": c.backend, "datastore": c.datastore,
+        "cluster-cidr": [x for x in (c.cluster_cidr, c.cluster_cidr_v6) if x],
+        "network": c.network, "socket": "/run/podnet/agent.sock", "log-level": "INFO",
+        "cni-conf-dir": "/host/etc/cni/net.d", "ipam-data-dir": "/var/lib/cni/networks",
+        "state-dir": "/var/lib/podnet",
+    }
+    if c.datastore == "etcd":
+        s["etcd"] = [e for e in c.etcd_endpoints.split(",") if e]
+        s["ipam-mode"] = c.ipam_mode
+        if c.etcd_tls_secret:
+            s.update({"etcd-ca-file": "/etc/podnet/etcd/ca.crt", "etcd-cert-file": "/etc/podnet/etcd/tls.crt",
+                      "etcd-key-file": "/etc/podnet/etcd/tls.key"})
+    return s
+
+
 def config_map(c: DeployConfig) -> dict[str, Any]:
-    cidrs = ",".join(x for x in (c.cluster_cidr, c.cluster_cidr_v6) if x)
+    import yaml
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta("podnet-config"),
-            "data": {"PODNET_CLUSTER_CIDR": cidrs, "PODNET_BACKEND": c.backend, "PODNET_DATASTORE": c.datastore,
-                     "PODNET_IPAM_MODE": c.ipam_mode, "PODNET_ETCD_ENDPOINTS": c.etcd_endpoints,
-                     "PODNET_NETWORK": c.network}}
+            "data": {"agent.yaml": yaml.safe_dump(agent_settings(c), sort_keys=False)}}
 
 
 # hostPath volumes: (name, host path, mount path in the container, type, propagation)
@@ -81,19 +102,12 @@ HOST_PATHS = [
 def daemonset(c: DeployConfig) -> dict[str, Any]:
     env = [{"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
            {"name": "NODE_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.hostIP"}}}]
-    args = ["agent", "--socket", "/run/podnet/agent.sock", "--log-level", "INFO",
-            "--routing", "$(PODNET_BACKEND)", "--datastore", "$(PODNET_DATASTORE)",
-            "--cluster-cidr", "$(PODNET_CLUSTER_CIDR)", "--underlay-addr", "$(NODE_IP)",
-            "--network", "$(PODNET_NETWORK)", "--cni-conf-dir", "/host/etc/cni/net.d",
-            "--ipam-data-dir", "/var/lib/cni/networks", "--state-dir", "/var/lib/podnet"]
-    if c.datastore == "etcd":
-        args += ["--etcd", "$(PODNET_ETCD_ENDPOINTS)", "--ipam-mode", "$(PODNET_IPAM_MODE)"]
-        if c.etcd_tls_secret:
-            args += ["--etcd-ca-file", "/etc/podnet/etcd/ca.crt", "--etcd-cert-file", "/etc/podnet/etcd/tls.crt",
-                     "--etcd-key-file", "/etc/podnet/etcd/tls.key"]
-    mounts = [{"name": n, "mountPath": m, **({"mountPropagation": p} if p else {})}
-              for n, _, m, _, p in HOST_PATHS if n not in ("host-usr-bin", "podnet-lib", "cni-bin")]
+    args = ["agent", "--config", CONFIG_FILE, "--node", "$(NODE_NAME)", "--underlay-addr", "$(NODE_IP)"]
+    mounts: list[dict[str, Any]] = [{"name": n, "mountPath": m, **({"mountPropagation": p} if p else {})}
+                                    for n, _, m, _, p in HOST_PATHS if n not in ("host-usr-bin", "podnet-lib", "cni-bin")]
+    mounts.append({"name": "config", "mountPath": CONFIG_DIR, "readOnly": True})
     volumes: list[dict[str, Any]] = [{"name": n, "hostPath": {"path": h, "type": t}} for n, h, _, t, _ in HOST_PATHS]
+    volumes.append({"name": "config", "configMap": {"name": "podnet-config"}})
     if c.datastore == "etcd" and c.etcd_tls_secret:
         mounts.append({"name": "etcd-tls", "mountPath": "/etc/podnet/etcd", "readOnly": True})
         volumes.append({"name": "etcd-tls", "secret": {"secretName": c.etcd_tls_secret, "defaultMode": 0o400}})
@@ -102,7 +116,7 @@ def daemonset(c: DeployConfig) -> dict[str, Any]:
     probe = {"periodSeconds": 10, "timeoutSeconds": 5, "failureThreshold": 3}
     agent = {
         "name": "agent", "image": c.image, "command": ["podnet"], "args": args,
-        "env": env, "envFrom": [{"configMapRef": {"name": "podnet-config"}}],
+        "env": env,
         # privileged: the agent writes net sysctls (/proc/sys is read-only otherwise), enters pod
         # network namespaces (setns: CAP_SYS_ADMIN), makes links, routes and nftables rules
         # (CAP_NET_ADMIN), sends DHCP on raw sockets (CAP_NET_RAW) and loads ifb/vxlan modules.
@@ -154,6 +168,13 @@ def render(c: DeployConfig) -> list[dict[str, Any]]:
 
 
 def to_yaml(docs: list[dict[str, Any]]) -> str:
-    import yaml  # PyYAML (lightkube's dependency): only this command needs it
+    import yaml
+
+    class Dumper(yaml.SafeDumper):
+        """Multi-line strings (the agent's config file) as literal blocks, editable in place."""
+
+    def literal(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|" if "\n" in value else None)
+    Dumper.add_representer(str, literal)
     head = "# podnet: kubectl apply -f podnet.yaml   (rendered by `podnet manifests`; edit podnet-config)\n"
-    return head + yaml.safe_dump_all(docs, sort_keys=False, default_flow_style=False)
+    return head + yaml.dump_all(docs, Dumper=Dumper, sort_keys=False, default_flow_style=False)

@@ -5,12 +5,12 @@ Both the in-process launcher path and the agent call `handle`, so they answer al
 from __future__ import annotations
 
 import json
-from typing import Mapping
+from collections.abc import Mapping
 
-from .agent.edge import to_cni_error
-from .cni.errors import INVALID_CONFIG, CNIError
-from .cni.skel import Outcome, run, version_outcome
-from .plugins import REGISTRY
+from ..cni.errors import INVALID_CONFIG, CNIError
+from ..cni.skel import Outcome, run, version_outcome
+from ..plugins import REGISTRY
+from .codes import to_cni_error
 
 
 def handle(plugin_type: str, env: Mapping[str, str], stdin: bytes) -> Outcome:

@@ -10,10 +10,11 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .ipam_cli import connect, emit, etcd_command
+from ..ipam.registry import NodeRegistry
+from .common import connect, emit, etcd_command
 
 
-def add_parser(sub: Any) -> None:
+def add_parsers(sub: Any) -> None:
     p = etcd_command(sub, "node", "list and remove the cluster's nodes (etcd datastore)")
     np = p.add_subparsers(dest="node_cmd", required=True)
     np.add_parser("ls")
@@ -23,16 +24,16 @@ def add_parser(sub: Any) -> None:
 
 
 def run(a: argparse.Namespace) -> int:
-    from .agent.peers import node_infos
     c, kv = connect(a)
+    registry = NodeRegistry(c)
     try:
         if a.node_cmd == "rm":
-            if not c.remove_node(a.name):
+            if not registry.remove_node(a.name):
                 print(f"node {a.name} is not registered")
                 return 1
             print(f"removed node {a.name}")
             return 0
-        live = node_infos(c)
+        live = registry.node_infos()
         blocks: dict[str, list[str]] = {}
         for pool in c.pools():
             for b, _ in c.blocks(pool.name):
@@ -40,7 +41,7 @@ def run(a: argparse.Namespace) -> int:
         data = [{"node": n, "state": "live", "addr": i.get("addr", ""), "backend": i.get("backend", ""),
                  "vtep_mac": i.get("vtep_mac", ""), "blocks": sorted(blocks.get(n, []))} for n, i in sorted(live.items())]
         data += [{"node": n, "state": "dead", "addr": "", "backend": "", "vtep_mac": "", "blocks": sorted(blocks.get(n, []))}
-                 for n in sorted(c.dead_nodes())]
+                 for n in sorted(registry.dead_nodes())]
         emit(a, data, [[d["node"], d["state"], d["addr"], d["backend"], d["vtep_mac"], " ".join(d["blocks"])]
                        for d in data], ["NODE", "STATE", "ADDRESS", "BACKEND", "VTEP MAC", "BLOCKS"])
         return 0

@@ -3,13 +3,14 @@ the same rules must hold on the store that production uses, not only on the in-m
 from __future__ import annotations
 
 import threading
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
-from podnet.ipam.cluster import Entry, Txn
+from podnet.ipam.kv import Entry, Txn
+from tests.helpers.cluster_ipam_contract import *  # noqa: F403  (the suite itself)
 from tests.helpers.etcd import Etcd, have_etcd
-from tests.unit.test_cluster_ipam import *  # noqa: F401,F403  (the suite itself)
 
 pytestmark = pytest.mark.skipif(not have_etcd(), reason="etcd-server is not installed (apt install etcd-server)")
 
@@ -47,7 +48,7 @@ class CountingEtcd:
 
     def expire_lease(self, lease: int) -> None:
         """Revoking a lease deletes its keys at once, as expiry would."""
-        import aetcd  # noqa: F401 - only to name the type below
+        import aetcd
 
         async def op(c: aetcd.Client) -> Any:
             return await c.revoke_lease(lease)

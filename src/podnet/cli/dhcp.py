@@ -6,10 +6,10 @@ import argparse
 import time
 from typing import Any
 
-from .ipam_cli import emit
+from .common import emit
 
 
-def add_parser(sub: Any) -> None:
+def add_parsers(sub: Any) -> None:
     p = sub.add_parser("dhcp", help="the DHCP leases podnet-dhcp holds on this node")
     dp = p.add_subparsers(dest="dhcp_cmd", required=True)
     ls = dp.add_parser("leases")
@@ -19,7 +19,7 @@ def add_parser(sub: Any) -> None:
 
 
 def run(a: argparse.Namespace) -> int:
-    from .dhcp.keeper import LeaseKeeper
+    from ..dhcp.keeper import LeaseKeeper
     now = time.time()
     leases = [lease for _, lease in LeaseKeeper(a.state_dir).stored()]
     data = [{"container": x.container_id, "network": x.network, "ifname": x.ifname, "ip": x.ip,

@@ -1,0 +1,150 @@
+"""`NodeConfig`: every setting of a node's agent, typed, parsed once — from a config file
+(`--config /etc/podnet/agent.yaml`: YAML or JSON, the DaemonSet's ConfigMap), then from
+command-line flags, which win.  Keys in a file are the flags' names (`cluster-cidr`, or
+`cluster_cidr`); list settings take a list or a comma-separated string ("v4,v6" from a
+ConfigMap).  An unknown key or a wrong type is an error naming the key: an agent must not
+start with a setting it silently ignored.
+"""
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import json
+import os
+import socket as _socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+DEFAULT_SOCKET = "/run/podnet/agent.sock"
+IPNet = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class ConfigError(ValueError):
+    """A setting is missing, unknown or invalid; the message names it."""
+
+
+@dataclass
+class NodeConfig:
+    # the agent's own service
+    socket: str = DEFAULT_SOCKET
+    state_dir: str = "/var/lib/podnet"
+    log_file: str = ""
+    log_level: str = "INFO"
+    request_timeout: float = 50.0
+    # the node and its cross-node routing ("" = no routing: a single-node agent)
+    node: str = ""
+    routing: str = ""
+    underlay_addr: str = ""
+    vxlan_vni: int = 1
+    vxlan_port: int = 8472
+    route_interval: float = 10.0
+    # the datastore
+    datastore: str = "etcd"
+    kubeconfig: str = ""
+    leak_grace: float = 600.0
+    leak_gc_interval: float = 60.0
+    etcd: list[str] = field(default_factory=list)
+    etcd_prefix: str = "/podnet/"
+    etcd_ca_file: str = ""
+    etcd_cert_file: str = ""
+    etcd_key_file: str = ""
+    lease_ttl: int = 10
+    reclaim_after: float = 300.0
+    # the pods' addresses and the node's conflist
+    cluster_cidr: list[str] = field(default_factory=list)
+    ipam_mode: str = "cluster"
+    block_size: int = 26
+    node_subnet_size: int = 24
+    cni_conf_dir: str = ""
+    network: str = "podnet"
+    ipam_data_dir: str = ""
+
+    # ------------------------------------------------------------ loading
+    @classmethod
+    def names(cls) -> set[str]:
+        return {f.name for f in dataclasses.fields(cls)}
+
+    @classmethod
+    def load(cls, path: str = "", overrides: Mapping[str, Any] | None = None) -> NodeConfig:
+        """Defaults, then the file at `path` (if any), then `overrides` (flags given)."""
+        values: dict[str, Any] = {}
+        if path:
+            values.update(read_file(path))
+        values.update({k.replace("-", "_"): v for k, v in (overrides or {}).items()})
+        cfg = cls()
+        types = {f.name: f.type for f in dataclasses.fields(cls)}
+        for key, raw in values.items():
+            if key not in types:
+                raise ConfigError(f"{key.replace('_', '-')}: unknown setting")
+            setattr(cfg, key, _coerce(key, str(types[key]), raw))
+        cfg.validate()
+        return cfg
+
+    def validate(self) -> None:
+        from .datastores import DATASTORES
+        from .routing import BACKENDS
+        if self.routing and self.routing not in BACKENDS:
+            raise ConfigError(f"routing: {self.routing!r} is not one of {', '.join(sorted(BACKENDS))}")
+        if self.datastore not in DATASTORES:
+            raise ConfigError(f"datastore: {self.datastore!r} is not one of {', '.join(sorted(DATASTORES))}")
+        if self.ipam_mode not in ("cluster", "host-local"):
+            raise ConfigError(f"ipam-mode: {self.ipam_mode!r} is not cluster or host-local")
+        if self.cni_conf_dir and not self.cluster_cidr:
+            raise ConfigError("cni-conf-dir needs cluster-cidr (the pods' address space)")
+        self.cidrs()
+
+    def cidrs(self) -> list[IPNet]:
+        try:
+            return [ipaddress.ip_network(c) for c in self.cluster_cidr]
+        except ValueError as e:
+            raise ConfigError(f"cluster-cidr: {e}") from None
+
+    def node_name(self) -> str:
+        return self.node or os.environ.get("NODE_NAME") or _socket.gethostname()
+
+
+def read_file(path: str) -> dict[str, Any]:
+    """A YAML or JSON mapping of settings (JSON is YAML: one parser for both)."""
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError as e:
+        raise ConfigError(f"config {path}: {e.strerror}") from None
+    try:
+        import yaml  # PyYAML (lightkube's dependency)
+        data = yaml.safe_load(text)
+    except ImportError:
+        data = json.loads(text)
+    except Exception as e:  # noqa: BLE001 - yaml's errors have no common public root
+        raise ConfigError(f"config {path}: not YAML/JSON: {e}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config {path}: must be a mapping of settings")
+    return {str(k).replace("-", "_"): v for k, v in data.items()}
+
+
+def _coerce(key: str, typ: str, raw: Any) -> Any:
+    name = key.replace("_", "-")
+    if typ.startswith("list"):
+        items = [raw] if isinstance(raw, str) else raw
+        if isinstance(items, (list, tuple)) and all(isinstance(x, str) for x in items):
+            return [part.strip() for x in items for part in x.split(",") if part.strip()]
+        raise ConfigError(f"{name}: must be a list of strings or a comma-separated string, not {raw!r}")
+    if raw is None:
+        raise ConfigError(f"{name}: must not be empty")
+    try:
+        if typ == "int":
+            if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
+                raise ValueError
+            return int(raw)
+        if typ == "float":
+            if isinstance(raw, bool):
+                raise ValueError
+            return float(raw)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name}: must be a {'number' if typ == 'float' else 'whole number'}, not {raw!r}") from None
+    if not isinstance(raw, (str, int, float)) or isinstance(raw, bool):
+        raise ConfigError(f"{name}: must be a string, not {raw!r}")
+    return str(raw)

@@ -1,0 +1,92 @@
+"""A node's agent, built from one `NodeConfig`: the DHCP lease keeper, and — with routing on —
+the datastore (DATASTORES), the routing backend (BACKENDS), the node's masquerade and
+forwarding, readiness, and the conflist written once the node is ready.  `run(cfg)` is the
+whole `podnet agent`; the CLI only parses arguments.
+"""
+from __future__ import annotations
+
+import ipaddress
+import logging
+import sys
+from typing import Any
+
+from .config import NodeConfig
+
+log = logging.getLogger(__name__)
+
+
+def backend_options(cfg: NodeConfig) -> dict[str, Any]:
+    """The settings of the configured backend (each backend takes only its own)."""
+    if cfg.routing == "vxlan":
+        return {"vni": cfg.vxlan_vni, "port": cfg.vxlan_port}
+    return {}
+
+
+class Node:
+    """The routing half of an agent: join, routes, masquerade, readiness, conflist."""
+
+    def __init__(self, cfg: NodeConfig) -> None:
+        from .datastores import DATASTORES
+        from .routing import BACKENDS, NodeIdentity, RoutingAgent
+        self.cfg = cfg
+        self.name = cfg.node_name()
+        self.store = DATASTORES[cfg.datastore](cfg, self.name)
+        underlay = self.store.underlay()
+        me = NodeIdentity(self.name, ipaddress.ip_address(underlay))
+        self.backend = BACKENDS[cfg.routing](me, **backend_options(cfg))
+        self.routing = RoutingAgent(self.store.peers, self.backend, underlay, heartbeat=cfg.lease_ttl / 3,
+                                    interval=cfg.route_interval, on_ready=self._ready, prepare=self.store.prepare,
+                                    on_fail=self._failed)
+
+    def start(self) -> None:
+        from ..net import masq, sysctl
+        from . import readiness
+        cidrs = self.cfg.cidrs()
+        if cidrs:
+            masq.set_cluster_masquerade(cidrs)
+            for fam in {c.version for c in cidrs}:
+                sysctl.ensure("net/ipv4/ip_forward" if fam == 4 else "net/ipv6/conf/all/forwarding", 1)
+        readiness.not_ready(f"joining the cluster ({self.cfg.datastore} datastore)")
+        self.routing.start()
+
+    def stop(self) -> None:
+        self.routing.stop()
+
+    def _failed(self, why: str) -> None:
+        from . import readiness
+        readiness.not_ready(f"joining the cluster ({self.cfg.datastore} datastore): {why}")
+
+    def _ready(self, agent: Any) -> None:
+        from . import readiness
+        net = self.store.network
+        if self.cfg.cni_conf_dir:
+            net.write_conflist(self.name, agent.pod_mtu())
+        readiness.set_ready()
+        self.store.announce("PodnetReady", f"podnet: pod network ready ({self.cfg.routing}, pod CIDRs "
+                                           f"{', '.join(map(str, net.subnets))})")
+
+
+def configure_logging(cfg: NodeConfig) -> None:
+    kw: dict[str, Any] = {"filename": cfg.log_file} if cfg.log_file else {"stream": sys.stderr}
+    logging.basicConfig(level=cfg.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", **kw)
+
+
+def run(cfg: NodeConfig) -> int:
+    """`podnet agent`: serve CNI requests until SIGTERM; pods and routes stay when it stops."""
+    from ..dhcp.keeper import LeaseKeeper
+    from ..dhcp.keeper import install as install_keeper
+    from .server import serve
+    configure_logging(cfg)
+    keeper = LeaseKeeper(cfg.state_dir)
+    install_keeper(keeper)
+    keeper.start()        # podnet-dhcp leases of running pods: renewed from now on
+    node = Node(cfg) if cfg.routing else None
+    if node is not None:
+        node.start()
+    try:
+        serve(cfg.socket, cfg.request_timeout)
+    finally:
+        if node is not None:
+            node.stop()
+        keeper.stop()
+    return 0

@@ -1,0 +1,12 @@
+"""Cross-node routing: the reconcile loop (loop.py) and the backends it drives, chosen by name
+from BACKENDS (base.py says what a backend is)."""
+from __future__ import annotations
+
+from .base import Backend, NodeIdentity, Reconcile
+from .hostgw import HostGw
+from .loop import RoutingAgent
+from .vxlan import Vxlan
+
+BACKENDS: dict[str, type] = {"host-gw": HostGw, "vxlan": Vxlan}
+
+__all__ = ["BACKENDS", "Backend", "HostGw", "NodeIdentity", "Reconcile", "RoutingAgent", "Vxlan"]

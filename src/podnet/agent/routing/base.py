@@ -1,0 +1,112 @@
+"""What a routing backend is: the answer to one question — "the set of remote nodes and the
+pod CIDRs they own changed: make this node's kernel match" — plus what it publishes about its
+own node for the others (a VTEP MAC, a BGP AS, a WireGuard key).
+
+The reconcile loop (routing/loop.py) owns the when (events, resyncs, the periodic pass); a
+backend owns the how.  A new backend is a new module and an entry in BACKENDS: the loop never
+tests a backend's name.  A backend's kernel state carries podnet's route protocol
+(PODNET_PROTO), so it never touches a route somebody else made, and it stays when the agent
+stops (pods keep their traffic while the agent restarts).
+"""
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from ...net.errors import NetError
+from ...net.rtnl import PODNET_PROTO, Rtnl
+
+IPAddr = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNet = ipaddress.IPv4Network | ipaddress.IPv6Network
+NodeInfo = dict[str, str]      # what a node published: "addr", "backend", and backend data
+
+
+@dataclass(frozen=True)
+class NodeIdentity:
+    """This node as its backend needs to know it."""
+    name: str
+    addr: IPAddr               # the underlay address other nodes send pod traffic to
+
+
+@dataclass
+class Reconcile:
+    """What one pass changed (for the log, metrics and tests)."""
+    added: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.added or self.removed or self.refused)
+
+
+class Backend(Protocol):
+    name: str
+
+    def start(self, host: Rtnl) -> None:
+        """Make what the backend needs once (a device, a child process); idempotent."""
+
+    def publish(self) -> dict[str, str]:
+        """Backend data other nodes need about this one (merged into the node's record)."""
+
+    def apply(self, host: Rtnl, nodes: dict[str, NodeInfo], owners: dict[IPNet, str]) -> Reconcile:
+        """Make the kernel route every pod CIDR of another live node (`owners`: CIDR → node;
+        `nodes`: live node → what it published), and nothing else of podnet's."""
+
+    def pod_mtu(self, host: Rtnl) -> int:
+        """The MTU pods must use (0: the default, no encapsulation)."""
+
+    def stop(self) -> None:
+        """The agent is stopping: leave routes and devices in place."""
+
+
+def remote_next_hops(me: str, nodes: dict[str, NodeInfo], owners: dict[IPNet, str]) -> dict[IPNet, IPAddr]:
+    """pod CIDR → the owning node's underlay address, for CIDRs of other live nodes whose
+    address has the CIDR's family."""
+    addrs: dict[str, IPAddr] = {}
+    for name, info in nodes.items():
+        try:
+            addrs[name] = ipaddress.ip_address(info["addr"])
+        except (KeyError, ValueError):
+            continue
+    return {cidr: addrs[node] for cidr, node in owners.items()
+            if node and node != me and node in addrs and addrs[node].version == cidr.version}
+
+
+def podnet_routes(host: Rtnl) -> set[tuple[IPNet, IPAddr | None]]:
+    """(dst, gateway) of every route podnet made in the main table."""
+    return {(e.dst, e.gw) for fam in (4, 6) for e in host.routes(fam) if e.proto == PODNET_PROTO}
+
+
+AddRoute = Callable[[IPNet, IPAddr], None]
+Refuse = Callable[[IPNet, IPAddr], str]
+
+
+def sync_routes(host: Rtnl, want: dict[IPNet, IPAddr], add: AddRoute, refuse: Refuse | None = None) -> Reconcile:
+    """Make podnet's routes exactly `want` (dst → next hop): `add` the missing ones (unless
+    `refuse` gives a reason), then delete the ones no longer wanted — the block left, its node
+    died, or it moved to another next hop (the new route already replaced it)."""
+    r = Reconcile()
+    have = podnet_routes(host)
+    for dst, gw in sorted(want.items(), key=lambda x: str(x[0])):
+        if (dst, gw) in have:
+            continue
+        why = refuse(dst, gw) if refuse else ""
+        if why:
+            r.refused.append(f"{dst} via {gw}: {why}")
+            continue
+        try:
+            add(dst, gw)
+            r.added.append(f"{dst} via {gw}")
+        except NetError as e:
+            r.refused.append(f"{dst} via {gw}: {e}")
+    for dst, old_gw in have:
+        if want.get(dst) != old_gw:
+            try:
+                host.del_route(dst, gw=old_gw)
+                r.removed.append(f"{dst} via {old_gw}")
+            except NetError:
+                pass
+    return r

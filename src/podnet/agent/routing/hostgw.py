@@ -1,0 +1,37 @@
+"""host-gw (flannel's name): every pod CIDR another live node owns is routed via that node's
+underlay address.  No encapsulation, so nodes must share an L2 segment: a next hop that is not
+on a directly connected network is refused, with the reason in the log and the pass result."""
+from __future__ import annotations
+
+from ...net.rtnl import PODNET_PROTO, Rtnl
+from .base import IPAddr, IPNet, NodeIdentity, NodeInfo, Reconcile, remote_next_hops, sync_routes
+
+
+class HostGw:
+    name = "host-gw"
+
+    def __init__(self, me: NodeIdentity) -> None:
+        self.me = me
+
+    def start(self, host: Rtnl) -> None:
+        """Nothing to make: plain routes."""
+
+    def publish(self) -> dict[str, str]:
+        return {}
+
+    def apply(self, host: Rtnl, nodes: dict[str, NodeInfo], owners: dict[IPNet, str]) -> Reconcile:
+        connected = [e.dst for fam in (4, 6) for e in host.routes(fam)
+                     if e.gw is None and e.dst.prefixlen > 0 and e.proto != PODNET_PROTO]
+
+        def refuse(dst: IPNet, gw: IPAddr) -> str:
+            return "" if any(gw in net for net in connected) else "next hop not on a directly connected network"
+
+        def add(dst: IPNet, gw: IPAddr) -> None:
+            host.add_route(dst, gw=gw, replace=True, proto=PODNET_PROTO)
+        return sync_routes(host, remote_next_hops(self.me.name, nodes, owners), add, refuse)
+
+    def pod_mtu(self, host: Rtnl) -> int:
+        return 0
+
+    def stop(self) -> None:
+        """Routes stay."""

@@ -1,0 +1,84 @@
+"""vxlan: the same routes as host-gw, but through one VXLAN device per node — onlink via the
+remote node's address, with a permanent neighbour entry for the remote VTEP's MAC and an FDB
+entry sending that MAC to the remote node.  Nodes only need IP reachability between them."""
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+
+from ...net.errors import NetError
+from ...net.rtnl import PODNET_PROTO, Rtnl
+from .base import IPAddr, IPNet, NodeIdentity, NodeInfo, Reconcile, remote_next_hops, sync_routes
+
+VXLAN_DEV = "podnet.1"
+VXLAN_OVERHEAD = 50
+
+
+def vtep_mac(node: str) -> str:
+    """A stable, locally administered MAC per node name (the same after an agent restart)."""
+    b = bytearray(hashlib.sha256(node.encode()).digest()[:6])
+    b[0] = (b[0] & 0xFC) | 0x02
+    return ":".join(f"{x:02x}" for x in b)
+
+
+class Vxlan:
+    name = "vxlan"
+
+    def __init__(self, me: NodeIdentity, vni: int = 1, port: int = 8472) -> None:
+        self.me, self.vni, self.port = me, vni, port
+        self.mac = vtep_mac(me.name)
+
+    def start(self, host: Rtnl) -> None:
+        self._device(host)
+
+    def publish(self) -> dict[str, str]:
+        return {"vtep_mac": self.mac}
+
+    def _device(self, host: Rtnl) -> int:
+        dev = host.link(VXLAN_DEV)
+        if dev is None:
+            under = next((lk for lk in host.links() if self.me.addr in {a.ip for a in host.addrs(lk.index)}), None)
+            if under is None:
+                raise NetError(f"no interface holds the underlay address {self.me.addr}")
+            host.add_link(VXLAN_DEV, "vxlan", vxlan_id=self.vni, vxlan_local=str(self.me.addr), vxlan_port=self.port,
+                          vxlan_learning=0, vxlan_link=under.index, mtu=under.mtu - VXLAN_OVERHEAD, address=self.mac)
+            dev = host.require_link(VXLAN_DEV)
+        if not dev.up:
+            host.set_link(dev.index, state="up")
+        return dev.index
+
+    def apply(self, host: Rtnl, nodes: dict[str, NodeInfo], owners: dict[IPNet, str]) -> Reconcile:
+        idx = self._device(host)
+        vteps = {ipaddress.ip_address(i["addr"]): i["vtep_mac"] for n, i in nodes.items()
+                 if n != self.me.name and i.get("vtep_mac")}
+        self._sync_vteps(host, idx, vteps)
+        want = {cidr: gw for cidr, gw in remote_next_hops(self.me.name, nodes, owners).items() if gw in vteps}
+
+        def add(dst: IPNet, gw: IPAddr) -> None:
+            host.add_route(dst, gw=gw, oif=idx, onlink=True, replace=True, proto=PODNET_PROTO)
+        return sync_routes(host, want, add)
+
+    def _sync_vteps(self, host: Rtnl, idx: int, vteps: dict[IPAddr, str]) -> None:
+        """A neighbour and an FDB entry per remote VTEP; stale ones removed."""
+        for addr, mac in vteps.items():
+            host.set_neigh(idx, addr, mac)
+            host.set_fdb(idx, mac, addr)
+        keep_neigh = {str(a) for a in vteps}
+        for ip in host.neighbours(idx):
+            if ip not in keep_neigh:
+                try:
+                    host.del_neigh(idx, ipaddress.ip_address(ip))
+                except NetError:
+                    pass
+        for mac, dst in host.fdb_entries(idx) - {(m, str(a)) for a, m in vteps.items()}:
+            try:
+                host.del_fdb(idx, mac, ipaddress.ip_address(dst))
+            except NetError:
+                pass
+
+    def pod_mtu(self, host: Rtnl) -> int:
+        dev = host.link(VXLAN_DEV)
+        return dev.mtu if dev is not None else 0
+
+    def stop(self) -> None:
+        """The device and routes stay."""

@@ -1,0 +1,117 @@
+"""`podnet agent` (the node agent), `podnet health` (exec probes), `podnet doctor`.
+
+The agent's flags are NodeConfig's settings (agent/config.py); `--config FILE` reads the same
+settings from YAML/JSON and any flag given on the command line wins over the file."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from ..wire import DEFAULT_SOCKET
+
+# flag → argparse keywords (defaults live in NodeConfig; shown in --help from there)
+AGENT_FLAGS: list[tuple[str, dict[str, Any]]] = [
+    ("--socket", {}),
+    ("--state-dir", {}),
+    ("--log-file", {}),
+    ("--log-level", {}),
+    ("--request-timeout", {"type": float}),
+    ("--routing", {"help": "program cross-node routes with this backend (host-gw, vxlan)"}),
+    ("--vxlan-vni", {"type": int}),
+    ("--vxlan-port", {"type": int}),
+    ("--node", {"help": "this node's name (default: $NODE_NAME, else the hostname)"}),
+    ("--datastore", {"help": "where nodes and pod CIDRs live: podnet's etcd, or the Kubernetes API (Node objects)"}),
+    ("--kubeconfig", {"help": "kubernetes datastore: default in-cluster, then $KUBECONFIG"}),
+    ("--leak-grace", {"type": float, "help": "kubernetes datastore: release a host-local lease no pod of this "
+                                             "node holds once it is this many seconds old (0: never)"}),
+    ("--leak-gc-interval", {"type": float, "help": "seconds between leak checks"}),
+    ("--etcd", {"action": "append", "help": "etcd endpoint (repeatable, or comma-separated)"}),
+    ("--etcd-prefix", {}),
+    ("--etcd-ca-file", {"help": "TLS to etcd: the CA that signed its certificate"}),
+    ("--etcd-cert-file", {"help": "TLS client certificate (with --etcd-key-file)"}),
+    ("--etcd-key-file", {}),
+    ("--underlay-addr", {"help": "this node's address other nodes route pod traffic to "
+                                 "(kubernetes datastore: default the Node's InternalIP)"}),
+    ("--lease-ttl", {"type": int}),
+    ("--route-interval", {"type": float, "help": "seconds between full passes (datastore changes trigger a pass at once)"}),
+    ("--cluster-cidr", {"action": "append", "help": "the pods' address space (repeatable or comma-separated: one per "
+                                                    "family); traffic leaving it is masqueraded"}),
+    ("--ipam-mode", {"help": "cluster: podnet-cluster-ipam blocks; host-local: a subnet per node (flannel style)"}),
+    ("--block-size", {"type": int, "help": "cluster mode: the IPAM block size"}),
+    ("--node-subnet-size", {"type": int, "help": "host-local mode: each node's subnet size"}),
+    ("--cni-conf-dir", {"help": "write the node's conflist here once the node is ready"}),
+    ("--network", {"help": "the network name in the conflist"}),
+    ("--ipam-data-dir", {"help": "host-local mode: where leases are kept (default host-local's /var/lib/cni/networks)"}),
+    ("--reclaim-after", {"type": float, "help": "seconds a node must stay dead before this agent takes back its "
+                                                "blocks (0: never)"}),
+]
+
+
+def add_parsers(sub: Any) -> None:
+    from ..agent.config import NodeConfig
+    defaults = NodeConfig()
+    ag = sub.add_parser("agent", help="serve CNI requests on a unix socket (the node agent)")
+    ag.add_argument("--config", default="", help="settings file (YAML or JSON, keys = these flags' names); "
+                                                 "flags given here win")
+    for flag, kw in AGENT_FLAGS:
+        default = getattr(defaults, flag[2:].replace("-", "_"))
+        help_text = kw.pop("help", "")
+        if default not in ("", [], None):
+            help_text = f"{help_text} (default {default})".strip()
+        ag.add_argument(flag, default=argparse.SUPPRESS, help=help_text or None, **kw)
+    ag.set_defaults(fn=cmd_agent)
+
+    dr = sub.add_parser("doctor", help="check the agent, its socket, the launchers and the tools")
+    dr.add_argument("--socket", default=DEFAULT_SOCKET)
+    dr.add_argument("--bin-dir", default="/opt/cni/bin")
+    dr.add_argument("--json", action="store_true")
+    dr.set_defaults(fn=cmd_doctor)
+
+    h = sub.add_parser("health", help="probe the agent (exit 0: alive; --ready: the node can network pods)")
+    h.add_argument("--socket", default=DEFAULT_SOCKET)
+    h.add_argument("--ready", action="store_true")
+    h.add_argument("--timeout", type=float, default=3.0)
+    h.set_defaults(fn=cmd_health)
+
+
+def agent_config(a: argparse.Namespace) -> Any:
+    """The NodeConfig these arguments describe (file, then flags)."""
+    from ..agent.config import NodeConfig
+    given = {k: v for k, v in vars(a).items() if k not in ("fn", "cmd", "config")}
+    return NodeConfig.load(a.config, given)
+
+
+def cmd_agent(a: argparse.Namespace) -> int:
+    from ..agent.config import ConfigError
+    from ..agent.node import run
+    try:
+        cfg = agent_config(a)
+        return run(cfg)
+    except ConfigError as e:
+        print(f"podnet agent: {e}", file=sys.stderr)
+        return 2
+
+
+def cmd_doctor(a: argparse.Namespace) -> int:
+    from .. import doctor
+    findings = doctor.run_checks(a.socket, a.bin_dir)
+    if a.json:
+        print(json.dumps([f.__dict__ for f in findings], indent=2))
+    else:
+        print(doctor.render(findings))
+    return doctor.exit_code(findings)
+
+
+def cmd_health(a: argparse.Namespace) -> int:
+    """For exec probes (kubelet cannot reach a unix socket with httpGet): exit 0 when the agent
+    answers /healthz (or, --ready, /readyz)."""
+    from ..doctor import http_get_unix
+    try:
+        status, body = http_get_unix(a.socket, "/readyz" if a.ready else "/healthz", a.timeout)
+    except (OSError, ValueError, IndexError) as e:
+        print(f"podnet agent at {a.socket}: {e}", file=sys.stderr)
+        return 1
+    print(body.decode(errors="replace").strip())
+    return 0 if status == 200 else 1

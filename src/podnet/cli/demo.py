@@ -1,0 +1,30 @@
+"""`podnet demo`: a virtual cluster in namespaces, pods on every node, every pair checked."""
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def add_parsers(sub: Any) -> None:
+    d = sub.add_parser("demo", help="a virtual cluster of node namespaces, pods on every node, all pairs checked")
+    d.add_argument("--nodes", type=int, default=3)
+    d.add_argument("--pods", "--pods-per-node", dest="pods", type=int, default=2)
+    d.add_argument("--backend", choices=("vxlan", "host-gw"), default="vxlan")
+    d.add_argument("--ipam", choices=("cluster", "host-local"), default="cluster",
+                   help="cluster IPAM blocks in etcd, or a host-local subnet per node")
+    d.add_argument("--keep", action="store_true")
+    d.add_argument("--down", action="store_true", help="remove a lab kept with --keep")
+    d.add_argument("--single-node", action="store_true",
+                   help="one node: pods with eth0 on a bridge and net1 on a macvlan underlay")
+    d.set_defaults(fn=cmd_demo)
+
+
+def cmd_demo(a: argparse.Namespace) -> int:
+    if a.down:
+        from ..lab import remove_kept
+        gone = remove_kept()
+        print(f"removed {len(gone)} namespaces")
+        return 0
+    from ..demo import run_demo
+    return run_demo(pods=a.pods, keep=a.keep, nodes=a.nodes, backend=a.backend, single_node=a.single_node,
+                    ipam_mode=a.ipam)

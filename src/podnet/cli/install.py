@@ -1,0 +1,85 @@
+"""`podnet install` (launchers, a lib dir for the host's Python, a conflist) and `podnet manifests`
+(the Kubernetes objects that install podnet cluster-wide)."""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from ..wire import DEFAULT_SOCKET
+
+
+def add_parsers(sub: Any) -> None:
+    from ..install import INTERPRETER
+    from ..manifests import DEFAULT_IMAGE
+    i = sub.add_parser("install", help="write launchers (and a conflist) for a node")
+    i.add_argument("--bin-dir", default="/opt/cni/bin")
+    i.add_argument("--conf-dir")
+    i.add_argument("--network")
+    i.add_argument("--subnet", action="append", default=[])
+    i.add_argument("--bridge", default="podnet0")
+    i.add_argument("--no-masq", action="store_true")
+    i.add_argument("--kubernetes", action="store_true",
+                   help="the Kubernetes chain: bridge, portmap, bandwidth, tuning (with capabilities)")
+    i.add_argument("--data-dir")
+    i.add_argument("--agent-socket", default=DEFAULT_SOCKET)
+    i.add_argument("--interpreter", default=INTERPRETER, help="the host's Python the launchers run with")
+    i.add_argument("--lib-dir", help="copy podnet and its plugin libraries here for the host's Python "
+                                     "(e.g. /opt/podnet); without it the launchers use this install's paths")
+    i.add_argument("--host-prefix", default="", help="where the host's root is mounted (in a container)")
+    i.set_defaults(fn=cmd_install)
+    m = sub.add_parser("manifests", help="print the Kubernetes manifests (kubectl apply -f -)")
+    m.add_argument("--cluster-cidr", default="10.244.0.0/16")
+    m.add_argument("--cluster-cidr-v6", default="")
+    m.add_argument("--backend", choices=("vxlan", "host-gw"), default="vxlan")
+    m.add_argument("--datastore", choices=("kubernetes", "etcd"), default="kubernetes")
+    m.add_argument("--ipam-mode", choices=("cluster", "host-local"), default="cluster")
+    m.add_argument("--etcd", default="", help="etcd endpoints, comma-separated (etcd datastore)")
+    m.add_argument("--etcd-tls-secret", default="", help="Secret with ca.crt, tls.crt, tls.key (etcd datastore)")
+    m.add_argument("--network", default="podnet")
+    m.add_argument("--image", default=DEFAULT_IMAGE)
+    m.set_defaults(fn=cmd_manifests)
+
+
+def cmd_install(a: argparse.Namespace) -> int:
+    """Launchers (and optionally a lib dir and a conflist).  --host-prefix: the host's root is
+    mounted there (a DaemonSet's init container); every dir given is a path on the host."""
+    from .. import conflists, install
+    prefix = a.host_prefix.rstrip("/")
+    paths = None
+    try:
+        version = install.host_python(a.interpreter, prefix)
+        install.require(version, a.interpreter)
+    except (install.HostPythonTooOld, FileNotFoundError, OSError) as e:
+        print(f"podnet install: {e}", file=sys.stderr)
+        return 1
+    if a.lib_dir:
+        copied, skipped = install.copy_lib(prefix + a.lib_dir, version)
+        print(f"lib {a.lib_dir}: {', '.join(copied)}")
+        for why in skipped:
+            print(f"lib {a.lib_dir}: left out {why}")
+        paths = [a.lib_dir]
+    for path in install.write_launchers(prefix + a.bin_dir, interpreter=a.interpreter, paths=paths):
+        print(f"launcher {path[len(prefix):]}")
+    if a.conf_dir and a.network:
+        if not a.subnet:
+            print("podnet install: --subnet is needed with --network", file=sys.stderr)
+            return 2
+        if a.kubernetes:
+            conf = conflists.kubernetes_conflist(a.network, a.subnet, a.bridge, a.agent_socket, data_dir=a.data_dir)
+        else:
+            conf = conflists.bridge_conflist(a.network, a.subnet, a.bridge, not a.no_masq, a.agent_socket,
+                                           data_dir=a.data_dir)
+        print(f"conflist {conflists.write_conflist(prefix + a.conf_dir, conf)[len(prefix):]}")
+    return 0
+
+
+def cmd_manifests(a: argparse.Namespace) -> int:
+    from ..manifests import DeployConfig, render, to_yaml
+    conf = DeployConfig(a.cluster_cidr, a.cluster_cidr_v6, a.backend, a.datastore, a.ipam_mode, a.etcd,
+                        a.etcd_tls_secret, a.network, a.image)
+    if conf.datastore == "etcd" and not conf.etcd_endpoints:
+        print("podnet manifests: --datastore etcd needs --etcd", file=sys.stderr)
+        return 2
+    sys.stdout.write(to_yaml(render(conf)))
+    return 0

@@ -1,0 +1,64 @@
+"""The conflists podnet writes: a bridge network for `podnet install`, the Kubernetes chain,
+and the node conflist the agent writes once its node is ready.  Pure data and one atomic
+file write — shared by the installer and the agent without either importing the other."""
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from .wire import DEFAULT_SOCKET
+
+
+def bridge_conflist(network: str, subnets: list[str], bridge: str = "podnet0", ip_masq: bool = True,
+                    agent_socket: str = DEFAULT_SOCKET, cni_version: str = "1.0.0",
+                    data_dir: str | None = None) -> dict[str, Any]:
+    ipam: dict[str, Any] = {"type": "podnet-host-local", "ranges": [[{"subnet": s}] for s in subnets],
+                            "routes": [{"dst": "0.0.0.0/0"}] if any(":" not in s for s in subnets) else []}
+    if any(":" in s for s in subnets):
+        ipam["routes"].append({"dst": "::/0"})
+    if data_dir:
+        ipam["dataDir"] = data_dir
+    return {"cniVersion": cni_version, "name": network, "plugins": [
+        {"type": "podnet-bridge", "bridge": bridge, "isGateway": True, "ipMasq": ip_masq,
+         "hairpinMode": True, "agentSocket": agent_socket, "ipam": ipam},
+    ]}
+
+
+def kubernetes_conflist(network: str, subnets: list[str], bridge: str = "podnet0",
+                        agent_socket: str = DEFAULT_SOCKET, cni_version: str = "1.0.0",
+                        data_dir: str | None = None) -> dict[str, Any]:
+    """Kubernetes' usual chain: bridge → portmap (hostPort) → bandwidth (pod annotations)
+    → tuning, each meta plugin declaring the capability the runtime fills in."""
+    conf = bridge_conflist(network, subnets, bridge, True, agent_socket, cni_version, data_dir)
+    conf["plugins"] += [
+        {"type": "podnet-portmap", "capabilities": {"portMappings": True}, "snat": True, "agentSocket": agent_socket},
+        {"type": "podnet-bandwidth", "capabilities": {"bandwidth": True}, "agentSocket": agent_socket},
+        {"type": "podnet-tuning", "capabilities": {"mac": True}, "agentSocket": agent_socket},
+    ]
+    return conf
+
+
+def cluster_conflist(network: str, ipam: dict[str, Any], mtu: int = 0, agent_socket: str = DEFAULT_SOCKET,
+                     cni_version: str = "1.0.0") -> dict[str, Any]:
+    """The node conflist the agent writes in the cluster tier: ptp pods (routed, no bridge:
+    cross-node traffic is plain routing) with the node's IPAM, then portmap for hostPort.
+    No ipMasq: the agent masquerades traffic leaving the cluster CIDR once, for the node,
+    so pod → pod across nodes keeps its source address."""
+    ptp: dict[str, Any] = {"type": "podnet-ptp", "agentSocket": agent_socket, "ipam": ipam}
+    if mtu:
+        ptp["mtu"] = mtu
+    return {"cniVersion": cni_version, "name": network, "plugins": [
+        ptp,
+        {"type": "podnet-portmap", "capabilities": {"portMappings": True}, "snat": True, "agentSocket": agent_socket},
+    ]}
+
+
+def write_conflist(conf_dir: str, conflist: dict[str, Any], priority: int = 10) -> str:
+    os.makedirs(conf_dir, exist_ok=True)
+    dest = os.path.join(conf_dir, f"{priority}-{conflist['name']}.conflist")
+    with open(dest + ".tmp", "w") as f:
+        json.dump(conflist, f, indent=2)
+        f.write("\n")
+    os.replace(dest + ".tmp", dest)
+    return dest
