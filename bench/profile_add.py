@@ -16,9 +16,14 @@ import tempfile
 import time
 
 
+# the shared benchmark kit lives beside the project's checkout: ../shared/bench
+SHARED_BENCH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "bench")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--conf", default="/work/shared/bench/configs/bridge-nomasq.conf")
+    ap.add_argument("--conf", default=os.path.join(SHARED_BENCH, "configs", "bridge-nomasq.conf"),
+                    help="a CNI config (default: the shared bench's bridge-nomasq.conf, beside the checkout)")
     ap.add_argument("--pods", type=int, default=40)
     ap.add_argument("--top", type=int, default=35)
     ap.add_argument("--sort", default="cumulative")
