@@ -12,7 +12,7 @@ import _socket  # the C module: `socket` pulls in enum/selectors, ~8 ms per pod 
 import posix  # built in: `os` costs ~1.5 ms per pod start (collections.abc, posixpath)
 import sys
 
-from .wire import DEFAULT_SOCKET, ENV_HEADER, EXIT_HEADER, STDERR_HEADER
+from .wire import DEFAULT_SOCKET, ENV_LENGTH_HEADER, EXIT_HEADER, MAX_CONFIG, STDERR_HEADER, encode_env
 
 TIMEOUT_ENV = "PODNET_AGENT_TIMEOUT"
 NO_AGENT_ENV = "PODNET_NO_AGENT"
@@ -61,13 +61,11 @@ def version_answer(stdin: bytes) -> bytes:
 
 
 def encode_request(plugin_type: str, env: dict[str, str], stdin: bytes) -> bytes:
-    lines = [f"POST /cni/{plugin_type} HTTP/1.1", "Host: podnet", f"Content-Length: {len(stdin)}",
-             "Connection: close"]
-    for k, v in env.items():
-        if "\r" in v or "\n" in v:
-            raise ValueError(f"{k} contains a line break")
-        lines.append(f"{ENV_HEADER}{k}: {v}")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8", "surrogateescape") + stdin
+    """One POST: the variables (wire.encode_env) then stdin, both in the body, byte for byte."""
+    envb = encode_env(env)
+    head = (f"POST /cni/{plugin_type} HTTP/1.1\r\nHost: podnet\r\nContent-Length: {len(envb) + len(stdin)}\r\n"
+            f"{ENV_LENGTH_HEADER}: {len(envb)}\r\nConnection: close\r\n\r\n")
+    return head.encode("utf-8", "surrogateescape") + envb + stdin
 
 
 def decode_response(raw: bytes) -> tuple[int, bytes, str]:
@@ -129,9 +127,12 @@ def run_in_process(plugin_type: str, env: dict[str, str], stdin: bytes) -> tuple
     return out.exit_code, out.stdout, out.stderr
 
 
-def _try_again(why: str) -> tuple[int, bytes, str]:
-    body = ('{"cniVersion": "1.1.0", "code": 11, "msg": "podnet agent did not finish the request", '
-            '"details": "%s"}\n' % why.replace("\\", "/").replace('"', "'"))
+def _try_again(why: str, stdin: bytes) -> tuple[int, bytes, str]:
+    """Code 11 in the request's cniVersion (as every error podnet prints)."""
+    from .cni.version import LATEST, SUPPORTED
+    asked = string_field(stdin, "cniVersion")
+    body = ('{"cniVersion": "%s", "code": 11, "msg": "podnet agent did not finish the request", '
+            '"details": "%s"}\n' % (asked if asked in SUPPORTED else LATEST, why.replace("\\", "/").replace('"', "'")))
     return 1, body.encode(), why + "\n"
 
 
@@ -143,22 +144,23 @@ def execute(plugin_type: str, environ: dict[str, str], stdin: bytes) -> tuple[in
     if command is None:
         from .cni.skel import about
         return 0, b"", about(plugin_type)
-    if environ.get(NO_AGENT_ENV):
-        return run_in_process(plugin_type, env, stdin)
+    if environ.get(NO_AGENT_ENV) or len(stdin) > MAX_CONFIG:
+        return run_in_process(plugin_type, env, stdin)       # (an oversized config is refused there)
     try:
         request = encode_request(plugin_type, env, stdin)
         return call_agent(socket_path(stdin), request, float(environ.get(TIMEOUT_ENV, "60")))
-    except (AgentUnreachable, ValueError):
+    except AgentUnreachable:
         return run_in_process(plugin_type, env, stdin)
     except AgentFailed as e:
         if command in ("DEL", "GC", "STATUS", "CHECK"):
             return run_in_process(plugin_type, env, stdin)
-        return _try_again(str(e))
+        return _try_again(str(e), stdin)
 
 
 def main(plugin_type: str) -> int:
     environ = process_env()
-    stdin = b"" if environ.get("CNI_COMMAND") is None else sys.stdin.buffer.read()
+    # never more than the limit + 1 byte: a larger config is refused, not held in memory
+    stdin = b"" if environ.get("CNI_COMMAND") is None else sys.stdin.buffer.read(MAX_CONFIG + 1)
     code, out, err = execute(plugin_type, environ, stdin)
     if err:
         sys.stderr.write(err)

@@ -1,10 +1,33 @@
 """The launcher ↔ agent wire format: one HTTP/1.1 request on the agent's unix socket.
 
-POST /cni/<type> with the CNI variables as `X-Cni-Env-<NAME>: <value>` headers and stdin as the
-body; the answer carries `X-CNI-Exit` and a body of stdout then stderr (`X-CNI-Stderr-Length`).
-Shared by the launcher (which must stay on the cheapest stdlib) and the agent's server.
+    POST /cni/<type>   Content-Length: E + S   X-Cni-Env-Length: E
+    body: the CNI variables as NAME=VALUE NUL-terminated (E bytes), then stdin (S bytes)
+
+The variables travel in the body, byte for byte, not as headers: a header is limited in length
+and loses leading and trailing whitespace, so the agent would answer some requests differently
+from the in-process path.  The answer carries `X-CNI-Exit` and a body of stdout then stderr
+(`X-CNI-Stderr-Length`).  Shared by the launcher (which must stay on the cheapest stdlib) and the
+agent's server.
 """
 DEFAULT_SOCKET = "/run/podnet/agent.sock"
-ENV_HEADER = "X-Cni-Env-"        # X-Cni-Env-CNI_COMMAND: ADD
+ENV_LENGTH_HEADER = "X-Cni-Env-Length"
 EXIT_HEADER = "X-CNI-Exit"
 STDERR_HEADER = "X-CNI-Stderr-Length"
+
+MAX_CONFIG = 4 * 1024 * 1024     # a network config (stdin) larger than this is refused, on both paths
+MAX_ENV = 4 * 1024 * 1024        # the CNI variables (Linux caps a whole environment at 2 MiB)
+MAX_BODY = MAX_CONFIG + MAX_ENV + 1
+
+
+def encode_env(env: dict[str, str]) -> bytes:
+    """NAME=VALUE\\0 …; a NUL cannot occur in a real environment, so the split is exact."""
+    return b"".join(f"{k}={v}".encode("utf-8", "surrogateescape") + b"\0" for k, v in env.items())
+
+
+def decode_env(raw: bytes) -> dict[str, str]:
+    out = {}
+    for item in raw.split(b"\0"):
+        if item:
+            key, _, value = item.decode("utf-8", "surrogateescape").partition("=")
+            out[key] = value
+    return out

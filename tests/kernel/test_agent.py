@@ -38,15 +38,14 @@ def answer(raw: bytes) -> tuple[int, dict]:  # type: ignore[type-arg]
 
 def test_malformed_and_oversized_requests_get_cni_errors(sandbox, agent_factory):
     agent = agent_factory(sandbox)
-    code, err = answer(raw_request(sandbox, agent.sock, b"POST /cni/bridge HTTP/1.1\r\nContent-Length: 5\r\n"
-                                   b"X-Cni-Env-CNI_COMMAND: ADD\r\nX-Cni-Env-CNI_CONTAINERID: a\r\n"
-                                   b"X-Cni-Env-CNI_NETNS: /x\r\nX-Cni-Env-CNI_IFNAME: eth0\r\n\r\n{nope"))
+    from podnet.launcher import encode_request
+    env = {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "a", "CNI_NETNS": "/x", "CNI_IFNAME": "eth0"}
+    code, err = answer(raw_request(sandbox, agent.sock, encode_request("bridge", env, b"{nope")))
     assert code == 1 and err["code"] == 6
     code, err = answer(raw_request(sandbox, agent.sock,
                                    b"POST /cni/bridge HTTP/1.1\r\nContent-Length: 99999999\r\n\r\n"))
     assert code == 1 and err["code"] == 6 and "cap" in err["msg"]
-    code, err = answer(raw_request(sandbox, agent.sock, b"POST /cni/bridge HTTP/1.1\r\nContent-Length: 2\r\n"
-                                   b"X-Cni-Env-CNI_COMMAND: ADD\r\n\r\n{}"))
+    code, err = answer(raw_request(sandbox, agent.sock, encode_request("bridge", {"CNI_COMMAND": "ADD"}, b"{}")))
     assert code == 1 and err["code"] == 4 and "CNI_NETNS" in err["msg"]
     assert b"200 OK" in raw_request(sandbox, agent.sock, b"GET /healthz HTTP/1.1\r\n\r\n")
     metrics = raw_request(sandbox, agent.sock, b"GET /metrics HTTP/1.1\r\n\r\n")

@@ -5,22 +5,24 @@ import json
 
 import pytest
 
-from podnet import launcher
+from podnet import launcher, wire
 from podnet.cni.errors import CNIError
 from podnet.dispatch.codes import to_cni_error
 from podnet.ipam.errors import RangeExhausted, StoreUnavailable
 from podnet.net.errors import NetError, NetnsGone
 
 
-def test_request_is_one_http_post_with_env_headers_and_exact_stdin():
+def test_request_is_one_http_post_with_the_exact_env_then_the_exact_stdin_in_its_body():
     stdin = b'{"cniVersion":"1.0.0","name":"n","x":"\xc3\xa9"}'
-    raw = launcher.encode_request("bridge", {"CNI_COMMAND": "ADD", "CNI_ARGS": "A=1;B=2"}, stdin)
+    env = {"CNI_COMMAND": " ADD", "CNI_ARGS": "A=1;B=2", "CNI_IFNAME": "a\r\nInjected: 1", "CNI_PATH": "x" * 70000}
+    raw = launcher.encode_request("bridge", env, stdin)
     head, _, body = raw.partition(b"\r\n\r\n")
-    assert head.startswith(b"POST /cni/bridge HTTP/1.1\r\n")
-    assert f"Content-Length: {len(stdin)}".encode() in head
-    assert b"X-Cni-Env-CNI_ARGS: A=1;B=2" in head and body == stdin
-    with pytest.raises(ValueError):
-        launcher.encode_request("bridge", {"CNI_ARGS": "a\r\nInjected: 1"}, b"")
+    assert head.startswith(b"POST /cni/bridge HTTP/1.1\r\n") and b"Injected" not in head
+    fields = dict(line.split(": ", 1) for line in head.decode().split("\r\n")[1:])
+    assert int(fields["Content-Length"]) == len(body)
+    env_len = int(fields["X-Cni-Env-Length"])
+    assert wire.decode_env(body[:env_len]) == env, "whitespace, line breaks and 70 KB values travel unchanged"
+    assert body[env_len:] == stdin
 
 
 def test_response_decoding_and_refusal():

@@ -33,7 +33,8 @@ def test_pyroute2_only_in_the_netlink_modules():
 # Layers, lowest first: a module may import from its own package and from lower layers only.
 LAYERS: list[set[str]] = [
     {"__init__"},                         # __version__ only
-    {"cni", "wire"},                      # the CNI contract; the launcher↔agent wire format
+    {"wire"},                             # the launcher↔agent request format and its limits
+    {"cni"},                              # the CNI contract
     {"net", "ipam"},                      # the kernel; addresses and their stores
     {"dhcp"},                             # the DHCP client (uses net)
     {"plugins", "conflists"},             # one module per plugin type; the conflists podnet writes

@@ -1,14 +1,17 @@
 """The agent's HTTP/1.1 server on a root-only unix socket.
 
-POST /cni/<type>  CNI variables as X-Cni-Env-* headers, stdin as the body ->
-           X-CNI-Exit and a body of stdout then stderr (X-CNI-Stderr-Length):
-           exactly what the plugin would have printed and returned in-process.
+POST /cni/<type>  the launcher's request (wire.py: the CNI variables then stdin, in the body) ->
+           X-CNI-Exit and a body of stdout then stderr (X-CNI-Stderr-Length): exactly what the
+           plugin would have printed and returned in-process.
 GET /healthz (alive), GET /readyz (the node can network pods: agent/readiness.py),
 GET /metrics (Prometheus text).
 
-Requests run on their own threads; nothing here serialises them (host-local takes
-its per-network flock, nft calls take a short lock).  A request from a process in
-another network namespace is refused: the agent does host-side work in its own.
+Requests run on their own threads; nothing here serialises them (host-local takes its
+per-network flock, nft calls take a short lock).  A request from a process in another network
+namespace, or from a peer that is not root, is refused: the agent does host-side work in its own
+namespace.  A client must send its whole request within REQUEST_DEADLINE seconds (a slow or idle
+client cannot hold a handler), and one that goes away mid-request costs a debug line, not a
+traceback.
 """
 from __future__ import annotations
 
@@ -27,18 +30,21 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from ..cni.errors import DECODE_FAILURE, NOT_AVAILABLE, TRY_AGAIN_LATER, CNIError
-from ..wire import ENV_HEADER, EXIT_HEADER, STDERR_HEADER
+from ..cni.skel import error_outcome
+from ..wire import ENV_LENGTH_HEADER, EXIT_HEADER, MAX_BODY, STDERR_HEADER, decode_env
 from . import metrics, readiness
 
 log = logging.getLogger(__name__)
 
-MAX_BODY = 4 * 1024 * 1024
+REQUEST_DEADLINE = 10.0   # seconds from accept to the whole request read (launchers send at once)
+IDLE_TIMEOUT = 5.0        # seconds a read may wait for the next byte
 
 
-def peer_pid(sock: socket.socket) -> int:
+def peer_creds(sock: socket.socket) -> tuple[int, int]:
+    """(pid, uid) of the process at the other end (SO_PEERCRED)."""
     creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    pid, _uid, _gid = struct.unpack("3i", creds)
-    return int(pid)
+    pid, uid, _gid = struct.unpack("3i", creds)
+    return int(pid), int(uid)
 
 
 def same_netns_as_me(pid: int) -> bool:
@@ -49,16 +55,40 @@ def same_netns_as_me(pid: int) -> bool:
     return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
 
 
-def error_answer(err: CNIError) -> tuple[int, bytes, str]:
-    return 1, (json.dumps(err.to_dict("1.1.0")) + "\n").encode(), err.msg + "\n"
+def error_answer(err: CNIError, stdin: bytes = b"") -> tuple[int, bytes, str]:
+    out = error_outcome(err, stdin, "podnet agent")
+    return out.exit_code, out.stdout, out.stderr
 
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    timeout = IDLE_TIMEOUT
     server: AgentServer
 
     def log_message(self, fmt: str, *args: Any) -> None:
         log.debug("http: " + fmt, *args)
+
+    def setup(self) -> None:
+        super().setup()
+        self._deadline = threading.Timer(REQUEST_DEADLINE, self._expire)
+        self._deadline.daemon = True
+        self._deadline.start()
+
+    def _expire(self) -> None:
+        """The client did not send its request in time: cut it off (the read in progress ends)."""
+        log.debug("http: a client did not finish its request in %.0fs: dropped", REQUEST_DEADLINE)
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def handle(self) -> None:
+        try:
+            super().handle()
+        except (ConnectionError, TimeoutError, OSError) as e:
+            log.debug("http: client went away mid-request (%s)", e)
+        finally:
+            self._deadline.cancel()
 
     def _send(self, status: int, body: bytes, ctype: str = "application/json") -> None:
         self.send_response(status)
@@ -70,6 +100,7 @@ class Handler(BaseHTTPRequestHandler):
         self.close_connection = True
 
     def do_GET(self) -> None:
+        self._deadline.cancel()
         if self.path == "/healthz":
             self._send(200, b'{"status":"ok"}\n')
         elif self.path == "/readyz":
@@ -85,14 +116,18 @@ class Handler(BaseHTTPRequestHandler):
         if not self.path.startswith("/cni/"):
             self._send(404, b'{"error":"not found"}\n')
             return
-        body = self._read_body()
-        pid = peer_pid(self.request)
-        if not same_netns_as_me(pid):
-            log.warning("refused a request from pid %d in another network namespace", pid)
-            self._send(403, b'{"error":"podnet agent serves only launchers in its own network namespace"}\n')
+        pid, uid = peer_creds(self.request)
+        if uid != 0 or not same_netns_as_me(pid):
+            log.warning("refused a request from pid %d (uid %d): not root in this network namespace", pid, uid)
+            self._send(403, b'{"error":"podnet agent serves only root launchers in its own network namespace"}\n')
             return
-        env = {k[len(ENV_HEADER):]: v for k, v in self.headers.items() if k.lower().startswith(ENV_HEADER.lower())}
-        code, out, err = self.server.serve_cni(self.path[len("/cni/"):], env, body)
+        request = self._read_request()
+        self._deadline.cancel()
+        if isinstance(request, CNIError):
+            code, out, err = error_answer(request)
+        else:
+            env, stdin = request
+            code, out, err = self.server.serve_cni(self.path[len("/cni/"):], env, stdin)
         payload = out + err.encode()
         self.send_response(200)
         self.send_header("Content-Length", str(len(payload)))
@@ -103,14 +138,22 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(payload)
         self.close_connection = True
 
-    def _read_body(self) -> bytes | CNIError:
+    def _read_request(self) -> tuple[dict[str, str], bytes] | CNIError:
+        """(the CNI variables, stdin); a bad or oversized request is refused before its body is
+        read (Content-Length first: memory stays bounded)."""
         try:
             length = int(self.headers.get("Content-Length", ""))
+            env_len = int(self.headers.get(ENV_LENGTH_HEADER, "0"))
         except ValueError:
             return CNIError(DECODE_FAILURE, "request without a valid Content-Length")
         if length < 0 or length > MAX_BODY:
             return CNIError(DECODE_FAILURE, f"request body of {length} bytes exceeds the {MAX_BODY}-byte cap")
-        return self.rfile.read(length)
+        if not 0 <= env_len <= length:
+            return CNIError(DECODE_FAILURE, f"{ENV_LENGTH_HEADER} {env_len} does not fit the body")
+        body = self.rfile.read(length)
+        if len(body) != length:
+            raise ConnectionError(f"request body cut short ({len(body)} of {length} bytes)")
+        return decode_env(body[:env_len]), body[env_len:]
 
 
 class AgentServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
@@ -118,18 +161,24 @@ class AgentServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     allow_reuse_address = True
     request_queue_size = 512  # a burst of launchers must queue, not fall back in-process
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """An unexpected failure serving one client: one log line with the reason (the traceback
+        at debug level), and the agent serves on."""
+        import sys
+        exc = sys.exc_info()[1]
+        log.warning("http: a request failed: %s: %s", type(exc).__name__, exc)
+        log.debug("http: traceback", exc_info=True)
+
     def __init__(self, path: str, request_timeout: float) -> None:
         self.request_timeout = request_timeout
         self.pool = ThreadPoolExecutor(max_workers=64, thread_name_prefix="cni")
         super().__init__(path, Handler)
 
-    def serve_cni(self, ptype: str, env: dict[str, str], raw: bytes | CNIError) -> tuple[int, bytes, str]:
+    def serve_cni(self, ptype: str, env: dict[str, str], raw: bytes) -> tuple[int, bytes, str]:
         """(exit code, stdout, stderr) exactly as the plugin would give them in-process."""
-        if isinstance(raw, CNIError):
-            return error_answer(raw)
         from ..dispatch import handle
         if env.get("CNI_COMMAND") == "STATUS" and readiness.reason():
-            return error_answer(CNIError(NOT_AVAILABLE, f"podnet agent: node not ready: {readiness.reason()}"))
+            return error_answer(CNIError(NOT_AVAILABLE, f"podnet agent: node not ready: {readiness.reason()}"), raw)
         start = time.perf_counter()
         fut = self.pool.submit(handle, ptype, env, raw)
         command = env.get("CNI_COMMAND", "?")
@@ -137,7 +186,8 @@ class AgentServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
             out = fut.result(timeout=self.request_timeout)
         except FutureTimeout:
             metrics.observe(command, ptype, time.perf_counter() - start, TRY_AGAIN_LATER)
-            return error_answer(CNIError(TRY_AGAIN_LATER, f"podnet agent: request took over {self.request_timeout:.0f}s"))
+            return error_answer(CNIError(TRY_AGAIN_LATER, f"podnet agent: request took over {self.request_timeout:.0f}s"),
+                                raw)
         code = 0
         if out.exit_code:
             try:

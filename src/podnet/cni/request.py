@@ -79,6 +79,8 @@ def decode_config(stdin: bytes) -> dict[str, Any]:
         conf = json.loads(stdin or b"")
     except (ValueError, UnicodeDecodeError) as e:
         raise CNIError(DECODE_FAILURE, "decoding network config failed", str(e)) from None
+    except RecursionError:            # ~1000 levels of nesting: no config is that deep
+        raise CNIError(DECODE_FAILURE, "decoding network config failed", "nested too deeply") from None
     if not isinstance(conf, dict):
         raise CNIError(DECODE_FAILURE, "network config is not a JSON object")
     return conf

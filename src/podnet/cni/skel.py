@@ -12,9 +12,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ..wire import MAX_CONFIG
 from . import version as V
 from .convert import render_result
-from .errors import INTERNAL, INVALID_ENV, INVALID_NETNS, CNIError
+from .errors import DECODE_FAILURE, INTERNAL, INVALID_ENV, INVALID_NETNS, CNIError
 from .request import COMMANDS, Request, decode_config, from_env
 from .types import Result
 
@@ -66,12 +67,22 @@ def about(plugin_name: str) -> str:
             f"CNI protocol versions supported: {', '.join(V.SUPPORTED)}\n")
 
 
-def _error_version(stdin: bytes) -> str:
+def error_version(stdin: bytes) -> str:
+    """The version an error is printed in: the request's cniVersion when it can be read and is
+    supported, else the newest."""
+    if len(stdin) > MAX_CONFIG:
+        return V.LATEST
     try:
         ver = decode_config(stdin).get("cniVersion")
         return ver if ver in V.SUPPORTED else V.LATEST
     except CNIError:
         return V.LATEST
+
+
+def error_outcome(err: CNIError, stdin: bytes, who: str = "podnet") -> Outcome:
+    """The error JSON on stdout (in the request's cniVersion), its message on stderr, exit 1."""
+    body = err.to_dict(error_version(stdin))
+    return Outcome(json.dumps(body).encode() + b"\n", 1, f"{who}: {err.msg}\n")
 
 
 def _same_netns(path: str) -> bool:
@@ -113,6 +124,8 @@ def run(plugin: Plugin, env: Mapping[str, str], stdin: bytes,
     try:
         if command not in COMMANDS:
             raise CNIError(INVALID_ENV, f"unknown CNI_COMMAND: {command}")
+        if len(stdin) > MAX_CONFIG:
+            raise CNIError(DECODE_FAILURE, f"network config exceeds the {MAX_CONFIG}-byte limit")
         req = from_env(env, stdin)
         result = _dispatch(plugin, req)
         if result is None:
@@ -125,5 +138,4 @@ def run(plugin: Plugin, env: Mapping[str, str], stdin: bytes,
         err = translate(e)
         if err.code == INTERNAL:
             log.exception("%s %s failed", plugin.name, command)
-    body = err.to_dict(_error_version(stdin))
-    return Outcome(json.dumps(body).encode() + b"\n", 1, f"podnet-{plugin.name}: {err.msg}\n")
+    return error_outcome(err, stdin, f"podnet-{plugin.name}")

@@ -4,11 +4,10 @@ Both the in-process launcher path and the agent call `handle`, so they answer al
 """
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 
 from ..cni.errors import INVALID_CONFIG, CNIError
-from ..cni.skel import Outcome, run, version_outcome
+from ..cni.skel import Outcome, error_outcome, run, version_outcome
 from ..plugins import REGISTRY
 from .codes import to_cni_error
 
@@ -18,8 +17,7 @@ def handle(plugin_type: str, env: Mapping[str, str], stdin: bytes) -> Outcome:
     if plugin is None:
         if env.get("CNI_COMMAND") == "VERSION":
             return version_outcome(stdin)
-        err = CNIError(INVALID_CONFIG, f"podnet has no plugin type {plugin_type!r}")
-        return Outcome((json.dumps(err.to_dict("1.1.0")) + "\n").encode(), 1)
+        return error_outcome(CNIError(INVALID_CONFIG, f"podnet has no plugin type {plugin_type!r}"), stdin)
     return run(plugin, env, stdin, to_cni_error)
 
 
