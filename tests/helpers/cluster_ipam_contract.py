@@ -222,3 +222,18 @@ def test_a_watch_reports_changes_under_its_prefix_only(kv: Any) -> None:
         assert fired.wait(5) and seen[-1] == ("/podnet/nodes/n1", None), "a lease expiry was not reported"
     finally:
         cancel()
+
+
+def test_a_repeated_add_gets_its_address_even_when_the_pool_is_full(kv: Any) -> None:
+    """A kubelet retry on a busy cluster: the handle already holds an address, so no free address
+    is needed — from the same node, from another node, and while a freed address still rests."""
+    n1, n2 = ipam(kv, "n1", cooldown=3600), ipam(kv, "n2", cooldown=3600)
+    p = n1.ensure_pool(Pool("p", ipaddress.ip_network("10.81.0.0/28"), 29))     # 14 usable, two blocks
+    held = {f"net/c{i}/eth0": n1.allocate(f"net/c{i}/eth0", [p]) for i in range(1, 15)}
+    with pytest.raises(RangeExhausted):
+        n1.allocate("net/new/eth0", [p])
+    assert n1.allocate("net/c1/eth0", [p]) == held["net/c1/eth0"]
+    assert n2.allocate("net/c2/eth0", [p]) == held["net/c2/eth0"], "from another node"
+    n2.release("net/c14/eth0")                                                  # rests (cooldown)
+    assert ipam(kv, "n3", cooldown=3600).allocate("net/c3/eth0", [p]) == held["net/c3/eth0"]
+    assert n1.check() == []

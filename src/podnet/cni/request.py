@@ -68,10 +68,25 @@ def parse_cni_args(raw: str) -> dict[str, str]:
     return out
 
 
+def bad_link_name(name: str) -> str:
+    """Why the kernel would refuse or rewrite `name` as an interface name ('' if it takes it as is):
+    at most 15 bytes, not . or .., no /, : or whitespace — and no %, which the kernel expands
+    (eth%d becomes eth0), so the name asked for would not be the name made."""
+    if not name:
+        return "empty"
+    if len(name.encode("utf-8", "surrogateescape")) > 15:
+        return "longer than 15 bytes"
+    if name in (".", ".."):
+        return "not a name"
+    if any(c in name for c in "/:%") or any(c.isspace() or not c.isprintable() for c in name):
+        return "contains /, :, %, whitespace or a control character"
+    return ""
+
+
 def check_ifname(ifname: str) -> None:
-    if (not ifname or len(ifname) > 15 or ifname in (".", "..")
-            or any(c in ifname for c in "/:") or any(c.isspace() for c in ifname)):
-        raise CNIError(INVALID_ENV, f"CNI_IFNAME: invalid interface name {ifname!r}")
+    why = bad_link_name(ifname)
+    if why:
+        raise CNIError(INVALID_ENV, f"CNI_IFNAME: invalid interface name {ifname!r} ({why})")
 
 
 def decode_config(stdin: bytes) -> dict[str, Any]:

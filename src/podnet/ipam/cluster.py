@@ -120,7 +120,13 @@ class ClusterIpam:
                 touched: list[tuple[Pool, Block, str]] = []
                 now = time.time()
                 for pool in pools:
-                    block, rev = self._pick(pool, now)
+                    try:
+                        block, rev = self._pick(pool, now)
+                    except RangeExhausted:
+                        held = self.kv.get(hkey)    # a repeated ADD needs no free address: its own
+                        if held is not None:
+                            return [ipaddress.ip_address(x) for x in json.loads(held.value)["ips"]]
+                        raise
                     block = block.copy()
                     block.prune_cooldown(now)
                     ip = block.free_address(pool, now)

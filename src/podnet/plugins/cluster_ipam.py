@@ -45,20 +45,37 @@ class ClusterConf:
     dns: DNS
 
 
-def _pool(raw: Any, field: str, default_name: str) -> Pool:
+def _pool(raw: Any, field: str, default_name: str, block_field: str = "") -> Pool:
+    """One pool from its object; `block_field` names where its blockSize is written when that is
+    not inside the object (the `subnet` and `ranges` shapes read ipam.blockSize)."""
     if not isinstance(raw, dict):
         raise config_error(field, "must be an object with a cidr")
+    text = raw.get("cidr") or raw.get("subnet")
     try:
-        cidr = ipaddress.ip_network(str(raw.get("cidr") or raw.get("subnet")), strict=True)
+        if not isinstance(text, str):
+            raise ValueError
+        cidr = ipaddress.ip_network(text, strict=True)
     except ValueError:
-        raise config_error(f"{field}.cidr", f"{raw.get('cidr') or raw.get('subnet')!r} is not a network") from None
-    block = raw.get("blockSize", DEFAULT_BLOCK[cidr.version])
-    if isinstance(block, bool) or not isinstance(block, int) or not cidr.prefixlen <= block <= cidr.max_prefixlen - 2:
-        raise config_error(f"{field}.blockSize", f"must be between /{cidr.prefixlen} and "
-                                                 f"/{cidr.max_prefixlen - 2}, not {block!r}")
+        raise config_error(f"{field}.cidr", f"{text!r} is not a network (a CIDR string)") from None
+    block_field = block_field or f"{field}.blockSize"
+    largest = cidr.max_prefixlen - 2
+    if "blockSize" in raw:
+        block = raw["blockSize"]
+        if isinstance(block, bool) or not isinstance(block, int) or not cidr.prefixlen <= block <= largest:
+            raise config_error(block_field, f"must be between /{cidr.prefixlen} and /{largest} for {cidr}, "
+                                            f"not {block!r}")
+    else:     # the default /26 (/122), or the whole subnet when it is smaller than that
+        block = max(DEFAULT_BLOCK[cidr.version], cidr.prefixlen)
+        if block > largest:
+            raise config_error(field, f"{cidr} is too small for a pool (at most /{largest})")
+    gw_raw, exclude_raw = raw.get("gateway"), raw.get("exclude") or []
+    if gw_raw and not isinstance(gw_raw, str):
+        raise config_error(f"{field}.gateway", f"must be an IP address string, not {gw_raw!r}")
+    if not isinstance(exclude_raw, list) or not all(isinstance(x, str) for x in exclude_raw):
+        raise config_error(f"{field}.exclude", f"must be a list of IP address strings, not {exclude_raw!r}")
     try:
-        gw = ipaddress.ip_address(raw["gateway"]) if raw.get("gateway") else None
-        exclude = frozenset(ipaddress.ip_address(x) for x in raw.get("exclude") or [])
+        gw = ipaddress.ip_address(gw_raw) if gw_raw else None
+        exclude = frozenset(ipaddress.ip_address(x) for x in exclude_raw)
     except ValueError as e:
         raise config_error(field, f"bad address: {e}") from None
     if gw is not None and gw not in cidr:
@@ -109,10 +126,10 @@ def parse_conf(req: Request) -> ClusterConf:
             raise config_error("ipam.ranges", "one or two range sets, each a list of {subnet, gateway}")
         pools = tuple(_pool({"cidr": r[0].get("subnet"), "gateway": r[0].get("gateway"),
                              **({"blockSize": ipam["blockSize"]} if "blockSize" in ipam else {})},
-                            f"ipam.ranges[{i}][0]", req.network) for i, r in enumerate(raw_sets))
+                            f"ipam.ranges[{i}][0]", req.network, "ipam.blockSize") for i, r in enumerate(raw_sets))
     elif "subnet" in ipam:
         flat = {k: ipam[k] for k in ("gateway", "blockSize", "exclude") if k in ipam}
-        pools = (_pool({"cidr": ipam["subnet"], **flat}, "ipam", req.network),)
+        pools = (_pool({"cidr": ipam["subnet"], **flat}, "ipam", req.network, "ipam.blockSize"),)
     else:
         raise config_error("ipam.pool", "give subnet, ranges, pool or pools")
     if len({p.cidr.version for p in pools}) != len(pools):

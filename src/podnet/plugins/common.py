@@ -6,11 +6,10 @@ from typing import Any
 
 from ..cni.convert import parse_result
 from ..cni.errors import config_error
-from ..cni.request import Request
+from ..cni.request import Request, bad_link_name
 from ..cni.types import Result
 
 _MAC_RE = re.compile(r"^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$")
-_IFNAME_BAD = re.compile(r"[/:\s]")
 
 
 def get_bool(conf: dict[str, Any], key: str, default: bool = False, prefix: str = "") -> bool:
@@ -44,8 +43,9 @@ def get_str(conf: dict[str, Any], key: str, default: str = "", prefix: str = "")
 
 
 def check_link_name(name: str, field: str) -> str:
-    if not name or len(name) > 15 or name in (".", "..") or _IFNAME_BAD.search(name):
-        raise config_error(field, f"invalid interface name {name!r}")
+    why = bad_link_name(name)
+    if why:
+        raise config_error(field, f"invalid interface name {name!r} ({why})")
     return name
 
 

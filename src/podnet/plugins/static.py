@@ -25,6 +25,8 @@ def _iface(value: Any, field: str) -> ipaddress.IPv4Interface | ipaddress.IPv6In
 def _gw(value: Any, field: str) -> IPAddr | None:
     if not value:
         return None
+    if not isinstance(value, str):
+        raise config_error(field, f"must be an IP address string, not {value!r}")
     try:
         return ipaddress.ip_address(value)
     except ValueError:
@@ -42,8 +44,12 @@ def addresses(req: Request) -> tuple[IPConfig, ...]:
     for i, a in enumerate(raw):
         if not isinstance(a, dict):
             raise config_error(f"ipam.addresses[{i}]", "must be an object")
-        out.append(IPConfig(_iface(a.get("address"), f"ipam.addresses[{i}].address"),
-                            _gw(a.get("gateway"), f"ipam.addresses[{i}].gateway")))
+        iface = _iface(a.get("address"), f"ipam.addresses[{i}].address")
+        gw = _gw(a.get("gateway"), f"ipam.addresses[{i}].gateway")
+        if gw is not None and gw.version != iface.version:
+            raise config_error(f"ipam.addresses[{i}].gateway", f"{gw} is IPv{gw.version}, the address {iface} "
+                                                               f"is IPv{iface.version}")
+        out.append(IPConfig(iface, gw))
     gws = [_gw(g, "CNI_ARGS GATEWAY") for g in req.args.get("GATEWAY", "").split(",") if g]
     for s in filter(None, req.args.get("IP", "").split(",")):
         ip = _iface(s, "CNI_ARGS IP")
