@@ -15,6 +15,7 @@ from tests.helpers.cni import netns_add, netns_del, unique
 
 ROOT = Path(__file__).resolve().parent.parent
 GO_PLUGINS = "/usr/lib/cni"
+ROOT_TIERS = ("kernel", "runtimes", "cluster", "reliability")
 
 
 def _is_root() -> bool:
@@ -24,7 +25,7 @@ def _is_root() -> bool:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         path = str(item.fspath)
-        if ("/kernel/" in path or "/runtimes/" in path or "/cluster/" in path) and not _is_root():
+        if any(f"/{tier}/" in path for tier in ROOT_TIERS) and not _is_root():
             item.add_marker(pytest.mark.skip(reason="kernel tier needs root"))
 
 

@@ -173,6 +173,9 @@ def run_cluster_demo(nodes: int = 3, pods_per_node: int = 2, backend: str = "vxl
 
 def run_demo(pods: int = 2, keep: bool = False, nodes: int = 3, backend: str = "vxlan",
              single_node: bool = False, ipam_mode: str = "cluster") -> int:
-    if single_node:
-        return run_single_node_demo(pods, keep)
-    return run_cluster_demo(nodes, pods, backend, keep, ipam_mode)
+    """SIGTERM or Ctrl-C tear the lab down like a normal exit (unless --keep)."""
+    from .lab import ends_cleanly_on_signals
+    with ends_cleanly_on_signals():
+        if single_node:
+            return run_single_node_demo(pods, keep)
+        return run_cluster_demo(nodes, pods, backend, keep, ipam_mode)

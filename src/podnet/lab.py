@@ -12,16 +12,18 @@ routes and firewall are never touched.  `down()` removes all of it, also after a
 """
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -348,6 +350,27 @@ class Cluster:
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
         remove_kept(self.tag)   # anything else of this lab, e.g. a pod whose node was killed
         shutil.rmtree(self.work, ignore_errors=True)
+
+
+TEARDOWN_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+@contextlib.contextmanager
+def ends_cleanly_on_signals() -> Iterator[None]:
+    """SIGTERM, SIGINT and SIGHUP end the block like an error would (SystemExit 128+n), so the
+    caller's `finally` tears the lab down; further signals are ignored until it has (a second
+    Ctrl-C must not leave half a lab behind)."""
+    def handler(signum: int, _frame: Any) -> None:
+        for s in TEARDOWN_SIGNALS:
+            signal.signal(s, signal.SIG_IGN)
+        print(f"podnet: signal {signum}: tearing the lab down", file=sys.stderr, flush=True)
+        raise SystemExit(128 + signum)
+    old = {s: signal.signal(s, handler) for s in TEARDOWN_SIGNALS}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
 
 
 def remove_kept(tag: str = "") -> list[str]:
