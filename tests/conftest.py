@@ -18,6 +18,11 @@ GO_PLUGINS = "/usr/lib/cni"
 ROOT_TIERS = ("kernel", "runtimes", "cluster", "reliability")
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--fuzz-cases", default="120", help="fuzz cases per plugin type (tests/reliability)")
+    parser.addoption("--fuzz-seed", default="20261130", help="the fuzzer's seed (same seed, same cases)")
+
+
 def _is_root() -> bool:
     return os.geteuid() == 0
 

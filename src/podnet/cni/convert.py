@@ -144,8 +144,15 @@ def parse_result(d: Any, version: str | None = None) -> Result:
     if not isinstance(d, dict):
         raise CNIError(DECODE_FAILURE, "result is not a JSON object")
     ver = d.get("cniVersion") or version or "0.1.0"
+    if not isinstance(ver, str):
+        raise CNIError(DECODE_FAILURE, f"result cniVersion {ver!r} is not a string")
     V.require_supported(ver)
-    return PARSERS[ver](d, ver)
+    try:
+        return PARSERS[ver](d, ver)
+    except CNIError:
+        raise
+    except (AttributeError, TypeError, ValueError, KeyError) as e:   # a field of the wrong JSON type
+        raise CNIError(DECODE_FAILURE, f"invalid {ver} result: {type(e).__name__}: {e}") from None
 
 
 def render_result(res: Result, version: str) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from .errors import CheckFailed
 KEYS = ("ingressRate", "ingressBurst", "egressRate", "egressBurst")
 MAX_BURST_BITS = 4 * 1024 ** 3 * 8      # the reference's 4 GB
 MAX_RATE_BITS = (2 ** 32 - 1) * 8       # tbf keeps the rate in 32-bit bytes/s
+MAX_BURST_SECONDS = 250                 # tbf keeps burst/rate in 32-bit scheduler ticks (~274 s)
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,11 @@ def parse_limits(req: Request) -> Limits:
             raise config_error(f"{prefix}{d}Rate", f"{rate} bit/s is above what tbf can hold")
         if rate and burst < 8:
             raise config_error(f"{prefix}{d}Burst", "must be at least one byte (8 bits)")
+        if rate and rate < 8:
+            raise config_error(f"{prefix}{d}Rate", "must be at least one byte per second (8 bit/s)")
+        if rate and burst / rate > MAX_BURST_SECONDS:
+            raise config_error(f"{prefix}{d}Rate", f"{rate} bit/s drains a {burst}-bit burst in over "
+                                                   f"{MAX_BURST_SECONDS} s: raise the rate or lower the burst")
     return Limits(vals["ingressRate"], vals["ingressBurst"], vals["egressRate"], vals["egressBurst"])
 
 

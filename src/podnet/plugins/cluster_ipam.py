@@ -108,6 +108,8 @@ def _tls_files(ipam: dict[str, Any]) -> tuple[bytes, bytes | None, bytes | None]
 
 def parse_conf(req: Request) -> ClusterConf:
     ipam = req.config.get("ipam") or {}
+    if not isinstance(ipam, dict):
+        raise config_error("ipam", f"must be an object, not {ipam!r}")
     eps = ipam.get("etcdEndpoints")
     if not isinstance(eps, list) or not eps or not all(isinstance(e, str) and e for e in eps):
         raise config_error("ipam.etcdEndpoints", "a list of etcd client URLs (http://host:port) is required")

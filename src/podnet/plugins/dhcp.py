@@ -52,6 +52,11 @@ def _option(raw: Any, field: str) -> int:
 
 def parse_conf(req: Request) -> DhcpConf:
     ipam = req.config.get("ipam") or {}
+    if not isinstance(ipam, dict):
+        raise config_error("ipam", f"must be an object, not {ipam!r}")
+    for key in ("provide", "request"):
+        if not isinstance(ipam.get(key) or [], list):
+            raise config_error(f"ipam.{key}", f"must be a list, not {ipam[key]!r}")
     provide: list[tuple[int, bytes]] = []
     wire_id = None
     for i, p in enumerate(ipam.get("provide") or []):

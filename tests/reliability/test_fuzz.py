@@ -1,0 +1,198 @@
+"""The seeded fuzzer (tests/helpers/fuzz.py) over every plugin type's installed launcher, through
+the agent and in-process, in a sandbox netns: see the helper for what each case is checked for.
+`--fuzz-cases N` (per type, through the agent; a tenth of that in-process, each compared with the
+agent's answer) and `--fuzz-seed S` for longer or other runs; a failure prints the case's
+number, seed, config and environment so it can be replayed."""
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from podnet.install import TYPES
+from tests.conftest import Agent
+from tests.helpers.cni import netns_add, netns_del, nsexec, unique
+from tests.helpers.etcd import Etcd, have_etcd
+from tests.helpers.fuzz import (CARRIER, CHAINED, NOT_IN_KERNEL, Case, Rig, bases, code_of, make_case, problems_of,
+                                run_launcher, stdin_of)
+
+
+@pytest.fixture(scope="module")
+def rig(bin_dir: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
+    """One sandbox (the node), a macvlan master in it, etcd for the cluster IPAM, an agent."""
+    tmp = tmp_path_factory.mktemp("fuzz")
+    sandbox = unique("pnt-fz-")
+    netns_add(sandbox)
+    nsexec(sandbox, "ip", "link", "set", "lo", "up")
+    nsexec(sandbox, "ip", "link", "add", "fzm0", "type", "veth", "peer", "name", "fzm0p")
+    nsexec(sandbox, "ip", "link", "set", "fzm0", "up")
+    etcd = Etcd(netns=sandbox) if have_etcd() else None          # where the launchers can reach it
+    agent = None
+    try:
+        if etcd is not None:
+            etcd.wait_healthy()
+        agent = Agent(sandbox, str(tmp / "agent.sock"), str(tmp / "agent.log"), ["--state-dir", str(tmp / "state")])
+        yield Rig(bin_dir, sandbox, str(tmp / "data"), agent.sock, etcd.url if etcd else "")
+    finally:
+        if agent is not None:
+            agent.stop()
+        if etcd is not None:
+            etcd.remove()
+        netns_del(sandbox)
+
+
+def links(ns: str) -> dict[str, str]:
+    """name → kind of every link in a namespace."""
+    out = json.loads(subprocess.run(["ip", "-n", ns, "-d", "-j", "link", "show"], capture_output=True,
+                                    text=True).stdout or "[]")
+    return {lk["ifname"]: lk.get("linkinfo", {}).get("info_kind", "") for lk in out}
+
+
+def leases(data_dir: str) -> list[str]:
+    found = []
+    for root, _, files in os.walk(data_dir):
+        found += [os.path.join(root, f) for f in files if f[:1].isdigit() or ":" in f]
+    return found
+
+
+class Runner:
+    """Runs cases for one plugin type and collects every problem (the test fails listing them)."""
+
+    def __init__(self, rig: Rig, ptype: str, seed: int) -> None:
+        self.rig, self.ptype, self.seed = rig, ptype, seed
+        self.rng = random.Random(f"{seed}-{ptype}")
+        self.problems: list[str] = []
+        self.pod = unique("pnt-fzp-")
+        netns_add(self.pod)
+        self.baseline = set(links(rig.sandbox))
+        self.counts = {"ok": 0, "error": 0}
+
+    def close(self) -> None:
+        netns_del(self.pod)
+
+    def report(self, case: Case, what: list[str]) -> None:
+        conf = case.conf if isinstance(case.conf, bytes) else json.dumps(case.conf)[:600]
+        self.problems += [f"[{self.ptype} case {case.number} seed {self.seed}] {w}\n    env {case.env}\n    conf {conf!r}"
+                          for w in what]
+
+    def run(self, n: int, in_process_every: int) -> None:
+        for i in range(n):
+            port = 20000 + self.rng.randrange(10000)
+            device = f"fzd{i % 100}"
+            base = bases(self.rig, device, port)[self.ptype]
+            if self.rig.agent_socket:
+                base = {**base, "agentSocket": self.rig.agent_socket}
+            case = make_case(self.rng, i, self.ptype, base, f"fz{self.seed}x{i}x{self.rng.randrange(10**9)}",
+                             f"/run/netns/{self.pod}")
+            if self.ptype == "host-device":
+                nsexec(self.rig.sandbox, "ip", "link", "add", device, "type", "veth", "peer", "name", f"fzq{i % 100}")
+            if in_process_every and i % in_process_every == 0:
+                first = self.lifecycle(case, in_process=True)
+                second = self.lifecycle(case, in_process=False)
+                if first is not None and second is not None and (first.rc, code_of(first)) != (second.rc, code_of(second)):
+                    self.report(case, [f"in-process answered {first.rc}/{code_of(first)} "
+                                       f"({first.stdout[:160]!r}), the agent {second.rc}/{code_of(second)} "
+                                       f"({second.stdout[:160]!r})"])
+            else:
+                self.lifecycle(case, in_process=False)
+            if self.ptype == "host-device":
+                nsexec(self.rig.sandbox, "ip", "link", "del", device, check=False)
+            self.check_clean(case)
+
+    def lifecycle(self, case: Case, in_process: bool) -> Any:
+        """The case's first command, then its follow-ups (CHECK, DEL) with the ADD result; chained
+        types ride on a bridge attachment made first and removed last.  Returns the first answer."""
+        carrier = None
+        carrier_conf = {"cniVersion": "1.0.0", "name": "fzc", **CARRIER, "agentSocket": self.rig.agent_socket,
+                        "ipam": {"type": "podnet-host-local", "subnet": "10.121.0.0/16", "dataDir": self.rig.data_dir}}
+        env = dict(case.env)
+        carrier_env = {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": case.cid, "CNI_NETNS": f"/run/netns/{self.pod}",
+                       "CNI_IFNAME": "eth0"}
+        if self.ptype in CHAINED:
+            c = run_launcher(self.rig, "podnet-bridge", carrier_env, stdin_of(carrier_conf), in_process)
+            if c.rc != 0:
+                self.report(case, [f"the carrier bridge ADD failed: {c.stdout[:200]}"])
+                return None
+            carrier = c.json()
+        binary = "podnet-macvlan" if self.ptype == "dhcp" else f"podnet-{self.ptype}"
+        first = run_launcher(self.rig, binary, env, stdin_of(case.conf, carrier), in_process)
+        self.report(case, problems_of(first, env["CNI_COMMAND"]))
+        self.counts["ok" if first.rc == 0 else "error"] += 1
+        if not case.mutated and env["CNI_COMMAND"] == "ADD" and first.rc != 0 \
+                and self.ptype not in NOT_IN_KERNEL | {"dhcp"}:
+            self.report(case, [f"the valid base config failed: {first.stdout[:300]}"])
+        result = first.json() if first.rc == 0 and env["CNI_COMMAND"] == "ADD" else carrier
+        for command in case.then:
+            o = run_launcher(self.rig, binary, {**env, "CNI_COMMAND": command}, stdin_of(case.conf, result),
+                             in_process)
+            self.report(case, problems_of(o, command))
+            if command == "DEL" and o.rc != 0 and first.rc == 0 and env["CNI_COMMAND"] == "ADD":
+                self.report(case, [f"DEL after a successful ADD failed: {o.stdout[:300]}"])
+        if carrier is not None:
+            c = run_launcher(self.rig, "podnet-bridge", {**carrier_env, "CNI_COMMAND": "DEL"},
+                             stdin_of({**carrier_conf, "prevResult": carrier}), in_process)
+            if c.rc != 0:
+                self.report(case, [f"the carrier bridge DEL failed: {c.stdout[:200]}"])
+        return first
+
+    def check_clean(self, case: Case) -> None:
+        left = []
+        in_pod = sorted(set(links(self.pod)) - {"lo"})
+        if in_pod:
+            left.append(f"links left in the pod: {in_pod}")
+            netns_del(self.pod)                       # a fresh pod for the next case
+            netns_add(self.pod)
+        on_host = sorted(n for n, kind in links(self.rig.sandbox).items()
+                         if n not in self.baseline and kind != "bridge" and not n.startswith("fzd")
+                         and not n.startswith("fzq"))
+        if on_host:
+            left.append(f"links left on the host: {on_host}")
+            for n in on_host:
+                nsexec(self.rig.sandbox, "ip", "link", "del", n, check=False)
+        held = leases(self.rig.data_dir)
+        if held:
+            left.append(f"leases left: {held}")
+            for f in held:
+                os.unlink(f)
+        if case.cid in nsexec(self.rig.sandbox, "nft", "list", "ruleset").stdout:
+            left.append("nftables rules naming the container left")
+        if left:
+            self.report(case, left)
+
+    def check_store(self) -> None:
+        """After every case of cluster-ipam: no handle left in etcd (read from inside the sandbox,
+        where etcd listens, through its JSON gateway)."""
+        code = ("import base64, json, urllib.request\n"
+                "k = base64.b64encode(b'/fuzz/handles/').decode(); e = base64.b64encode(b'/fuzz/handles0').decode()\n"
+                f"r = urllib.request.urlopen(urllib.request.Request('{self.rig.etcd_url}/v3/kv/range', "
+                "data=json.dumps({'key': k, 'range_end': e, 'keys_only': True}).encode()), timeout=5)\n"
+                "print(json.dumps([base64.b64decode(x['key']).decode() for x in json.load(r).get('kvs', [])]))")
+        out = nsexec(self.rig.sandbox, "/usr/bin/python3", "-c", code).stdout
+        handles = json.loads(out)
+        if handles:
+            self.problems.append(f"[cluster-ipam seed {self.seed}] handles left in etcd: {handles}")
+
+
+@pytest.mark.parametrize("ptype", TYPES)
+def test_fuzz(rig: Rig, ptype: str, request: pytest.FixtureRequest) -> None:
+    n = int(request.config.getoption("--fuzz-cases"))
+    seed = int(request.config.getoption("--fuzz-seed"))
+    if ptype == "dhcp":
+        n = max(2, n // 15)                          # each ADD waits its 1 s timeout for a server
+    if ptype == "cluster-ipam" and not rig.etcd_url:
+        pytest.skip("etcd-server is not installed")
+    runner = Runner(rig, ptype, seed)
+    try:
+        runner.run(n, in_process_every=10)
+        if ptype == "cluster-ipam":
+            runner.check_store()
+    finally:
+        runner.close()
+    assert not runner.problems, f"{len(runner.problems)} problem(s) in {n} cases " \
+                                f"({runner.counts}):\n" + "\n".join(runner.problems[:40])
