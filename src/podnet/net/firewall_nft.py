@@ -76,7 +76,7 @@ def add(network: str, container_id: str, addresses: Iterable[IPAddr], admin_chai
         bridge: str = "", policy: str = "open", port: str = "") -> None:
     """The pod's accepts, and (for same-bridge/isolated) its bridge's isolation — one transaction."""
     cmds = _base(admin_chain)
-    comment = f"{network} {container_id}"
+    comment = nft.owner_tag(network, container_id)
     for ip in addresses:
         cmds.append(f'add element {TABLE} pods{ip.version} {{ {ip} comment "{comment}" }}')
     if bridge and policy in ("same-bridge", "isolated"):
@@ -99,11 +99,7 @@ def remove(network: str, container_id: str | None = None, keep: set[str] | None 
             for elem in (obj.get("set") or {}).get("elem", []) or []:
                 if not isinstance(elem, dict):
                     continue
-                net, _, cid = str(elem["elem"].get("comment", "")).partition(" ")
-                if net != network:
-                    continue
-                if (container_id is not None and cid == container_id) or \
-                        (container_id is None and cid not in (keep or set())):
+                if nft.owned(str(elem["elem"].get("comment", "")), network, container_id, keep):
                     doomed.append((fam, str(elem["elem"]["val"])))
     for fam, ip in doomed:
         nft.run_ignoring_missing(f"delete element {TABLE} pods{fam} {{ {ip} }}\n")
@@ -111,9 +107,7 @@ def remove(network: str, container_id: str | None = None, keep: set[str] | None 
         for elem in (obj.get("set") or {}).get("elem", []) or []:
             if not isinstance(elem, dict):
                 continue
-            net, _, cid = str(elem["elem"].get("comment", "")).partition(" ")
-            if net == network and ((container_id is not None and cid == container_id) or
-                                   (container_id is None and cid not in (keep or set()))):
+            if nft.owned(str(elem["elem"].get("comment", "")), network, container_id, keep):
                 nft.run_ignoring_missing(f'delete element {BRIDGE_TABLE} ports {{ "{elem["elem"]["val"]}" }}\n')
                 doomed.append((0, str(elem["elem"]["val"])))
     return len(doomed)
@@ -123,6 +117,6 @@ def has_pod(network: str, container_id: str, ip: IPAddr) -> bool:
     for obj in nft.list_json(f"set {TABLE} pods{ip.version}"):
         for elem in (obj.get("set") or {}).get("elem", []) or []:
             if isinstance(elem, dict) and str(elem["elem"]["val"]) == str(ip) and \
-                    elem["elem"].get("comment") == f"{network} {container_id}":
+                    elem["elem"].get("comment") == nft.owner_tag(network, container_id):
                 return True
     return False

@@ -48,7 +48,7 @@ def add(network: str, container_id: str, addresses: Iterable[IPIface]) -> None:
                  f"add rule {TABLE} {chain} {proto} daddr {a.network} return",
                  f"add rule {TABLE} {chain} {proto} daddr {_MCAST[fam]} return",
                  f"add rule {TABLE} {chain} masquerade",
-                 f'add element {TABLE} {mapname} {{ {a.ip} comment "{network} {container_id}" : jump {chain} }}']
+                 f'add element {TABLE} {mapname} {{ {a.ip} comment "{nft.owner_tag(network, container_id)}" : jump {chain} }}']
     nft.run("\n".join(cmds) + "\n")
 
 
@@ -58,18 +58,18 @@ def remove(addresses: Iterable[ipaddress.IPv4Address | ipaddress.IPv6Address]) -
         nft.run_ignoring_missing(f"delete element {TABLE} {_KEY[ip.version][1]} {{ {ip} }}\n")
 
 
-def owned_by(network: str, container_id: str | None = None) -> list[tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, str]]:
-    """(address, containerID) of this network's elements (for DEL without IPs, and GC)."""
+def owned_by(network: str, container_id: str | None = None,
+             keep: set[str] | None = None) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """The addresses of this network's elements: the container's (DEL without IPs), or (GC) those
+    of containers not in `keep`."""
     out = []
     for fam in (4, 6):
         for obj in nft.list_json(f"map {TABLE} {_KEY[fam][1]}"):
             for elem in (obj.get("map") or {}).get("elem", []) or []:
                 key = elem[0] if isinstance(elem, list) else elem
                 val = key.get("elem", {}) if isinstance(key, dict) else {}
-                comment = str(val.get("comment", ""))
-                net, _, cid = comment.partition(" ")
-                if net == network and (container_id is None or cid == container_id):
-                    out.append((ipaddress.ip_address(str(val.get("val"))), cid))
+                if nft.owned(str(val.get("comment", "")), network, container_id, keep):
+                    out.append(ipaddress.ip_address(str(val.get("val"))))
     return out
 
 

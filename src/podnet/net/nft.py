@@ -84,3 +84,33 @@ def available() -> bool:
 def has_library() -> bool:
     """Whether libnftables (python3-nftables) is loaded rather than the `nft` fallback."""
     return bool(_context())
+
+
+# ------------------------------------------------------------ element owners
+# Elements podnet adds for a pod carry the comment "<network> <containerID>", so DEL and GC find
+# them.  nftables keeps at most 128 bytes of comment: a longer pair is written as hashes of both
+# ("#<h(network)> #<h(containerID)>"), still unique and still matchable, never truncated into
+# another pod's name.
+COMMENT_MAX = 127
+
+
+def _h(text: str) -> str:
+    import hashlib
+    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:32]
+
+
+def owner_tag(network: str, container_id: str) -> str:
+    plain = f"{network} {container_id}"
+    return plain if len(plain.encode("utf-8", "surrogateescape")) <= COMMENT_MAX \
+        else f"#{_h(network)} #{_h(container_id)}"
+
+
+def owned(comment: str, network: str, container_id: str | None = None, keep: set[str] | None = None) -> bool:
+    """Whether an element's comment is `network`'s — and then, with container_id, that container's;
+    without it, a container not in `keep` (GC)."""
+    net, _, cid = comment.partition(" ")
+    if net not in (network, f"#{_h(network)}"):
+        return False
+    if container_id is not None:
+        return comment == owner_tag(network, container_id)
+    return cid not in {k for c in (keep or set()) for k in (c, f"#{_h(c)}")}

@@ -79,7 +79,7 @@ def _elements(m: Mapping, comment: str) -> list[str]:
 
 def add(network: str, container_id: str, mappings: list[Mapping], snat: bool, masq_all: bool) -> None:
     """All of a pod's mappings in one transaction: either every element is in, or none."""
-    comment = f"{network} {container_id}"
+    comment = nft.owner_tag(network, container_id)
     cmds = _base()
     pods = {(m.pod_ip, m.pod_net) for m in mappings}
     for m in mappings:
@@ -94,9 +94,9 @@ def add(network: str, container_id: str, mappings: list[Mapping], snat: bool, ma
     nft.run("\n".join(cmds) + "\n")
 
 
-def _owned(network: str, container_id: str | None) -> list[tuple[str, str, str]]:
-    """(map/set name, key text, containerID) of every element owned by (network, container),
-    or by any container of the network when container_id is None."""
+def _owned(network: str, container_id: str | None, keep: set[str] | None = None) -> list[tuple[str, str]]:
+    """(map/set name, key text) of every element owned by (network, container), or (GC) by a
+    container of the network not in `keep`."""
     out = []
     for f in (4, 6):
         for kind, name in (("map", f"any{f}"), ("map", f"bound{f}"), ("set", f"hairpin{f}"),
@@ -106,9 +106,8 @@ def _owned(network: str, container_id: str | None) -> list[tuple[str, str, str]]
                     key = elem[0] if kind == "map" else elem
                     if not isinstance(key, dict) or "elem" not in key:
                         continue
-                    net, _, cid = str(key["elem"].get("comment", "")).partition(" ")
-                    if net == network and (container_id is None or cid == container_id):
-                        out.append((name, _key_text(key["elem"]["val"]), cid))
+                    if nft.owned(str(key["elem"].get("comment", "")), network, container_id, keep):
+                        out.append((name, _key_text(key["elem"]["val"])))
     return out
 
 
@@ -127,13 +126,13 @@ def remove(network: str, container_id: str) -> int:
 
 def remove_stale(network: str, valid_ids: set[str]) -> int:
     """GC: delete this network's elements whose container is not in `valid_ids`."""
-    return _delete([e for e in _owned(network, None) if e[2] not in valid_ids])
+    return _delete(_owned(network, None, valid_ids))
 
 
-def _delete(elements: list[tuple[str, str, str]]) -> int:
+def _delete(elements: list[tuple[str, str]]) -> int:
     if not elements:
         return 0
-    lines = [f"delete element {TABLE} {name} {{ {key} }}\n" for name, key, _ in elements]
+    lines = [f"delete element {TABLE} {name} {{ {key} }}\n" for name, key in elements]
     try:
         nft.run("".join(lines))
     except NftError:
@@ -150,7 +149,7 @@ def mapped(network: str, container_id: str) -> set[tuple[str, int, str, str]]:
             for obj in nft.list_json(f"map {TABLE} {name}"):
                 for elem in (obj.get("map") or {}).get("elem", []) or []:
                     key, value = elem[0], elem[1]
-                    if str(key.get("elem", {}).get("comment", "")) != f"{network} {container_id}":
+                    if str(key.get("elem", {}).get("comment", "")) != nft.owner_tag(network, container_id):
                         continue
                     parts = key["elem"]["val"]["concat"]
                     host_ip = str(parts[0]) if name.startswith("bound") else ""

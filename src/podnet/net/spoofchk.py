@@ -11,7 +11,7 @@ TABLE = "bridge podnet_spoofchk"
 
 
 def add(port: str, mac: str, network: str, container_id: str) -> None:
-    comment = f"{network} {container_id}"
+    comment = nft.owner_tag(network, container_id)
     nft.run("\n".join([
         f"add table {TABLE}",
         f"add chain {TABLE} prerouting {{ type filter hook prerouting priority -300; policy accept; }}",
@@ -35,7 +35,7 @@ def owned_by(network: str, container_id: str) -> list[tuple[str, str]]:
     for obj in nft.list_json(f"set {TABLE} allowed"):
         for elem in (obj.get("set") or {}).get("elem", []) or []:
             val = elem.get("elem", {}) if isinstance(elem, dict) else {}
-            if str(val.get("comment", "")) == f"{network} {container_id}":
+            if str(val.get("comment", "")) == nft.owner_tag(network, container_id):
                 port, mac = val["val"]["concat"]
                 out.append((str(port), str(mac)))
     return out

@@ -170,7 +170,7 @@ def gc(req: Request) -> None:
     conf = parse_conf(req)
     valid = {cid for cid, _ in valid_attachments(req)}
     if conf.ip_masq:
-        masq.remove([ip for ip, cid in masq.owned_by(req.network) if cid not in valid])
+        masq.remove(masq.owned_by(req.network, keep=valid))
     if conf.has_ipam:
         delegate.ipam_gc(req)
 

@@ -52,7 +52,7 @@ def release_masq(req: Request, found: list[IPAddr], prev: Result | None) -> None
     """Drop the pod's masquerade elements: by the addresses we saw, else by container ID."""
     known = set(found) | {i.address.ip for i in (prev.ips if prev else ())}
     if not known:
-        known = {ip for ip, _ in masq.owned_by(req.network, req.container_id)}
+        known = set(masq.owned_by(req.network, req.container_id))
     masq.remove(sorted(known, key=str))
 
 

@@ -148,7 +148,7 @@ def add(req: Request) -> Result:
 
 
 def _first_clash(req: Request, wanted: list[pm.Mapping]) -> str:
-    mine = f"{req.network} {req.container_id}"
+    mine = nft.owner_tag(req.network, req.container_id)
     for m in wanted:
         owner = pm.owner_of(m.protocol, m.host_port, m.host_ip, m.pod_ip.version)
         if owner and owner != mine:

@@ -135,7 +135,7 @@ def gc(req: Request) -> None:
     conf = parse_conf(req)
     if conf.ip_masq:
         valid = {cid for cid, _ in valid_attachments(req)}
-        masq.remove([ip for ip, cid in masq.owned_by(req.network) if cid not in valid])
+        masq.remove(masq.owned_by(req.network, keep=valid))
     delegate.ipam_gc(req)
 
 
