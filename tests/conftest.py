@@ -19,7 +19,7 @@ ROOT_TIERS = ("kernel", "runtimes", "cluster", "reliability")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption("--fuzz-cases", default="120", help="fuzz cases per plugin type (tests/reliability)")
+    parser.addoption("--fuzz-cases", default="150", help="fuzz cases per plugin type (tests/reliability)")
     parser.addoption("--fuzz-seed", default="20261130", help="the fuzzer's seed (same seed, same cases)")
 
 

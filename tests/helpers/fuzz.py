@@ -56,8 +56,8 @@ def random_value(rng: random.Random, depth: int = 0) -> Any:
         return None
     if roll < 0.83:
         return [random_value(rng, depth + 1) for _ in range(rng.randint(0, 3))]
-    return {rng.choice(STRINGS + ["subnet", "address", "gateway", "dst", "hostPort", "containerPort", "protocol",
-                                  "type", "rangeStart"]): random_value(rng, depth + 1) for _ in range(rng.randint(0, 3))}
+    keys = [*STRINGS, "subnet", "address", "gateway", "dst", "hostPort", "containerPort", "protocol", "type"]
+    return {rng.choice(keys): random_value(rng, depth + 1) for _ in range(rng.randint(0, 3))}
 
 
 @dataclass
@@ -192,7 +192,8 @@ def run_launcher(rig: Rig, ptype_binary: str, env: dict[str, str], stdin: bytes,
         full["PODNET_NO_AGENT"] = "1"
     t0 = time.monotonic()
     try:
-        p = subprocess.run(["ip", "netns", "exec", rig.sandbox, os.path.join(rig.bin_dir, ptype_binary)],
+        # nsenter enters the netns only (ip netns exec also remounts /sys: a few ms more a call)
+        p = subprocess.run(["nsenter", f"--net=/run/netns/{rig.sandbox}", os.path.join(rig.bin_dir, ptype_binary)],
                            input=stdin, env=full, capture_output=True, timeout=CASE_TIMEOUT)
     except subprocess.TimeoutExpired:
         return Outcome(-1, "", "timeout", CASE_TIMEOUT)

@@ -78,3 +78,17 @@ def test_an_oversized_config_is_refused_with_code_6() -> None:
     stdin = b'{"cniVersion":"1.0.0","name":"x","pad":"' + b"a" * (4 * 1024 * 1024) + b'"}'
     out = run(REGISTRY["bridge"], ENV, stdin)
     assert out.exit_code == 1 and json.loads(out.stdout)["code"] == 6
+
+
+@pytest.mark.parametrize("ptype, conf", [
+    ("host-local", {"ipam": {"type": "podnet-host-local", "subnet": "10.9.0.0/24", "dataDir": "x\u0000y"}}),
+    ("host-local", {"ipam": {"type": "podnet-host-local", "subnet": "10.9.0.0/24", "dataDir": "relative/dir"}}),
+    ("tuning", {"dataDir": "/var/lib/\u0000cni", "prevResult": {"cniVersion": "1.0.0"}}),
+    ("cluster-ipam", {"ipam": {"type": "podnet-cluster-ipam", "etcdEndpoints": ["http://e:1"], "subnet": "10.9.0.0/16",
+                               "etcdCAFile": "ca\u0000.pem"}}),
+])
+def test_a_path_a_file_cannot_have_is_a_config_error_naming_it(ptype: str, conf: dict[str, Any]) -> None:
+    stdin = json.dumps({"cniVersion": "1.0.0", "name": "n", "type": f"podnet-{ptype}", **conf}).encode()
+    out = run(REGISTRY[ptype], ENV, stdin)
+    err = json.loads(out.stdout)
+    assert out.exit_code == 1 and err["code"] == 7 and ("dataDir" in err["msg"] or "etcdCAFile" in err["msg"]), err

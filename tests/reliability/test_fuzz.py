@@ -5,12 +5,13 @@ agent's answer) and `--fuzz-seed S` for longer or other runs; a failure prints t
 number, seed, config and environment so it can be replayed."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
 import subprocess
 from collections.abc import Iterator
-from pathlib import Path
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -19,12 +20,33 @@ from podnet.install import TYPES
 from tests.conftest import Agent
 from tests.helpers.cni import netns_add, netns_del, nsexec, unique
 from tests.helpers.etcd import Etcd, have_etcd
-from tests.helpers.fuzz import (CARRIER, CHAINED, NOT_IN_KERNEL, Case, Rig, bases, code_of, make_case, problems_of,
-                                run_launcher, stdin_of)
+from tests.helpers.fuzz import (
+    CARRIER,
+    CHAINED,
+    NOT_IN_KERNEL,
+    Case,
+    Rig,
+    bases,
+    code_of,
+    make_case,
+    problems_of,
+    run_launcher,
+    stdin_of,
+)
+
+WORKERS = 2            # cases run two at a time (2 cores; much of a case is waiting on the kernel)
+IN_PROCESS_EVERY = 20  # every 20th case also runs in-process (~0.35 s a launcher) and is compared
 
 
 @pytest.fixture(scope="module")
-def rig(bin_dir: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
+def rigs(bin_dir: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Rig]]:
+    """A node of its own per worker (the leak checks look at the whole node)."""
+    with contextlib.ExitStack() as stack:
+        yield [stack.enter_context(one_rig(bin_dir, tmp_path_factory)) for _ in range(WORKERS)]
+
+
+@contextlib.contextmanager
+def one_rig(bin_dir: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     """One sandbox (the node), a macvlan master in it, etcd for the cluster IPAM, an agent."""
     tmp = tmp_path_factory.mktemp("fuzz")
     sandbox = unique("pnt-fz-")
@@ -81,15 +103,32 @@ class Runner:
         self.problems += [f"[{self.ptype} case {case.number} seed {self.seed}] {w}\n    env {case.env}\n    conf {conf!r}"
                           for w in what]
 
-    def run(self, n: int, in_process_every: int) -> None:
+    def cases(self, n: int) -> list[Case]:
+        """The seed's cases, all drawn before any runs (the same seed gives the same cases)."""
+        out = []
+        template = Rig(self.rig.bin_dir, "", "@DATA@", "@SOCK@", "@ETCD@")   # each worker fills in its own node
         for i in range(n):
             port = 20000 + self.rng.randrange(10000)
+            base = {**bases(template, f"fzd{i % 100}", port)[self.ptype], "agentSocket": "@SOCK@"}
+            out.append(make_case(self.rng, i, self.ptype, base, f"fz{self.seed}x{i}x{self.rng.randrange(10**9)}",
+                                 "@POD@"))
+        return out
+
+    def run(self, cases: list[Case], in_process_every: int) -> None:
+        """Run `cases` in order in this runner's pod."""
+        fill = {"@POD@": f"/run/netns/{self.pod}", "@DATA@": self.rig.data_dir,
+                "@SOCK@": self.rig.agent_socket, "@ETCD@": self.rig.etcd_url or "http://127.0.0.1:9"}
+
+        def filled(text: str) -> str:
+            for k, v in fill.items():
+                text = text.replace(k, v)
+            return text
+        for case in cases:
+            case.env = {k: filled(v) for k, v in case.env.items()}
+            if isinstance(case.conf, dict):
+                case.conf = json.loads(filled(json.dumps(case.conf)))
+            i = case.number
             device = f"fzd{i % 100}"
-            base = bases(self.rig, device, port)[self.ptype]
-            if self.rig.agent_socket:
-                base = {**base, "agentSocket": self.rig.agent_socket}
-            case = make_case(self.rng, i, self.ptype, base, f"fz{self.seed}x{i}x{self.rng.randrange(10**9)}",
-                             f"/run/netns/{self.pod}")
             if self.ptype == "host-device":
                 nsexec(self.rig.sandbox, "ip", "link", "add", device, "type", "veth", "peer", "name", f"fzq{i % 100}")
             if in_process_every and i % in_process_every == 0:
@@ -180,19 +219,26 @@ class Runner:
 
 
 @pytest.mark.parametrize("ptype", TYPES)
-def test_fuzz(rig: Rig, ptype: str, request: pytest.FixtureRequest) -> None:
+def test_fuzz(rigs: list[Rig], ptype: str, request: pytest.FixtureRequest) -> None:
     n = int(request.config.getoption("--fuzz-cases"))
     seed = int(request.config.getoption("--fuzz-seed"))
     if ptype == "dhcp":
         n = max(2, n // 15)                          # each ADD waits its 1 s timeout for a server
-    if ptype == "cluster-ipam" and not rig.etcd_url:
+    if ptype == "cluster-ipam" and not rigs[0].etcd_url:
         pytest.skip("etcd-server is not installed")
-    runner = Runner(rig, ptype, seed)
+    runners = [Runner(rig, ptype, seed) for rig in rigs]
+    cases = runners[0].cases(n)
     try:
-        runner.run(n, in_process_every=10)
+        with ThreadPoolExecutor(WORKERS) as pool:
+            list(pool.map(lambda k: runners[k].run(cases[k::WORKERS], in_process_every=IN_PROCESS_EVERY),
+                          range(WORKERS)))
         if ptype == "cluster-ipam":
-            runner.check_store()
+            for r in runners:
+                r.check_store()
     finally:
-        runner.close()
-    assert not runner.problems, f"{len(runner.problems)} problem(s) in {n} cases " \
-                                f"({runner.counts}):\n" + "\n".join(runner.problems[:40])
+        for r in runners:
+            r.close()
+    problems = sorted((p for r in runners for p in r.problems), key=lambda p: int(p.split(" case ")[1].split()[0])
+                      if " case " in p else -1)
+    counts = {k: sum(r.counts[k] for r in runners) for k in ("ok", "error")}
+    assert not problems, f"{len(problems)} problem(s) in {n} cases ({counts}):\n" + "\n".join(problems[:40])

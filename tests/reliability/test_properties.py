@@ -18,8 +18,23 @@ from podnet.cni.request import from_env
 from podnet.cni.types import Interface, IPConfig, Result, Route
 from podnet.cni.version import SUPPORTED, is_legacy
 from podnet.ipam.ranges import parse_range_sets
-from podnet.plugins import bandwidth, bridge, cluster_ipam, dhcp, firewall, host_device, host_local, ipvlan, macvlan
-from podnet.plugins import portmap, ptp, sbr, static, tuning, vlan
+from podnet.plugins import (
+    bandwidth,
+    bridge,
+    cluster_ipam,
+    dhcp,
+    firewall,
+    host_device,
+    host_local,
+    ipvlan,
+    macvlan,
+    portmap,
+    ptp,
+    sbr,
+    static,
+    tuning,
+    vlan,
+)
 
 PROFILE = settings(max_examples=150, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 
@@ -79,7 +94,7 @@ def mutated(draw: Any, base: dict[str, Any]) -> dict[str, Any]:
     conf = copy.deepcopy(base)
     for _ in range(draw(st.integers(1, 3))):
         paths = paths_of(conf)
-        if not paths or draw(st.booleans()) and draw(st.booleans()):
+        if not paths or (draw(st.booleans()) and draw(st.booleans())):
             conf[draw(st.text(max_size=10))] = draw(json_values)
             continue
         path = draw(st.sampled_from(paths))

@@ -25,7 +25,7 @@ from ..cni.skel import Plugin
 from ..cni.types import DNS, IPConfig, Result, Route, dns_from_dict
 from ..ipam.cluster import DEFAULT_BLOCK, DEFAULT_PREFIX, ClusterIpam, Pool, handle_id
 from ..ipam.errors import StoreUnavailable
-from .common import get_str, prev_result, valid_attachments
+from .common import get_path, get_str, prev_result, valid_attachments
 from .errors import CheckFailed, NotAvailable
 from .host_local import parse_routes
 
@@ -86,7 +86,7 @@ def _pool(raw: Any, field: str, default_name: str, block_field: str = "") -> Poo
 
 def _tls_files(ipam: dict[str, Any]) -> tuple[bytes, bytes | None, bytes | None] | None:
     """etcdCAFile (+ etcdCertFile and etcdKeyFile for client auth), read now so a bad path is a config error."""
-    paths = {k: get_str(ipam, k) for k in ("etcdCAFile", "etcdCertFile", "etcdKeyFile")}
+    paths = {k: get_path(ipam, k, prefix="ipam.") for k in ("etcdCAFile", "etcdCertFile", "etcdKeyFile")}
     if not any(paths.values()):
         return None
     if not paths["etcdCAFile"]:

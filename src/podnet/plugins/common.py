@@ -42,6 +42,15 @@ def get_str(conf: dict[str, Any], key: str, default: str = "", prefix: str = "")
     return v
 
 
+def get_path(conf: dict[str, Any], key: str, default: str = "", prefix: str = "") -> str:
+    """A file or directory path from the config: absolute, and nothing a path cannot hold (NUL);
+    '' or absent gives the default."""
+    v = get_str(conf, key, default, prefix) or default
+    if v and (not v.startswith("/") or "\0" in v or len(v) > 4000):
+        raise config_error(prefix + key, f"must be an absolute path, not {v!r}")
+    return v
+
+
 def check_link_name(name: str, field: str) -> str:
     why = bad_link_name(name)
     if why:

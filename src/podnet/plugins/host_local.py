@@ -15,7 +15,7 @@ from ..ipam import allocator
 from ..ipam.filestore import DEFAULT_DATA_DIR, FileStore
 from ..ipam.ranges import RangeSet, parse_range_sets
 from ..ipam.store import Handle
-from .common import get_str, valid_attachments
+from .common import get_path, get_str, valid_attachments
 from .errors import CheckFailed, NotAvailable
 
 
@@ -78,7 +78,7 @@ def parse_conf(req: Request) -> HostLocalConf:
             raise config_error("ipam.ranges", f"cniVersion {req.cni_version} allows one address per family")
     resolv = get_str(ipam, "resolvConf", prefix="ipam.")
     return HostLocalConf(sets, parse_routes(ipam.get("routes"), "ipam.routes"),
-                         get_str(ipam, "dataDir", DEFAULT_DATA_DIR, prefix="ipam."),
+                         get_path(ipam, "dataDir", DEFAULT_DATA_DIR, prefix="ipam."),
                          parse_resolv_conf(resolv) if resolv else DNS())
 
 

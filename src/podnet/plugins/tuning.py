@@ -22,7 +22,7 @@ from ..cni.types import Interface, Result
 from ..net import netns, sysctl
 from ..net.errors import NetError, NetnsGone
 from ..net.rtnl import Link, Rtnl, open_rtnl
-from .common import check_mac, get_str, requested_mac, require_prev_result, valid_attachments
+from .common import check_mac, get_path, requested_mac, require_prev_result, valid_attachments
 from .errors import CheckFailed
 
 DEFAULT_DATA_DIR = "/run/cni/tuning"
@@ -106,7 +106,7 @@ def parse_conf(req: Request) -> Tuning:
         raise config_error("mac", f"must be a string, not {src['mac']!r}")
     return Tuning(sysctls, mac, _opt_int(src, "mtu", "mtu", 65535) or 0, _opt_bool(src, "promisc", "promisc"),
                   _opt_bool(src, "allmulti", "allmulti"), _opt_int(src, "txQLen", "txQLen", 2 ** 31 - 1),
-                  get_str(c, "dataDir", DEFAULT_DATA_DIR) or DEFAULT_DATA_DIR)
+                  get_path(c, "dataDir", DEFAULT_DATA_DIR))
 
 
 def _saved_path(t: Tuning, req: Request) -> str:
@@ -183,7 +183,7 @@ def add(req: Request) -> Result:
 
 def delete(req: Request) -> None:
     """Put the saved originals back, if the pod's interface is still there; forget them."""
-    data_dir = get_str(req.config, "dataDir", DEFAULT_DATA_DIR) or DEFAULT_DATA_DIR
+    data_dir = get_path(req.config, "dataDir", DEFAULT_DATA_DIR)
     saved_at = os.path.join(data_dir, req.network, f"{req.container_id}_{req.ifname}.json")
     try:
         with open(saved_at) as f:
@@ -226,7 +226,7 @@ def status(req: Request) -> None:
 def gc(req: Request) -> None:
     """Forget saved originals of attachments the runtime no longer lists."""
     valid = valid_attachments(req)
-    d = os.path.join(get_str(req.config, "dataDir", DEFAULT_DATA_DIR) or DEFAULT_DATA_DIR, req.network)
+    d = os.path.join(get_path(req.config, "dataDir", DEFAULT_DATA_DIR), req.network)
     with contextlib.suppress(FileNotFoundError):
         for name in os.listdir(d):
             if not name.endswith(".json"):
