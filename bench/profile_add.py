@@ -15,7 +15,6 @@ import sys
 import tempfile
 import time
 
-
 # the shared benchmark kit lives beside the project's checkout: ../shared/bench
 SHARED_BENCH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "bench")
 

@@ -64,3 +64,13 @@ def entered(fd: int) -> Iterator[None]:
     finally:
         os.close(home)
 
+
+
+def move_this_thread(path: str) -> None:
+    """Put the calling thread into the netns at `path` for the rest of its life (a worker thread
+    whose every socket must live there, e.g. a client of a server on a lab fabric)."""
+    fd = open_netns(path)
+    try:
+        _setns(fd)
+    finally:
+        os.close(fd)

@@ -23,11 +23,11 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
-from . import install
+from .. import install
 
 FABRIC_NET = "10.97.0"
 ETCD_ADDR = f"{FABRIC_NET}.254"
@@ -60,9 +60,11 @@ def free_port() -> int:
 @dataclass
 class Pod:
     node: int
-    name: str          # netns name
+    name: str          # netns name (and, on the Kubernetes datastore, the Pod object's name)
     cid: str
     ip: str
+    namespace: str = ""                                      # the Pod object's namespace ("" = none)
+    labels: dict[str, str] = field(default_factory=dict)
 
     @property
     def netns(self) -> str:
@@ -72,16 +74,20 @@ class Pod:
 class Cluster:
     def __init__(self, nodes: int = 3, backend: str = "vxlan", tag: str = "", work: str = "",
                  lease_ttl: int = 5, route_interval: float = 5.0, reclaim_after: float = 300.0,
-                 ipam_mode: str = "cluster", datastore: str = "etcd", kube_url: str = "",
-                 before_agents: Callable[[Cluster], None] | None = None, agent_args: tuple[str, ...] = ()) -> None:
-        """datastore "kubernetes": no etcd; the agents read Node objects from the API server at
-        kube_url, which `before_agents` must start (in the fabric netns) and fill with Nodes.
-        datastore "none": standalone nodes — no etcd, agents without cross-node routing (the
-        single-node demo)."""
+                 ipam_mode: str = "cluster", datastore: str = "etcd", agent_args: tuple[str, ...] = (),
+                 controllers: bool = True) -> None:
+        """datastore "kubernetes": a real control plane (control_plane.py) over the lab's etcd; the
+        agents read Node objects with podnet's ServiceAccount; nodes register as kubelets do and
+        the controller manager gives them podCIDRs (controllers=False: it starts only when
+        start_controllers() is called).  datastore "none": standalone nodes — no etcd, agents
+        without cross-node routing (the single-node demo)."""
         self.tag = tag or uuid.uuid4().hex[:6]
         self.backend = backend
         self.ipam_mode = ipam_mode
-        self.datastore, self.kube_url, self.before_agents = datastore, kube_url, before_agents
+        self.datastore, self.controllers = datastore, controllers
+        self.cp: Any = None                   # the ControlPlane (kubernetes datastore)
+        self.kube: Any = None                 # its KubeLab (what kubelets and an admin do in the API)
+        self.timings: dict[str, float] = {}
         self.agent_args = agent_args          # extra `podnet agent` flags (tests)
         self.block_prefix = 24 if ipam_mode == "host-local" or datastore == "kubernetes" else 26
         self.fab = f"pnlab-{self.tag}-fab"
@@ -107,23 +113,38 @@ class Cluster:
         _ip(self.fab, "link", "set", "fabbr", "up")
         for i in range(len(self.nodes)):
             self._wire_node(i)
-        if self.datastore == "etcd":
+        if self.datastore in ("etcd", "kubernetes"):
             self._start_etcd()
-        elif self.datastore == "kubernetes":
-            self._write_kubeconfig()
-        if self.before_agents:
-            self.before_agents(self)
+        if self.datastore == "kubernetes":
+            self._start_kubernetes()
         for i in range(len(self.nodes)):
             self.start_agent(i)
 
-    def _write_kubeconfig(self) -> None:
-        conf = {"apiVersion": "v1", "kind": "Config", "current-context": "lab",
-                "clusters": [{"name": "lab", "cluster": {"server": self.kube_url}}],
-                "users": [{"name": "lab", "user": {}}],
-                "contexts": [{"name": "lab", "context": {"cluster": "lab", "user": "lab"}}]}
-        os.makedirs(self.work, exist_ok=True)
-        with open(os.path.join(self.work, "kubeconfig"), "w") as f:
-            json.dump(conf, f)
+    def _start_kubernetes(self) -> None:
+        """kube-apiserver (then the controllers), podnet's RBAC objects, the agents' token, and
+        the nodes registered as their kubelets would."""
+        from .control_plane import ControlPlane
+        from .kube import KubeLab
+        t0 = time.monotonic()
+        self.cp = ControlPlane(self.work, self.fab, ETCD_ADDR, self.etcd_url, CLUSTER_CIDR)
+        self.timings["apiserver_ready"] = self.cp.start_apiserver()
+        self.kube = KubeLab(self.cp)
+        self.kube.apply_rbac()
+        self.kube.agent_kubeconfig(self.kubeconfig_path)
+        for i in range(len(self.nodes)):
+            self.kube.register_node(f"n{i + 1}", f"{FABRIC_NET}.{i + 1}")
+        self.kube.start_heartbeats([f"n{i + 1}" for i in range(len(self.nodes))])
+        if self.controllers:
+            self.start_controllers()
+        self.timings["control_plane"] = time.monotonic() - t0
+
+    def start_controllers(self) -> None:
+        self.cp.start_controllers()
+
+    @property
+    def kubeconfig_path(self) -> str:
+        """The agents' kubeconfig (podnet's ServiceAccount token)."""
+        return os.path.join(self.work, "kubeconfig")
 
     def _wire_node(self, i: int) -> None:
         node = self.nodes[i]
@@ -140,6 +161,8 @@ class Cluster:
         subprocess.run(["ip", "netns", "add", self.nodes[i]], check=True)
         _ip(self.nodes[i], "link", "set", "lo", "up")
         self._wire_node(i)
+        if self.kube is not None:
+            self.kube.register_node(f"n{i + 1}", f"{FABRIC_NET}.{i + 1}")
         self.start_agent(i, wait_ready)
         return i
 
@@ -147,7 +170,10 @@ class Cluster:
         """A node leaves for good (`podnet node rm`, as an operator would after draining it): its
         agent stops, its registration goes; its pods go with its namespace."""
         self.kill_agent(i)
-        self.podnet("node", "rm", f"n{i + 1}")
+        if self.kube is not None:
+            self.kube.delete_node(f"n{i + 1}")             # kubectl delete node
+        else:
+            self.podnet("node", "rm", f"n{i + 1}")
         for p in [p for p in self.pods if p.node == i]:
             subprocess.run(["ip", "netns", "del", p.name], capture_output=True)
             self.pods.remove(p)
@@ -219,7 +245,7 @@ class Cluster:
                   "node-subnet-size": 24, "network": NETWORK, "cni-conf-dir": self.conf_dir(i),
                   "ipam-data-dir": os.path.join(home, "ipam")})
         if self.datastore == "kubernetes":
-            s.update({"datastore": "kubernetes", "kubeconfig": os.path.join(self.work, "kubeconfig")})
+            s.update({"datastore": "kubernetes", "kubeconfig": self.kubeconfig_path})
         else:
             s["etcd"] = [self.etcd_url]
         return s
@@ -272,13 +298,15 @@ class Cluster:
             return dict(json.load(f))
 
     def cni(self, i: int, command: str, cid: str, netns: str, conflist: dict[str, Any] | None = None,
-            ifname: str = "eth0", prev: dict[str, Any] | None = None) -> dict[str, Any] | None:
+            ifname: str = "eth0", prev: dict[str, Any] | None = None, args: str = "") -> dict[str, Any] | None:
         """Run a conflist (default: the one node i's agent wrote) as a runtime does: ADD in order
         with prevResult, DEL in reverse (with the ADD's result, `prev`, as prevResult)."""
         conflist = conflist or self.conflist(i)
         plugins = conflist["plugins"] if command == "ADD" else list(reversed(conflist["plugins"]))
         env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "CNI_COMMAND": command, "CNI_CONTAINERID": cid,
                "CNI_NETNS": netns, "CNI_IFNAME": ifname, "CNI_PATH": self.bin_dir}
+        if args:
+            env["CNI_ARGS"] = args
         result: dict[str, Any] | None = prev if command != "ADD" else None
         for plugin in plugins:
             conf = {"cniVersion": conflist["cniVersion"], "name": conflist["name"], **plugin}
@@ -292,26 +320,45 @@ class Cluster:
                 result = json.loads(p.stdout)
         return result
 
-    def add_pod(self, i: int) -> Pod:
+    def add_pod(self, i: int, labels: dict[str, str] | None = None, namespace: str = "default") -> Pod:
+        """A pod on node i: its netns wired through the node's conflist — on the Kubernetes
+        datastore also a Pod object (bound to the node, its IPs reported by the node as kubelet
+        does), named in CNI_ARGS as kubelet's runtime names it."""
         k = sum(1 for p in self.pods if p.node == i)
         name = f"pnlab-{self.tag}-n{i + 1}p{k}"
+        while any(p.name == name for p in self.pods):
+            k += 1
+            name = f"pnlab-{self.tag}-n{i + 1}p{k}"
         subprocess.run(["ip", "netns", "add", name], check=True)
         _ip(name, "link", "set", "lo", "up")
-        res = self.cni(i, "ADD", f"{name}", f"/run/netns/{name}")
+        kube = self.kube is not None
+        if kube:
+            self.kube.create_pod(name, f"n{i + 1}", labels, namespace)
+        res = self.cni(i, "ADD", name, f"/run/netns/{name}", args=self._pod_args(name, namespace) if kube else "")
         assert res is not None
-        pod = Pod(i, name, name, res["ips"][0]["address"].split("/")[0])
+        ips = [ip["address"].split("/")[0] for ip in res["ips"]]
+        pod = Pod(i, name, name, ips[0], namespace if kube else "", dict(labels or {}))
+        if kube:
+            self.kube.report_pod_ips(name, f"n{i + 1}", ips, namespace)
         self.pods.append(pod)
         return pod
 
+    @staticmethod
+    def _pod_args(name: str, namespace: str) -> str:
+        return f"IgnoreUnknown=1;K8S_POD_NAMESPACE={namespace};K8S_POD_NAME={name};K8S_POD_INFRA_CONTAINER_ID={name}"
+
     def del_pod(self, pod: Pod) -> None:
-        self.cni(pod.node, "DEL", pod.cid, pod.netns)
+        self.cni(pod.node, "DEL", pod.cid, pod.netns,
+                 args=self._pod_args(pod.name, pod.namespace) if pod.namespace else "")
         subprocess.run(["ip", "netns", "del", pod.name], capture_output=True)
+        if self.kube is not None and pod.namespace:
+            self.kube.delete_pod(pod.name, pod.namespace)
         self.pods.remove(pod)
 
     def podnet_routes(self, i: int) -> dict[str, str]:
         """dst -> next hop of the routes node i's agent made (protocol PODNET_PROTO)."""
-        from .net import netns
-        from .net.rtnl import PODNET_PROTO, open_rtnl
+        from ..net import netns
+        from ..net.rtnl import PODNET_PROTO, open_rtnl
         with netns.opened(f"/run/netns/{self.nodes[i]}") as fd, open_rtnl(fd) as node:
             return {str(r.dst): str(r.gw or "") for fam in (4, 6) for r in node.routes(fam)
                     if r.proto == PODNET_PROTO}
@@ -339,6 +386,10 @@ class Cluster:
             except Exception:  # noqa: BLE001 - tearing down: the netns goes anyway
                 subprocess.run(["ip", "netns", "del", p.name], capture_output=True)
                 self.pods.remove(p)
+        if self.kube is not None:
+            self.kube.stop()
+        if self.cp is not None:
+            self.cp.stop()
         for proc in list(self.procs.values()):
             if proc.poll() is None:
                 proc.kill()

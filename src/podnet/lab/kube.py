@@ -1,0 +1,200 @@
+"""What the lab does in the Kubernetes API, each with the identity that does it in a real cluster:
+
+  an admin        applies podnet's RBAC objects (those of deploy/podnet.yaml), asks the TokenRequest
+                  API for the agents' ServiceAccount token, creates and deletes Pod objects
+  each node       (system:node:<name>, Node authorizer + NodeRestriction) registers its Node with its
+                  InternalIP, renews its Lease and Ready condition, reports its pods' IPs —
+                  what kubelet does (tests/cluster run real kubelets in issue 17's tier)
+
+podCIDRs are never written here: kube-controller-manager assigns them.  The second module allowed
+to import lightkube (beside agent/kubepeers.py); only the lab loads it.
+"""
+from __future__ import annotations
+
+import datetime
+import functools
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from lightkube import Client, KubeConfig  # pinned in pyproject: lightkube==1.0.1
+from lightkube.codecs import from_dict
+from lightkube.core.exceptions import ApiError
+from lightkube.models.authentication_v1 import TokenRequestSpec
+from lightkube.models.coordination_v1 import LeaseSpec
+from lightkube.models.core_v1 import Container, NodeAddress, NodeCondition, NodeStatus, PodSpec, PodStatus
+from lightkube.models.meta_v1 import ObjectMeta
+from lightkube.resources.coordination_v1 import Lease
+from lightkube.resources.core_v1 import Node, Pod, ServiceAccount
+from lightkube.types import PatchType
+
+from ..manifests import NAME, NAMESPACE, DeployConfig, render
+from ..net.netns import move_this_thread
+from .control_plane import ControlPlane, kubeconfig
+
+T = TypeVar("T")
+LAB_NAMESPACE = "default"
+
+
+def in_fabric(method: Callable[..., T]) -> Callable[..., T]:
+    """Run a KubeLab method on its fabric thread."""
+    @functools.wraps(method)
+    def wrapper(self: KubeLab, *args: Any, **kw: Any) -> T:
+        if threading.current_thread().name.startswith("lab-api"):
+            return method(self, *args, **kw)
+        return self._in_fabric(method, self, *args, **kw)
+    return wrapper
+HEARTBEAT = 10.0              # seconds, as kubelet's node-status-update-frequency
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+class KubeLab:
+    """Every API call runs on one worker thread that lives in the lab's fabric namespace: the API
+    server listens there, and a socket opened from the machine's own namespace would head for
+    the machine's real network instead."""
+
+    def __init__(self, cp: ControlPlane) -> None:
+        self.cp = cp
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="lab-api", initializer=move_this_thread,
+                                        initargs=(f"/run/netns/{cp.netns}",))
+        self.admin = Client(KubeConfig.from_file(cp.admin_kubeconfig()), field_manager="podnet-lab")
+        self._nodes: dict[str, Client] = {}
+        self._stop = threading.Event()
+        self._beat: threading.Thread | None = None
+
+    def _in_fabric(self, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
+        return self._pool.submit(fn, *args, **kw).result(60)
+
+    # ------------------------------------------------------------ podnet's objects
+    @in_fabric
+    def apply_rbac(self) -> None:
+        """Namespace, ServiceAccount, ClusterRole and binding exactly as deploy/podnet.yaml has them."""
+        for doc in render(DeployConfig()):
+            if doc["kind"] in ("Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding"):
+                self.admin.apply(from_dict(doc), force=True)
+
+    @in_fabric
+    def agent_kubeconfig(self, path: str, hours: int = 24 * 7) -> str:
+        """A kubeconfig with a token of podnet's ServiceAccount (TokenRequest API): the agents hold
+        exactly the rights the manifest grants."""
+        req = ServiceAccount.Token(metadata=ObjectMeta(), spec=TokenRequestSpec(audiences=[], expirationSeconds=hours * 3600))
+        got = self.admin.create(req, name=NAME, namespace=NAMESPACE)
+        token = got.status.token if got.status is not None else ""
+        if not token:
+            raise RuntimeError(f"the TokenRequest API gave no token for {NAMESPACE}/{NAME}")
+        return kubeconfig(path, self.cp.server, self.cp.pki.ca.cert, token=token, user=f"{NAMESPACE}:{NAME}")
+
+    # ------------------------------------------------------------ nodes, as kubelet
+    def node_client(self, node: str) -> Client:
+        if node not in self._nodes:
+            pair = self.cp.pki.issue(f"node-{node}", f"system:node:{node}", ("system:nodes",))
+            path = kubeconfig(os.path.join(self.cp.dir, f"node-{node}.kubeconfig"), self.cp.server,
+                              self.cp.pki.ca.cert, pair.cert, pair.key)
+            self._nodes[node] = Client(KubeConfig.from_file(path), field_manager="kubelet")
+        return self._nodes[node]
+
+    @in_fabric
+    def register_node(self, node: str, internal_ip: str) -> None:
+        c = self.node_client(node)
+        obj = Node(metadata=ObjectMeta(name=node, labels={"kubernetes.io/hostname": node, "kubernetes.io/os": "linux"}),
+                   status=NodeStatus(addresses=[NodeAddress(type="InternalIP", address=internal_ip),
+                                                NodeAddress(type="Hostname", address=node)]))
+        try:
+            c.create(obj)
+        except ApiError as e:
+            if e.status.code != 409:
+                raise
+        self.heartbeat(node)
+
+    @in_fabric
+    def heartbeat(self, node: str) -> None:
+        """What kubelet renews: the node's Lease and its Ready condition (with its addresses)."""
+        c = self.node_client(node)
+        now = _now()
+        lease = Lease(metadata=ObjectMeta(name=node, namespace="kube-node-lease"),
+                      spec=LeaseSpec(holderIdentity=node, leaseDurationSeconds=40, renewTime=now))
+        try:
+            c.apply(lease, force=True)
+        except ApiError:
+            pass
+        current = c.get(Node, node)
+        addresses = current.status.addresses if current.status and current.status.addresses else []
+        status = {"status": {"addresses": [a.to_dict() for a in addresses], "conditions": [
+            NodeCondition(type="Ready", status="True", reason="KubeletReady", message="podnet lab node",
+                          lastHeartbeatTime=now, lastTransitionTime=now).to_dict()]}}
+        c.patch(Node.Status, node, status, patch_type=PatchType.STRATEGIC)
+
+    def start_heartbeats(self, nodes: list[str]) -> None:
+        def beat() -> None:
+            while not self._stop.wait(HEARTBEAT):
+                for n in list(nodes):
+                    try:
+                        self.heartbeat(n)
+                    except Exception:  # noqa: BLE001 - an API hiccup: the next beat tries again
+                        pass
+        self._beat = threading.Thread(target=beat, name="lab-heartbeats", daemon=True)
+        self._beat.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    @in_fabric
+    def delete_node(self, node: str) -> None:
+        """`kubectl delete node` (an admin)."""
+        self.admin.delete(Node, node)
+
+    @in_fabric
+    def pod_cidrs(self, node: str) -> tuple[list[str], str]:
+        """(spec.podCIDRs, the manager that wrote them — from managedFields)."""
+        obj = self.admin.get(Node, node)
+        cidrs = list(obj.spec.podCIDRs or []) if obj.spec else []
+        writer = ""
+        for mf in (obj.metadata.managedFields if obj.metadata else None) or []:
+            fields: Any = mf.fieldsV1 or {}
+            if "f:podCIDRs" in (fields.get("f:spec") or {}):
+                writer = mf.manager or ""
+        return cidrs, writer
+
+    # ------------------------------------------------------------ pods
+    @in_fabric
+    def create_pod(self, name: str, node: str, labels: dict[str, str] | None = None,
+                   namespace: str = LAB_NAMESPACE) -> None:
+        """A Pod bound to `node` (no kubelet runs it: the lab wires its netns through the node's
+        conflist and reports its IPs as kubelet would)."""
+        pod = Pod(metadata=ObjectMeta(name=name, namespace=namespace, labels=labels or {}),
+                  spec=PodSpec(nodeName=node, containers=[Container(name="app", image="podnet-lab/none")],
+                               terminationGracePeriodSeconds=0,
+                               tolerations=[{"operator": "Exists"}]))  # type: ignore[list-item]
+        self.admin.create(pod)
+
+    @in_fabric
+    def report_pod_ips(self, name: str, node: str, ips: list[str], namespace: str = LAB_NAMESPACE) -> None:
+        """Pod status as the node's kubelet writes it (NodeRestriction: only pods bound to it)."""
+        now = _now()
+        status = PodStatus(phase="Running", podIP=ips[0], podIPs=[{"ip": ip} for ip in ips],  # type: ignore[misc]
+                           hostIP="", startTime=now,
+                           conditions=[{"type": "Ready", "status": "True"}])  # type: ignore[list-item]
+        self.node_client(node).patch(Pod.Status, name, {"status": status.to_dict()}, namespace=namespace,
+                                     patch_type=PatchType.MERGE)
+
+    @in_fabric
+    def delete_pod(self, name: str, namespace: str = LAB_NAMESPACE) -> None:
+        try:
+            self.admin.delete(Pod, name, namespace=namespace, grace_period=0)
+        except ApiError as e:
+            if e.status.code != 404:
+                raise
+
+    @in_fabric
+    def service_account_exists(self) -> bool:
+        try:
+            self.admin.get(ServiceAccount, NAME, namespace=NAMESPACE)
+            return True
+        except ApiError:
+            return False
