@@ -5,6 +5,7 @@ the exit status is non-zero when any check fails, so scripts and probes can use 
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -68,7 +69,14 @@ def check_socket(path: str) -> Iterator[Finding]:
     except OSError:
         return
     text = body.decode(errors="replace").strip()
-    if status == 200:
+    try:
+        degraded = str(json.loads(text).get("degraded", ""))
+    except (ValueError, AttributeError):
+        degraded = ""
+    if status == 200 and degraded:
+        yield Finding("node network", WARN, f"ready, but degraded: {degraded} — routes already programmed stay; "
+                                            "changes elsewhere in the cluster are not followed")
+    elif status == 200:
         yield Finding("node network", OK, "ready (/readyz)")
     else:
         yield Finding("node network", FAIL, f"not ready: {text} — CNI STATUS answers 50 and no conflist is "

@@ -1,98 +1,75 @@
-"""`podnet agent --datastore kubernetes` on the virtual cluster: three node namespaces whose
-agents take everything from Node objects — their podCIDRs (host-local inside them), the
-peers' InternalIPs and published VTEP MACs — through the production client (lightkube).
+"""`podnet agent --datastore kubernetes` on the virtual cluster against a REAL control plane:
+kube-apiserver, kube-controller-manager and kube-scheduler built from source (scripts/k8s-build.sh),
+run by the lab in its fabric namespace over its etcd.  Nodes register as kubelets do; podCIDRs come
+from the controller manager (--allocate-node-cidrs), never from podnet or the test; the agents hold
+podnet's ServiceAccount token, so a right missing from deploy/podnet.yaml fails these tests.
 
-The API server is a TEST DOUBLE (tests/helpers/fakekube.py: Node list/watch/get/create/
-patch/delete over HTTP, as the API does) running in the fabric netns: no real API server can
-run on this machine.  Nodes are registered the way kubelet and the controller manager would
-(InternalIP, spec.podCIDRs) before the agents start."""
+Also the watch's faults: the API server killed and restarted, etcd compacted behind a watch (410
+Gone → relist), a right taken away and given back."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
-import threading
+import sys
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from podnet.lab import ETCD_ADDR, FABRIC_NET, Cluster, free_port
-from podnet.net import netns, probe
-from tests.helpers.fakekube import Store, ThreadingHTTPServer, node_object, serve
+from podnet.lab import FABRIC_NET, Cluster
+from podnet.lab.control_plane import ControlPlaneError, k8s_bin_dir
+from podnet.net import probe
 from tests.helpers.traffic import fetch, server
 
 
-class FakeApi:
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.srv: ThreadingHTTPServer | None = None
+def have_kubernetes() -> str:
+    try:
+        k8s_bin_dir()
+        return ""
+    except ControlPlaneError as e:
+        return str(e)
 
-    @property
-    def url(self) -> str:
-        return f"http://{ETCD_ADDR}:{self.port}"
 
-    @property
-    def store(self) -> Store:
-        return self.srv.RequestHandlerClass.store  # type: ignore[union-attr,attr-defined]
+pytestmark = pytest.mark.skipif(bool(have_kubernetes()) and not os.environ.get("CI"), reason=have_kubernetes())
 
-    def start_in(self, lab: Cluster) -> None:
-        """Listen in the lab's fabric netns (only this thread enters it, and only to bind)."""
-        with netns.opened(f"/run/netns/{lab.fab}") as fd, netns.entered(fd):
-            self.srv = serve(ETCD_ADDR, self.port)
-        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
-        for i in range(len(lab.nodes)):
-            self.add_node(i)
 
-    def add_node(self, i: int) -> None:
-        store = self.store
-        with store.cond:
-            obj = node_object(f"n{i + 1}", f"{FABRIC_NET}.{i + 1}", [f"10.244.{i}.0/24"])
-            store.nodes[obj["metadata"]["name"]] = obj
-            store._event("ADDED", obj)
+def wait_for(pred: Any, timeout: float, what: str) -> float:
+    t0 = time.monotonic()
+    while not pred():
+        assert time.monotonic() - t0 < timeout, f"not within {timeout:.0f}s: {what}"
+        time.sleep(0.02)
+    return time.monotonic() - t0
 
-    def delete_node(self, i: int) -> None:
-        store = self.store
-        with store.cond:
-            store._event("DELETED", store.nodes.pop(f"n{i + 1}"))
 
-    def annotations(self, i: int) -> dict[str, str]:
-        store = self.store
-        with store.cond:
-            return dict(store.nodes[f"n{i + 1}"]["metadata"].get("annotations") or {})
-
-    def stop(self) -> None:
-        if self.srv is not None:
-            self.srv.shutdown()
-            self.srv.server_close()
+def health(c: Cluster, j: int, *flags: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["ip", "netns", "exec", c.nodes[j], sys.executable, "-m", "podnet.cli", *flags,
+                           "--socket", c.sock(j)], capture_output=True, text=True)
 
 
 @pytest.fixture(params=["vxlan", "host-gw"])
-def kube_cluster(request: pytest.FixtureRequest) -> Iterator[tuple[Cluster, FakeApi]]:
-    api = FakeApi()
-    c = Cluster(3, request.param, datastore="kubernetes", kube_url=api.url, before_agents=api.start_in)
+def kube_cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
+    c = Cluster(3, request.param, datastore="kubernetes")
     try:
         c.up()
-        yield c, api
+        yield c
     finally:
         c.down()
-        api.stop()
 
 
-def test_nodes_from_the_api_reach_each_other_and_a_deleted_node_loses_its_routes(kube_cluster: Any) -> None:
-    c, api = kube_cluster
+def test_nodes_from_the_api_reach_each_other_and_a_deleted_node_loses_its_routes(kube_cluster: Cluster) -> None:
+    c = kube_cluster
     for i in range(3):
+        cidrs, writer = c.kube.pod_cidrs(f"n{i + 1}")
+        assert writer == "kube-controller-manager" and len(cidrs) == 1, (cidrs, writer)
         ipam = c.conflist(i)["plugins"][0]["ipam"]
-        assert ipam["type"] == "podnet-host-local" and ipam["ranges"] == [[{"subnet": f"10.244.{i}.0/24"}]], ipam
-        ann = api.annotations(i)
+        assert ipam["type"] == "podnet-host-local" and ipam["ranges"] == [[{"subnet": cidrs[0]}]], ipam
+        ann = c.kube.annotations(f"n{i + 1}")
         assert ann["podnet.io/backend"] == c.backend and ann["podnet.io/underlay-addr"] == f"{FABRIC_NET}.{i + 1}"
         assert ("podnet.io/vtep-mac" in ann) == (c.backend == "vxlan")
-    store = api.store
-    end = time.monotonic() + 5                          # posted just after the conflist is written
-    while {e["involvedObject"]["name"] for e in store.recorded if e.get("reason") == "PodnetReady"} != \
-            {"n1", "n2", "n3"}:
-        assert time.monotonic() < end, f"every node records its readiness as an Event: {store.recorded}"
-        time.sleep(0.1)
+    wait_for(lambda: c.kube.event_nodes("PodnetReady") == {"n1", "n2", "n3"}, 10,
+             "every node records its readiness as an Event")
     for i in range(3):
         for _ in range(2):
             c.add_pod(i)
@@ -107,98 +84,158 @@ def test_nodes_from_the_api_reach_each_other_and_a_deleted_node_loses_its_routes
 
     c.kill_agent(2)
     t0 = time.monotonic()
-    api.delete_node(2)                                  # `kubectl delete node n3`
-    while any(f"{FABRIC_NET}.3" in c.podnet_routes(i).values() for i in (0, 1)):
-        assert time.monotonic() - t0 < 5, "a deleted Node's routes stayed"
-        time.sleep(0.02)
+    c.kube.delete_node("n3")                             # kubectl delete node n3
+    wait_for(lambda: all(f"{FABRIC_NET}.3" not in c.podnet_routes(i).values() for i in (0, 1)), 5,
+             "a deleted Node's routes go")
     took = time.monotonic() - t0
     assert took <= 1.0, f"a deleted Node's routes went after {took:.2f}s"
     assert probe.ping(c.pods[0].netns, c.pods[2].ip), "the remaining nodes lost each other"
 
 
-def test_a_node_without_pod_cidrs_stays_not_ready_until_it_gets_them() -> None:
+def test_a_node_without_pod_cidrs_stays_not_ready_until_the_controller_manager_assigns_one() -> None:
     """kubelet must keep such a node NotReady: no conflist, CNI STATUS code 50, /readyz 503;
-    once the controller manager assigns podCIDRs the agent becomes ready on its own."""
-    import json
-    import sys
-    api = FakeApi()
-    c = Cluster(1, "host-gw", datastore="kubernetes", kube_url=api.url, before_agents=api.start_in)
+    once kube-controller-manager runs and assigns podCIDRs the agent becomes ready on its own."""
+    c = Cluster(1, "host-gw", datastore="kubernetes", controllers=False)
     try:
-        c.up()
-        store = api.store
-        with store.cond:
-            obj = node_object("n2", f"{FABRIC_NET}.2", ["10.244.1.0/24"])
-            obj["spec"] = {}                                  # registered, no podCIDRs yet
-            store.nodes["n2"] = obj
-            store._event("ADDED", obj)
-        j = c.add_node(wait_ready=False)
-
-        def probe_ready() -> subprocess.CompletedProcess[str]:
-            return subprocess.run(["ip", "netns", "exec", c.nodes[j], sys.executable, "-m", "podnet.cli", "health",
-                                   "--socket", c.sock(j), "--ready"], capture_output=True, text=True)
-        end = time.monotonic() + 15
-        while "podCIDRs" not in (r := probe_ready()).stdout:          # the agent tried to join, and says why not
-            assert time.monotonic() < end, r.stdout + r.stderr
-            time.sleep(0.1)
+        c.up(wait_ready=False)
+        wait_for(lambda: "podCIDRs" in health(c, 0, "health", "--ready").stdout, 15,
+                 "the agent tried to join, and says why not")
+        r = health(c, 0, "health", "--ready")
         assert r.returncode == 1 and '"ready": false' in r.stdout, r.stdout + r.stderr
-        doc = subprocess.run(["ip", "netns", "exec", c.nodes[j], sys.executable, "-m", "podnet.cli", "doctor",
-                              "--socket", c.sock(j), "--bin-dir", c.bin_dir, "--json"], capture_output=True, text=True)
+        doc = subprocess.run(["ip", "netns", "exec", c.nodes[0], sys.executable, "-m", "podnet.cli", "doctor",
+                              "--socket", c.sock(0), "--bin-dir", c.bin_dir, "--json"], capture_output=True, text=True)
         finding = next(f for f in json.loads(doc.stdout) if f["check"] == "node network")
         assert doc.returncode == 1 and finding["level"] == "fail" and "podCIDRs" in finding["detail"], finding
-        assert not os.path.exists(c.conflist_path(j)), "the conflist was written before the node was ready"
-        status_conf = {"cniVersion": "1.1.0", "name": "podnet-lab", "type": "podnet-ptp", "agentSocket": c.sock(j),
-                       "ipam": {"type": "podnet-host-local", "ranges": [[{"subnet": "10.244.1.0/24"}]]}}
-        st = subprocess.run(["ip", "netns", "exec", c.nodes[j], f"{c.bin_dir}/podnet-ptp"],
+        assert not os.path.exists(c.conflist_path(0)), "the conflist was written before the node was ready"
+        status_conf = {"cniVersion": "1.1.0", "name": "podnet-lab", "type": "podnet-ptp", "agentSocket": c.sock(0),
+                       "ipam": {"type": "podnet-host-local", "ranges": [[{"subnet": "10.244.0.0/24"}]]}}
+        st = subprocess.run(["ip", "netns", "exec", c.nodes[0], f"{c.bin_dir}/podnet-ptp"],
                             input=json.dumps(status_conf), text=True, capture_output=True,
                             env={"CNI_COMMAND": "STATUS", "CNI_PATH": c.bin_dir, "PATH": "/usr/bin:/bin"})
         assert st.returncode != 0 and json.loads(st.stdout)["code"] == 50, st.stdout
 
-        with store.cond:                                      # the controller manager assigns them
-            store.nodes["n2"]["spec"] = {"podCIDR": "10.244.1.0/24", "podCIDRs": ["10.244.1.0/24"]}
-            store._event("MODIFIED", store.nodes["n2"])
-        end = time.monotonic() + 15
-        while probe_ready().returncode != 0:
-            assert time.monotonic() < end, "the node never became ready after getting its podCIDRs"
-            time.sleep(0.3)
-        assert c.conflist(j)["plugins"][0]["ipam"]["ranges"] == [[{"subnet": "10.244.1.0/24"}]]
-        st = subprocess.run(["ip", "netns", "exec", c.nodes[j], f"{c.bin_dir}/podnet-ptp"],
+        c.start_controllers()                            # the controller manager assigns podCIDRs
+        wait_for(lambda: health(c, 0, "health", "--ready").returncode == 0, 30,
+                 "the node becomes ready after getting its podCIDRs")
+        cidrs, writer = c.kube.pod_cidrs("n1")
+        assert writer == "kube-controller-manager"
+        wait_for(lambda: os.path.exists(c.conflist_path(0)), 5, "the conflist is written once ready")
+        assert c.conflist(0)["plugins"][0]["ipam"]["ranges"] == [[{"subnet": cidrs[0]}]]
+        st = subprocess.run(["ip", "netns", "exec", c.nodes[0], f"{c.bin_dir}/podnet-ptp"],
                             input=json.dumps(status_conf), text=True, capture_output=True,
                             env={"CNI_COMMAND": "STATUS", "CNI_PATH": c.bin_dir, "PATH": "/usr/bin:/bin"})
         assert st.returncode == 0, st.stdout
-        c.procs[f"agent{j}"].terminate()                     # SIGTERM (an upgrade): the conflist stays,
-        c.procs[f"agent{j}"].wait(10)                        # so the node's pods remain deletable
-        assert os.path.exists(c.conflist_path(j)), "SIGTERM removed the node's conflist"
+        c.procs["agent0"].terminate()                    # SIGTERM (an upgrade): the conflist stays,
+        c.procs["agent0"].wait(10)                       # so the node's pods remain deletable
+        assert os.path.exists(c.conflist_path(0)), "SIGTERM removed the node's conflist"
     finally:
         c.down()
-        api.stop()
 
 
-def test_a_leaked_lease_is_released_only_when_no_pod_holds_it_and_it_is_old() -> None:
+def test_leaked_leases_are_released_only_when_no_pod_holds_them_and_they_are_old() -> None:
     """A pod whose sandbox vanished without DEL keeps its host-local lease; the agent compares
-    this node's Pods (the API's status.podIPs) with the leases and releases the orphan once it
-    is older than --leak-grace — never a lease a pod holds, never a fresh one."""
-    from tests.helpers.fakekube import pod_object
-    api = FakeApi()
-    c = Cluster(1, "host-gw", datastore="kubernetes", kube_url=api.url, before_agents=api.start_in,
-                agent_args=("--leak-grace", "2", "--leak-gc-interval", "0.5", "--route-interval", "0.5"))
+    this node's Pods (their status.podIPs, field selector spec.nodeName) with the leases and
+    releases the orphan once it is older than --leak-grace — never a lease a pod holds, never a
+    fresh one, and another node's pod with the same address does not count."""
+    c = Cluster(2, "host-gw", datastore="kubernetes",
+                agent_args=("--leak-grace", "3600", "--leak-gc-interval", "0.3", "--route-interval", "0.3"))
     try:
         c.up()
         kept, leaked = c.add_pod(0), c.add_pod(0)
-        store = api.store
-        with store.cond:
-            store.pods.append(pod_object("kept", "n1", kept.ip))
-            store.pods.append(pod_object("elsewhere", "n2", leaked.ip))   # another node's pod: does not count
-        subprocess.run(["ip", "netns", "del", leaked.name], capture_output=True)   # gone without DEL
-        c.pods.remove(leaked)
         lease = os.path.join(c.ipam_dir(0), "podnet-lab", leaked.ip)
-        assert os.path.exists(lease)
-        time.sleep(1.0)
+        subprocess.run(["ip", "netns", "del", leaked.name], capture_output=True)   # gone without DEL …
+        c.kube.delete_pod(leaked.name)                                            # … and from the API
+        c.pods.remove(leaked)
+        c.kube.create_pod("elsewhere", "n2")                                      # same address, other node
+        c.kube.report_pod_ips("elsewhere", "n2", [leaked.ip])
+        checks = c.agent_log(0).count("leak check")
+        wait_for(lambda: c.agent_log(0).count("leak check") >= checks + 3, 15, "the agent checked for leaks")
         assert os.path.exists(lease), "a lease younger than --leak-grace was released"
-        end = time.monotonic() + 10
-        while os.path.exists(lease):
-            assert time.monotonic() < end, "the leaked lease was never released"
-            time.sleep(0.2)
+        c.kill_agent(0)
+        c.agent_args = ("--leak-grace", "1", "--leak-gc-interval", "0.3", "--route-interval", "0.3")
+        c.start_agent(0)
+        wait_for(lambda: not os.path.exists(lease), 15, "the leaked lease is released once old")
         assert os.path.exists(os.path.join(c.ipam_dir(0), "podnet-lab", kept.ip)), "a live pod's lease was released"
     finally:
         c.down()
-        api.stop()
+
+
+def test_the_api_server_restarted_under_the_agents_loses_no_route_and_they_follow_again() -> None:
+    c = Cluster(2, "host-gw", datastore="kubernetes")
+    try:
+        c.up()
+        for i in range(2):
+            c.add_pod(i)
+        c.wait_converged(10)
+        before = [c.podnet_routes(i) for i in range(2)]
+        c.cp.procs["kube-apiserver"].kill()
+        c.cp.procs["kube-apiserver"].wait()
+        deadline = time.monotonic() + 3                  # while it is down, routes stay as they were
+        while time.monotonic() < deadline:
+            assert [c.podnet_routes(i) for i in range(2)] == before, "a route went while the API was down"
+            time.sleep(0.1)
+        assert probe.ping(c.pods[0].netns, c.pods[1].ip)
+        c.cp.restart_apiserver()
+        j = c.add_node()                                 # a change after the restart is followed
+        c.add_pod(j)
+        took = c.wait_converged(20)
+        assert took < 20
+        c.kill_agent(j)
+        c.kube.delete_node(f"n{j + 1}")
+        wait_for(lambda: all(f"{FABRIC_NET}.{j + 1}" not in c.podnet_routes(i).values() for i in (0, 1)), 5,
+                 "a node deleted after the restart loses its routes")
+    finally:
+        c.down()
+
+
+def test_a_watch_behind_etcds_compaction_gets_410_and_relists() -> None:
+    """The agent's watch is cut off (its node cannot reach the API), Nodes change, etcd compacts
+    past the watch's resourceVersion and the API server restarts (its watch cache goes): the
+    resumed watch gets 410 Gone, the agent relists and sees what it missed."""
+    c = Cluster(2, "host-gw", datastore="kubernetes")
+    try:
+        c.up()
+        relists = c.agent_log(0).count("is gone (410")
+        drop = f"add table inet pnt_cut; add chain inet pnt_cut out {{ type filter hook output priority 0; }}; " \
+               f"add rule inet pnt_cut out ip daddr {c.cp.addr} tcp dport 6443 drop"
+        subprocess.run(["ip", "netns", "exec", c.nodes[0], "nft", drop], check=True)
+        for k in range(30):
+            c.kube.annotate("n2", "lab.podnet.io/tick", str(k))
+        j = c.add_node()                                 # a node n1's agent does not hear about
+        c.etcd_compact()
+        c.cp.restart_apiserver()
+        subprocess.run(["ip", "netns", "exec", c.nodes[0], "nft", "delete table inet pnt_cut"], check=True)
+        cidr = c.kube.pod_cidrs(f"n{j + 1}")[0][0]
+        wait_for(lambda: cidr in c.podnet_routes(0), 60, "the node added during the cut is routed after a relist")
+        assert c.agent_log(0).count("is gone (410") > relists, "no 410 was seen: the relist was not provoked"
+    finally:
+        c.down()
+
+
+def test_a_right_taken_away_degrades_the_node_keeps_its_routes_and_recovers() -> None:
+    c = Cluster(2, "host-gw", datastore="kubernetes", agent_args=("--watch-timeout", "2"))
+    try:
+        c.up()
+        for i in range(2):
+            c.add_pod(i)
+        c.wait_converged(10)
+        routes = c.podnet_routes(0)
+        rules = c.kube.role_rules()
+        cut = [dict(r, verbs=[v for v in r["verbs"] if v not in ("list", "watch")]) if r["resources"] == ["nodes"]
+               else r for r in rules]
+        c.kube.set_role_rules(cut)
+        wait_for(lambda: "degraded" in health(c, 0, "health", "--ready").stdout, 30,
+                 "readiness says the Nodes can no longer be followed")
+        ready = health(c, 0, "health", "--ready")
+        assert ready.returncode == 0 and "403" in ready.stdout, ready.stdout       # pods may still start
+        doc = subprocess.run(["ip", "netns", "exec", c.nodes[0], sys.executable, "-m", "podnet.cli", "doctor",
+                              "--socket", c.sock(0), "--bin-dir", c.bin_dir, "--json"], capture_output=True, text=True)
+        finding = next(f for f in json.loads(doc.stdout) if f["check"] == "node network")
+        assert finding["level"] == "warn" and "403" in finding["detail"], finding
+        assert "refused" in c.agent_log(0)
+        assert c.podnet_routes(0) == routes and probe.ping(c.pods[0].netns, c.pods[1].ip), "routes were lost"
+        c.kube.set_role_rules(rules)
+        wait_for(lambda: "degraded" not in health(c, 0, "health", "--ready").stdout, 30,
+                 "the agent follows the Nodes again once the right is back")
+    finally:
+        c.down()

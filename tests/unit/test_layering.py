@@ -166,7 +166,14 @@ def test_scapy_only_in_the_dhcp_packet_module():
     assert users == {"dhcp/packets.py"}, users
 
 
-def test_kubernetes_client_only_in_kubepeers():
+def test_kubernetes_client_only_in_kubepeers_and_the_labs_api_module():
+    """The agent loads lightkube only with the Kubernetes datastore; the lab only for its cluster."""
     users = {p.relative_to(SRC).as_posix() for p in SRC.rglob("*.py")
              if any(m.split(".")[0] == "lightkube" for m in imports_of(p))}
-    assert users == {"agent/kubepeers.py"}, users
+    assert users == {"agent/kubepeers.py", "lab/kube.py"}, users
+
+
+def test_the_lab_pins_the_kubernetes_release_it_builds():
+    from podnet.lab.control_plane import KUBERNETES_VERSION
+    go_mod = (SRC.parents[1] / "scripts" / "k8s-build" / "go.mod").read_text()
+    assert f"k8s.io/kubernetes {KUBERNETES_VERSION}" in go_mod

@@ -44,6 +44,7 @@ class NodeConfig:
     kubeconfig: str = ""
     leak_grace: float = 600.0
     leak_gc_interval: float = 60.0
+    watch_timeout: int = 300           # kubernetes datastore: seconds before the API server ends a watch
     etcd: list[str] = field(default_factory=list)
     etcd_prefix: str = "/podnet/"
     etcd_ca_file: str = ""

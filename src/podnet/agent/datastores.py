@@ -67,7 +67,8 @@ class KubeDatastore:
         self.cfg, self.node = cfg, node
         self.network = NodeNetwork(cfg.network, "host-local", cfg.cidrs(), [], "", cfg.socket,
                                    conf_dir=cfg.cni_conf_dir, data_dir=cfg.ipam_data_dir)
-        self.kube = KubePeers(node, cfg.kubeconfig, gc=self._release_leaks, gc_interval=cfg.leak_gc_interval)
+        self.kube = KubePeers(node, cfg.kubeconfig, gc=self._release_leaks, gc_interval=cfg.leak_gc_interval,
+                              watch_timeout=cfg.watch_timeout)
         self.peers: Peers = self.kube
 
     def _release_leaks(self, live: set[str]) -> None:

@@ -5,8 +5,10 @@
   peers                   the other Node objects: InternalIP, and what each podnet agent
                           publishes as annotations (podnet.io/underlay-addr, podnet.io/backend,
                           podnet.io/vtep-mac)
-  changes                 list + watch of Nodes (a relist — full resync — after any break or a
-                          410 Gone); a deleted Node's routes go at once
+  changes                 list + watch of Nodes: the watch resumes from the last resourceVersion it
+                          saw (events and bookmarks) after a break; a 410 Gone (that version was
+                          compacted away) relists — a full resync, so a Node deleted meanwhile
+                          goes too; a deleted Node's routes go at once
   leaks                   this node's Pods (status.podIPs) against host-local's leases: a lease no
                           pod holds, past a grace period, is released (agent/leakgc.py)
 
@@ -25,6 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 from lightkube import Client, KubeConfig  # pinned in pyproject: lightkube==1.0.1
+from lightkube.core.exceptions import ApiError
 from lightkube.resources.core_v1 import Node, Pod
 from lightkube.types import PatchType
 
@@ -59,10 +62,15 @@ def _internal_ip(node: Any) -> str:
 
 class KubePeers:
     def __init__(self, node: str, kubeconfig: str = "", client: Client | None = None,
-                 gc: Callable[[set[str]], object] | None = None, gc_interval: float = 60.0) -> None:
+                 gc: Callable[[set[str]], object] | None = None, gc_interval: float = 60.0,
+                 watch_timeout: int = 300) -> None:
         """gc(live pod IPs of this node) runs from housekeeping every gc_interval seconds
-        (agent/leakgc.py releases the host-local leases no pod holds)."""
+        (agent/leakgc.py releases the host-local leases no pod holds).  watch_timeout: the
+        seconds after which the API server ends a watch (it is then resumed), jittered."""
         self.node = node
+        self.watch_timeout = watch_timeout
+        self.trouble = ""          # why the Nodes cannot be followed right now ("" = they can)
+        self.relists = 0
         self.gc, self.gc_interval = gc, gc_interval
         self._last_gc = time.monotonic()
         if client is None:
@@ -114,7 +122,9 @@ class KubePeers:
         """Pod CIDRs belong to the controller manager; what can leak is a lease inside ours."""
         if self.gc is not None and time.monotonic() - self._last_gc >= self.gc_interval:
             self._last_gc = time.monotonic()
-            self.gc(self.pod_ips())
+            live = self.pod_ips()
+            log.info("leak check: %d pod addresses live on %s", len(live), self.node)
+            self.gc(live)
 
     def pod_ips(self) -> set[str]:
         """The addresses of this node's pods that are not finished (Pod status.podIPs)."""
@@ -159,27 +169,72 @@ class KubePeers:
         return {c: name for name, n in self._snapshot().items() for c in _pod_cidrs(n)}
 
     def watch(self, wake: Callable[[], None]) -> Callable[[], None]:
+        """Follow Node changes until the returned function is called; `wake` after each change,
+        after a relist, and when following starts or stops working (self.trouble says why)."""
         stopped = threading.Event()
 
         def run() -> None:
+            rv = ""
+            failures = 0
             while not stopped.is_set():
                 try:
-                    rv = self._relist()                          # (re)sync: events may have been missed
-                    wake()
-                    for kind, obj in self.client.watch(Node, resource_version=rv or None):
+                    if not rv:
+                        rv = self._relist()            # (re)sync: the whole truth, then only changes
+                        self.relists += 1
+                        wake()
+                    for kind, obj in self._watch_from(rv):
                         if stopped.is_set():
                             return
-                        with self._lock:
-                            if kind == "DELETED":
-                                self._nodes.pop(_name(obj), None)
-                            else:
-                                self._nodes[_name(obj)] = obj
-                        wake()
-                except Exception as e:  # noqa: BLE001 - API server gone, 410 Gone, stream cut: relist
+                        rv = str(obj.metadata.resourceVersion or rv)
+                        if kind != "BOOKMARK":
+                            with self._lock:
+                                if kind == "DELETED":
+                                    self._nodes.pop(_name(obj), None)
+                                else:
+                                    self._nodes[_name(obj)] = obj
+                        if failures or self.trouble:
+                            failures, self.trouble = 0, ""
+                            log.info("following Nodes again")
+                        if kind != "BOOKMARK":
+                            wake()
+                except ApiError as e:
                     if stopped.is_set():
                         return
-                    log.warning("node watch broke (%s): relisting", e)
-                    time.sleep(1.0)
+                    code = e.status.code
+                    if code == 410:
+                        log.warning("node watch: resourceVersion %s is gone (410, compacted): relisting", rv)
+                        rv = ""
+                        continue
+                    failures += 1
+                    self._trouble(f"the API refused to {'watch' if rv else 'list'} Nodes: "
+                                  f"{code} {e.status.reason or ''} {e.status.message or ''}".strip(), wake)
+                except Exception as e:  # noqa: BLE001 - API server gone, stream cut: resume from rv
+                    if stopped.is_set():
+                        return
+                    failures += 1
+                    self._trouble(f"the API server is unreachable ({type(e).__name__}: {e})", wake)
+                if failures:
+                    stopped.wait(min(10.0, 0.5 * 2 ** min(failures - 1, 5)))
 
         threading.Thread(target=run, name="podnet-node-watch", daemon=True).start()
         return stopped.set
+
+    def _trouble(self, why: str, wake: Callable[[], None]) -> None:
+        if why != self.trouble:
+            log.warning("node watch: %s; the routes programmed so far stay", why)
+            self.trouble = why
+            wake()
+
+    def _watch_from(self, rv: str) -> Any:
+        """A watch of Nodes from `rv` with bookmarks (so a quiet watch still advances its version),
+        ended by the server after about watch_timeout seconds.  lightkube's watch() has no bookmark
+        parameter: its request builder is used directly (lightkube is pinned)."""
+        import random
+
+        from lightkube.types import on_error_raise
+        timeout = int(self.watch_timeout * random.uniform(1.0, 1.2)) or 1
+        gc: Any = self.client._client
+        br = gc.prepare_request("list", res=Node, watch=True,
+                                params={"resourceVersion": rv, "allowWatchBookmarks": "true",
+                                        "timeoutSeconds": timeout})
+        return gc.watch(br, on_error=on_error_raise)

@@ -36,7 +36,7 @@ class Node:
         self.backend = BACKENDS[cfg.routing](me, **backend_options(cfg))
         self.routing = RoutingAgent(self.store.peers, self.backend, underlay, heartbeat=cfg.lease_ttl / 3,
                                     interval=cfg.route_interval, on_ready=self._ready, prepare=self.store.prepare,
-                                    on_fail=self._failed)
+                                    on_fail=self._failed, on_pass=self._passed)
 
     def start(self) -> None:
         from ..net import masq, sysctl
@@ -51,6 +51,11 @@ class Node:
 
     def stop(self) -> None:
         self.routing.stop()
+
+    def _passed(self, _result: Any) -> None:
+        """After every pass: whether the datastore can still be followed (readiness: degraded)."""
+        from . import readiness
+        readiness.set_degraded(str(getattr(self.store.peers, "trouble", "") or ""))
 
     def _failed(self, why: str) -> None:
         from . import readiness

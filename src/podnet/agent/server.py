@@ -104,8 +104,9 @@ class Handler(BaseHTTPRequestHandler):
         if self.path == "/healthz":
             self._send(200, b'{"status":"ok"}\n')
         elif self.path == "/readyz":
-            why = readiness.reason()
-            self._send(503 if why else 200, (json.dumps({"ready": not why, "reason": why}) + "\n").encode())
+            why, degraded = readiness.reason(), readiness.degraded()
+            doc = {"ready": not why, "reason": why, **({"degraded": degraded} if degraded else {})}
+            self._send(503 if why else 200, (json.dumps(doc) + "\n").encode())
         elif self.path == "/metrics":
             body, ctype = metrics.render()
             self._send(200, body, ctype)

@@ -27,6 +27,8 @@ AGENT_FLAGS: list[tuple[str, dict[str, Any]]] = [
     ("--leak-grace", {"type": float, "help": "kubernetes datastore: release a host-local lease no pod of this "
                                              "node holds once it is this many seconds old (0: never)"}),
     ("--leak-gc-interval", {"type": float, "help": "seconds between leak checks"}),
+    ("--watch-timeout", {"type": int, "help": "kubernetes datastore: seconds after which the API server ends "
+                                              "a watch (it is resumed from the last version seen)"}),
     ("--etcd", {"action": "append", "help": "etcd endpoint (repeatable, or comma-separated)"}),
     ("--etcd-prefix", {}),
     ("--etcd-ca-file", {"help": "TLS to etcd: the CA that signed its certificate"}),

@@ -103,7 +103,8 @@ class Cluster:
         self.pods: list[Pod] = []
 
     # ------------------------------------------------------------ build
-    def up(self) -> None:
+    def up(self, wait_ready: bool = True) -> None:
+        """Build the lab; wait_ready: until every agent wrote its conflist."""
         install.write_launchers(self.bin_dir)
         for ns in [self.fab, *self.nodes]:
             subprocess.run(["ip", "netns", "add", ns], check=True)
@@ -118,7 +119,7 @@ class Cluster:
         if self.datastore == "kubernetes":
             self._start_kubernetes()
         for i in range(len(self.nodes)):
-            self.start_agent(i)
+            self.start_agent(i, wait_ready)
 
     def _start_kubernetes(self) -> None:
         """kube-apiserver (then the controllers), podnet's RBAC objects, the agents' token, and
@@ -211,6 +212,23 @@ class Cluster:
             if self.procs["etcd"].poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"etcd did not start: see {log.name}")
             time.sleep(0.1)
+
+    def etcd_compact(self) -> int:
+        """Compact the lab's etcd to its current revision (what etcd does on its own schedule):
+        every older resourceVersion is gone.  Returns that revision."""
+        import base64
+        import urllib.request
+
+        from ..net import netns
+
+        def post(path: str, body: dict[str, Any]) -> dict[str, Any]:
+            req = urllib.request.Request(f"{self.etcd_url}/v3/{path}", data=json.dumps(body).encode())
+            with urllib.request.urlopen(req, timeout=10) as r:
+                return dict(json.load(r))
+        with netns.opened(f"/run/netns/{self.fab}") as fd, netns.entered(fd):
+            rev = int(post("kv/range", {"key": base64.b64encode(b"/").decode()})["header"]["revision"])
+            post("kv/compaction", {"revision": str(rev), "physical": True})
+        return rev
 
     def restart_etcd(self, down_for: float = 1.0) -> None:
         """etcd goes away (SIGKILL) and comes back with its data: the agents' watches break and

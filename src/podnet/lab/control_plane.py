@@ -68,6 +68,7 @@ class ControlPlane:
     cluster_cidr: str
     node_mask: int = 24
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    args: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def server(self) -> str:
@@ -129,6 +130,7 @@ class ControlPlane:
             "--leader-elect=false", "--bind-address=127.0.0.1", "--profiling=false"])
 
     def _run(self, name: str, bins: str, args: list[str]) -> None:
+        self.args[name] = args
         log = open(os.path.join(self.dir, f"{name}.log"), "ab")
         self.procs[name] = subprocess.Popen(["ip", "netns", "exec", self.netns, os.path.join(bins, name), *args],
                                             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
@@ -165,11 +167,11 @@ class ControlPlane:
     def restart_apiserver(self, down_for: float = 0.0) -> None:
         """The API server goes away (SIGKILL) and comes back with the same flags (a fault test)."""
         proc = self.procs["kube-apiserver"]
-        args = proc.args[4:] if isinstance(proc.args, list) else []
-        proc.kill()
-        proc.wait()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
         time.sleep(down_for)
-        self._run("kube-apiserver", k8s_bin_dir(), [str(a) for a in args])
+        self._run("kube-apiserver", k8s_bin_dir(), self.args["kube-apiserver"])
         self.wait_ready()
 
     def stop(self) -> None:

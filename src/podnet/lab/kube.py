@@ -27,7 +27,8 @@ from lightkube.models.coordination_v1 import LeaseSpec
 from lightkube.models.core_v1 import Container, NodeAddress, NodeCondition, NodeStatus, PodSpec, PodStatus
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.coordination_v1 import Lease
-from lightkube.resources.core_v1 import Node, Pod, ServiceAccount
+from lightkube.resources.core_v1 import Event, Node, Pod, ServiceAccount
+from lightkube.resources.rbac_authorization_v1 import ClusterRole
 from lightkube.types import PatchType
 
 from ..manifests import NAME, NAMESPACE, DeployConfig, render
@@ -160,6 +161,31 @@ class KubeLab:
             if "f:podCIDRs" in (fields.get("f:spec") or {}):
                 writer = mf.manager or ""
         return cidrs, writer
+
+    @in_fabric
+    def annotations(self, node: str) -> dict[str, str]:
+        obj = self.admin.get(Node, node)
+        return dict(obj.metadata.annotations or {}) if obj.metadata else {}
+
+    @in_fabric
+    def annotate(self, node: str, key: str, value: str) -> None:
+        self.admin.patch(Node, node, {"metadata": {"annotations": {key: value}}}, patch_type=PatchType.MERGE)
+
+    @in_fabric
+    def event_nodes(self, reason: str) -> set[str]:
+        """The Nodes that have an Event with this reason (in the default namespace)."""
+        return {e.involvedObject.name or "" for e in self.admin.list(Event, namespace="default")
+                if e.reason == reason}
+
+    @in_fabric
+    def role_rules(self) -> list[dict[str, Any]]:
+        role = self.admin.get(ClusterRole, NAME)
+        return [r.to_dict() for r in role.rules or []]
+
+    @in_fabric
+    def set_role_rules(self, rules: list[dict[str, Any]]) -> None:
+        """Replace the rules of podnet's ClusterRole (an admin editing RBAC)."""
+        self.admin.patch(ClusterRole, NAME, {"rules": rules}, patch_type=PatchType.MERGE)
 
     # ------------------------------------------------------------ pods
     @in_fabric
