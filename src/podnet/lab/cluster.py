@@ -99,6 +99,7 @@ class Cluster:
         self.lease_ttl, self.route_interval, self.reclaim_after = lease_ttl, route_interval, reclaim_after
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.extra_ns: list[str] = []         # other namespaces of this lab (an underlay's far end…)
+        self.pids: dict[str, int] = {}        # process groups of a lab loaded from its state
         self.removed: set[int] = set()
         self.pods: list[Pod] = []
 
@@ -134,7 +135,7 @@ class Cluster:
         self.kube.agent_kubeconfig(self.kubeconfig_path)
         for i in range(len(self.nodes)):
             self.kube.register_node(f"n{i + 1}", f"{FABRIC_NET}.{i + 1}")
-        self.kube.start_heartbeats([f"n{i + 1}" for i in range(len(self.nodes))])
+        self.procs["heartbeat"] = self.kube.start_heartbeats([f"n{i + 1}" for i in range(len(self.nodes))])
         if self.controllers:
             self.start_controllers()
         self.timings["control_plane"] = time.monotonic() - t0
@@ -164,6 +165,7 @@ class Cluster:
         self._wire_node(i)
         if self.kube is not None:
             self.kube.register_node(f"n{i + 1}", f"{FABRIC_NET}.{i + 1}")
+            self.kube.set_heartbeat_nodes([f"n{k + 1}" for k in self.live])
         self.start_agent(i, wait_ready)
         return i
 
@@ -172,6 +174,7 @@ class Cluster:
         agent stops, its registration goes; its pods go with its namespace."""
         self.kill_agent(i)
         if self.kube is not None:
+            self.kube.set_heartbeat_nodes([f"n{k + 1}" for k in self.live if k != i])
             self.kube.delete_node(f"n{i + 1}")             # kubectl delete node
         else:
             self.podnet("node", "rm", f"n{i + 1}")
@@ -396,6 +399,29 @@ class Cluster:
                 raise RuntimeError("routes did not converge")
             time.sleep(0.01)
 
+    # ------------------------------------------------------------ a lab that outlives its command
+    def state(self) -> dict[str, Any]:
+        """What `podnet lab status|exec|down` need, in another process, to find this lab."""
+        return {"tag": self.tag, "work": self.work, "backend": self.backend, "ipam_mode": self.ipam_mode,
+                "datastore": self.datastore, "nodes": self.nodes, "fabric": self.fab, "removed": sorted(self.removed),
+                "etcd": self.etcd_url if self.datastore in ("etcd", "kubernetes") else "",
+                "kubeconfig": self.cp.admin_kubeconfig() if self.cp is not None else "",
+                "api_server": self.cp.server if self.cp is not None else "",
+                "pids": {k: p.pid for k, p in {**self.procs, **(self.cp.procs if self.cp else {})}.items()},
+                "pods": [{"name": p.name, "namespace": p.namespace, "node": f"n{p.node + 1}", "ip": p.ip,
+                          "netns": p.netns, "cid": p.cid, "labels": p.labels} for p in self.pods]}
+
+    @classmethod
+    def from_state(cls, st: dict[str, Any]) -> Cluster:
+        c = cls(len(st["nodes"]), st["backend"], tag=st["tag"], work=st["work"], ipam_mode=st["ipam_mode"],
+                datastore=st["datastore"])
+        c.nodes, c.removed = list(st["nodes"]), set(st["removed"])
+        c.etcd_url = st.get("etcd") or c.etcd_url
+        c.pids = dict(st.get("pids") or {})
+        c.pods = [Pod(int(p["node"][1:]) - 1, p["name"], p["cid"], p["ip"], p["namespace"], dict(p["labels"]))
+                  for p in st["pods"]]
+        return c
+
     # ------------------------------------------------------------ teardown
     def down(self) -> None:
         for p in list(self.pods):
@@ -412,6 +438,9 @@ class Cluster:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+        for pid in self.pids.values():            # processes of a lab loaded from its state
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
         for i, ns in enumerate([*self.nodes, self.fab]):
             if i not in self.removed:
                 subprocess.run(["ip", "netns", "del", ns], capture_output=True)

@@ -14,6 +14,8 @@ from __future__ import annotations
 import datetime
 import functools
 import os
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -54,6 +56,27 @@ def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
 
+def beat(c: Client, node: str) -> None:
+    """What kubelet renews: the node's Lease and its Ready condition (with its addresses)."""
+    now = _now()
+    lease = Lease(metadata=ObjectMeta(name=node, namespace="kube-node-lease"),
+                  spec=LeaseSpec(holderIdentity=node, leaseDurationSeconds=40, renewTime=now))
+    try:
+        c.apply(lease, force=True)
+    except ApiError:
+        pass
+    current = c.get(Node, node)
+    addresses = current.status.addresses if current.status and current.status.addresses else []
+    status = {"status": {"addresses": [a.to_dict() for a in addresses], "conditions": [
+        NodeCondition(type="Ready", status="True", reason="KubeletReady", message="podnet lab node",
+                      lastHeartbeatTime=now, lastTransitionTime=now).to_dict()]}}
+    c.patch(Node.Status, node, status, patch_type=PatchType.STRATEGIC)
+
+
+def node_kubeconfig(k8s_dir: str, node: str) -> str:
+    return os.path.join(k8s_dir, f"node-{node}.kubeconfig")
+
+
 class KubeLab:
     """Every API call runs on one worker thread that lives in the lab's fabric namespace: the API
     server listens there, and a socket opened from the machine's own namespace would head for
@@ -65,8 +88,6 @@ class KubeLab:
                                         initargs=(f"/run/netns/{cp.netns}",))
         self.admin = Client(KubeConfig.from_file(cp.admin_kubeconfig()), field_manager="podnet-lab")
         self._nodes: dict[str, Client] = {}
-        self._stop = threading.Event()
-        self._beat: threading.Thread | None = None
 
     def _in_fabric(self, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
         return self._pool.submit(fn, *args, **kw).result(60)
@@ -94,7 +115,7 @@ class KubeLab:
     def node_client(self, node: str) -> Client:
         if node not in self._nodes:
             pair = self.cp.pki.issue(f"node-{node}", f"system:node:{node}", ("system:nodes",))
-            path = kubeconfig(os.path.join(self.cp.dir, f"node-{node}.kubeconfig"), self.cp.server,
+            path = kubeconfig(node_kubeconfig(self.cp.dir, node), self.cp.server,
                               self.cp.pki.ca.cert, pair.cert, pair.key)
             self._nodes[node] = Client(KubeConfig.from_file(path), field_manager="kubelet")
         return self._nodes[node]
@@ -114,35 +135,26 @@ class KubeLab:
 
     @in_fabric
     def heartbeat(self, node: str) -> None:
-        """What kubelet renews: the node's Lease and its Ready condition (with its addresses)."""
-        c = self.node_client(node)
-        now = _now()
-        lease = Lease(metadata=ObjectMeta(name=node, namespace="kube-node-lease"),
-                      spec=LeaseSpec(holderIdentity=node, leaseDurationSeconds=40, renewTime=now))
-        try:
-            c.apply(lease, force=True)
-        except ApiError:
-            pass
-        current = c.get(Node, node)
-        addresses = current.status.addresses if current.status and current.status.addresses else []
-        status = {"status": {"addresses": [a.to_dict() for a in addresses], "conditions": [
-            NodeCondition(type="Ready", status="True", reason="KubeletReady", message="podnet lab node",
-                          lastHeartbeatTime=now, lastTransitionTime=now).to_dict()]}}
-        c.patch(Node.Status, node, status, patch_type=PatchType.STRATEGIC)
+        beat(self.node_client(node), node)
 
-    def start_heartbeats(self, nodes: list[str]) -> None:
-        def beat() -> None:
-            while not self._stop.wait(HEARTBEAT):
-                for n in list(nodes):
-                    try:
-                        self.heartbeat(n)
-                    except Exception:  # noqa: BLE001 - an API hiccup: the next beat tries again
-                        pass
-        self._beat = threading.Thread(target=beat, name="lab-heartbeats", daemon=True)
-        self._beat.start()
+    def start_heartbeats(self, nodes: list[str]) -> subprocess.Popen[bytes]:
+        """kubelet's status loop for every node, as a process of the lab (it outlives `podnet lab
+        up`): it renews each listed node's Lease and Ready condition every HEARTBEAT seconds."""
+        self.set_heartbeat_nodes(nodes)
+        log = open(os.path.join(self.cp.dir, "heartbeat.log"), "ab")
+        return subprocess.Popen(["ip", "netns", "exec", self.cp.netns, sys.executable, "-m", "podnet.lab.heartbeat",
+                                 self.cp.dir], stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+
+    def set_heartbeat_nodes(self, nodes: list[str]) -> None:
+        for n in nodes:
+            self.node_client(n)                  # its kubeconfig exists for the heartbeat process
+        tmp = os.path.join(self.cp.dir, "heartbeat-nodes.tmp")
+        with open(tmp, "w") as f:
+            f.write("\n".join(nodes) + "\n")
+        os.replace(tmp, os.path.join(self.cp.dir, "heartbeat-nodes"))
 
     def stop(self) -> None:
-        self._stop.set()
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     @in_fabric

@@ -1,0 +1,155 @@
+"""`podnet lab up|status|exec|down`: a throwaway multi-node cluster on this machine (as people use
+kind) — node namespaces on a fabric, etcd or a real Kubernetes control plane, an agent per node,
+pods.  Several labs can live side by side under different names; without --name a command acts on
+the only one.  The lab outlives `lab up`: its state is kept in STATE_DIR/<name>.json."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+from .common import table
+
+STATE_DIR = "/run/podnet-lab"
+
+
+def add_parsers(sub: Any) -> None:
+    p = sub.add_parser("lab", help="a throwaway multi-node cluster on this machine (up, status, exec, down)")
+    lp = p.add_subparsers(dest="lab_cmd", required=True)
+    up = lp.add_parser("up", help="build a lab and leave it running")
+    up.add_argument("--nodes", type=int, default=3)
+    up.add_argument("--pods-per-node", type=int, default=2)
+    up.add_argument("--backend", choices=("vxlan", "host-gw"), default="vxlan")
+    up.add_argument("--ipam", choices=("cluster", "host-local"), default="cluster",
+                    help="etcd datastore: cluster IPAM blocks, or a host-local subnet per node")
+    up.add_argument("--datastore", choices=("etcd", "kubernetes"), default="etcd",
+                    help="kubernetes: a real control plane (kube-apiserver, controller manager, scheduler)")
+    up.add_argument("--name", default="")
+    up.set_defaults(fn=cmd_up)
+    st = lp.add_parser("status", help="nodes, pods, the admin kubeconfig, the etcd endpoint")
+    st.add_argument("--name", default="")
+    st.add_argument("--json", action="store_true")
+    st.set_defaults(fn=cmd_status)
+    ex = lp.add_parser("exec", help="run a command in a node's or a pod's network namespace")
+    ex.add_argument("--name", default="")
+    ex.add_argument("target", help="a node (n1) or a pod (its name in `podnet lab status`)")
+    ex.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD [ARG…]")
+    ex.set_defaults(fn=cmd_exec)
+    dn = lp.add_parser("down", help="remove a lab and everything of it")
+    dn.add_argument("--name", default="")
+    dn.set_defaults(fn=cmd_down)
+
+
+def state_path(name: str) -> str:
+    return os.path.join(STATE_DIR, f"{name}.json")
+
+
+def lab_names() -> list[str]:
+    try:
+        return sorted(f[:-5] for f in os.listdir(STATE_DIR) if f.endswith(".json"))
+    except FileNotFoundError:
+        return []
+
+
+def resolve(name: str) -> str:
+    """The lab a command means: the one named, else the only one."""
+    names = lab_names()
+    if name:
+        if name not in names:
+            raise SystemExit(f"podnet lab: no lab named {name!r} (labs: {', '.join(names) or 'none'})")
+        return name
+    if len(names) != 1:
+        raise SystemExit("podnet lab: " + ("no lab is up" if not names else
+                                           f"{len(names)} labs are up ({', '.join(names)}): say which with --name"))
+    return names[0]
+
+
+def load(name: str) -> dict[str, Any]:
+    with open(state_path(name)) as f:
+        return dict(json.load(f))
+
+
+def cmd_up(a: argparse.Namespace) -> int:
+    from ..lab import Cluster, ends_cleanly_on_signals
+    name = a.name or ("lab" if "lab" not in lab_names() else "")
+    if not name or name in lab_names():
+        print(f"podnet lab: a lab named {a.name or 'lab'!r} is up already: give another --name", file=sys.stderr)
+        return 2
+    lab = Cluster(a.nodes, a.backend, ipam_mode=a.ipam, datastore=a.datastore)
+    os.makedirs(STATE_DIR, exist_ok=True)
+    with ends_cleanly_on_signals():
+        try:
+            lab.up()
+            for i in range(a.nodes):
+                for _ in range(a.pods_per_node):
+                    lab.add_pod(i)
+            lab.wait_converged(60)
+        except BaseException:
+            lab.down()
+            raise
+    st = {"name": name, **lab.state()}
+    with open(state_path(name), "w") as f:
+        json.dump(st, f, indent=2)
+    print(f"lab {name!r} is up: {a.nodes} nodes ({a.backend}, {a.datastore} datastore), {len(lab.pods)} pods")
+    if st["kubeconfig"]:
+        print(f"  KUBECONFIG={st['kubeconfig']} (admin)")
+    print(f"  podnet lab status --name {name}   ·   podnet lab exec --name {name} n1 -- ip route   ·   "
+          f"podnet lab down --name {name}")
+    return 0
+
+
+def cmd_status(a: argparse.Namespace) -> int:
+    name = resolve(a.name)
+    st = load(name)
+    nodes = []
+    for i, ns in enumerate(st["nodes"]):
+        if i in st["removed"]:
+            continue
+        pid = st["pids"].get(f"agent{i}")
+        nodes.append({"name": f"n{i + 1}", "netns": ns, "address": f"10.97.0.{i + 1}",
+                      "agent": "running" if pid and os.path.exists(f"/proc/{pid}") else "stopped"})
+    out = {"name": name, "datastore": st["datastore"], "backend": st["backend"], "nodes": nodes,
+           "pods": [{k: p[k] for k in ("name", "namespace", "node", "ip", "netns")} for p in st["pods"]],
+           "kubeconfig": st["kubeconfig"], "etcd": st["etcd"], "fabric": st["fabric"]}
+    if a.json:
+        print(json.dumps(out, indent=2))
+        return 0
+    print(f"lab {name}: {st['datastore']} datastore, {st['backend']}; fabric netns {st['fabric']}")
+    if st["kubeconfig"]:
+        print(f"admin kubeconfig: {st['kubeconfig']}")
+    if st["etcd"]:
+        print(f"etcd: {st['etcd']} (in the fabric netns)")
+    print(table([[n["name"], n["netns"], n["address"], n["agent"]] for n in nodes], ["NODE", "NETNS", "ADDRESS", "AGENT"]))
+    print(table([[p["name"], p["namespace"] or "-", p["node"], p["ip"], p["netns"]] for p in out["pods"]],
+                ["POD", "NAMESPACE", "NODE", "IP", "NETNS"]))
+    return 0
+
+
+def cmd_exec(a: argparse.Namespace) -> int:
+    name = resolve(a.name)
+    st = load(name)
+    cmd = a.command[1:] if a.command[:1] == ["--"] else a.command
+    if not cmd:
+        print("podnet lab exec: give a command after --", file=sys.stderr)
+        return 2
+    nodes = {f"n{i + 1}": ns for i, ns in enumerate(st["nodes"]) if i not in st["removed"]}
+    pods = {p["name"]: p["netns"].rsplit("/", 1)[1] for p in st["pods"]}
+    ns = nodes.get(a.target) or pods.get(a.target) or (st["fabric"] if a.target == "fabric" else "")
+    if not ns:
+        print(f"podnet lab exec: no node or pod {a.target!r} in lab {name} (nodes: {', '.join(nodes)})",
+              file=sys.stderr)
+        return 2
+    os.execvp("ip", ["ip", "netns", "exec", ns, *cmd])
+    return 127
+
+
+def cmd_down(a: argparse.Namespace) -> int:
+    from ..lab import Cluster
+    name = resolve(a.name)
+    st = load(name)
+    Cluster.from_state(st).down()
+    os.unlink(state_path(name))
+    print(f"lab {name!r} removed")
+    return 0
