@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # Install what podnet and its tests need on a Debian 12 machine (as root), then the venv.
+# PODNET_WITH_K8S=1: also build the Kubernetes components the lab runs (scripts/k8s-build.sh:
+# once per machine into ~/.cache/podnet/k8s/<version>, then seconds).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
@@ -19,3 +21,6 @@ if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import sys; sys.exit(sys.
   /usr/bin/python3 -m venv .venv
 fi
 .venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
+if [ "${PODNET_WITH_K8S:-0}" = 1 ]; then
+  bash scripts/k8s-build.sh >/dev/null
+fi

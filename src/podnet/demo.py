@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from . import conflists
@@ -105,19 +106,43 @@ def _listen_in(netns_path: str, port: int) -> socket.socket:
     return s
 
 
-def run_cluster_demo(nodes: int = 3, pods_per_node: int = 2, backend: str = "vxlan", keep: bool = False,
-                     ipam_mode: str = "cluster") -> int:
+@dataclass(frozen=True)
+class DemoSpec:
+    nodes: int = 3
+    pods_per_node: int = 2
+    backend: str = "vxlan"
+    ipam_mode: str = "cluster"
+    datastore: str = "etcd"            # etcd | kubernetes (a real control plane)
+    keep: bool = False
+
+
+def _describe_nodes(lab: Any) -> str:
+    """etcd: `podnet node ls`; Kubernetes: each Node's podCIDRs and who wrote them (managedFields)."""
+    if lab.datastore != "kubernetes":
+        return "nodes (podnet node ls):\n" + "\n".join("  " + ln for ln in lab.podnet("node", "ls").splitlines())
+    lines = ["nodes (Kubernetes Node objects: spec.podCIDRs, and the manager that set them):"]
+    for i in lab.live:
+        cidrs, writer = lab.kube.pod_cidrs(f"n{i + 1}")
+        lines.append(f"  n{i + 1}  InternalIP 10.97.0.{i + 1}  podCIDRs {', '.join(cidrs) or '-'}  set by {writer or '?'}")
+    return "\n".join(lines)
+
+
+def run_cluster_demo(spec: DemoSpec) -> int:
     import ipaddress
 
     from .lab import ETCD_ADDR, Cluster
     t0 = time.perf_counter()
-    lab = Cluster(nodes, backend, ipam_mode=ipam_mode)
+    nodes, pods_per_node, keep = spec.nodes, spec.pods_per_node, spec.keep
+    lab = Cluster(nodes, spec.backend, ipam_mode=spec.ipam_mode, datastore=spec.datastore)
     ok = True
     listeners = []
     try:
         lab.up()
         t_up = time.perf_counter() - t0
-        print(f"podnet demo: {nodes} nodes on fabric {lab.fab} ({backend}, {ipam_mode} IPAM), etcd {lab.etcd_url}, "
+        store = (f"Kubernetes {lab.cp.server} (kube-apiserver ready in {lab.timings['apiserver_ready']:.1f}s)"
+                 if spec.datastore == "kubernetes" else f"etcd {lab.etcd_url}")
+        ipam = "podCIDRs + host-local" if spec.datastore == "kubernetes" else f"{spec.ipam_mode} IPAM"
+        print(f"podnet demo: {nodes} nodes on fabric {lab.fab} ({spec.backend}, {ipam}), {store}, "
               f"agents ready (conflists written) in {t_up:.1f}s")
         t1 = time.perf_counter()
         for i in range(nodes):
@@ -130,7 +155,7 @@ def run_cluster_demo(nodes: int = 3, pods_per_node: int = 2, backend: str = "vxl
         for p in lab.pods:
             block = ipaddress.ip_network(f"{p.ip}/{lab.block_prefix}", strict=False)
             print(f"  n{p.node + 1:<5} 10.97.0.{p.node + 1:<4} {p.name:<24} {p.ip:<14} {block}")
-        print("\nnodes (podnet node ls):\n" + "\n".join("  " + ln for ln in lab.podnet("node", "ls").splitlines()))
+        print("\n" + _describe_nodes(lab))
         for p in lab.pods:
             listeners.append(_listen_in(p.netns, 8080))
         print("\nreachability (ICMP and TCP to :8080), every pod to every other pod:")
@@ -171,11 +196,10 @@ def run_cluster_demo(nodes: int = 3, pods_per_node: int = 2, backend: str = "vxl
     return 0 if ok else 1
 
 
-def run_demo(pods: int = 2, keep: bool = False, nodes: int = 3, backend: str = "vxlan",
-             single_node: bool = False, ipam_mode: str = "cluster") -> int:
+def run_demo(spec: DemoSpec, single_node: bool = False) -> int:
     """SIGTERM or Ctrl-C tear the lab down like a normal exit (unless --keep)."""
     from .lab import ends_cleanly_on_signals
     with ends_cleanly_on_signals():
         if single_node:
-            return run_single_node_demo(pods, keep)
-        return run_cluster_demo(nodes, pods, backend, keep, ipam_mode)
+            return run_single_node_demo(spec.pods_per_node, spec.keep)
+        return run_cluster_demo(spec)

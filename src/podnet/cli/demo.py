@@ -12,6 +12,9 @@ def add_parsers(sub: Any) -> None:
     d.add_argument("--backend", choices=("vxlan", "host-gw"), default="vxlan")
     d.add_argument("--ipam", choices=("cluster", "host-local"), default="cluster",
                    help="cluster IPAM blocks in etcd, or a host-local subnet per node")
+    d.add_argument("--datastore", choices=("etcd", "kubernetes"), default="etcd",
+                   help="kubernetes: a real control plane (kube-apiserver, controller manager, scheduler) whose "
+                        "controller manager gives each node its podCIDR")
     d.add_argument("--keep", action="store_true")
     d.add_argument("--down", action="store_true", help="remove a lab kept with --keep")
     d.add_argument("--single-node", action="store_true",
@@ -25,6 +28,5 @@ def cmd_demo(a: argparse.Namespace) -> int:
         gone = remove_kept()
         print(f"removed {len(gone)} namespaces")
         return 0
-    from ..demo import run_demo
-    return run_demo(pods=a.pods, keep=a.keep, nodes=a.nodes, backend=a.backend, single_node=a.single_node,
-                    ipam_mode=a.ipam)
+    from ..demo import DemoSpec, run_demo
+    return run_demo(DemoSpec(a.nodes, a.pods, a.backend, a.ipam, a.datastore, a.keep), single_node=a.single_node)
