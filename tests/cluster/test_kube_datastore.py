@@ -175,6 +175,14 @@ def test_the_api_server_restarted_under_the_agents_loses_no_route_and_they_follo
             assert [c.podnet_routes(i) for i in range(2)] == before, "a route went while the API was down"
             time.sleep(0.1)
         assert probe.ping(c.pods[0].netns, c.pods[1].ip)
+        ns = f"pnlab-{c.tag}-outage"                     # pods still come and go on the node's podCIDR
+        subprocess.run(["ip", "netns", "add", ns], check=True)
+        try:
+            res = c.cni(0, "ADD", ns, f"/run/netns/{ns}")
+            assert res is not None and probe.ping(f"/run/netns/{ns}", c.pods[1].ip), "a pod made during the outage"
+            c.cni(0, "DEL", ns, f"/run/netns/{ns}")
+        finally:
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
         c.cp.restart_apiserver()
         j = c.add_node()                                 # a change after the restart is followed
         c.add_pod(j)

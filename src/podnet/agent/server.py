@@ -229,6 +229,8 @@ def serve(path: str, request_timeout: float = 50.0) -> None:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    if os.environ.get("PODNET_TRACEMALLOC"):
+        trace_allocations()
     log.info("podnet agent serving on %s", path)
     try:
         srv.serve_forever(poll_interval=0.5)
@@ -237,6 +239,23 @@ def serve(path: str, request_timeout: float = 50.0) -> None:
         srv.pool.shutdown(wait=False, cancel_futures=True)
         unlink_if_mine()
         log.info("stopped; %s", memory_report())
+
+
+def trace_allocations() -> None:
+    """PODNET_TRACEMALLOC=1: trace Python allocations; each SIGUSR2 logs what grew since the last
+    one (finding a leak in a running agent)."""
+    import tracemalloc
+    tracemalloc.start(int(os.environ.get("PODNET_TRACEMALLOC") or 1) if os.environ["PODNET_TRACEMALLOC"].isdigit()
+                      else 16)
+    last = [tracemalloc.take_snapshot()]
+
+    def dump(_signum: int, _frame: Any) -> None:
+        snap = tracemalloc.take_snapshot()
+        for stat in snap.compare_to(last[0], "traceback")[:8]:
+            log.warning("tracemalloc %s\n%s", stat, "\n".join(stat.traceback.format()[-14:]))
+        log.warning("tracemalloc: %s", memory_report())
+        last[0] = snap
+    signal.signal(signal.SIGUSR2, dump)
 
 
 def memory_report() -> str:

@@ -178,6 +178,10 @@ class Cluster:
             self.kube.delete_node(f"n{i + 1}")             # kubectl delete node
         else:
             self.podnet("node", "rm", f"n{i + 1}")
+        self.remove_node_namespaces(i)
+
+    def remove_node_namespaces(self, i: int) -> None:
+        """The node's machine is gone: its namespace and its pods' (the API or etcd is not told)."""
         for p in [p for p in self.pods if p.node == i]:
             subprocess.run(["ip", "netns", "del", p.name], capture_output=True)
             self.pods.remove(p)

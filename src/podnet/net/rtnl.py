@@ -116,10 +116,23 @@ class Rtnl:
         """The pyroute2 handle, for the other netlink modules of net/ (tc) to share the socket."""
         return self._ipr
 
+    def _get(self, method: str, **kw: Any) -> Any:
+        """A netlink 'get' (one object, not a dump).  pyroute2 0.9.7 leaves one message per 'get'
+        in its socket's root queue, never read: an agent answering pods for days grew by ~1.5 KB
+        per lookup (soak: +72 MiB in 10 000 operations).  This socket is never bound to
+        multicast groups, so whatever sits there is such a stray: dropped after each 'get'."""
+        try:
+            return getattr(self._ipr, method)("get", **kw)
+        finally:
+            root = self._ipr.asyncore.msg_queue.root
+            while not root.empty():
+                root.get_nowait()
+                root.task_done()
+
     # ------------------------------------------------------------- links
     def link(self, name: str) -> Link | None:
         try:
-            msgs = self._ipr.link("get", ifname=name)
+            msgs = self._get("link", ifname=name)
         except NetlinkError as e:
             if e.code == errno.ENODEV:
                 return None
@@ -128,7 +141,7 @@ class Rtnl:
 
     def link_by_index(self, index: int) -> Link | None:
         try:
-            return _link_from_msg(self._ipr.link("get", index=index)[0])
+            return _link_from_msg(self._get("link", index=index)[0])
         except NetlinkError as e:
             if e.code == errno.ENODEV:
                 return None
@@ -348,7 +361,7 @@ class Rtnl:
         """The ifindex the kernel would send a packet to `dst` out of (0: no route)."""
         with _nl(f"route get {dst}"):
             try:
-                msgs = self._ipr.route("get", dst=str(dst))
+                msgs = self._get("route", dst=str(dst))
             except NetlinkError as e:
                 if e.code in (errno.ENETUNREACH, errno.EHOSTUNREACH):
                     return 0

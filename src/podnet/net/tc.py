@@ -77,8 +77,10 @@ def has_ingress_redirect(index: int) -> bool:
 def clear(index: int) -> None:
     """Remove the root and ingress qdiscs we put on `index` (missing ones are fine)."""
     with _tc(f"qdiscs of #{index}") as ipr:
-        for kind, handle in (("ingress", INGRESS_HANDLE), ("tbf", 0x10000)):
+        # by handle and parent, without a kind: pyroute2 builds a tbf's rate parameters even to
+        # delete one and fails (KeyError 'rate') when given none
+        for handle, parent in ((INGRESS_HANDLE, 0xFFFFFFF1), (0x10000, 0xFFFFFFFF)):
             with contextlib.suppress(NetlinkError):
-                ipr.tc("del", kind, index, handle)
+                ipr.tc("del", index=index, handle=handle, parent=parent)
 
 
