@@ -21,15 +21,15 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
 from lightkube import Client, KubeConfig  # pinned in pyproject: lightkube==1.0.1
-from lightkube.core.exceptions import ApiError
 from lightkube.resources.core_v1 import Node, Pod
 from lightkube.types import PatchType
+
+from .kubewatch import Informer
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +49,6 @@ def _pod_cidrs(node: Any) -> list[IPNet]:
     return [ipaddress.ip_network(c) for c in raw]
 
 
-def _name(obj: Any) -> str:
-    return str(obj.metadata.name)
-
-
 def _internal_ip(node: Any) -> str:
     for a in (node.status.addresses or []) if node.status is not None else []:
         if a.type == "InternalIP":
@@ -68,18 +64,13 @@ class KubePeers:
         (agent/leakgc.py releases the host-local leases no pod holds).  watch_timeout: the
         seconds after which the API server ends a watch (it is then resumed), jittered."""
         self.node = node
-        self.watch_timeout = watch_timeout
-        self.trouble = ""          # why the Nodes cannot be followed right now ("" = they can)
-        self.relists = 0
         self.gc, self.gc_interval = gc, gc_interval
         self._last_gc = time.monotonic()
         if client is None:
             config = KubeConfig.from_file(kubeconfig) if kubeconfig else KubeConfig.from_env()
             client = Client(config, field_manager="podnet")
         self.client = client
-        self._nodes: dict[str, Any] = {}
-        self._synced = False
-        self._lock = threading.Lock()
+        self.informer = Informer(client, Node, watch_timeout=watch_timeout, what="Nodes")
 
     # ------------------------------------------------------------ this node
     def my_pod_cidrs(self) -> list[IPNet]:
@@ -139,18 +130,19 @@ class KubePeers:
         return ips
 
     # ------------------------------------------------------------ the others
-    def _relist(self) -> str:
-        listing = self.client.list(Node)
-        nodes = {_name(n): n for n in listing}
-        with self._lock:
-            self._nodes, self._synced = nodes, True
-        return listing.resourceVersion if nodes else ""
+    @property
+    def trouble(self) -> str:
+        """Why the Nodes cannot be followed right now ("" = they can)."""
+        return self.informer.trouble
+
+    @property
+    def relists(self) -> int:
+        return self.informer.relists
 
     def _snapshot(self) -> dict[str, Any]:
-        if not self._synced:   # before the watch's first list: read now, never route from an empty view
-            self._relist()
-        with self._lock:
-            return dict(self._nodes)
+        if not self.informer.synced.is_set():  # before the watch's first list: read now, never route from nothing
+            self.informer.relist()
+        return self.informer.snapshot()
 
     def nodes(self) -> dict[str, dict[str, str]]:
         out = {}
@@ -169,72 +161,9 @@ class KubePeers:
         return {c: name for name, n in self._snapshot().items() for c in _pod_cidrs(n)}
 
     def watch(self, wake: Callable[[], None]) -> Callable[[], None]:
-        """Follow Node changes until the returned function is called; `wake` after each change,
-        after a relist, and when following starts or stops working (self.trouble says why)."""
-        stopped = threading.Event()
-
-        def run() -> None:
-            rv = ""
-            failures = 0
-            while not stopped.is_set():
-                try:
-                    if not rv:
-                        rv = self._relist()            # (re)sync: the whole truth, then only changes
-                        self.relists += 1
-                        wake()
-                    for kind, obj in self._watch_from(rv):
-                        if stopped.is_set():
-                            return
-                        rv = str(obj.metadata.resourceVersion or rv)
-                        if kind != "BOOKMARK":
-                            with self._lock:
-                                if kind == "DELETED":
-                                    self._nodes.pop(_name(obj), None)
-                                else:
-                                    self._nodes[_name(obj)] = obj
-                        if failures or self.trouble:
-                            failures, self.trouble = 0, ""
-                            log.info("following Nodes again")
-                        if kind != "BOOKMARK":
-                            wake()
-                except ApiError as e:
-                    if stopped.is_set():
-                        return
-                    code = e.status.code
-                    if code == 410:
-                        log.warning("node watch: resourceVersion %s is gone (410, compacted): relisting", rv)
-                        rv = ""
-                        continue
-                    failures += 1
-                    self._trouble(f"the API refused to {'watch' if rv else 'list'} Nodes: "
-                                  f"{code} {e.status.reason or ''} {e.status.message or ''}".strip(), wake)
-                except Exception as e:  # noqa: BLE001 - API server gone, stream cut: resume from rv
-                    if stopped.is_set():
-                        return
-                    failures += 1
-                    self._trouble(f"the API server is unreachable ({type(e).__name__}: {e})", wake)
-                if failures:
-                    stopped.wait(min(10.0, 0.5 * 2 ** min(failures - 1, 5)))
-
-        threading.Thread(target=run, name="podnet-node-watch", daemon=True).start()
-        return stopped.set
-
-    def _trouble(self, why: str, wake: Callable[[], None]) -> None:
-        if why != self.trouble:
-            log.warning("node watch: %s; the routes programmed so far stay", why)
-            self.trouble = why
-            wake()
-
-    def _watch_from(self, rv: str) -> Any:
-        """A watch of Nodes from `rv` with bookmarks (so a quiet watch still advances its version),
-        ended by the server after about watch_timeout seconds.  lightkube's watch() has no bookmark
-        parameter: its request builder is used directly (lightkube is pinned)."""
-        import random
-
-        from lightkube.types import on_error_raise
-        timeout = int(self.watch_timeout * random.uniform(1.0, 1.2)) or 1
-        gc: Any = self.client._client
-        br = gc.prepare_request("list", res=Node, watch=True,
-                                params={"resourceVersion": rv, "allowWatchBookmarks": "true",
-                                        "timeoutSeconds": timeout})
-        return gc.watch(br, on_error=on_error_raise)
+        """Follow Node changes until the returned function is called; `wake` after each change, a
+        relist, and when following starts or stops working (self.trouble says why)."""
+        self.informer.on_event = lambda _kind, _obj: wake()
+        self.informer.on_relist = lambda _objs: wake()
+        self.informer.on_trouble = wake
+        return self.informer.start()

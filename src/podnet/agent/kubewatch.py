@@ -1,0 +1,136 @@
+"""An informer: one kind of Kubernetes object kept in a local cache by list + watch.
+
+The watch resumes from the last resourceVersion it saw (events and bookmarks, so a quiet watch
+still advances) after any break; a 410 Gone (that version was compacted away) relists — the whole
+truth again, so an object deleted during the gap goes too.  `trouble` says why the objects cannot
+be followed right now (the API refuses or is away); the cache keeps its last state meanwhile.
+lightkube is pinned: its watch() has no bookmark parameter, so its request builder is used.
+"""
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from lightkube import Client  # pinned in pyproject: lightkube==1.0.1
+from lightkube.core.exceptions import ApiError
+from lightkube.core.resource import NamespacedResource
+from lightkube.types import on_error_raise
+
+log = logging.getLogger(__name__)
+
+OnEvent = Callable[[str, Any], None]          # ("ADDED"|"MODIFIED"|"DELETED", object)
+OnRelist = Callable[[dict[str, Any]], None]   # the whole cache after a (re)list
+
+
+def key_of(obj: Any) -> str:
+    meta = obj.metadata
+    return f"{meta.namespace}/{meta.name}" if getattr(meta, "namespace", None) else str(meta.name)
+
+
+class Informer:
+    def __init__(self, client: Client, resource: Any, on_event: OnEvent | None = None,
+                 on_relist: OnRelist | None = None, watch_timeout: int = 300, what: str = "",
+                 fields: dict[str, str] | None = None, on_trouble: Callable[[], None] | None = None) -> None:
+        self.client, self.resource = client, resource
+        self.on_event, self.on_relist, self.on_trouble = on_event, on_relist, on_trouble
+        self.watch_timeout = watch_timeout
+        self.what = what or resource.__name__
+        self.fields = fields
+        self.cache: dict[str, Any] = {}
+        self.lock = threading.Lock()
+        self.synced = threading.Event()
+        self.trouble = ""
+        self.relists = 0
+        self._stopped = threading.Event()
+
+    def relist(self) -> str:
+        """List everything (the cache becomes exactly that); the list's resourceVersion."""
+        listing = self.client.list(self.resource, **self._scope())
+        objs = {key_of(o): o for o in listing}
+        with self.lock:
+            self.cache = objs
+        self.relists += 1
+        self.synced.set()
+        if self.on_relist is not None:
+            self.on_relist(dict(objs))
+        return str(listing.resourceVersion or "")
+
+    def _scope(self) -> dict[str, Any]:
+        scope: dict[str, Any] = {}
+        if issubclass(self.resource, NamespacedResource):
+            scope["namespace"] = "*"
+        if self.fields:
+            scope["fields"] = self.fields
+        return scope
+
+    def start(self) -> Callable[[], None]:
+        threading.Thread(target=self._run, name=f"podnet-watch-{self.what}", daemon=True).start()
+        return self._stopped.set
+
+    def _run(self) -> None:
+        rv, failures = "", 0
+        while not self._stopped.is_set():
+            try:
+                if not rv:
+                    rv = self.relist()
+                for kind, obj in self._watch_from(rv):
+                    if self._stopped.is_set():
+                        return
+                    rv = str(obj.metadata.resourceVersion or rv)
+                    if failures or self.trouble:
+                        failures = 0
+                        self._set_trouble("")
+                    if kind == "BOOKMARK":
+                        continue
+                    with self.lock:
+                        if kind == "DELETED":
+                            self.cache.pop(key_of(obj), None)
+                        else:
+                            self.cache[key_of(obj)] = obj
+                    if self.on_event is not None:
+                        self.on_event(kind, obj)
+            except ApiError as e:
+                if self._stopped.is_set():
+                    return
+                if e.status.code == 410:
+                    log.warning("%s watch: resourceVersion %s is gone (410, compacted): relisting", self.what, rv)
+                    rv = ""
+                    continue
+                failures += 1
+                self._set_trouble(f"the API refused to {'watch' if rv else 'list'} {self.what}: "
+                                  f"{e.status.code} {e.status.reason or ''} {e.status.message or ''}".strip())
+            except Exception as e:  # noqa: BLE001 - API server gone, stream cut: resume from rv
+                if self._stopped.is_set():
+                    return
+                failures += 1
+                self._set_trouble(f"the API server is unreachable ({type(e).__name__}: {e})")
+            if failures:
+                self._stopped.wait(min(10.0, 0.5 * 2 ** min(failures - 1, 5)))
+
+    def _set_trouble(self, why: str) -> None:
+        if why == self.trouble:
+            return
+        if why:
+            log.warning("%s watch: %s; what is programmed so far stays", self.what, why)
+        else:
+            log.info("following %s again", self.what)
+        self.trouble = why
+        if self.on_trouble is not None:
+            self.on_trouble()
+
+    def _watch_from(self, rv: str) -> Any:
+        timeout = int(self.watch_timeout * random.uniform(1.0, 1.2)) or 1
+        gc: Any = self.client._client
+        params: dict[str, Any] = {"resourceVersion": rv, "allowWatchBookmarks": "true", "timeoutSeconds": timeout}
+        if self.fields:
+            params["fieldSelector"] = ",".join(f"{k}={v}" for k, v in self.fields.items())
+        scope = self._scope()
+        br = gc.prepare_request("list", res=self.resource, namespace=scope.get("namespace"), watch=True, params=params)
+        return gc.watch(br, on_error=on_error_raise)
+
+    def snapshot(self) -> dict[str, Any]:
+        with self.lock:
+            return dict(self.cache)

@@ -1,0 +1,69 @@
+"""What the policy engine knows about the cluster: every pod (labels, addresses, named container
+ports, node), every namespace's labels, every NetworkPolicy — fed by the API's watches and, for
+this node's pods, by CNI ADD itself (a pod's addresses are known here before kubelet reports them)."""
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Any
+
+from .spec import Policy
+
+IPAddr = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+@dataclass(frozen=True)
+class PodInfo:
+    namespace: str
+    name: str
+    labels: tuple[tuple[str, str], ...]
+    ips: tuple[IPAddr, ...]
+    node: str = ""
+    host_network: bool = False
+    ports: tuple[tuple[str, str, int], ...] = ()      # (name, protocol, number) of its containers' ports
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    @property
+    def label_map(self) -> dict[str, str]:
+        return dict(self.labels)
+
+    def named_port(self, name: str, protocol: str) -> int | None:
+        return next((n for pn, pr, n in self.ports if pn == name and pr == protocol), None)
+
+    @staticmethod
+    def from_api(obj: dict[str, Any]) -> PodInfo:
+        meta, spec, status = obj.get("metadata") or {}, obj.get("spec") or {}, obj.get("status") or {}
+        ips = [a.get("ip") for a in status.get("podIPs") or [] if a.get("ip")] or \
+            ([status["podIP"]] if status.get("podIP") else [])
+        ports = [(str(p["name"]), str(p.get("protocol") or "TCP"), int(p["containerPort"]))
+                 for c in spec.get("containers") or [] for p in c.get("ports") or [] if p.get("name")]
+        return PodInfo(str(meta.get("namespace")), str(meta.get("name")),
+                       tuple(sorted((str(k), str(v)) for k, v in (meta.get("labels") or {}).items())),
+                       tuple(ipaddress.ip_address(ip) for ip in ips), str(spec.get("nodeName") or ""),
+                       bool(spec.get("hostNetwork")), tuple(sorted(ports)))
+
+
+@dataclass
+class ClusterView:
+    node: str
+    pods: dict[str, PodInfo] = field(default_factory=dict)
+    namespaces: dict[str, dict[str, str]] = field(default_factory=dict)
+    policies: dict[str, Policy] = field(default_factory=dict)
+    local_ips: dict[str, tuple[IPAddr, ...]] = field(default_factory=dict)   # pod key → IPs from CNI ADD
+
+    def pod_ips(self, pod: PodInfo) -> tuple[IPAddr, ...]:
+        """Its addresses: what CNI ADD gave it on this node, else what the API reports."""
+        return self.local_ips.get(pod.key) or pod.ips
+
+    def is_local(self, pod: PodInfo) -> bool:
+        return not pod.host_network and (pod.node == self.node or pod.key in self.local_ips)
+
+    def namespace_labels(self, ns: str) -> dict[str, str]:
+        """A namespace's labels; an unseen one still has the label the API sets on every namespace."""
+        return self.namespaces.get(ns) or {"kubernetes.io/metadata.name": ns}
+
+    def policies_in(self, ns: str) -> list[Policy]:
+        return [p for p in self.policies.values() if p.namespace == ns]

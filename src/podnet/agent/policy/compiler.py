@@ -1,0 +1,309 @@
+"""NetworkPolicy → the nftables model (net/policy_nft.py), computed once in full and then kept
+current event by event:
+
+  a pod appears, changes labels or goes   its addresses join or leave the selector sets whose
+                                          peers match it, and (a local pod) its map elements move
+                                          between group chains — elements only, O(policies)
+  a namespace's labels change             the same, for the pods of that namespace
+  a policy changes                        its own sets and chains are remade, and the local pods
+                                          of its namespace regrouped — O(pods) for that policy
+
+Per policy (id = a hash of namespace/name): a chain per direction (`<id>_in`, `<id>_eg`) with, per
+rule, accept lines for every (peer kind × port kind); sets `<id>_<d><r>_s4|6` (selector peers'
+addresses), `…_b<j>4|6` and `…_x<j>4|6` (an ipBlock and its excepts, intervals), `…_n` (protocol .
+port ranges), `…_m4|6` (address . protocol . port of named ports).  A local pod selected in a
+direction is mapped to the chain of its group of policies (`g<hash>`: a jump to each, then drop).
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+from ...net.policy_nft import ADDR_TYPE, AddrIn, AddrPortIn, Match, Model, PortIn, SetSpec, port_element, rule
+from .cluster import ClusterView, PodInfo
+from .spec import PROTOCOLS, Peer, Policy, Rule
+
+FAMILIES = (4, 6)
+PORT_SET = SetSpec("inet_proto . inet_service", interval=True)
+
+
+def _h(text: str, n: int = 12) -> str:
+    return hashlib.sha1(text.encode()).hexdigest()[:n]
+
+
+def policy_id(p: Policy) -> str:
+    return "p" + _h(p.key)
+
+
+def peer_matches(peer: Peer, pod: PodInfo, policy_ns: str, view: ClusterView) -> bool:
+    """Whether a pod is one of a selector peer's pods (ipBlock peers match addresses, not pods)."""
+    if peer.block is not None or pod.host_network:
+        return False
+    if peer.namespaces is None:
+        return pod.namespace == policy_ns and (peer.pods is None or peer.pods.matches(pod.label_map))
+    return peer.namespaces.matches(view.namespace_labels(pod.namespace)) and \
+        (peer.pods is None or peer.pods.matches(pod.label_map))
+
+
+def selects(p: Policy, pod: PodInfo) -> bool:
+    return pod.namespace == p.namespace and not pod.host_network and p.pod_selector.matches(pod.label_map)
+
+
+@dataclass
+class SelectorSet:
+    """Addresses of the pods a rule's selector peers match."""
+    names: dict[int, str]
+    peers: tuple[Peer, ...]
+    namespace: str
+
+    def has(self, pod: PodInfo, view: ClusterView) -> bool:
+        return any(peer_matches(p, pod, self.namespace, view) for p in self.peers)
+
+
+@dataclass
+class NamedPortSet:
+    """address . protocol . port of the pods that name a port so: ingress — the pods the policy
+    selects (the destinations); egress — every pod (a destination anywhere)."""
+    names: dict[int, str]
+    port: str
+    protocol: str
+    policy: Policy | None            # None: any pod
+
+    def elements(self, pod: PodInfo, view: ClusterView, fam: int) -> set[str]:
+        if pod.host_network or (self.policy is not None and not selects(self.policy, pod)):
+            return set()
+        number = pod.named_port(self.port, self.protocol)
+        if number is None:
+            return set()
+        return {f"{ip} . {PROTOCOLS[self.protocol]} . {number}" for ip in view.pod_ips(pod) if ip.version == fam}
+
+
+@dataclass
+class Piece:
+    """Everything one policy contributes to the model."""
+    policy: Policy
+    sets: dict[str, SetSpec] = field(default_factory=dict)
+    fixed: dict[str, frozenset[str]] = field(default_factory=dict)     # ports, ipBlocks: only the policy changes them
+    selector_sets: list[SelectorSet] = field(default_factory=list)
+    named_sets: list[NamedPortSet] = field(default_factory=list)
+    chains: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+def compile_policy(p: Policy) -> Piece:
+    pid = policy_id(p)
+    piece = Piece(p)
+    for direction, rules, peer_field, on in (("i", p.ingress, "saddr", p.isolates_ingress),
+                                              ("e", p.egress, "daddr", p.isolates_egress)):
+        lines: list[str] = []
+        if on:
+            for r, rl in enumerate(rules):
+                lines += _rule_lines(piece, f"{pid}_{direction}{r}", rl, peer_field, p if direction == "i" else None)
+        piece.chains[f"{pid}_{'in' if direction == 'i' else 'eg'}"] = tuple(lines)
+    return piece
+
+
+def _rule_lines(piece: Piece, base: str, rl: Rule, peer_field: str, ingress_of: Policy | None) -> list[str]:
+    """accept lines for one rule: (each kind of peer) × (each kind of port), per family."""
+    lines: list[str] = []
+    port_matches: list[list[Match]] = []
+    numbered = [p for p in rl.ports if not isinstance(p.port, str)]
+    named = [p for p in rl.ports if isinstance(p.port, str)]
+    if numbered:
+        piece.sets[f"{base}_n"] = PORT_SET
+        piece.fixed[f"{base}_n"] = frozenset(
+            port_element(PROTOCOLS[p.protocol], *((0, 65535) if p.port is None else (int(p.port), p.end_port or int(p.port))))
+            for p in numbered)
+    for fam in FAMILIES:
+        peer_matches_by_kind: list[list[Match]] = []
+        if rl.peers is None:
+            peer_matches_by_kind.append([])
+        else:
+            selector_peers = tuple(pe for pe in rl.peers if pe.block is None)
+            if selector_peers:
+                name = f"{base}_s{fam}"
+                piece.sets[name] = SetSpec(ADDR_TYPE[fam])
+                if fam == 4:
+                    piece.selector_sets.append(SelectorSet({4: f"{base}_s4", 6: f"{base}_s6"}, selector_peers,
+                                                           piece.policy.namespace))
+                peer_matches_by_kind.append([AddrIn(fam, peer_field, name)])
+            for j, pe in enumerate(b for b in rl.peers if b.block is not None):
+                assert pe.block is not None
+                if pe.block.cidr.version != fam:
+                    continue
+                bname, xname = f"{base}_b{j}{fam}", f"{base}_x{j}{fam}"
+                piece.sets[bname] = SetSpec(ADDR_TYPE[fam], interval=True)
+                piece.fixed[bname] = frozenset({str(pe.block.cidr)})
+                match: list[Match] = [AddrIn(fam, peer_field, bname)]
+                excepts = [x for x in pe.block.excepts if x.version == fam]
+                if excepts:
+                    piece.sets[xname] = SetSpec(ADDR_TYPE[fam], interval=True)
+                    piece.fixed[xname] = frozenset(str(x) for x in excepts)
+                    match.append(AddrIn(fam, peer_field, xname, negate=True))
+                peer_matches_by_kind.append(match)
+        port_matches = []
+        if not rl.ports:
+            port_matches.append([])
+        if numbered:
+            port_matches.append([PortIn(f"{base}_n")])
+        if named:
+            mname = f"{base}_m{fam}"
+            piece.sets[mname] = SetSpec(f"{ADDR_TYPE[fam]} . inet_proto . inet_service")
+            if fam == 4:
+                for n in named:
+                    piece.named_sets.append(NamedPortSet({4: f"{base}_m4", 6: f"{base}_m6"}, str(n.port), n.protocol,
+                                                         ingress_of))
+            port_matches.append([AddrPortIn(fam, "daddr", mname)])
+        for pm in peer_matches_by_kind:
+            for po in port_matches:
+                line = rule([*pm, *po], "accept")
+                if line not in lines:
+                    lines.append(line)
+    return lines
+
+
+class Compiler:
+    """The model for a ClusterView, kept current by the on_* methods (each returns the new model;
+    the engine diffs it against what the kernel holds)."""
+
+    def __init__(self, view: ClusterView) -> None:
+        self.view = view
+        self.pieces: dict[str, Piece] = {}
+        self.model = Model()
+
+    # ------------------------------------------------------------ full
+    def full(self) -> Model:
+        self.pieces = {k: compile_policy(p) for k, p in self.view.policies.items()}
+        m = Model()
+        for piece in self.pieces.values():
+            self._add_piece(m, piece, list(self.view.pods.values()))
+        for pod in self.view.pods.values():
+            self._dispatch(m, pod)
+        self._collect_groups(m)
+        self.model = m
+        return m
+
+    def _add_piece(self, m: Model, piece: Piece, pods: list[PodInfo]) -> None:
+        m.sets.update(piece.sets)
+        m.chains.update(piece.chains)
+        for name in piece.sets:
+            m.elements[name] = piece.fixed.get(name, frozenset())
+        for ss in piece.selector_sets:
+            for fam in FAMILIES:
+                m.elements[ss.names[fam]] = frozenset(str(ip) for pod in pods if ss.has(pod, self.view)
+                                                      for ip in self.view.pod_ips(pod) if ip.version == fam)
+        for ns in piece.named_sets:
+            for fam in FAMILIES:
+                m.elements[ns.names[fam]] = m.elements.get(ns.names[fam], frozenset()) | frozenset(
+                    e for pod in pods for e in ns.elements(pod, self.view, fam))
+
+    def _remove_piece(self, m: Model, piece: Piece) -> None:
+        for name in piece.sets:
+            m.sets.pop(name, None)
+            m.elements.pop(name, None)
+        for name in piece.chains:
+            m.chains.pop(name, None)
+
+    # ------------------------------------------------------------ dispatch: local pods → group chains
+    def groups_of(self, pod: PodInfo) -> tuple[list[Policy], list[Policy]]:
+        """(policies isolating its ingress, its egress) — they all select it."""
+        sel = [p for p in self.view.policies_in(pod.namespace) if selects(p, pod)]
+        return sorted((p for p in sel if p.isolates_ingress), key=lambda p: p.key), \
+            sorted((p for p in sel if p.isolates_egress), key=lambda p: p.key)
+
+    def _dispatch(self, m: Model, pod: PodInfo, remove_only: bool = False) -> None:
+        if not self.view.is_local(pod):
+            return
+        ips = self.view.pod_ips(pod)
+        ingress, egress = ([], []) if remove_only else self.groups_of(pod)
+        for d, pols in (("in", ingress), ("eg", egress)):
+            chain = ""
+            if pols:
+                chain = "g" + _h(d + ",".join(p.key for p in pols))
+                m.chains[chain] = (*(f"jump {policy_id(p)}_{d}" for p in pols), "drop")
+            for ip in ips:
+                mp = m.maps[f"{d}{ip.version}"]
+                if chain:
+                    mp[str(ip)] = chain
+                else:
+                    mp.pop(str(ip), None)
+
+    def _collect_groups(self, m: Model) -> None:
+        """Drop group chains no local pod maps to any more."""
+        used = {c for mp in m.maps.values() for c in mp.values()}
+        for name in [n for n in m.chains if n.startswith("g") and n not in used]:
+            del m.chains[name]
+
+    # ------------------------------------------------------------ events
+    def on_pod(self, old: PodInfo | None, new: PodInfo | None, old_ips: tuple[object, ...] = ()) -> Model:
+        """A pod appeared (old None), changed, or went (new None).  old_ips: the addresses the old
+        pod had (the view may already hold the new ones)."""
+        m = self.model.copy()
+        for piece in self.pieces.values():
+            for ss in piece.selector_sets:
+                for fam in FAMILIES:
+                    name = ss.names[fam]
+                    elems = set(m.elements.get(name, frozenset()))
+                    if old is not None and ss.has(old, self.view):
+                        elems -= {str(ip) for ip in old_ips if getattr(ip, "version", 0) == fam}
+                    if new is not None and ss.has(new, self.view):
+                        elems |= {str(ip) for ip in self.view.pod_ips(new) if ip.version == fam}
+                    m.elements[name] = frozenset(elems)
+            for ns in piece.named_sets:
+                for fam in FAMILIES:
+                    name = ns.names[fam]
+                    elems = set(m.elements.get(name, frozenset()))
+                    if old is not None:
+                        elems -= {e for e in _named_elements(ns, old, old_ips, fam)}
+                    if new is not None:
+                        elems |= ns.elements(new, self.view, fam)
+                    m.elements[name] = frozenset(elems)
+        if old is not None:
+            for ip in old_ips:
+                for d in ("in", "eg"):
+                    m.maps[f"{d}{getattr(ip, 'version', 4)}"].pop(str(ip), None)
+        if new is not None:
+            self._dispatch(m, new)
+        self._collect_groups(m)
+        self.model = m
+        return m
+
+    def on_namespace(self, namespace: str) -> Model:
+        """A namespace's labels changed: re-evaluate its pods against every selector."""
+        m = self.model.copy()
+        pods = list(self.view.pods.values())
+        for piece in self.pieces.values():
+            if any(pe.namespaces is not None for ss in piece.selector_sets for pe in ss.peers):
+                for ss in piece.selector_sets:
+                    for fam in FAMILIES:
+                        m.elements[ss.names[fam]] = frozenset(
+                            str(ip) for pod in pods if ss.has(pod, self.view) for ip in self.view.pod_ips(pod)
+                            if ip.version == fam)
+        self.model = m
+        return m
+
+    def on_policy(self, key: str) -> Model:
+        """A policy was added, changed or deleted (the view holds its new state, or none)."""
+        m = self.model.copy()
+        old = self.pieces.pop(key, None)
+        if old is not None:
+            self._remove_piece(m, old)
+        new = self.view.policies.get(key)
+        if new is not None:
+            piece = compile_policy(new)
+            self.pieces[key] = piece
+            self._add_piece(m, piece, list(self.view.pods.values()))
+        ns = (new or (old.policy if old else None))
+        if ns is not None:
+            for pod in self.view.pods.values():
+                if pod.namespace == ns.namespace:
+                    self._dispatch(m, pod)
+        self._collect_groups(m)
+        self.model = m
+        return m
+
+
+def _named_elements(ns: NamedPortSet, pod: PodInfo, ips: tuple[object, ...], fam: int) -> set[str]:
+    number = pod.named_port(ns.port, ns.protocol)
+    if number is None:
+        return set()
+    return {f"{ip} . {PROTOCOLS[ns.protocol]} . {number}" for ip in ips if getattr(ip, "version", 0) == fam}

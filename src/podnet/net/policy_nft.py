@@ -1,0 +1,206 @@
+"""The NetworkPolicy table (`inet podnet_policy`) as typed values, and the nftables transactions
+that make the kernel hold them.  Nothing here is spliced from user input: set and chain names are
+made by the compiler from hashes, elements are rendered from addresses and integers, rules from
+the match types below.
+
+    chain egress   hook forward priority 0    ct established,related accept · ip saddr vmap @eg4 …
+    chain ingress  hook forward priority 10   ct established,related accept · ip daddr vmap @in4 …
+
+A packet must pass both base chains (accept ends one base chain, the next still sees it; drop is
+final), so a connection needs egress allowed at its source and ingress at its destination.  The
+maps send a local isolated pod's address to the chain of its group of policies (`grp_…`: a jump
+to each policy's chain, then drop); a policy chain accepts what one of its rules allows.  Per
+packet: one map lookup and the few policies that select that pod.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from . import nft
+
+TABLE = "inet podnet_policy"
+MAPS = {"in4": ("ip", "daddr", "ipv4_addr"), "in6": ("ip6", "daddr", "ipv6_addr"),
+        "eg4": ("ip", "saddr", "ipv4_addr"), "eg6": ("ip6", "saddr", "ipv6_addr")}
+DENY_CHAIN = "deny_all"          # where a pod goes whose policy could not be computed (fail closed)
+ADDR_TYPE = {4: "ipv4_addr", 6: "ipv6_addr"}
+PROTO = {4: "ip", 6: "ip6"}
+
+
+@dataclass(frozen=True)
+class SetSpec:
+    type: str                    # e.g. "ipv4_addr", "inet_proto . inet_service"
+    interval: bool = False
+
+    def declaration(self, name: str) -> str:
+        flags = " flags interval; auto-merge;" if self.interval else ""
+        return f"add set {TABLE} {name} {{ type {self.type};{flags} }}"
+
+
+# ------------------------------------------------------------------ rule building (typed → text)
+@dataclass(frozen=True)
+class AddrIn:
+    family: int
+    field: str                   # saddr | daddr
+    set: str
+    negate: bool = False
+
+    def text(self) -> str:
+        return f"{PROTO[self.family]} {self.field} {'!= ' if self.negate else ''}@{self.set}"
+
+
+@dataclass(frozen=True)
+class PortIn:
+    set: str                     # inet_proto . inet_service (interval)
+
+    def text(self) -> str:
+        return f"meta l4proto . th dport @{self.set}"
+
+
+@dataclass(frozen=True)
+class AddrPortIn:
+    family: int
+    field: str                   # the pod whose named port it is
+    set: str                     # addr . inet_proto . inet_service
+
+    def text(self) -> str:
+        return f"{PROTO[self.family]} {self.field} . meta l4proto . th dport @{self.set}"
+
+
+@dataclass(frozen=True)
+class FamilyIs:
+    family: int
+
+    def text(self) -> str:
+        return f"meta nfproto {'ipv4' if self.family == 4 else 'ipv6'}"
+
+
+Match = AddrIn | PortIn | AddrPortIn | FamilyIs
+
+
+def rule(matches: Iterable[Match], verdict: str) -> str:
+    """One rule line: the matches (ANDed) then a verdict (accept, drop, jump <chain>)."""
+    return " ".join([*(m.text() for m in matches), verdict])
+
+
+def port_element(protocol: int, lo: int, hi: int) -> str:
+    return f"{protocol} . {lo}" if lo == hi else f"{protocol} . {lo}-{hi}"
+
+
+# ------------------------------------------------------------------ the model and its transactions
+@dataclass
+class Model:
+    sets: dict[str, SetSpec] = field(default_factory=dict)
+    elements: dict[str, frozenset[str]] = field(default_factory=dict)
+    chains: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    maps: dict[str, dict[str, str]] = field(default_factory=lambda: {m: {} for m in MAPS})  # ip → chain
+
+    def copy(self) -> Model:
+        return Model(dict(self.sets), dict(self.elements), dict(self.chains), {k: dict(v) for k, v in self.maps.items()})
+
+    def counts(self) -> dict[str, int]:
+        return {"sets": len(self.sets), "chains": len(self.chains),
+                "elements": sum(len(e) for e in self.elements.values()) + sum(len(m) for m in self.maps.values()),
+                "rules": sum(len(r) for r in self.chains.values())}
+
+
+def _base() -> list[str]:
+    lines = [f"add table {TABLE}"]
+    for name, (_, _, typ) in MAPS.items():
+        lines.append(f"add map {TABLE} {name} {{ type {typ} : verdict; }}")
+    lines.append(f"add chain {TABLE} {DENY_CHAIN}")
+    return lines
+
+
+def _base_chains() -> list[str]:
+    lines = [f"add chain {TABLE} egress {{ type filter hook forward priority 0; policy accept; }}",
+             f"add chain {TABLE} ingress {{ type filter hook forward priority 10; policy accept; }}",
+             f"flush chain {TABLE} egress", f"flush chain {TABLE} ingress", f"flush chain {TABLE} {DENY_CHAIN}",
+             f"add rule {TABLE} {DENY_CHAIN} drop"]
+    for chain, maps in (("egress", ("eg4", "eg6")), ("ingress", ("in4", "in6"))):
+        lines.append(f"add rule {TABLE} {chain} ct state established,related accept")
+        for m in maps:
+            fam, fieldname, _ = MAPS[m]
+            lines.append(f"add rule {TABLE} {chain} {fam} {fieldname} vmap @{m}")
+    return lines
+
+
+def _elements(name: str, elems: Iterable[str], verb: str) -> list[str]:
+    """add/delete element lines for a set, in chunks (one huge line is slow to parse)."""
+    elems = sorted(elems)
+    return [f"{verb} element {TABLE} {name} {{ " + ", ".join(elems[i:i + 500]) + " }"
+            for i in range(0, len(elems), 500)]
+
+
+def full_script(model: Model) -> str:
+    """Replace the table with `model` in one transaction (start, resync after a restart): packets
+    see the old table or the new one, never a half-made one."""
+    lines = [f"add table {TABLE}", f"delete table {TABLE}", *_base()]
+    lines += [spec.declaration(name) for name, spec in sorted(model.sets.items())]
+    lines += [f"add chain {TABLE} {name}" for name in sorted(model.chains)]
+    for name in sorted(model.sets):
+        lines += _elements(name, model.elements.get(name, frozenset()), "add")
+    for name, rules in sorted(model.chains.items()):
+        lines += [f"add rule {TABLE} {name} {r}" for r in rules]
+    for m, elems in model.maps.items():
+        for ip, chain in sorted(elems.items()):
+            lines.append(f"add element {TABLE} {m} {{ {ip} : goto {chain} }}")
+    lines += _base_chains()
+    return "\n".join(lines) + "\n"
+
+
+def diff_script(old: Model, new: Model) -> str:
+    """The transaction taking the kernel from `old` to `new`: new sets and chains first, changed
+    chains flushed and refilled, element and map changes, then what is gone (map elements before
+    the chains they point to, rules before the sets they use).  "" when nothing changed."""
+    lines: list[str] = []
+    for name in sorted(new.sets.keys() - old.sets.keys()):
+        lines.append(new.sets[name].declaration(name))
+    for name in sorted(new.chains.keys() - old.chains.keys()):
+        lines.append(f"add chain {TABLE} {name}")
+    for name in sorted(new.sets):
+        before = old.elements.get(name, frozenset()) if name in old.sets else frozenset()
+        after = new.elements.get(name, frozenset())
+        lines += _elements(name, before - after, "delete") if before - after else []
+        lines += _elements(name, after - before, "add") if after - before else []
+    for name in sorted(new.chains):
+        if name in old.chains and old.chains[name] == new.chains[name]:
+            continue
+        if name in old.chains:
+            lines.append(f"flush chain {TABLE} {name}")
+        lines += [f"add rule {TABLE} {name} {r}" for r in new.chains[name]]
+    for m in MAPS:
+        o, n = old.maps.get(m, {}), new.maps.get(m, {})
+        for ip in sorted(o.keys() - n.keys() | {ip for ip in o.keys() & n.keys() if o[ip] != n[ip]}):
+            lines.append(f"delete element {TABLE} {m} {{ {ip} }}")
+        for ip in sorted(n.keys() - o.keys() | {ip for ip in o.keys() & n.keys() if o[ip] != n[ip]}):
+            lines.append(f"add element {TABLE} {m} {{ {ip} : goto {n[ip]} }}")
+    gone_chains = sorted(old.chains.keys() - new.chains.keys())
+    lines += [f"flush chain {TABLE} {name}" for name in gone_chains]
+    lines += [f"delete chain {TABLE} {name}" for name in gone_chains]
+    lines += [f"delete set {TABLE} {name}" for name in sorted(old.sets.keys() - new.sets.keys())]
+    return "\n".join(lines) + "\n" if lines else ""
+
+
+def apply(script: str) -> None:
+    """One transaction: all of it, or (an error) none of it."""
+    if script:
+        nft.run(script)
+
+
+def table_exists() -> bool:
+    return bool(nft.list_json(f"table {TABLE}"))
+
+
+def deny(ips: Iterable[str]) -> None:
+    """Fail closed: these addresses go to the deny chain both ways (the in-process path, when the
+    agent that computes policy is away).  Only when the table exists (policy is on)."""
+    if not table_exists():
+        return
+    lines = []
+    for ip in ips:
+        fam = 6 if ":" in ip else 4
+        for m in (f"in{fam}", f"eg{fam}"):
+            lines += [f"delete element {TABLE} {m} {{ {ip} }}", f"add element {TABLE} {m} {{ {ip} : goto {DENY_CHAIN} }}"]
+    for line in lines:
+        nft.run_ignoring_missing(line + "\n")
