@@ -1,7 +1,7 @@
 """Per-command, per-plugin latency histograms and error counts (prometheus-client)."""
 from __future__ import annotations
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 REGISTRY = CollectorRegistry()
 LATENCY = Histogram("podnet_cni_request_seconds", "CNI request latency in the agent",
@@ -19,3 +19,19 @@ def observe(command: str, plugin: str, seconds: float, code: int) -> None:
 
 def render() -> tuple[bytes, str]:
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+POLICY_LATENCY = Histogram("podnet_policy_program_seconds", "NetworkPolicy: one change, from event to nft commit",
+                           registry=REGISTRY,
+                           buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
+POLICY_OBJECTS = Gauge("podnet_policy_objects", "NetworkPolicy table: sets, chains, rules and elements",
+                       ["kind"], registry=REGISTRY)
+POLICY_DENIED = Gauge("podnet_policy_pods_failed_closed", "local pods denied because their policy is unknown",
+                      registry=REGISTRY)
+
+
+def observe_policy(seconds: float, counts: dict[str, int], failed_closed: int = 0) -> None:
+    POLICY_LATENCY.observe(seconds)
+    for kind, n in counts.items():
+        POLICY_OBJECTS.labels(kind).set(n)
+    POLICY_DENIED.set(failed_closed)

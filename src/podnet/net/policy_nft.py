@@ -188,6 +188,22 @@ def apply(script: str) -> None:
         nft.run(script)
 
 
+def ensure_table() -> None:
+    """The table's frame (maps, deny chain, base chains), leaving any sets and policy chains a
+    previous agent left in place."""
+    apply("\n".join([*_base(), *_base_chains()]) + "\n")
+
+
+def forget(ips: Iterable[str]) -> None:
+    """These addresses leave the maps (the in-process DEL of a pod the agent may have mapped)."""
+    if not table_exists():
+        return
+    for ip in ips:
+        fam = 6 if ":" in ip else 4
+        for m in (f"in{fam}", f"eg{fam}"):
+            nft.run_ignoring_missing(f"delete element {TABLE} {m} {{ {ip} }}\n")
+
+
 def table_exists() -> bool:
     return bool(nft.list_json(f"table {TABLE}"))
 

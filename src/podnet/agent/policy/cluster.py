@@ -53,6 +53,7 @@ class ClusterView:
     namespaces: dict[str, dict[str, str]] = field(default_factory=dict)
     policies: dict[str, Policy] = field(default_factory=dict)
     local_ips: dict[str, tuple[IPAddr, ...]] = field(default_factory=dict)   # pod key → IPs from CNI ADD
+    denied: dict[str, str] = field(default_factory=dict)     # local pod key → why its policy is unknown (fail closed)
 
     def pod_ips(self, pod: PodInfo) -> tuple[IPAddr, ...]:
         """Its addresses: what CNI ADD gave it on this node, else what the API reports."""

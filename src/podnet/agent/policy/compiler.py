@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
-from ...net.policy_nft import ADDR_TYPE, AddrIn, AddrPortIn, Match, Model, PortIn, SetSpec, port_element, rule
+from ...net.policy_nft import ADDR_TYPE, DENY_CHAIN, AddrIn, AddrPortIn, Match, Model, PortIn, SetSpec, port_element, rule
 from .cluster import ClusterView, PodInfo
 from .spec import PROTOCOLS, Peer, Policy, Rule
 
@@ -228,7 +228,12 @@ class Compiler:
                     mp.pop(str(ip), None)
 
     def _collect_groups(self, m: Model) -> None:
-        """Drop group chains no local pod maps to any more."""
+        """Local pods whose policy is unknown go to the deny chain (fail closed, both ways); then
+        group chains no local pod maps to any more go."""
+        for key in self.view.denied:
+            for ip in self.view.local_ips.get(key, ()):
+                for d in ("in", "eg"):
+                    m.maps[f"{d}{ip.version}"][str(ip)] = DENY_CHAIN
         used = {c for mp in m.maps.values() for c in mp.values()}
         for name in [n for n in m.chains if n.startswith("g") and n not in used]:
             del m.chains[name]
@@ -263,6 +268,30 @@ class Compiler:
                     m.maps[f"{d}{getattr(ip, 'version', 4)}"].pop(str(ip), None)
         if new is not None:
             self._dispatch(m, new)
+        self._collect_groups(m)
+        self.model = m
+        return m
+
+    def forget(self, ips: tuple[object, ...]) -> Model:
+        """A local pod went without the API knowing it: its addresses leave the maps."""
+        m = self.model.copy()
+        for ip in ips:
+            for d in ("in", "eg"):
+                m.maps[f"{d}{getattr(ip, 'version', 4)}"].pop(str(ip), None)
+        self._collect_groups(m)
+        self.model = m
+        return m
+
+    def refresh(self) -> Model:
+        """Re-apply the fail-closed overlay (the denied pods changed)."""
+        m = self.model.copy()
+        for ips in [self.view.local_ips.get(k, ()) for k in self.view.denied]:
+            for ip in ips:
+                for d in ("in", "eg"):
+                    m.maps[f"{d}{ip.version}"].pop(str(ip), None)
+        for pod in self.view.pods.values():
+            if pod.key in self.view.denied:
+                self._dispatch(m, pod)
         self._collect_groups(m)
         self.model = m
         return m

@@ -1,0 +1,231 @@
+"""The policy engine: keeps `inet podnet_policy` equal to what the cluster's NetworkPolicies say
+for this node's pods.
+
+  start     the whole table in one transaction (replacing what a previous agent left: the rules
+            stayed in the kernel while it was away, so enforcement never lapsed)
+  events    every change from the API (pods, namespaces, policies) → the compiler's new model →
+            the diff, as ONE transaction; a failed transaction is followed by a full resync
+  admit     CNI ADD of a pod on this node: its addresses are known here first; the pod's labels
+            come from the watch cache or one GET; its memberships are programmed before ADD
+            returns, so the pod never sends or receives a packet policy forbids.  If its policy
+            cannot be computed (API away, pod unknown) it is denied both ways (fail closed),
+            with the reason in an Event and a metric, until the engine can compute it.
+  release   CNI DEL: the pod's addresses leave every set and map.
+Local pods' addresses are persisted under the state dir, so a restarted agent knows them before
+kubelet has reported them.
+"""
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ...net import policy_nft
+from ...net.errors import NftError
+from .cluster import ClusterView, IPAddr, PodInfo
+from .compiler import Compiler
+from .spec import Policy
+
+log = logging.getLogger(__name__)
+
+
+def _sctp_in_kernel() -> bool:
+    return os.path.exists("/proc/net/sctp") or os.path.exists("/proc/sys/net/sctp")
+
+
+class PolicyEngine:
+    def __init__(self, node: str, state_dir: str, fetch_pod: Callable[[str, str], dict[str, Any] | None] | None = None,
+                 announce: Callable[[str, str, str, str, str], None] | None = None) -> None:
+        """fetch_pod(namespace, name): the Pod's JSON from the API (None: not found), for a pod
+        the watch has not shown yet; announce(kind, namespace, name, reason, message): an Event."""
+        self.view = ClusterView(node)
+        self.compiler = Compiler(self.view)
+        self.programmed = policy_nft.Model()
+        self.fetch_pod, self.announce = fetch_pod, announce
+        self.lock = threading.RLock()
+        self.state_path = os.path.join(state_dir, "policy-pods.json")
+        self.latencies: list[float] = []              # seconds per programming (the last 1000)
+        self.ready = False
+        self.sctp = _sctp_in_kernel()
+        self._load_local()
+        policy_nft.ensure_table()        # denials need the table; a previous agent's rules stay as they are
+
+    # ------------------------------------------------------------ persistence of local pods
+    def _load_local(self) -> None:
+        try:
+            with open(self.state_path) as f:
+                raw = json.load(f)
+            self.view.local_ips = {k: tuple(ipaddress.ip_address(i) for i in v) for k, v in raw.items()}
+        except (OSError, ValueError):
+            self.view.local_ips = {}
+
+    def _save_local(self) -> None:
+        os.makedirs(os.path.dirname(self.state_path) or ".", exist_ok=True)
+        tmp = self.state_path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump({k: [str(i) for i in v] for k, v in self.view.local_ips.items()}, f)
+        os.replace(tmp, self.state_path)
+
+    # ------------------------------------------------------------ programming
+    def _program(self, new: policy_nft.Model, full: bool = False) -> None:
+        t0 = time.perf_counter()
+        try:
+            policy_nft.apply(policy_nft.full_script(new) if full else policy_nft.diff_script(self.programmed, new))
+        except NftError as e:
+            if full:
+                raise
+            log.warning("policy transaction failed (%s): resyncing the whole table", e)
+            policy_nft.apply(policy_nft.full_script(new))
+        self.programmed = new
+        took = time.perf_counter() - t0
+        self.latencies = [*self.latencies[-999:], took]
+        from ..metrics import observe_policy
+        observe_policy(took, self.programmed.counts(), len(self.view.denied))
+
+    def resync(self) -> None:
+        """Everything from scratch, one transaction."""
+        with self.lock:
+            self._program(self.compiler.full(), full=True)
+            self.ready = True
+
+    # ------------------------------------------------------------ API events
+    def set_all(self, pods: dict[str, dict[str, Any]] | None = None, namespaces: dict[str, dict[str, str]] | None = None,
+                policies: dict[str, dict[str, Any]] | None = None) -> None:
+        """A (re)list of one kind: replace it wholesale, then resync."""
+        with self.lock:
+            if pods is not None:
+                self.view.pods = {}
+                for obj in pods.values():
+                    info = PodInfo.from_api(obj)
+                    self.view.pods[info.key] = info
+            if namespaces is not None:
+                self.view.namespaces = dict(namespaces)
+            if policies is not None:
+                self.view.policies = {}
+                for obj in policies.values():
+                    self._add_policy(obj)
+            self.resync()
+
+    def pod_event(self, kind: str, obj: dict[str, Any]) -> None:
+        info = PodInfo.from_api(obj)
+        with self.lock:
+            old = self.view.pods.get(info.key)
+            old_ips = self.view.pod_ips(old) if old is not None else ()
+            if kind == "DELETED":
+                self.view.pods.pop(info.key, None)
+                new = None
+            else:
+                self.view.pods[info.key] = info
+                new = info
+            if old == new and (new is None or self.view.pod_ips(new) == old_ips):
+                return
+            self._program(self.compiler.on_pod(old, new, old_ips))
+
+    def namespace_event(self, kind: str, name: str, labels: dict[str, str]) -> None:
+        with self.lock:
+            before = self.view.namespaces.get(name)
+            if kind == "DELETED":
+                self.view.namespaces.pop(name, None)
+            else:
+                self.view.namespaces[name] = labels
+            if before != self.view.namespaces.get(name):
+                self._program(self.compiler.on_namespace(name))
+
+    def policy_event(self, kind: str, obj: dict[str, Any]) -> None:
+        meta = obj.get("metadata") or {}
+        key = f"{meta.get('namespace')}/{meta.get('name')}"
+        with self.lock:
+            if kind == "DELETED":
+                self.view.policies.pop(key, None)
+            else:
+                self._add_policy(obj)
+            self._program(self.compiler.on_policy(key))
+
+    def _add_policy(self, obj: dict[str, Any]) -> None:
+        meta = obj.get("metadata") or {}
+        try:
+            p = Policy.parse(obj)
+        except (ValueError, KeyError, TypeError) as e:
+            log.warning("NetworkPolicy %s/%s ignored: %s", meta.get("namespace"), meta.get("name"), e)
+            return
+        self.view.policies[p.key] = p
+        if "SCTP" in p.protocols() and not self.sctp and self.announce is not None:
+            self.announce("NetworkPolicy", p.namespace, p.name, "SCTPUnsupported",
+                          "this node's kernel has no SCTP: SCTP rules of this policy allow nothing here")
+
+    # ------------------------------------------------------------ CNI
+    def admit(self, namespace: str, name: str, ips: list[IPAddr]) -> None:
+        """CNI ADD: program the pod's memberships (or its denial) before ADD returns."""
+        key = f"{namespace}/{name}"
+        with self.lock:
+            old = self.view.pods.get(key)
+            old_ips = self.view.pod_ips(old) if old is not None else ()
+            self.view.local_ips[key] = tuple(ips)
+            self._save_local()
+            info, why = self._pod_info(key, namespace, name, old)
+            if info is None:
+                first = self.view.denied.get(key) != why
+                self.view.denied[key] = why
+                if first:
+                    log.warning("pod %s denied until its policy can be computed: %s", key, why)
+                    if self.announce is not None:
+                        self.announce("Pod", namespace, name, "PolicyUnknown",
+                                      f"podnet denies this pod's traffic until its policy can be computed: {why}")
+                self._program(self.compiler.refresh())
+                return
+            self.view.denied.pop(key, None)
+            self.view.pods[key] = info
+            self._program(self.compiler.on_pod(old, info, old_ips))
+
+    def _pod_info(self, key: str, namespace: str, name: str, known: PodInfo | None) -> tuple[PodInfo | None, str]:
+        """(the pod as the API has it, or None and why not)."""
+        if not self.ready:
+            return None, "the agent has not yet read the cluster's policies"
+        if known is not None:
+            return known, ""
+        if self.fetch_pod is None:
+            return None, "no pod information (the agent has no API client)"
+        try:
+            raw = self.fetch_pod(namespace, name)
+        except Exception as e:  # noqa: BLE001 - the API is away: fail closed
+            return None, f"the API is unreachable ({type(e).__name__}: {e})"
+        return (PodInfo.from_api(raw), "") if raw is not None else (None, "the API has no such pod")
+
+    def release(self, namespace: str, name: str) -> None:
+        """CNI DEL: the pod's addresses leave every set and map."""
+        key = f"{namespace}/{name}"
+        with self.lock:
+            ips = self.view.local_ips.pop(key, None) or ()
+            self.view.denied.pop(key, None)
+            self._save_local()
+            pod = self.view.pods.get(key)
+            if pod is not None:
+                old_ips = tuple(ips) or self.view.pod_ips(pod)
+                self.view.pods.pop(key, None)
+                self._program(self.compiler.on_pod(pod, None, old_ips))
+            elif ips:
+                self._program(self.compiler.forget(tuple(ips)))
+
+    def retry_denied(self) -> None:
+        """Pods failed closed at ADD: compute them now if the API has caught up."""
+        for key in list(self.view.denied):
+            ns, _, name = key.partition("/")
+            ips = list(self.view.local_ips.get(key, ()))
+            if ips:
+                self.admit(ns, name, ips)
+
+    # ------------------------------------------------------------ introspection (podnet policy …)
+    def explain(self, src: str, dst: str, port: int, protocol: str) -> dict[str, Any]:
+        from .explain import explain
+        with self.lock:
+            return explain(self.view, src, dst, port, protocol)
+
+    def show(self, pod_key: str) -> dict[str, Any]:
+        from .explain import show
+        with self.lock:
+            return show(self.view, pod_key)

@@ -1,0 +1,88 @@
+"""The API side of the policy engine: informers on Pods, Namespaces and NetworkPolicies (all
+namespaces), feeding the engine once all three have listed (never earlier: a table programmed
+from a partial view would open what it should close — a previous agent's rules stay in the
+kernel until then), a GET for a pod the watch has not shown yet, and Events.  The only policy
+module that imports lightkube."""
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from lightkube import Client  # pinned in pyproject: lightkube==1.0.1
+from lightkube.core.exceptions import ApiError
+from lightkube.resources.core_v1 import Namespace, Pod
+from lightkube.resources.networking_v1 import NetworkPolicy
+
+from ..kubewatch import Informer
+from .engine import PolicyEngine
+
+log = logging.getLogger(__name__)
+
+
+class PolicyWatch:
+    def __init__(self, client: Client, engine: PolicyEngine, watch_timeout: int = 300) -> None:
+        self.client, self.engine = client, engine
+        self.pods = Informer(client, Pod, on_event=self._pod, on_relist=self._relisted, watch_timeout=watch_timeout,
+                             what="Pods")
+        self.namespaces = Informer(client, Namespace, on_event=self._namespace, on_relist=self._relisted,
+                                   watch_timeout=watch_timeout, what="Namespaces")
+        self.policies = Informer(client, NetworkPolicy, on_event=self._policy, on_relist=self._relisted,
+                                 watch_timeout=watch_timeout, what="NetworkPolicies")
+        self._stops: list[Callable[[], None]] = []
+        self._stopped = threading.Event()
+
+    @property
+    def trouble(self) -> str:
+        return "; ".join(t for t in (self.pods.trouble, self.namespaces.trouble, self.policies.trouble) if t)
+
+    def start(self) -> None:
+        self._stops = [i.start() for i in (self.namespaces, self.policies, self.pods)]
+        threading.Thread(target=self._retry, name="podnet-policy-retry", daemon=True).start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        for s in self._stops:
+            s()
+
+    def _synced(self) -> bool:
+        return all(i.synced.is_set() for i in (self.pods, self.namespaces, self.policies))
+
+    def _relisted(self, _objs: dict[str, Any]) -> None:
+        """A (re)list of any kind: once all three have listed, the whole table from them."""
+        if not self._synced():
+            return
+        self.engine.set_all(
+            pods={k: o.to_dict() for k, o in self.pods.snapshot().items()},
+            namespaces={k: dict(o.metadata.labels or {}) for k, o in self.namespaces.snapshot().items()},
+            policies={k: o.to_dict() for k, o in self.policies.snapshot().items()})
+        self.engine.retry_denied()
+
+    def _pod(self, kind: str, obj: Any) -> None:
+        if self.engine.ready:
+            self.engine.pod_event(kind, obj.to_dict())
+
+    def _namespace(self, kind: str, obj: Any) -> None:
+        if self.engine.ready:
+            self.engine.namespace_event(kind, str(obj.metadata.name), dict(obj.metadata.labels or {}))
+
+    def _policy(self, kind: str, obj: Any) -> None:
+        if self.engine.ready:
+            self.engine.policy_event(kind, obj.to_dict())
+
+    def _retry(self) -> None:
+        while not self._stopped.wait(2.0):
+            if self.engine.ready and self.engine.view.denied:
+                try:
+                    self.engine.retry_denied()
+                except Exception as e:  # noqa: BLE001 - the next round tries again
+                    log.warning("retrying denied pods: %s", e)
+
+    def fetch_pod(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return dict(self.client.get(Pod, name, namespace=namespace).to_dict())
+        except ApiError as e:
+            if e.status.code == 404:
+                return None
+            raise

@@ -1,0 +1,122 @@
+"""The cluster of the NetworkPolicy tests as data — namespaces x, y, z, pods a, b, c in each,
+spread over nodes — and a seeded generator of random policies over it.  Used by the compiler's
+unit tests (through the nft model interpreter) and by the cluster tests (on real nftables)."""
+from __future__ import annotations
+
+import ipaddress
+import random
+from typing import Any
+
+from tests.helpers.netpol_cases import NAMESPACES, NS_LABEL, PODS, PORTS
+from tests.helpers.netpol_model import MPod, Model
+
+PROTO_NUM = {"TCP": 6, "UDP": 17, "SCTP": 132}
+
+
+def pod_api(ns: str, name: str, ip: str, node: str, labels: dict[str, str]) -> dict[str, Any]:
+    """A Pod as the API returns it (what the engine's watch delivers)."""
+    return {"metadata": {"namespace": ns, "name": name, "labels": dict(labels)},
+            "spec": {"nodeName": node, "containers": [{"name": "app", "ports": [
+                {"name": n, "protocol": proto, "containerPort": p} for n, proto, p in PORTS]}]},
+            "status": {"podIP": ip, "podIPs": [{"ip": ip}]}}
+
+
+def default_world(nodes: int = 3, v6: bool = False) -> tuple[list[MPod], dict[str, str]]:
+    """The 9 pods (IPs in 10.244.0.0/16 or fd00:244::/64) and the node each runs on (round robin)."""
+    pods, node_of = [], {}
+    k = 0
+    for i, ns in enumerate(NAMESPACES):
+        for j, name in enumerate(PODS):
+            ip = f"fd00:244::{i + 1}:{j + 10}" if v6 else f"10.244.{i + 1}.{j + 10}"
+            pods.append(MPod(ns, name, ip, {"pod": name}, {n: (proto, p) for n, proto, p in PORTS}))
+            node_of[f"{ns}/{name}"] = f"n{k % nodes + 1}"
+            k += 1
+    return pods, node_of
+
+
+def reference(pods: list[MPod], ns_labels: dict[str, dict[str, str]], policies: list[dict[str, Any]]) -> Model:
+    return Model(pods, ns_labels, policies)
+
+
+# ------------------------------------------------------------------ generated policies
+LABEL_KEYS = ("pod", "tier", "role")
+LABEL_VALUES = ("a", "b", "c", "front", "back")
+
+
+def _selector(rng: random.Random, ns_level: bool = False) -> dict[str, Any]:
+    roll = rng.random()
+    if roll < 0.2:
+        return {}
+    if ns_level:
+        if roll < 0.6:
+            return {"matchLabels": {NS_LABEL: rng.choice(NAMESPACES)}}
+        return {"matchExpressions": [{"key": NS_LABEL, "operator": rng.choice(["In", "NotIn"]),
+                                      "values": rng.sample(NAMESPACES, rng.randint(1, 2))}]}
+    if roll < 0.6:
+        return {"matchLabels": {"pod": rng.choice(PODS)}}
+    op = rng.choice(["In", "NotIn", "Exists", "DoesNotExist"])
+    e: dict[str, Any] = {"key": rng.choice(LABEL_KEYS), "operator": op}
+    if op in ("In", "NotIn"):
+        e["values"] = rng.sample(LABEL_VALUES, rng.randint(1, 3))
+    return {"matchExpressions": [e]}
+
+
+def _peer(rng: random.Random, ip_of: dict[str, str]) -> dict[str, Any]:
+    roll = rng.random()
+    if roll < 0.35:
+        return {"podSelector": _selector(rng)}
+    if roll < 0.6:
+        return {"namespaceSelector": _selector(rng, True)}
+    if roll < 0.85:
+        return {"podSelector": _selector(rng), "namespaceSelector": _selector(rng, True)}
+    ip = ipaddress.ip_address(rng.choice(list(ip_of.values())))
+    wide = ipaddress.ip_network(f"{ip}/{rng.choice([8, 16, 24])}" if ip.version == 4 else f"{ip}/64", strict=False)
+    blk: dict[str, Any] = {"cidr": str(wide)}
+    if rng.random() < 0.5:
+        other = ipaddress.ip_address(rng.choice(list(ip_of.values())))
+        blk["except"] = [str(ipaddress.ip_network(f"{other}/{other.max_prefixlen}"))]
+    return {"ipBlock": blk}
+
+
+def _ports(rng: random.Random) -> list[dict[str, Any]] | None:
+    if rng.random() < 0.4:
+        return None
+    out = []
+    for _ in range(rng.randint(1, 2)):
+        proto = rng.choice(["TCP", "UDP", "TCP", "SCTP"])
+        roll = rng.random()
+        if roll < 0.15:
+            out.append({"protocol": proto})
+        elif roll < 0.45:
+            out.append({"protocol": proto, "port": rng.choice([n for n, p, _ in PORTS if p == proto] or ["serve-80-tcp"])})
+        elif roll < 0.6:
+            out.append({"protocol": proto, "port": 79, "endPort": rng.choice([80, 81])})
+        else:
+            out.append({"protocol": proto, "port": rng.choice([80, 81])})
+    return out
+
+
+def random_policies(rng: random.Random, ip_of: dict[str, str], n: int | None = None) -> list[dict[str, Any]]:
+    policies = []
+    for k in range(rng.randint(1, 3) if n is None else n):
+        ns = rng.choice(NAMESPACES)
+        spec: dict[str, Any] = {"podSelector": _selector(rng)}
+        types = []
+        for key, peers_key, typ in (("ingress", "from", "Ingress"), ("egress", "to", "Egress")):
+            if rng.random() < 0.6:
+                rules = []
+                for _ in range(rng.randint(0, 2)):
+                    r: dict[str, Any] = {}
+                    if rng.random() < 0.75:
+                        r[peers_key] = [_peer(rng, ip_of) for _ in range(rng.randint(1, 2))]
+                    ports = _ports(rng)
+                    if ports:
+                        r["ports"] = ports
+                    rules.append(r)
+                spec[key] = rules
+                types.append(typ)
+        if not types:
+            types = ["Ingress"]
+        spec["policyTypes"] = types
+        policies.append({"metadata": {"namespace": ns, "name": f"gen-{k}"}, "spec": spec})
+    return policies
