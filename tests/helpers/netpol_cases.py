@@ -193,12 +193,14 @@ CASES: dict[str, list[tuple[Any, ...]]] = {
 
 
 def resolve_cidrs(policy: dict[str, Any], ip_of: dict[str, str]) -> dict[str, Any]:
-    """Fill "@ns/pod/len" placeholders with the pod's address (the e2e cases use a pod's IP)."""
+    """Fill "@ns/pod/32" (the pod's address, /128 for IPv6) and "@ns/pod/4" (a wide block around it:
+    /4, /8 for IPv6) placeholders (the e2e cases use a pod's IP)."""
     import ipaddress
     import json
     text = json.dumps(policy)
     for key, ip in ip_of.items():
-        for plen in (32, 4):
-            net = ipaddress.ip_network(f"{ip}/{plen}", strict=False)
+        addr = ipaddress.ip_address(ip)
+        for plen, real in ((32, addr.max_prefixlen), (4, 4 if addr.version == 4 else 8)):
+            net = ipaddress.ip_network(f"{ip}/{real}", strict=False)
             text = text.replace(f"@{key}/{plen}", str(net))
     return dict(json.loads(text))

@@ -74,7 +74,7 @@ class Model:
                 and kind in policy_types(p)]
 
     def _peer_matches(self, peer: dict[str, Any], other: MPod | None, other_ip: str, policy_ns: str) -> bool:
-        if "ipBlock" in peer and peer["ipBlock"]:
+        if peer.get("ipBlock"):
             ip = ipaddress.ip_address(other_ip)
             blk = peer["ipBlock"]
             if ip not in ipaddress.ip_network(blk["cidr"], strict=False):

@@ -3,14 +3,21 @@ spread over nodes — and a seeded generator of random policies over it.  Used b
 unit tests (through the nft model interpreter) and by the cluster tests (on real nftables)."""
 from __future__ import annotations
 
+import copy
 import ipaddress
+import os
 import random
+from collections.abc import Callable
 from typing import Any
 
-from tests.helpers.netpol_cases import NAMESPACES, NS_LABEL, PODS, PORTS
-from tests.helpers.netpol_model import MPod, Model
+from podnet.agent.policy.compiler import Compiler
+from podnet.agent.policy.engine import PolicyEngine
+from tests.helpers.netpol_cases import NAMESPACES, NS_LABEL, PODS, PORTS, resolve_cidrs
+from tests.helpers.netpol_model import Model, MPod
+from tests.helpers.nft_eval import verdict
 
 PROTO_NUM = {"TCP": 6, "UDP": 17, "SCTP": 132}
+NODES = ("n1", "n2", "n3")
 
 
 def pod_api(ns: str, name: str, ip: str, node: str, labels: dict[str, str]) -> dict[str, Any]:
@@ -36,6 +43,88 @@ def default_world(nodes: int = 3, v6: bool = False) -> tuple[list[MPod], dict[st
 
 def reference(pods: list[MPod], ns_labels: dict[str, dict[str, str]], policies: list[dict[str, Any]]) -> Model:
     return Model(pods, ns_labels, policies)
+
+
+class PolicyWorld:
+    """Three engines, the 9 pods, and the reference model's state, changed step by step."""
+
+    def __init__(self, state_dir: str, v6: bool = False, apply_for: Callable[[str], Callable[[str], None]] | None = None) -> None:
+        """apply_for(node): how that node's engine runs a transaction (default: nft in this netns)."""
+        self.pods, self.node_of = default_world(len(NODES), v6)
+        self.ip_of = {f"{p.namespace}/{p.name}": p.ip for p in self.pods}
+        self.ns_labels: dict[str, dict[str, str]] = {ns: {} for ns in ("x", "y", "z")}
+        self.policies: dict[str, dict[str, Any]] = {}
+        self.engines = {n: PolicyEngine(n, os.path.join(state_dir, n), apply=apply_for(n) if apply_for else None)
+                        for n in NODES}
+        for e in self.engines.values():
+            e.set_all(pods={k: self._pod_obj(p) for k, p in self._by_key().items()},
+                      namespaces={ns: self._ns_obj_labels(ns) for ns in self.ns_labels}, policies={})
+
+    def _by_key(self) -> dict[str, MPod]:
+        return {f"{p.namespace}/{p.name}": p for p in self.pods}
+
+    def _pod_obj(self, p: MPod) -> dict[str, Any]:
+        return pod_api(p.namespace, p.name, p.ip, self.node_of[f"{p.namespace}/{p.name}"], p.labels)
+
+    def _ns_obj_labels(self, ns: str) -> dict[str, str]:
+        return {NS_LABEL: ns, **self.ns_labels[ns]}      # the API server keeps this label on every namespace
+
+    # ------------------------------------------------------------ steps, as API events
+    def step(self, step: tuple[Any, ...]) -> None:
+        kind = step[0]
+        if kind in ("create", "update"):
+            pol = resolve_cidrs(step[1], self.ip_of)
+            key = f"{pol['metadata']['namespace']}/{pol['metadata']['name']}"
+            self.policies[key] = pol
+            for e in self.engines.values():
+                e.policy_event("ADDED" if kind == "create" else "MODIFIED", copy.deepcopy(pol))
+        elif kind == "delete":
+            key = f"{step[1]}/{step[2]}"
+            pol = self.policies.pop(key)
+            for e in self.engines.values():
+                e.policy_event("DELETED", pol)
+        elif kind == "delete-all":
+            for key in list(self.policies):
+                self.step(("delete", *key.split("/")))
+        elif kind == "label-pod":
+            pod = self._by_key()[f"{step[1]}/{step[2]}"]
+            pod.labels = dict(step[3])
+            for e in self.engines.values():
+                e.pod_event("MODIFIED", self._pod_obj(pod))
+        elif kind == "label-ns":
+            self.ns_labels[step[1]] = dict(step[2])
+            for e in self.engines.values():
+                e.namespace_event("MODIFIED", step[1], self._ns_obj_labels(step[1]))
+        else:
+            raise AssertionError(f"unknown step {step}")
+
+    # ------------------------------------------------------------ checks
+    def reference(self) -> Model:
+        return Model(self.pods, self.ns_labels, list(self.policies.values()))
+
+    def enforced(self, src: MPod, dst: MPod, port: int, proto: str) -> bool:
+        """Out of the source's node, into the destination's (the same table when they share one)."""
+        s_node, d_node = self.node_of[f"{src.namespace}/{src.name}"], self.node_of[f"{dst.namespace}/{dst.name}"]
+        return all(verdict(self.engines[n].programmed, src.ip, dst.ip, PROTO_NUM[proto], port)
+                   for n in {s_node, d_node})
+
+    def mismatches(self, port: int, proto: str) -> list[str]:
+        ref = self.reference()
+        out = []
+        for s in self.pods:
+            for d in self.pods:
+                if s is d:
+                    continue
+                want, got = ref.allowed(s, d, port, proto), self.enforced(s, d, port, proto)
+                if want != got:
+                    out.append(f"{s.namespace}/{s.name} → {d.namespace}/{d.name} {port}/{proto}: "
+                               f"model {'allows' if want else 'denies'}, table {'allows' if got else 'denies'}")
+        return out
+
+    def assert_incremental_is_full(self) -> None:
+        for n, e in self.engines.items():
+            fresh = Compiler(e.view).full()
+            assert e.programmed == fresh, f"node {n}: the incremental table differs from a full compile"
 
 
 # ------------------------------------------------------------------ generated policies

@@ -73,15 +73,15 @@ def _run_chain(model: Model, chain: str, pkt: dict[str, Any], depth: int = 0) ->
         return "drop"
     assert depth < 10
     for line in model.chains[chain]:
-        verdict = line.split()[-2:] if line.split()[-2] == "jump" else line.split()[-1:]
-        if verdict[0] == "jump":
-            if _rule_matches(model, line.rsplit(" jump ", 1)[0] + " x", pkt) if line.startswith(("ip", "meta")) else True:
-                r = _run_chain(model, verdict[1], pkt, depth + 1)
-                if r != "continue":
+        words = line.split()
+        if len(words) >= 2 and words[-2] in ("jump", "goto"):
+            if _rule_matches(model, " ".join([*words[:-2], "x"]), pkt):
+                r = _run_chain(model, words[-1], pkt, depth + 1)
+                if r != "continue" or words[-2] == "goto":
                     return r
             continue
         if _rule_matches(model, line, pkt):
-            return verdict[0]
+            return words[-1]
     return "continue"
 
 

@@ -161,6 +161,13 @@ def diff_script(old: Model, new: Model) -> str:
     for name in sorted(new.sets):
         before = old.elements.get(name, frozenset()) if name in old.sets else frozenset()
         after = new.elements.get(name, frozenset())
+        if before == after:
+            continue
+        if new.sets[name].interval and before:
+            # the kernel merged overlapping intervals: what was added is not what can be deleted
+            lines.append(f"flush set {TABLE} {name}")
+            lines += _elements(name, after, "add")
+            continue
         lines += _elements(name, before - after, "delete") if before - after else []
         lines += _elements(name, after - before, "add") if after - before else []
     for name in sorted(new.chains):
@@ -188,10 +195,11 @@ def apply(script: str) -> None:
         nft.run(script)
 
 
-def ensure_table() -> None:
-    """The table's frame (maps, deny chain, base chains), leaving any sets and policy chains a
-    previous agent left in place."""
-    apply("\n".join([*_base(), *_base_chains()]) + "\n")
+def frame_script() -> str:
+    """The table's frame (maps, deny chain, base chains), leaving any sets, policy chains and map
+    elements a previous agent left in place: its rules keep enforcing until the new agent's
+    first full transaction replaces them."""
+    return "\n".join([*_base(), *_base_chains()]) + "\n"
 
 
 def forget(ips: Iterable[str]) -> None:

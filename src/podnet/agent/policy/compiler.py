@@ -17,6 +17,8 @@ direction is mapped to the chain of its group of policies (`g<hash>`: a jump to 
 from __future__ import annotations
 
 import hashlib
+import ipaddress
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from ...net.policy_nft import ADDR_TYPE, DENY_CHAIN, AddrIn, AddrPortIn, Match, Model, PortIn, SetSpec, port_element, rule
@@ -110,9 +112,9 @@ def _rule_lines(piece: Piece, base: str, rl: Rule, peer_field: str, ingress_of: 
     named = [p for p in rl.ports if isinstance(p.port, str)]
     if numbered:
         piece.sets[f"{base}_n"] = PORT_SET
-        piece.fixed[f"{base}_n"] = frozenset(
-            port_element(PROTOCOLS[p.protocol], *((0, 65535) if p.port is None else (int(p.port), p.end_port or int(p.port))))
-            for p in numbered)
+        piece.fixed[f"{base}_n"] = frozenset(port_element(proto, lo, hi) for proto, lo, hi in merged_ranges(
+            (PROTOCOLS[p.protocol], *((0, 65535) if p.port is None else (int(p.port), p.end_port or int(p.port))))
+            for p in numbered))
     for fam in FAMILIES:
         peer_matches_by_kind: list[list[Match]] = []
         if rl.peers is None:
@@ -137,7 +139,7 @@ def _rule_lines(piece: Piece, base: str, rl: Rule, peer_field: str, ingress_of: 
                 excepts = [x for x in pe.block.excepts if x.version == fam]
                 if excepts:
                     piece.sets[xname] = SetSpec(ADDR_TYPE[fam], interval=True)
-                    piece.fixed[xname] = frozenset(str(x) for x in excepts)
+                    piece.fixed[xname] = frozenset(str(x) for x in ipaddress.collapse_addresses(excepts))
                     match.append(AddrIn(fam, peer_field, xname, negate=True))
                 peer_matches_by_kind.append(match)
         port_matches = []
@@ -159,6 +161,18 @@ def _rule_lines(piece: Piece, base: str, rl: Rule, peer_field: str, ingress_of: 
                 if line not in lines:
                     lines.append(line)
     return lines
+
+
+def merged_ranges(ranges: Iterable[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
+    """(protocol, first, last) port ranges with overlapping and adjacent ones joined: the kernel
+    refuses overlapping intervals in a concatenated set ("File exists")."""
+    out: list[tuple[int, int, int]] = []
+    for proto, lo, hi in sorted(ranges):
+        if out and out[-1][0] == proto and lo <= out[-1][2] + 1:
+            out[-1] = (proto, out[-1][1], max(hi, out[-1][2]))
+        else:
+            out.append((proto, lo, hi))
+    return out
 
 
 class Compiler:

@@ -40,20 +40,23 @@ def _sctp_in_kernel() -> bool:
 
 class PolicyEngine:
     def __init__(self, node: str, state_dir: str, fetch_pod: Callable[[str, str], dict[str, Any] | None] | None = None,
-                 announce: Callable[[str, str, str, str, str], None] | None = None) -> None:
+                 announce: Callable[[str, str, str, str, str], None] | None = None,
+                 apply: Callable[[str], None] | None = None) -> None:
         """fetch_pod(namespace, name): the Pod's JSON from the API (None: not found), for a pod
-        the watch has not shown yet; announce(kind, namespace, name, reason, message): an Event."""
+        the watch has not shown yet; announce(kind, namespace, name, reason, message): an Event;
+        apply(script): runs one nftables transaction (default: in this process's netns)."""
         self.view = ClusterView(node)
         self.compiler = Compiler(self.view)
         self.programmed = policy_nft.Model()
         self.fetch_pod, self.announce = fetch_pod, announce
+        self.apply = apply or policy_nft.apply
         self.lock = threading.RLock()
         self.state_path = os.path.join(state_dir, "policy-pods.json")
         self.latencies: list[float] = []              # seconds per programming (the last 1000)
         self.ready = False
         self.sctp = _sctp_in_kernel()
         self._load_local()
-        policy_nft.ensure_table()        # denials need the table; a previous agent's rules stay as they are
+        self.apply(policy_nft.frame_script())   # denials need the table; a previous agent's rules stay as they are
 
     # ------------------------------------------------------------ persistence of local pods
     def _load_local(self) -> None:
@@ -75,12 +78,12 @@ class PolicyEngine:
     def _program(self, new: policy_nft.Model, full: bool = False) -> None:
         t0 = time.perf_counter()
         try:
-            policy_nft.apply(policy_nft.full_script(new) if full else policy_nft.diff_script(self.programmed, new))
+            self.apply(policy_nft.full_script(new) if full else policy_nft.diff_script(self.programmed, new))
         except NftError as e:
             if full:
                 raise
             log.warning("policy transaction failed (%s): resyncing the whole table", e)
-            policy_nft.apply(policy_nft.full_script(new))
+            self.apply(policy_nft.full_script(new))
         self.programmed = new
         took = time.perf_counter() - t0
         self.latencies = [*self.latencies[-999:], took]
