@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from ...net.policy_nft import ADDR_TYPE, DENY_CHAIN, AddrIn, AddrPortIn, Match, Model, PortIn, SetSpec, port_element, rule
 from .cluster import ClusterView, PodInfo
-from .spec import PROTOCOLS, Peer, Policy, Rule
+from .spec import PROTOCOLS, IPNet, Peer, Policy, Rule
 
 FAMILIES = (4, 6)
 PORT_SET = SetSpec("inet_proto . inet_service", interval=True)
@@ -139,7 +139,7 @@ def _rule_lines(piece: Piece, base: str, rl: Rule, peer_field: str, ingress_of: 
                 excepts = [x for x in pe.block.excepts if x.version == fam]
                 if excepts:
                     piece.sets[xname] = SetSpec(ADDR_TYPE[fam], interval=True)
-                    piece.fixed[xname] = frozenset(str(x) for x in ipaddress.collapse_addresses(excepts))
+                    piece.fixed[xname] = frozenset(str(x) for x in _collapsed(excepts))
                     match.append(AddrIn(fam, peer_field, xname, negate=True))
                 peer_matches_by_kind.append(match)
         port_matches = []
@@ -161,6 +161,14 @@ def _rule_lines(piece: Piece, base: str, rl: Rule, peer_field: str, ingress_of: 
                 if line not in lines:
                     lines.append(line)
     return lines
+
+
+def _collapsed(nets: list[IPNet]) -> list[IPNet]:
+    """Overlapping excepts joined (one family at a time, as collapse_addresses wants)."""
+    out: list[IPNet] = []
+    out += ipaddress.collapse_addresses(n for n in nets if isinstance(n, ipaddress.IPv4Network))
+    out += ipaddress.collapse_addresses(n for n in nets if isinstance(n, ipaddress.IPv6Network))
+    return out
 
 
 def merged_ranges(ranges: Iterable[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
