@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from podnet.agent.policy.compiler import Compiler
 from podnet.agent.policy.engine import PolicyEngine
 from podnet.agent.policy.spec import Policy
 from podnet.net import policy_nft
@@ -139,18 +140,18 @@ def test_admission_fails_closed_then_opens(tmp_path: Any) -> None:
     e = PolicyEngine("n1", str(tmp_path), fetch_pod=fetch, announce=lambda *a: events.append(a))
     import ipaddress
     ip = ipaddress.ip_address("10.244.9.9")
-    e.admit("x", "new", [ip])                       # before the first list: deny
+    e.admit("x", "new", "c1", [ip])                       # before the first list: deny
     assert e.programmed.maps["in4"].get("10.244.9.9") == policy_nft.DENY_CHAIN
     assert e.programmed.maps["eg4"].get("10.244.9.9") == policy_nft.DENY_CHAIN
     e.set_all(pods={}, namespaces={"x": {NS_LABEL: "x"}}, policies={})
     assert e.programmed.maps["in4"].get("10.244.9.9") == policy_nft.DENY_CHAIN, "a resync must keep the denial"
-    e.admit("x", "new", [ip])                       # the API is down: still denied, an Event says why
+    e.admit("x", "new", "c1", [ip])                       # the API is down: still denied, an Event says why
     assert calls and e.programmed.maps["in4"].get("10.244.9.9") == policy_nft.DENY_CHAIN
     assert any(ev[3] == "PolicyUnknown" and "unreachable" in ev[4] for ev in events), events
     api_up["up"] = True
     e.retry_denied()                               # no policy selects it: open
     assert "10.244.9.9" not in e.programmed.maps["in4"] and not e.view.denied
-    e.release("x", "new")
+    e.release("x", "new", "c1")
     assert not any(e.programmed.maps.values())
 
 
@@ -161,10 +162,41 @@ def test_local_pods_survive_a_restart(tmp_path: Any) -> None:
     e.set_all(pods={}, namespaces={}, policies={"x/deny": {"metadata": {"namespace": "x", "name": "deny"},
                                                            "spec": {"podSelector": {}, "policyTypes": ["Ingress"]}}})
     e.pod_event("ADDED", pod_api("x", "p", "10.244.9.1", "n1", {}) | {"status": {}})   # no IP reported yet
-    e.admit("x", "p", [ipaddress.ip_address("10.244.9.1")])
+    e.admit("x", "p", "c1", [ipaddress.ip_address("10.244.9.1")])
     assert "10.244.9.1" in e.programmed.maps["in4"]
     again = PolicyEngine("n1", str(tmp_path))
     again.set_all(pods={"x/p": pod_api("x", "p", "10.244.9.1", "n1", {}) | {"status": {}}}, namespaces={},
                   policies={"x/deny": {"metadata": {"namespace": "x", "name": "deny"},
                                        "spec": {"podSelector": {}, "policyTypes": ["Ingress"]}}})
     assert "10.244.9.1" in again.programmed.maps["in4"]
+
+
+def test_a_reused_address_follows_its_new_pod(tmp_path: Any) -> None:
+    """CNI gives a deleted pod's address to a new pod before the API has dropped the old one: the
+    address is governed by the new pod's policy at once, and the old pod's late deletion does not
+    unmap it.  An older sandbox's DEL leaves the pod's newer sandbox alone."""
+    import ipaddress
+    deny_x = {"metadata": {"namespace": "x", "name": "deny"}, "spec": {"podSelector": {"matchLabels": {"pod": "a"}},
+                                                                       "policyTypes": ["Ingress"]}}
+    e = PolicyEngine("n1", str(tmp_path))
+    old = pod_api("x", "old", "10.244.9.5", "n1", {"pod": "a"})
+    new = pod_api("y", "new", "10.244.9.5", "n1", {"pod": "a"}) | {"status": {}}
+    e.set_all(pods={"x/old": old}, namespaces={}, policies={"x/deny": deny_x})
+    assert e.programmed.maps["in4"].get("10.244.9.5"), "the old pod is isolated"
+    ip = ipaddress.ip_address("10.244.9.5")
+    e.admit("x", "old", "c-old", [ip])
+    e.release("x", "old", "c-old")
+    e.pod_event("ADDED", new)
+    e.admit("y", "new", "c-new", [ip])       # namespace y: no policy
+    assert "10.244.9.5" not in e.programmed.maps["in4"], "the new pod must not inherit the old pod's isolation"
+    assert e.programmed == Compiler(e.view).full()
+    e.pod_event("DELETED", old)
+    assert "10.244.9.5" not in e.programmed.maps["in4"]
+    assert e.programmed == Compiler(e.view).full()
+    e.policy_event("ADDED", {"metadata": {"namespace": "y", "name": "deny"}, "spec": {"podSelector": {},
+                                                                                      "policyTypes": ["Ingress"]}})
+    assert e.programmed.maps["in4"].get("10.244.9.5"), "now a policy isolates the new pod"
+    e.admit("y", "new", "c-newer", [ipaddress.ip_address("10.244.9.6")])
+    e.release("y", "new", "c-new")           # the older sandbox's DEL, late
+    assert e.programmed.maps["in4"].get("10.244.9.6"), "the newer sandbox keeps its isolation"
+    assert e.programmed == Compiler(e.view).full()

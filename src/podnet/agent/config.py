@@ -45,6 +45,7 @@ class NodeConfig:
     leak_grace: float = 600.0
     leak_gc_interval: float = 60.0
     watch_timeout: int = 300           # kubernetes datastore: seconds before the API server ends a watch
+    network_policy: bool = False       # kubernetes datastore: enforce NetworkPolicy (table inet podnet_policy)
     etcd: list[str] = field(default_factory=list)
     etcd_prefix: str = "/podnet/"
     etcd_ca_file: str = ""
@@ -91,6 +92,9 @@ class NodeConfig:
             raise ConfigError(f"datastore: {self.datastore!r} is not one of {', '.join(sorted(DATASTORES))}")
         if self.ipam_mode not in ("cluster", "host-local"):
             raise ConfigError(f"ipam-mode: {self.ipam_mode!r} is not cluster or host-local")
+        if self.network_policy and self.datastore != "kubernetes":
+            raise ConfigError("network-policy needs the kubernetes datastore (policies, pods and namespaces come "
+                              "from the API server)")
         if self.cni_conf_dir and not self.cluster_cidr:
             raise ConfigError("cni-conf-dir needs cluster-cidr (the pods' address space)")
         self.cidrs()
@@ -135,6 +139,12 @@ def _coerce(key: str, typ: str, raw: Any) -> Any:
         raise ConfigError(f"{name}: must be a list of strings or a comma-separated string, not {raw!r}")
     if raw is None:
         raise ConfigError(f"{name}: must not be empty")
+    if typ == "bool":
+        if isinstance(raw, bool):
+            return raw
+        if isinstance(raw, str) and raw.lower() in ("true", "false", "yes", "no", "1", "0", "on", "off"):
+            return raw.lower() in ("true", "yes", "1", "on")
+        raise ConfigError(f"{name}: must be true or false, not {raw!r}")
     try:
         if typ == "int":
             if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):

@@ -91,18 +91,27 @@ class KubePeers:
 
     def event(self, reason: str, message: str, kind: str = "Normal") -> None:
         """An Event on our Node (`kubectl describe node` shows it); best effort."""
+        self.object_event("Node", "", self.node, reason, message, kind)
+
+    def object_event(self, involved: str, namespace: str, name: str, reason: str, message: str,
+                     kind: str = "Warning") -> None:
+        """An Event on any object (a Pod denied at admission, a NetworkPolicy this kernel cannot
+        fully enforce): `kubectl describe` shows it; best effort."""
         import datetime
 
         from lightkube.models.core_v1 import EventSource, ObjectReference
         from lightkube.models.meta_v1 import ObjectMeta
         from lightkube.resources.core_v1 import Event
         now = datetime.datetime.now(datetime.UTC)
-        ev = Event(metadata=ObjectMeta(generateName=f"{self.node}.podnet-", namespace="default"),
-                   involvedObject=ObjectReference(kind="Node", name=self.node, uid=self.node, apiVersion="v1"),
+        ns = namespace or "default"
+        api = "networking.k8s.io/v1" if involved == "NetworkPolicy" else "v1"
+        ev = Event(metadata=ObjectMeta(generateName=f"{name}.podnet-", namespace=ns),
+                   involvedObject=ObjectReference(kind=involved, name=name, namespace=namespace or None, apiVersion=api,
+                                                  uid=name if involved == "Node" else None),
                    reason=reason, message=message, type=kind, source=EventSource(component="podnet-agent", host=self.node),
                    firstTimestamp=now, lastTimestamp=now, count=1)
         try:
-            self.client.create(ev, namespace="default")
+            self.client.create(ev, namespace=ns)
         except Exception as e:  # noqa: BLE001 - an event is a courtesy, never a failure
             log.info("could not record event %s: %s", reason, e)
 

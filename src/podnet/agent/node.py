@@ -8,6 +8,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import sys
+import threading
 from typing import Any
 
 from .config import NodeConfig
@@ -35,8 +36,15 @@ class Node:
         me = NodeIdentity(self.name, ipaddress.ip_address(underlay))
         self.backend = BACKENDS[cfg.routing](me, **backend_options(cfg))
         self.routing = RoutingAgent(self.store.peers, self.backend, underlay, heartbeat=cfg.lease_ttl / 3,
-                                    interval=cfg.route_interval, on_ready=self._ready, prepare=self.store.prepare,
+                                    interval=cfg.route_interval, on_ready=self._routed, prepare=self.store.prepare,
                                     on_fail=self._failed, on_pass=self._passed)
+        self.policy: Any = None
+        self._routing_agent: Any = None
+        self._written = False
+        self._ready_lock = threading.Lock()
+        if cfg.network_policy:
+            from .policy.node import NodePolicy
+            self.policy = NodePolicy(self.store, self.name, cfg.state_dir, cfg.watch_timeout, on_synced=self._policy_synced)
 
     def start(self) -> None:
         from ..net import masq, sysctl
@@ -47,25 +55,52 @@ class Node:
             for fam in {c.version for c in cidrs}:
                 sysctl.ensure("net/ipv4/ip_forward" if fam == 4 else "net/ipv6/conf/all/forwarding", 1)
         readiness.not_ready(f"joining the cluster ({self.cfg.datastore} datastore)")
+        if self.policy is not None:
+            self.policy.start()
+        else:
+            from .policy.node import remove_stale_table
+            remove_stale_table()
         self.routing.start()
 
     def stop(self) -> None:
         self.routing.stop()
+        if self.policy is not None:
+            self.policy.stop()     # the table stays: pods stay policed while no agent runs
 
     def _passed(self, _result: Any) -> None:
         """After every pass: whether the datastore can still be followed (readiness: degraded)."""
         from . import readiness
-        readiness.set_degraded(str(getattr(self.store.peers, "trouble", "") or ""))
+        troubles = [str(getattr(self.store.peers, "trouble", "") or "")]
+        if self.policy is not None:
+            troubles.append(self.policy.trouble)
+        readiness.set_degraded("; ".join(t for t in troubles if t))
+
+    def _routed(self, agent: Any) -> None:
+        self._routing_agent = agent
+        self._ready()
+
+    def _policy_synced(self) -> None:
+        if self._routing_agent is not None:
+            self._ready()
 
     def _failed(self, why: str) -> None:
         from . import readiness
         readiness.not_ready(f"joining the cluster ({self.cfg.datastore} datastore): {why}")
 
-    def _ready(self, agent: Any) -> None:
+    def _ready(self) -> None:
+        """Routes are in place — and, with NetworkPolicy on, the policies have been read (kubelet
+        starts no pod before the conflist exists, so none starts before its policy is known)."""
         from . import readiness
+        if self.policy is not None and not self.policy.engine.ready:
+            readiness.not_ready("reading the cluster's NetworkPolicies, pods and namespaces")
+            return
+        with self._ready_lock:
+            if self._written:
+                return
+            self._written = True
         net = self.store.network
         if self.cfg.cni_conf_dir:
-            net.write_conflist(self.name, agent.pod_mtu())
+            net.write_conflist(self.name, self._routing_agent.pod_mtu())
         readiness.set_ready()
         self.store.announce("PodnetReady", f"podnet: pod network ready ({self.cfg.routing}, pod CIDRs "
                                            f"{', '.join(map(str, net.subnets))})")

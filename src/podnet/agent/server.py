@@ -4,7 +4,7 @@ POST /cni/<type>  the launcher's request (wire.py: the CNI variables then stdin,
            X-CNI-Exit and a body of stdout then stderr (X-CNI-Stderr-Length): exactly what the
            plugin would have printed and returned in-process.
 GET /healthz (alive), GET /readyz (the node can network pods: agent/readiness.py),
-GET /metrics (Prometheus text).
+GET /metrics (Prometheus text), and what GET_HANDLERS adds (GET /policy/show, /policy/explain).
 
 Requests run on their own threads; nothing here serialises them (host-local takes its
 per-network flock, nft calls take a short lock).  A request from a process in another network
@@ -24,6 +24,8 @@ import socketserver
 import struct
 import threading
 import time
+import urllib.parse
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from http.server import BaseHTTPRequestHandler
@@ -35,6 +37,10 @@ from ..wire import ENV_LENGTH_HEADER, EXIT_HEADER, MAX_BODY, STDERR_HEADER, deco
 from . import metrics, readiness
 
 log = logging.getLogger(__name__)
+
+# GET endpoints other parts of the agent serve (path → handler(query) → (status, JSON document)):
+# NetworkPolicy's /policy/show and /policy/explain (agent/policy/node.py)
+GET_HANDLERS: dict[str, Callable[[dict[str, str]], tuple[int, dict[str, Any]]]] = {}
 
 REQUEST_DEADLINE = 10.0   # seconds from accept to the whole request read (launchers send at once)
 IDLE_TIMEOUT = 5.0        # seconds a read may wait for the next byte
@@ -110,6 +116,15 @@ class Handler(BaseHTTPRequestHandler):
         elif self.path == "/metrics":
             body, ctype = metrics.render()
             self._send(200, body, ctype)
+        elif self.path.split("?", 1)[0] in GET_HANDLERS:
+            path, _, qs = self.path.partition("?")
+            query = {k: v[-1] for k, v in urllib.parse.parse_qs(qs).items()}
+            try:
+                status, doc = GET_HANDLERS[path](query)
+            except Exception as e:  # noqa: BLE001 - an introspection error is the answer, not a crash
+                log.warning("GET %s: %s", path, e)
+                status, doc = 500, {"error": f"{type(e).__name__}: {e}"}
+            self._send(status, (json.dumps(doc, indent=1) + "\n").encode())
         else:
             self._send(404, b'{"error":"not found"}\n')
 

@@ -11,6 +11,14 @@ from typing import Any
 
 from ..wire import DEFAULT_SOCKET
 
+
+def _flag_bool(text: str) -> bool:
+    low = text.lower()
+    if low not in ("true", "false", "yes", "no", "1", "0", "on", "off"):
+        raise argparse.ArgumentTypeError(f"expected true or false, not {text!r}")
+    return low in ("true", "yes", "1", "on")
+
+
 # flag → argparse keywords (defaults live in NodeConfig; shown in --help from there)
 AGENT_FLAGS: list[tuple[str, dict[str, Any]]] = [
     ("--socket", {}),
@@ -29,6 +37,9 @@ AGENT_FLAGS: list[tuple[str, dict[str, Any]]] = [
     ("--leak-gc-interval", {"type": float, "help": "seconds between leak checks"}),
     ("--watch-timeout", {"type": int, "help": "kubernetes datastore: seconds after which the API server ends "
                                               "a watch (it is resumed from the last version seen)"}),
+    ("--network-policy", {"type": _flag_bool, "nargs": "?", "const": True,
+                          "help": "kubernetes datastore: enforce NetworkPolicy for this node's pods (nftables table "
+                                  "inet podnet_policy); --network-policy=false turns it off and removes the table"}),
     ("--etcd", {"action": "append", "help": "etcd endpoint (repeatable, or comma-separated)"}),
     ("--etcd-prefix", {}),
     ("--etcd-ca-file", {"help": "TLS to etcd: the CA that signed its certificate"}),

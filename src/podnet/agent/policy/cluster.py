@@ -52,15 +52,49 @@ class ClusterView:
     pods: dict[str, PodInfo] = field(default_factory=dict)
     namespaces: dict[str, dict[str, str]] = field(default_factory=dict)
     policies: dict[str, Policy] = field(default_factory=dict)
-    local_ips: dict[str, tuple[IPAddr, ...]] = field(default_factory=dict)   # pod key → IPs from CNI ADD
+    local: dict[str, LocalPod] = field(default_factory=dict)       # pod key → what CNI ADD gave it here
     denied: dict[str, str] = field(default_factory=dict)     # local pod key → why its policy is unknown (fail closed)
+    _claims: dict[str, str] = field(default_factory=dict)     # address → the local pod key that holds it
 
+    # ------------------------------------------------------------ local pods (CNI ADD/DEL)
+    def claim(self, key: str, container: str, ips: tuple[IPAddr, ...]) -> None:
+        self.unclaim(key)
+        self.local[key] = LocalPod(container, ips)
+        self._claims.update({str(ip): key for ip in ips})
+
+    def unclaim(self, key: str) -> LocalPod | None:
+        gone = self.local.pop(key, None)
+        if gone is not None:
+            for ip in gone.ips:
+                if self._claims.get(str(ip)) == key:
+                    del self._claims[str(ip)]
+        return gone
+
+    def claimant(self, ip: str) -> str | None:
+        return self._claims.get(ip)
+
+    # ------------------------------------------------------------ reading
     def pod_ips(self, pod: PodInfo) -> tuple[IPAddr, ...]:
-        """Its addresses: what CNI ADD gave it on this node, else what the API reports."""
-        return self.local_ips.get(pod.key) or pod.ips
+        """Its addresses: what CNI ADD gave it on this node, else what the API reports — less any
+        address CNI ADD has since given to another pod here (the API lags a reused address)."""
+        mine = self.local.get(pod.key)
+        if mine is not None:
+            return mine.ips
+        if not self._claims:
+            return pod.ips
+        return tuple(ip for ip in pod.ips if self._claims.get(str(ip), pod.key) == pod.key)
+
+    def holders(self, ips: set[str]) -> dict[str, list[PodInfo]]:
+        """For each address, the pods that hold it now (usually one)."""
+        out: dict[str, list[PodInfo]] = {ip: [] for ip in ips}
+        for pod in self.pods.values():
+            for ip in self.pod_ips(pod):
+                if str(ip) in out:
+                    out[str(ip)].append(pod)
+        return out
 
     def is_local(self, pod: PodInfo) -> bool:
-        return not pod.host_network and (pod.node == self.node or pod.key in self.local_ips)
+        return not pod.host_network and (pod.node == self.node or pod.key in self.local)
 
     def namespace_labels(self, ns: str) -> dict[str, str]:
         """A namespace's labels; an unseen one still has the label the API sets on every namespace."""
@@ -68,3 +102,9 @@ class ClusterView:
 
     def policies_in(self, ns: str) -> list[Policy]:
         return [p for p in self.policies.values() if p.namespace == ns]
+
+
+@dataclass(frozen=True)
+class LocalPod:
+    container: str                   # CNI_CONTAINERID of the sandbox that holds the addresses
+    ips: tuple[IPAddr, ...]

@@ -185,7 +185,10 @@ def merged_ranges(ranges: Iterable[tuple[int, int, int]]) -> list[tuple[int, int
 
 class Compiler:
     """The model for a ClusterView, kept current by the on_* methods (each returns the new model;
-    the engine diffs it against what the kernel holds)."""
+    the engine diffs it against what the kernel holds).  Pod events touch only the addresses
+    involved: for each, which pods hold it now decides its set memberships and its map entry —
+    so an address that moved from one pod to another (reused by CNI before the API caught up)
+    ends up exactly as a full compile would put it."""
 
     def __init__(self, view: ClusterView) -> None:
         self.view = view
@@ -196,11 +199,11 @@ class Compiler:
     def full(self) -> Model:
         self.pieces = {k: compile_policy(p) for k, p in self.view.policies.items()}
         m = Model()
+        pods = list(self.view.pods.values())
         for piece in self.pieces.values():
-            self._add_piece(m, piece, list(self.view.pods.values()))
-        for pod in self.view.pods.values():
-            self._dispatch(m, pod)
-        self._collect_groups(m)
+            self._add_piece(m, piece, pods)
+        self._map(m, self._local_addresses())
+        self._drop_unused_groups(m)
         self.model = m
         return m
 
@@ -225,101 +228,91 @@ class Compiler:
         for name in piece.chains:
             m.chains.pop(name, None)
 
-    # ------------------------------------------------------------ dispatch: local pods → group chains
+    # ------------------------------------------------------------ maps: a local address → its pod's group chain
     def groups_of(self, pod: PodInfo) -> tuple[list[Policy], list[Policy]]:
         """(policies isolating its ingress, its egress) — they all select it."""
         sel = [p for p in self.view.policies_in(pod.namespace) if selects(p, pod)]
         return sorted((p for p in sel if p.isolates_ingress), key=lambda p: p.key), \
             sorted((p for p in sel if p.isolates_egress), key=lambda p: p.key)
 
-    def _dispatch(self, m: Model, pod: PodInfo, remove_only: bool = False) -> None:
-        if not self.view.is_local(pod):
-            return
-        ips = self.view.pod_ips(pod)
-        ingress, egress = ([], []) if remove_only else self.groups_of(pod)
-        for d, pols in (("in", ingress), ("eg", egress)):
-            chain = ""
-            if pols:
-                chain = "g" + _h(d + ",".join(p.key for p in pols))
-                m.chains[chain] = (*(f"jump {policy_id(p)}_{d}" for p in pols), "drop")
-            for ip in ips:
-                mp = m.maps[f"{d}{ip.version}"]
-                if chain:
-                    mp[str(ip)] = chain
-                else:
-                    mp.pop(str(ip), None)
+    def _local_addresses(self) -> set[str]:
+        out = {str(ip) for lp in self.view.local.values() for ip in lp.ips}
+        out |= {str(ip) for pod in self.view.pods.values() if self.view.is_local(pod) for ip in self.view.pod_ips(pod)}
+        return out
 
-    def _collect_groups(self, m: Model) -> None:
-        """Local pods whose policy is unknown go to the deny chain (fail closed, both ways); then
-        group chains no local pod maps to any more go."""
-        for key in self.view.denied:
-            for ip in self.view.local_ips.get(key, ()):
-                for d in ("in", "eg"):
-                    m.maps[f"{d}{ip.version}"][str(ip)] = DENY_CHAIN
+    def _owner(self, ip: str, holders: list[PodInfo]) -> tuple[str, PodInfo | None]:
+        """The local pod whose policy governs this address: the one CNI ADD gave it to, else a
+        local pod the API says holds it.  ("", None): not a local pod's."""
+        key = self.view.claimant(ip)
+        if key is not None:
+            return key, self.view.pods.get(key)
+        local = sorted((p for p in holders if self.view.is_local(p)), key=lambda p: p.key)
+        return (local[0].key, local[0]) if local else ("", None)
+
+    def _map(self, m: Model, ips: set[str], holders: dict[str, list[PodInfo]] | None = None) -> None:
+        holders = holders if holders is not None else self.view.holders(ips)
+        for ip in ips:
+            fam = 6 if ":" in ip else 4
+            key, pod = self._owner(ip, holders.get(ip, []))
+            chains = {"in": "", "eg": ""}
+            if key in self.view.denied:
+                chains = {"in": DENY_CHAIN, "eg": DENY_CHAIN}
+            elif pod is not None:
+                ingress, egress = self.groups_of(pod)
+                for d, pols in (("in", ingress), ("eg", egress)):
+                    if pols:
+                        chains[d] = "g" + _h(d + ",".join(p.key for p in pols))
+                        m.chains[chains[d]] = (*(f"jump {policy_id(p)}_{d}" for p in pols), "drop")
+            for d, chain in chains.items():
+                if chain:
+                    m.maps[f"{d}{fam}"][ip] = chain
+                else:
+                    m.maps[f"{d}{fam}"].pop(ip, None)
+
+    def _drop_unused_groups(self, m: Model) -> None:
         used = {c for mp in m.maps.values() for c in mp.values()}
         for name in [n for n in m.chains if n.startswith("g") and n not in used]:
             del m.chains[name]
 
     # ------------------------------------------------------------ events
-    def on_pod(self, old: PodInfo | None, new: PodInfo | None, old_ips: tuple[object, ...] = ()) -> Model:
-        """A pod appeared (old None), changed, or went (new None).  old_ips: the addresses the old
-        pod had (the view may already hold the new ones)."""
+    def on_addresses(self, ips: set[str]) -> Model:
+        """These addresses changed hands, labels or presence (a pod event, CNI ADD/DEL, a denial):
+        their set memberships and map entries, recomputed from the pods that hold them now."""
         m = self.model.copy()
+        holders = self.view.holders(ips)
         for piece in self.pieces.values():
             for ss in piece.selector_sets:
                 for fam in FAMILIES:
+                    mine = {ip for ip in ips if (":" in ip) == (fam == 6)}
+                    if not mine:
+                        continue
                     name = ss.names[fam]
-                    elems = set(m.elements.get(name, frozenset()))
-                    if old is not None and ss.has(old, self.view):
-                        elems -= {str(ip) for ip in old_ips if getattr(ip, "version", 0) == fam}
-                    if new is not None and ss.has(new, self.view):
-                        elems |= {str(ip) for ip in self.view.pod_ips(new) if ip.version == fam}
-                    m.elements[name] = frozenset(elems)
+                    inside = {ip for ip in mine if any(ss.has(p, self.view) for p in holders[ip])}
+                    before = m.elements.get(name, frozenset())
+                    after = (before - mine) | inside
+                    if after != before:
+                        m.elements[name] = frozenset(after)
+            by_set: dict[str, list[NamedPortSet]] = {}       # a rule's named ports share its set
             for ns in piece.named_sets:
                 for fam in FAMILIES:
-                    name = ns.names[fam]
-                    elems = set(m.elements.get(name, frozenset()))
-                    if old is not None:
-                        elems -= {e for e in _named_elements(ns, old, old_ips, fam)}
-                    if new is not None:
-                        elems |= ns.elements(new, self.view, fam)
-                    m.elements[name] = frozenset(elems)
-        if old is not None:
-            for ip in old_ips:
-                for d in ("in", "eg"):
-                    m.maps[f"{d}{getattr(ip, 'version', 4)}"].pop(str(ip), None)
-        if new is not None:
-            self._dispatch(m, new)
-        self._collect_groups(m)
-        self.model = m
-        return m
-
-    def forget(self, ips: tuple[object, ...]) -> Model:
-        """A local pod went without the API knowing it: its addresses leave the maps."""
-        m = self.model.copy()
-        for ip in ips:
-            for d in ("in", "eg"):
-                m.maps[f"{d}{getattr(ip, 'version', 4)}"].pop(str(ip), None)
-        self._collect_groups(m)
-        self.model = m
-        return m
-
-    def refresh(self) -> Model:
-        """Re-apply the fail-closed overlay (the denied pods changed)."""
-        m = self.model.copy()
-        for ips in [self.view.local_ips.get(k, ()) for k in self.view.denied]:
-            for ip in ips:
-                for d in ("in", "eg"):
-                    m.maps[f"{d}{ip.version}"].pop(str(ip), None)
-        for pod in self.view.pods.values():
-            if pod.key in self.view.denied:
-                self._dispatch(m, pod)
-        self._collect_groups(m)
+                    by_set.setdefault(ns.names[fam], []).append(ns)
+            for name, named in by_set.items():
+                fam = 6 if name.endswith("6") else 4
+                before = m.elements.get(name, frozenset())
+                kept = {e for e in before if e.split(" . ", 1)[0] not in ips}
+                for ns in named:
+                    for ip in ips:
+                        for p in holders[ip]:
+                            kept |= {e for e in ns.elements(p, self.view, fam) if e.split(" . ", 1)[0] == ip}
+                if kept != before:
+                    m.elements[name] = frozenset(kept)
+        self._map(m, ips, holders)
+        self._drop_unused_groups(m)
         self.model = m
         return m
 
     def on_namespace(self, namespace: str) -> Model:
-        """A namespace's labels changed: re-evaluate its pods against every selector."""
+        """A namespace's labels changed: re-evaluate every pod against the namespace selectors."""
         m = self.model.copy()
         pods = list(self.view.pods.values())
         for piece in self.pieces.values():
@@ -343,18 +336,15 @@ class Compiler:
             piece = compile_policy(new)
             self.pieces[key] = piece
             self._add_piece(m, piece, list(self.view.pods.values()))
-        ns = (new or (old.policy if old else None))
-        if ns is not None:
-            for pod in self.view.pods.values():
-                if pod.namespace == ns.namespace:
-                    self._dispatch(m, pod)
-        self._collect_groups(m)
+        pol = new or (old.policy if old else None)
+        if pol is not None:
+            self._map(m, {ip for ip in self._local_addresses() if self._in_namespace(ip, pol.namespace)})
+        self._drop_unused_groups(m)
         self.model = m
         return m
 
-
-def _named_elements(ns: NamedPortSet, pod: PodInfo, ips: tuple[object, ...], fam: int) -> set[str]:
-    number = pod.named_port(ns.port, ns.protocol)
-    if number is None:
-        return set()
-    return {f"{ip} . {PROTOCOLS[ns.protocol]} . {number}" for ip in ips if getattr(ip, "version", 0) == fam}
+    def _in_namespace(self, ip: str, ns: str) -> bool:
+        key = self.view.claimant(ip)
+        if key is not None:
+            return key.split("/", 1)[0] == ns
+        return True        # an API-only local address: cheap enough to recompute

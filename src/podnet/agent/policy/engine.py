@@ -63,15 +63,16 @@ class PolicyEngine:
         try:
             with open(self.state_path) as f:
                 raw = json.load(f)
-            self.view.local_ips = {k: tuple(ipaddress.ip_address(i) for i in v) for k, v in raw.items()}
-        except (OSError, ValueError):
-            self.view.local_ips = {}
+            for key, entry in raw.items():
+                self.view.claim(key, str(entry["container"]), tuple(ipaddress.ip_address(i) for i in entry["ips"]))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            self.view.local.clear()
 
     def _save_local(self) -> None:
         os.makedirs(os.path.dirname(self.state_path) or ".", exist_ok=True)
         tmp = self.state_path + ".tmp"
         with open(tmp, "w") as f:
-            json.dump({k: [str(i) for i in v] for k, v in self.view.local_ips.items()}, f)
+            json.dump({k: {"container": lp.container, "ips": [str(i) for i in lp.ips]} for k, lp in self.view.local.items()}, f)
         os.replace(tmp, self.state_path)
 
     # ------------------------------------------------------------ programming
@@ -118,16 +119,15 @@ class PolicyEngine:
         info = PodInfo.from_api(obj)
         with self.lock:
             old = self.view.pods.get(info.key)
-            old_ips = self.view.pod_ips(old) if old is not None else ()
+            before = {str(ip) for ip in self.view.pod_ips(old)} if old is not None else set()
             if kind == "DELETED":
                 self.view.pods.pop(info.key, None)
-                new = None
             else:
                 self.view.pods[info.key] = info
-                new = info
-            if old == new and (new is None or self.view.pod_ips(new) == old_ips):
+            if old == (None if kind == "DELETED" else info):
                 return
-            self._program(self.compiler.on_pod(old, new, old_ips))
+            after = {str(ip) for ip in self.view.pod_ips(info)} if kind != "DELETED" else set()
+            self._program(self.compiler.on_addresses(before | after))
 
     def namespace_event(self, kind: str, name: str, labels: dict[str, str]) -> None:
         with self.lock:
@@ -162,15 +162,18 @@ class PolicyEngine:
                           "this node's kernel has no SCTP: SCTP rules of this policy allow nothing here")
 
     # ------------------------------------------------------------ CNI
-    def admit(self, namespace: str, name: str, ips: list[IPAddr]) -> None:
+    def admit(self, namespace: str, name: str, container: str, ips: list[IPAddr]) -> None:
         """CNI ADD: program the pod's memberships (or its denial) before ADD returns."""
         key = f"{namespace}/{name}"
         with self.lock:
-            old = self.view.pods.get(key)
-            old_ips = self.view.pod_ips(old) if old is not None else ()
-            self.view.local_ips[key] = tuple(ips)
+            known = self.view.pods.get(key)
+            before = {str(ip) for ip in self.view.pod_ips(known)} if known is not None else set()
+            previous = self.view.local.get(key)
+            if previous is not None:
+                before |= {str(ip) for ip in previous.ips}
+            self.view.claim(key, container, tuple(ips))
             self._save_local()
-            info, why = self._pod_info(key, namespace, name, old)
+            info, why = self._pod_info(namespace, name, known)
             if info is None:
                 first = self.view.denied.get(key) != why
                 self.view.denied[key] = why
@@ -179,13 +182,12 @@ class PolicyEngine:
                     if self.announce is not None:
                         self.announce("Pod", namespace, name, "PolicyUnknown",
                                       f"podnet denies this pod's traffic until its policy can be computed: {why}")
-                self._program(self.compiler.refresh())
-                return
-            self.view.denied.pop(key, None)
-            self.view.pods[key] = info
-            self._program(self.compiler.on_pod(old, info, old_ips))
+            else:
+                self.view.denied.pop(key, None)
+                self.view.pods[key] = info
+            self._program(self.compiler.on_addresses(before | {str(ip) for ip in ips}))
 
-    def _pod_info(self, key: str, namespace: str, name: str, known: PodInfo | None) -> tuple[PodInfo | None, str]:
+    def _pod_info(self, namespace: str, name: str, known: PodInfo | None) -> tuple[PodInfo | None, str]:
         """(the pod as the API has it, or None and why not)."""
         if not self.ready:
             return None, "the agent has not yet read the cluster's policies"
@@ -199,28 +201,29 @@ class PolicyEngine:
             return None, f"the API is unreachable ({type(e).__name__}: {e})"
         return (PodInfo.from_api(raw), "") if raw is not None else (None, "the API has no such pod")
 
-    def release(self, namespace: str, name: str) -> None:
-        """CNI DEL: the pod's addresses leave every set and map."""
+    def release(self, namespace: str, name: str, container: str, ips: object = ()) -> None:
+        """CNI DEL of that sandbox: its addresses leave every set and map (a DEL for an older
+        sandbox of the same pod leaves the newer one alone)."""
         key = f"{namespace}/{name}"
         with self.lock:
-            ips = self.view.local_ips.pop(key, None) or ()
+            mine = self.view.local.get(key)
+            if mine is None or (container and mine.container != container):
+                return
+            self.view.unclaim(key)
             self.view.denied.pop(key, None)
             self._save_local()
             pod = self.view.pods.get(key)
-            if pod is not None:
-                old_ips = tuple(ips) or self.view.pod_ips(pod)
-                self.view.pods.pop(key, None)
-                self._program(self.compiler.on_pod(pod, None, old_ips))
-            elif ips:
-                self._program(self.compiler.forget(tuple(ips)))
+            if pod is not None and pod.node != self.view.node:
+                self.view.pods.pop(key, None)        # only CNI knew it was here
+            self._program(self.compiler.on_addresses({str(ip) for ip in mine.ips}))
 
     def retry_denied(self) -> None:
         """Pods failed closed at ADD: compute them now if the API has caught up."""
         for key in list(self.view.denied):
             ns, _, name = key.partition("/")
-            ips = list(self.view.local_ips.get(key, ()))
-            if ips:
-                self.admit(ns, name, ips)
+            mine = self.view.local.get(key)
+            if mine is not None:
+                self.admit(ns, name, mine.container, list(mine.ips))
 
     # ------------------------------------------------------------ introspection (podnet policy …)
     def explain(self, src: str, dst: str, port: int, protocol: str) -> dict[str, Any]:

@@ -22,8 +22,10 @@ log = logging.getLogger(__name__)
 
 
 class PolicyWatch:
-    def __init__(self, client: Client, engine: PolicyEngine, watch_timeout: int = 300) -> None:
-        self.client, self.engine = client, engine
+    def __init__(self, client: Client, engine: PolicyEngine, watch_timeout: int = 300,
+                 on_synced: Callable[[], None] | None = None) -> None:
+        """on_synced: after every full resync from the three lists (the first one makes the node ready)."""
+        self.client, self.engine, self.on_synced = client, engine, on_synced
         self.pods = Informer(client, Pod, on_event=self._pod, on_relist=self._relisted, watch_timeout=watch_timeout,
                              what="Pods")
         self.namespaces = Informer(client, Namespace, on_event=self._namespace, on_relist=self._relisted,
@@ -58,6 +60,8 @@ class PolicyWatch:
             namespaces={k: dict(o.metadata.labels or {}) for k, o in self.namespaces.snapshot().items()},
             policies={k: o.to_dict() for k, o in self.policies.snapshot().items()})
         self.engine.retry_denied()
+        if self.on_synced is not None:
+            self.on_synced()
 
     def _pod(self, kind: str, obj: Any) -> None:
         if self.engine.ready:

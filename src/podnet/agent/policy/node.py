@@ -1,0 +1,65 @@
+"""NetworkPolicy on a node's agent: the engine, its API watches, its place in pod admission
+(dispatch/admission.py) and its introspection endpoints (GET /policy/show, /policy/explain) —
+started with `network-policy: true` on the kubernetes datastore."""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from .engine import PolicyEngine
+
+log = logging.getLogger(__name__)
+
+
+class NodePolicy:
+    def __init__(self, store: Any, node: str, state_dir: str, watch_timeout: int,
+                 on_synced: Callable[[], None] | None = None) -> None:
+        """store: the KubeDatastore (its API client and Events)."""
+        from .watch import PolicyWatch
+        kube = store.kube
+        self.engine = PolicyEngine(node, state_dir, announce=kube.object_event)
+        self.watch = PolicyWatch(kube.client, self.engine, watch_timeout, on_synced=on_synced)
+        self.engine.fetch_pod = self.watch.fetch_pod
+
+    @property
+    def trouble(self) -> str:
+        return self.watch.trouble
+
+    def start(self) -> None:
+        from ...dispatch import admission
+        from .. import server
+        admission.install(self.engine)       # from now on a pod's ADD waits for its policy
+        server.GET_HANDLERS["/policy/show"] = self._show
+        server.GET_HANDLERS["/policy/explain"] = self._explain
+        self.watch.start()
+
+    def stop(self) -> None:
+        from ...dispatch import admission
+        admission.install(None)
+        self.watch.stop()
+
+    def _show(self, query: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        if not query.get("pod"):
+            return 400, {"error": "pod: give namespace/name or an address"}
+        out = self.engine.show(query["pod"])
+        return (404 if "error" in out else 200), out
+
+    def _explain(self, query: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        try:
+            port = int(query.get("port", ""))
+        except ValueError:
+            return 400, {"error": "port: a number"}
+        proto = query.get("protocol", "TCP").upper()
+        if not query.get("src") or not query.get("dst") or proto not in ("TCP", "UDP", "SCTP"):
+            return 400, {"error": "src, dst (namespace/name or address) and protocol TCP, UDP or SCTP"}
+        return 200, self.engine.explain(query["src"], query["dst"], port, proto)
+
+
+def remove_stale_table() -> None:
+    """NetworkPolicy is off: a table a previous configuration left would make admission refuse
+    every pod (dispatch/admission.WithoutAgent) — it goes."""
+    from ...net import nft, policy_nft
+    if policy_nft.table_exists():
+        log.warning("network-policy is off: removing the table %s a previous configuration left", policy_nft.TABLE)
+        nft.run_ignoring_missing(f"delete table {policy_nft.TABLE}\n")

@@ -1,0 +1,115 @@
+"""Pod admission: what must hold around a Kubernetes pod's interface ADD and DEL besides the
+plugin's own work — today, its NetworkPolicy memberships (no startup window: programmed before
+ADD returns).
+
+The plugins that give a pod its interface and addresses (POD_INTERFACE_TYPES) are wrapped: after
+a successful ADD of a pod that CNI_ARGS names (K8S_POD_NAMESPACE, K8S_POD_NAME), the installed
+`Admission` programs it; if that fails, the ADD is undone (the plugin's DEL) and answered code 11
+(try again later) — a pod never runs unpoliced.  After DEL, the pod's addresses are released.
+
+The agent installs its policy engine (agent/node.py).  Without one (the in-process path, when
+the agent is away, or an agent without --network-policy) the default refuses a pod's ADD while
+this node's policy table exists: nobody could program the pod, and an unprogrammed pod would
+pass traffic a policy forbids.
+"""
+from __future__ import annotations
+
+import ipaddress
+import logging
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any, Protocol
+
+from ..cni.errors import TRY_AGAIN_LATER, CNIError
+from ..cni.request import Request
+from ..cni.skel import Plugin
+from ..cni.types import Result
+
+log = logging.getLogger(__name__)
+
+POD_INTERFACE_TYPES = frozenset({"bridge", "ptp", "macvlan", "ipvlan", "vlan", "host-device", "dummy", "podnet"})
+IPAddr = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+class Admission(Protocol):
+    def admit(self, namespace: str, name: str, container: str, ips: list[IPAddr]) -> None:
+        """Program the pod (raise if that cannot be done: the ADD is undone)."""
+
+    def release(self, namespace: str, name: str, container: str, ips: list[IPAddr]) -> None:
+        """The sandbox is gone (best effort; DEL succeeds regardless)."""
+
+
+class WithoutAgent:
+    """No policy engine in this process: refuse a pod's ADD while the node's policy table exists."""
+
+    def admit(self, namespace: str, name: str, container: str, ips: list[IPAddr]) -> None:
+        from ..net import policy_nft
+        if policy_nft.table_exists():
+            raise CNIError(TRY_AGAIN_LATER, f"pod {namespace}/{name}: NetworkPolicy is enforced on this node "
+                                            f"(table {policy_nft.TABLE}) and the podnet agent that programs it "
+                                            "is not answering; try again when it is")
+
+    def release(self, namespace: str, name: str, container: str, ips: list[IPAddr]) -> None:
+        from ..net import policy_nft
+        policy_nft.forget(str(ip) for ip in ips)
+
+
+_installed: Admission = WithoutAgent()
+
+
+def install(admission: Admission | None) -> None:
+    """The agent's policy engine (None: back to WithoutAgent)."""
+    global _installed
+    _installed = admission if admission is not None else WithoutAgent()
+
+
+def pod_of(req: Request) -> tuple[str, str] | None:
+    ns, name = req.args.get("K8S_POD_NAMESPACE", ""), req.args.get("K8S_POD_NAME", "")
+    return (ns, name) if ns and name else None
+
+
+def _prev_ips(req: Request) -> list[IPAddr]:
+    prev: Any = req.config.get("prevResult")
+    out: list[IPAddr] = []
+    if isinstance(prev, dict):
+        for entry in prev.get("ips") or []:
+            try:
+                out.append(ipaddress.ip_interface(str(entry.get("address"))).ip)
+            except (ValueError, AttributeError):
+                continue
+    return out
+
+
+def wrap(plugin: Plugin) -> Plugin:
+    """The plugin with admission around its ADD and DEL."""
+    inner_add: Callable[[Request], Result] = plugin.add
+    inner_del: Callable[[Request], None] = plugin.delete
+
+    def add(req: Request) -> Result:
+        result = inner_add(req)
+        pod = pod_of(req)
+        if pod is None:
+            return result
+        try:
+            _installed.admit(*pod, req.container_id, [c.address.ip for c in result.ips])
+        except Exception as e:
+            try:
+                inner_del(req)
+            except Exception as undo:  # noqa: BLE001 - report the admission failure, log the undo's
+                log.warning("undoing the ADD of %s/%s after its admission failed: %s", *pod, undo)
+            if isinstance(e, CNIError) and e.code == TRY_AGAIN_LATER:
+                raise
+            raise CNIError(TRY_AGAIN_LATER, f"pod {pod[0]}/{pod[1]}: its NetworkPolicy could not be programmed "
+                                            f"({type(e).__name__}: {e}); the ADD was undone") from None
+        return result
+
+    def delete(req: Request) -> None:
+        inner_del(req)
+        pod = pod_of(req)
+        if pod is not None:
+            try:
+                _installed.release(*pod, req.container_id, _prev_ips(req))
+            except Exception as e:  # noqa: BLE001 - DEL must succeed; the agent's resync corrects the table
+                log.warning("releasing %s/%s from NetworkPolicy: %s", *pod, e)
+
+    return replace(plugin, add=add, delete=delete)
