@@ -30,6 +30,7 @@ class DeployConfig:
     etcd_tls_secret: str = ""                 # etcd datastore: Secret with ca.crt, tls.crt, tls.key
     network: str = "podnet"
     image: str = DEFAULT_IMAGE
+    network_policy: bool = True               # kubernetes datastore: enforce NetworkPolicy
 
 
 def _meta(name: str, namespaced: bool = True) -> dict[str, Any]:
@@ -41,13 +42,15 @@ def _meta(name: str, namespaced: bool = True) -> dict[str, Any]:
 
 def rbac() -> list[dict[str, Any]]:
     """Nodes: read all (peers, podCIDRs) and patch our own (VTEP MAC annotations); pods: read
-    (GC of leftovers); events: report.  Nothing else."""
+    (GC of leftovers, NetworkPolicy selectors); namespaces and networkpolicies: read (NetworkPolicy);
+    events: report.  Nothing else."""
     return [
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(NAME)},
         {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": _meta(NAME, False),
          "rules": [
              {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list", "watch", "patch"]},
-             {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
+             {"apiGroups": [""], "resources": ["pods", "namespaces"], "verbs": ["get", "list", "watch"]},
+             {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": ["get", "list", "watch"]},
              {"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
          ]},
         {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": _meta(NAME, False),
@@ -70,6 +73,8 @@ def agent_settings(c: DeployConfig) -> dict[str, Any]:
         "cni-conf-dir": "/host/etc/cni/net.d", "ipam-data-dir": "/var/lib/cni/networks",
         "state-dir": "/var/lib/podnet",
     }
+    if c.datastore == "kubernetes":
+        s["network-policy"] = c.network_policy
     if c.datastore == "etcd":
         s["etcd"] = [e for e in c.etcd_endpoints.split(",") if e]
         s["ipam-mode"] = c.ipam_mode

@@ -109,6 +109,8 @@ class Node:
 def configure_logging(cfg: NodeConfig) -> None:
     kw: dict[str, Any] = {"filename": cfg.log_file} if cfg.log_file else {"stream": sys.stderr}
     logging.basicConfig(level=cfg.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", **kw)
+    for chatty in ("httpx", "httpx2", "httpcore"):   # one INFO line per API request otherwise
+        logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
 def run(cfg: NodeConfig) -> int:

@@ -23,7 +23,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,6 +65,15 @@ class Pod:
     ip: str
     namespace: str = ""                                      # the Pod object's namespace ("" = none)
     labels: dict[str, str] = field(default_factory=dict)
+    pod_name: str = ""                                       # the Pod object's name, when not `name`
+
+    @property
+    def object_name(self) -> str:
+        return self.pod_name or self.name
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.object_name}"
 
     @property
     def netns(self) -> str:
@@ -75,16 +84,18 @@ class Cluster:
     def __init__(self, nodes: int = 3, backend: str = "vxlan", tag: str = "", work: str = "",
                  lease_ttl: int = 5, route_interval: float = 5.0, reclaim_after: float = 300.0,
                  ipam_mode: str = "cluster", datastore: str = "etcd", agent_args: tuple[str, ...] = (),
-                 controllers: bool = True) -> None:
+                 controllers: bool = True, network_policy: bool = False) -> None:
         """datastore "kubernetes": a real control plane (control_plane.py) over the lab's etcd; the
         agents read Node objects with podnet's ServiceAccount; nodes register as kubelets do and
         the controller manager gives them podCIDRs (controllers=False: it starts only when
-        start_controllers() is called).  datastore "none": standalone nodes — no etcd, agents
-        without cross-node routing (the single-node demo)."""
+        start_controllers() is called); network_policy: the agents enforce NetworkPolicy.
+        datastore "none": standalone nodes — no etcd, agents without cross-node routing (the
+        single-node demo)."""
         self.tag = tag or uuid.uuid4().hex[:6]
         self.backend = backend
         self.ipam_mode = ipam_mode
         self.datastore, self.controllers = datastore, controllers
+        self.network_policy = network_policy
         self.cp: Any = None                   # the ControlPlane (kubernetes datastore)
         self.kube: Any = None                 # its KubeLab (what kubelets and an admin do in the API)
         self.timings: dict[str, float] = {}
@@ -270,7 +281,8 @@ class Cluster:
                   "node-subnet-size": 24, "network": NETWORK, "cni-conf-dir": self.conf_dir(i),
                   "ipam-data-dir": os.path.join(home, "ipam")})
         if self.datastore == "kubernetes":
-            s.update({"datastore": "kubernetes", "kubeconfig": self.kubeconfig_path})
+            s.update({"datastore": "kubernetes", "kubeconfig": self.kubeconfig_path,
+                      "network-policy": self.network_policy})
         else:
             s["etcd"] = [self.etcd_url]
         return s
@@ -345,39 +357,51 @@ class Cluster:
                 result = json.loads(p.stdout)
         return result
 
-    def add_pod(self, i: int, labels: dict[str, str] | None = None, namespace: str = "default") -> Pod:
+    def add_pod(self, i: int, labels: dict[str, str] | None = None, namespace: str = "default", name: str = "",
+                ports: tuple[tuple[str, str, int], ...] = (), before_add: Callable[[str], object] | None = None) -> Pod:
         """A pod on node i: its netns wired through the node's conflist — on the Kubernetes
-        datastore also a Pod object (bound to the node, its IPs reported by the node as kubelet
-        does), named in CNI_ARGS as kubelet's runtime names it."""
+        datastore also a Pod object (named `name`, else after its netns; bound to the node, with
+        these named container ports, its IPs reported by the node as kubelet does), named in
+        CNI_ARGS as kubelet's runtime names it.  before_add(netns path): called once the netns
+        exists, before CNI ADD (a server or client in the pod from its first moment)."""
         k = sum(1 for p in self.pods if p.node == i)
-        name = f"pnlab-{self.tag}-n{i + 1}p{k}"
-        while any(p.name == name for p in self.pods):
+        netns_name = f"pnlab-{self.tag}-n{i + 1}p{k}"
+        while any(p.name == netns_name for p in self.pods):
             k += 1
-            name = f"pnlab-{self.tag}-n{i + 1}p{k}"
-        subprocess.run(["ip", "netns", "add", name], check=True)
-        _ip(name, "link", "set", "lo", "up")
+            netns_name = f"pnlab-{self.tag}-n{i + 1}p{k}"
+        subprocess.run(["ip", "netns", "add", netns_name], check=True)
+        _ip(netns_name, "link", "set", "lo", "up")
         kube = self.kube is not None
+        obj = name or netns_name
+        if before_add is not None:
+            before_add(f"/run/netns/{netns_name}")
         if kube:
-            self.kube.create_pod(name, f"n{i + 1}", labels, namespace)
-        res = self.cni(i, "ADD", name, f"/run/netns/{name}", args=self._pod_args(name, namespace) if kube else "")
+            self.kube.create_pod(obj, f"n{i + 1}", labels, namespace, ports)
+        try:
+            res = self.cni(i, "ADD", netns_name, f"/run/netns/{netns_name}",
+                           args=self._pod_args(obj, namespace, netns_name) if kube else "")
+        except Exception:
+            subprocess.run(["ip", "netns", "del", netns_name], capture_output=True)
+            raise
         assert res is not None
         ips = [ip["address"].split("/")[0] for ip in res["ips"]]
-        pod = Pod(i, name, name, ips[0], namespace if kube else "", dict(labels or {}))
+        pod = Pod(i, netns_name, netns_name, ips[0], namespace if kube else "", dict(labels or {}),
+                  obj if obj != netns_name else "")
         if kube:
-            self.kube.report_pod_ips(name, f"n{i + 1}", ips, namespace)
+            self.kube.report_pod_ips(obj, f"n{i + 1}", ips, namespace)
         self.pods.append(pod)
         return pod
 
     @staticmethod
-    def _pod_args(name: str, namespace: str) -> str:
-        return f"IgnoreUnknown=1;K8S_POD_NAMESPACE={namespace};K8S_POD_NAME={name};K8S_POD_INFRA_CONTAINER_ID={name}"
+    def _pod_args(name: str, namespace: str, sandbox: str) -> str:
+        return f"IgnoreUnknown=1;K8S_POD_NAMESPACE={namespace};K8S_POD_NAME={name};K8S_POD_INFRA_CONTAINER_ID={sandbox}"
 
     def del_pod(self, pod: Pod) -> None:
         self.cni(pod.node, "DEL", pod.cid, pod.netns,
-                 args=self._pod_args(pod.name, pod.namespace) if pod.namespace else "")
+                 args=self._pod_args(pod.object_name, pod.namespace, pod.cid) if pod.namespace else "")
         subprocess.run(["ip", "netns", "del", pod.name], capture_output=True)
         if self.kube is not None and pod.namespace:
-            self.kube.delete_pod(pod.name, pod.namespace)
+            self.kube.delete_pod(pod.object_name, pod.namespace)
         self.pods.remove(pod)
 
     def podnet_routes(self, i: int) -> dict[str, str]:
@@ -413,7 +437,8 @@ class Cluster:
                 "api_server": self.cp.server if self.cp is not None else "",
                 "pids": {k: p.pid for k, p in {**self.procs, **(self.cp.procs if self.cp else {})}.items()},
                 "pods": [{"name": p.name, "namespace": p.namespace, "node": f"n{p.node + 1}", "ip": p.ip,
-                          "netns": p.netns, "cid": p.cid, "labels": p.labels} for p in self.pods]}
+                          "netns": p.netns, "cid": p.cid, "labels": p.labels, "pod_name": p.pod_name}
+                         for p in self.pods]}
 
     @classmethod
     def from_state(cls, st: dict[str, Any]) -> Cluster:
@@ -422,8 +447,8 @@ class Cluster:
         c.nodes, c.removed = list(st["nodes"]), set(st["removed"])
         c.etcd_url = st.get("etcd") or c.etcd_url
         c.pids = dict(st.get("pids") or {})
-        c.pods = [Pod(int(p["node"][1:]) - 1, p["name"], p["cid"], p["ip"], p["namespace"], dict(p["labels"]))
-                  for p in st["pods"]]
+        c.pods = [Pod(int(p["node"][1:]) - 1, p["name"], p["cid"], p["ip"], p["namespace"], dict(p["labels"]),
+                      p.get("pod_name", "")) for p in st["pods"]]
         return c
 
     # ------------------------------------------------------------ teardown

@@ -165,12 +165,20 @@ class ControlPlane:
             return False
 
     def restart_apiserver(self, down_for: float = 0.0) -> None:
-        """The API server goes away (SIGKILL) and comes back with the same flags (a fault test)."""
+        """The API server goes away (SIGKILL) and comes back with the same flags (a fault test;
+        down_for: how long the outage lasts)."""
+        self.kill_apiserver()
+        time.sleep(down_for)
+        self.resume_apiserver()
+
+    def kill_apiserver(self) -> None:
         proc = self.procs["kube-apiserver"]
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-        time.sleep(down_for)
+
+    def resume_apiserver(self) -> None:
+        """Start the killed API server again with the same flags; until /readyz."""
         self._run("kube-apiserver", k8s_bin_dir(), self.args["kube-apiserver"])
         self.wait_ready()
 

@@ -26,10 +26,11 @@ from lightkube.codecs import from_dict
 from lightkube.core.exceptions import ApiError
 from lightkube.models.authentication_v1 import TokenRequestSpec
 from lightkube.models.coordination_v1 import LeaseSpec
-from lightkube.models.core_v1 import Container, NodeAddress, NodeCondition, NodeStatus, PodSpec, PodStatus
+from lightkube.models.core_v1 import Container, ContainerPort, NodeAddress, NodeCondition, NodeStatus, PodSpec, PodStatus
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.coordination_v1 import Lease
-from lightkube.resources.core_v1 import Event, Node, Pod, ServiceAccount
+from lightkube.resources.core_v1 import Event, Namespace, Node, Pod, ServiceAccount
+from lightkube.resources.networking_v1 import NetworkPolicy
 from lightkube.resources.rbac_authorization_v1 import ClusterRole
 from lightkube.types import PatchType
 
@@ -202,14 +203,74 @@ class KubeLab:
     # ------------------------------------------------------------ pods
     @in_fabric
     def create_pod(self, name: str, node: str, labels: dict[str, str] | None = None,
-                   namespace: str = LAB_NAMESPACE) -> None:
+                   namespace: str = LAB_NAMESPACE, ports: tuple[tuple[str, str, int], ...] = ()) -> None:
         """A Pod bound to `node` (no kubelet runs it: the lab wires its netns through the node's
-        conflist and reports its IPs as kubelet would)."""
+        conflist and reports its IPs as kubelet would); ports: its container's named ports
+        (name, protocol, number), what NetworkPolicy's named ports resolve against."""
+        container = Container(name="app", image="podnet-lab/none",
+                              ports=[ContainerPort(name=n, protocol=proto, containerPort=num) for n, proto, num in ports])
         pod = Pod(metadata=ObjectMeta(name=name, namespace=namespace, labels=labels or {}),
-                  spec=PodSpec(nodeName=node, containers=[Container(name="app", image="podnet-lab/none")],
-                               terminationGracePeriodSeconds=0,
+                  spec=PodSpec(nodeName=node, containers=[container], terminationGracePeriodSeconds=0,
                                tolerations=[{"operator": "Exists"}]))  # type: ignore[list-item]
         self.admin.create(pod)
+
+    @in_fabric
+    def label_pod(self, name: str, namespace: str, labels: dict[str, str]) -> str:
+        """Replace the pod's labels (keys not in `labels` are removed); its new resourceVersion."""
+        current = self.admin.get(Pod, name, namespace=namespace).metadata
+        old = dict(current.labels or {}) if current is not None else {}
+        patch = {k: None for k in old if k not in labels} | dict(labels)
+        got = self.admin.patch(Pod, name, {"metadata": {"labels": patch}}, namespace=namespace,
+                               patch_type=PatchType.MERGE)
+        return str(got.metadata.resourceVersion) if got.metadata is not None else ""
+
+    @in_fabric
+    def pod_version(self, name: str, namespace: str) -> str:
+        meta = self.admin.get(Pod, name, namespace=namespace).metadata
+        return str(meta.resourceVersion) if meta is not None else ""
+
+    # ------------------------------------------------------------ namespaces and NetworkPolicies, as an admin
+    @in_fabric
+    def create_namespace(self, name: str, labels: dict[str, str] | None = None) -> None:
+        try:
+            self.admin.create(Namespace(metadata=ObjectMeta(name=name, labels=labels or {})))
+        except ApiError as e:
+            if e.status.code != 409:
+                raise
+
+    @in_fabric
+    def label_namespace(self, name: str, labels: dict[str, str]) -> str:
+        """Replace the namespace's labels (the API server keeps kubernetes.io/metadata.name); its
+        new resourceVersion."""
+        current = self.admin.get(Namespace, name).metadata
+        old = dict(current.labels or {}) if current is not None else {}
+        patch = {k: None for k in old if k not in labels and k != "kubernetes.io/metadata.name"} | dict(labels)
+        got = self.admin.patch(Namespace, name, {"metadata": {"labels": patch}}, patch_type=PatchType.MERGE)
+        return str(got.metadata.resourceVersion) if got.metadata is not None else ""
+
+    @in_fabric
+    def apply_policy(self, policy: dict[str, Any]) -> str:
+        """Create or replace a NetworkPolicy (its JSON as a user writes it); its resourceVersion."""
+        obj = from_dict({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", **policy})
+        got = self.admin.apply(obj, force=True)
+        return str(got.metadata.resourceVersion) if got.metadata is not None else ""
+
+    @in_fabric
+    def delete_policy(self, namespace: str, name: str) -> None:
+        try:
+            self.admin.delete(NetworkPolicy, name, namespace=namespace)
+        except ApiError as e:
+            if e.status.code != 404:
+                raise
+
+    @in_fabric
+    def policies(self) -> list[tuple[str, str]]:
+        return [(str(p.metadata.namespace), str(p.metadata.name)) for p in self.admin.list(NetworkPolicy, namespace="*")
+                if p.metadata is not None]
+
+    @in_fabric
+    def events(self, reason: str, namespace: str = "*") -> list[dict[str, Any]]:
+        return [e.to_dict() for e in self.admin.list(Event, namespace=namespace) if e.reason == reason]
 
     @in_fabric
     def report_pod_ips(self, name: str, node: str, ips: list[str], namespace: str = LAB_NAMESPACE) -> None:

@@ -54,6 +54,7 @@ class PolicyEngine:
         self.state_path = os.path.join(state_dir, "policy-pods.json")
         self.latencies: list[float] = []              # seconds per programming (the last 1000)
         self.ready = False
+        self.seen: dict[str, str] = {}      # "Kind/namespace/name" → the resourceVersion programmed
         self.sctp = _sctp_in_kernel()
         self._load_local()
         self.apply(policy_nft.frame_script())   # denials need the table; a previous agent's rules stay as they are
@@ -104,20 +105,37 @@ class PolicyEngine:
         with self.lock:
             if pods is not None:
                 self.view.pods = {}
+                self._forget_seen("Pod/")
                 for obj in pods.values():
                     info = PodInfo.from_api(obj)
                     self.view.pods[info.key] = info
+                    self._saw("Pod", obj)
             if namespaces is not None:
                 self.view.namespaces = dict(namespaces)
             if policies is not None:
                 self.view.policies = {}
+                self._forget_seen("NetworkPolicy/")
                 for obj in policies.values():
                     self._add_policy(obj)
+                    self._saw("NetworkPolicy", obj)
             self.resync()
+
+    def _saw(self, kind: str, obj: dict[str, Any], deleted: bool = False) -> None:
+        meta = obj.get("metadata") or {}
+        key = f"{kind}/{meta.get('namespace') or ''}/{meta.get('name')}"
+        if deleted:
+            self.seen.pop(key, None)
+        else:
+            self.seen[key] = str(meta.get("resourceVersion") or "")
+
+    def _forget_seen(self, prefix: str) -> None:
+        for k in [k for k in self.seen if k.startswith(prefix)]:
+            del self.seen[k]
 
     def pod_event(self, kind: str, obj: dict[str, Any]) -> None:
         info = PodInfo.from_api(obj)
         with self.lock:
+            self._saw("Pod", obj, kind == "DELETED")
             old = self.view.pods.get(info.key)
             before = {str(ip) for ip in self.view.pod_ips(old)} if old is not None else set()
             if kind == "DELETED":
@@ -129,8 +147,9 @@ class PolicyEngine:
             after = {str(ip) for ip in self.view.pod_ips(info)} if kind != "DELETED" else set()
             self._program(self.compiler.on_addresses(before | after))
 
-    def namespace_event(self, kind: str, name: str, labels: dict[str, str]) -> None:
+    def namespace_event(self, kind: str, name: str, labels: dict[str, str], version: str = "") -> None:
         with self.lock:
+            self._saw("Namespace", {"metadata": {"name": name, "resourceVersion": version}}, kind == "DELETED")
             before = self.view.namespaces.get(name)
             if kind == "DELETED":
                 self.view.namespaces.pop(name, None)
@@ -143,6 +162,7 @@ class PolicyEngine:
         meta = obj.get("metadata") or {}
         key = f"{meta.get('namespace')}/{meta.get('name')}"
         with self.lock:
+            self._saw("NetworkPolicy", obj, kind == "DELETED")
             if kind == "DELETED":
                 self.view.policies.pop(key, None)
             else:

@@ -32,6 +32,7 @@ class NodePolicy:
         admission.install(self.engine)       # from now on a pod's ADD waits for its policy
         server.GET_HANDLERS["/policy/show"] = self._show
         server.GET_HANDLERS["/policy/explain"] = self._explain
+        server.GET_HANDLERS["/policy/seen"] = self._seen
         self.watch.start()
 
     def stop(self) -> None:
@@ -44,6 +45,13 @@ class NodePolicy:
             return 400, {"error": "pod: give namespace/name or an address"}
         out = self.engine.show(query["pod"])
         return (404 if "error" in out else 200), out
+
+    def _seen(self, query: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        """Which version of an object the table reflects ("Kind/namespace/name"; null: none):
+        how a test or an operator knows a change has been programmed on this node."""
+        key = query.get("object", "")
+        with self.engine.lock:          # a version is "seen" once its transaction is in the kernel
+            return 200, {"object": key, "resourceVersion": self.engine.seen.get(key), "ready": self.engine.ready}
 
     def _explain(self, query: dict[str, str]) -> tuple[int, dict[str, Any]]:
         try:

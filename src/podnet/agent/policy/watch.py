@@ -69,7 +69,8 @@ class PolicyWatch:
 
     def _namespace(self, kind: str, obj: Any) -> None:
         if self.engine.ready:
-            self.engine.namespace_event(kind, str(obj.metadata.name), dict(obj.metadata.labels or {}))
+            self.engine.namespace_event(kind, str(obj.metadata.name), dict(obj.metadata.labels or {}),
+                                        str(obj.metadata.resourceVersion or ""))
 
     def _policy(self, kind: str, obj: Any) -> None:
         if self.engine.ready:

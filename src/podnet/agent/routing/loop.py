@@ -113,6 +113,7 @@ class RoutingAgent:
         """The datastore may be down when the agent starts: it keeps serving CNI requests (DEL
         must work) and retries here; the node only becomes ready once it has joined."""
         last_heartbeat = last_housekeeping = time.monotonic()
+        failures = 0
         while not self._stop.is_set():
             now = time.monotonic()
             try:
@@ -120,11 +121,15 @@ class RoutingAgent:
                     last_housekeeping = now
                     self.peers.housekeeping()
                 last_heartbeat = self.step(now, last_heartbeat)
+                failures = 0
             except Exception as e:  # noqa: BLE001 - datastore or netlink trouble: log, try again next pass
+                failures += 1
                 log.warning("routing pass failed: %s", e)
                 if self.on_fail and not self.ready.is_set():
                     self.on_fail(str(e))
-            until_heartbeat = max(0.0, self.heartbeat - (time.monotonic() - last_heartbeat))
-            if self._wake.wait(min(self.interval, until_heartbeat)):
+            wait = min(self.interval, max(0.0, self.heartbeat - (time.monotonic() - last_heartbeat)))
+            if failures:      # back off (0.1 s doubling, at most the pass interval): never a busy loop
+                wait = max(wait, min(self.interval, 0.1 * 2 ** min(failures - 1, 8)))
+            if self._wake.wait(wait):
                 self._stop.wait(self.COALESCE)
                 self._wake.clear()
