@@ -55,6 +55,40 @@ class ClusterView:
     local: dict[str, LocalPod] = field(default_factory=dict)       # pod key → what CNI ADD gave it here
     denied: dict[str, str] = field(default_factory=dict)     # local pod key → why its policy is unknown (fail closed)
     _claims: dict[str, str] = field(default_factory=dict)     # address → the local pod key that holds it
+    _by_ip: dict[str, set[str]] = field(default_factory=dict)  # address → keys of pods the API gives it
+    _by_ns: dict[str, list[Policy]] | None = None              # namespace → its policies (built on demand)
+
+    # ------------------------------------------------------------ changes (keep the indexes with them)
+    def put_pod(self, pod: PodInfo) -> None:
+        self.drop_pod(pod.key)
+        self.pods[pod.key] = pod
+        for ip in pod.ips:
+            self._by_ip.setdefault(str(ip), set()).add(pod.key)
+
+    def drop_pod(self, key: str) -> PodInfo | None:
+        gone = self.pods.pop(key, None)
+        if gone is not None:
+            for ip in gone.ips:
+                keys = self._by_ip.get(str(ip))
+                if keys is not None:
+                    keys.discard(key)
+                    if not keys:
+                        del self._by_ip[str(ip)]
+        return gone
+
+    def clear_pods(self) -> None:
+        self.pods, self._by_ip = {}, {}
+
+    def put_policy(self, policy: Policy) -> None:
+        self.policies[policy.key] = policy
+        self._by_ns = None
+
+    def drop_policy(self, key: str) -> None:
+        self.policies.pop(key, None)
+        self._by_ns = None
+
+    def clear_policies(self) -> None:
+        self.policies, self._by_ns = {}, None
 
     # ------------------------------------------------------------ local pods (CNI ADD/DEL)
     def claim(self, key: str, container: str, ips: tuple[IPAddr, ...]) -> None:
@@ -85,12 +119,15 @@ class ClusterView:
         return tuple(ip for ip in pod.ips if self._claims.get(str(ip), pod.key) == pod.key)
 
     def holders(self, ips: set[str]) -> dict[str, list[PodInfo]]:
-        """For each address, the pods that hold it now (usually one)."""
-        out: dict[str, list[PodInfo]] = {ip: [] for ip in ips}
-        for pod in self.pods.values():
-            for ip in self.pod_ips(pod):
-                if str(ip) in out:
-                    out[str(ip)].append(pod)
+        """For each address, the pods that hold it now (usually one), sorted by key."""
+        out: dict[str, list[PodInfo]] = {}
+        for ip in ips:
+            keys = set(self._by_ip.get(ip, ()))
+            claimant = self._claims.get(ip)
+            if claimant is not None:
+                keys.add(claimant)
+            found = [self.pods[k] for k in sorted(keys) if k in self.pods]
+            out[ip] = [p for p in found if any(str(a) == ip for a in self.pod_ips(p))]
         return out
 
     def is_local(self, pod: PodInfo) -> bool:
@@ -101,7 +138,12 @@ class ClusterView:
         return self.namespaces.get(ns) or {"kubernetes.io/metadata.name": ns}
 
     def policies_in(self, ns: str) -> list[Policy]:
-        return [p for p in self.policies.values() if p.namespace == ns]
+        if self._by_ns is None:
+            by_ns: dict[str, list[Policy]] = {}
+            for p in self.policies.values():
+                by_ns.setdefault(p.namespace, []).append(p)
+            self._by_ns = by_ns
+        return self._by_ns.get(ns, [])
 
 
 @dataclass(frozen=True)

@@ -235,9 +235,12 @@ class Compiler:
         return sorted((p for p in sel if p.isolates_ingress), key=lambda p: p.key), \
             sorted((p for p in sel if p.isolates_egress), key=lambda p: p.key)
 
-    def _local_addresses(self) -> set[str]:
-        out = {str(ip) for lp in self.view.local.values() for ip in lp.ips}
-        out |= {str(ip) for pod in self.view.pods.values() if self.view.is_local(pod) for ip in self.view.pod_ips(pod)}
+    def _local_addresses(self, namespace: str | None = None) -> set[str]:
+        """Addresses of this node's pods (of one namespace): CNI's claims and the API's."""
+        out = {str(ip) for key, lp in self.view.local.items() if namespace is None or key.split("/", 1)[0] == namespace
+               for ip in lp.ips}
+        out |= {str(ip) for pod in self.view.pods.values() if (namespace is None or pod.namespace == namespace)
+                and self.view.is_local(pod) for ip in self.view.pod_ips(pod)}
         return out
 
     def _owner(self, ip: str, holders: list[PodInfo]) -> tuple[str, PodInfo | None]:
@@ -338,13 +341,7 @@ class Compiler:
             self._add_piece(m, piece, list(self.view.pods.values()))
         pol = new or (old.policy if old else None)
         if pol is not None:
-            self._map(m, {ip for ip in self._local_addresses() if self._in_namespace(ip, pol.namespace)})
+            self._map(m, self._local_addresses(pol.namespace))
         self._drop_unused_groups(m)
         self.model = m
         return m
-
-    def _in_namespace(self, ip: str, ns: str) -> bool:
-        key = self.view.claimant(ip)
-        if key is not None:
-            return key.split("/", 1)[0] == ns
-        return True        # an API-only local address: cheap enough to recompute

@@ -104,16 +104,16 @@ class PolicyEngine:
         """A (re)list of one kind: replace it wholesale, then resync."""
         with self.lock:
             if pods is not None:
-                self.view.pods = {}
+                self.view.clear_pods()
                 self._forget_seen("Pod/")
                 for obj in pods.values():
                     info = PodInfo.from_api(obj)
-                    self.view.pods[info.key] = info
+                    self.view.put_pod(info)
                     self._saw("Pod", obj)
             if namespaces is not None:
                 self.view.namespaces = dict(namespaces)
             if policies is not None:
-                self.view.policies = {}
+                self.view.clear_policies()
                 self._forget_seen("NetworkPolicy/")
                 for obj in policies.values():
                     self._add_policy(obj)
@@ -139,9 +139,9 @@ class PolicyEngine:
             old = self.view.pods.get(info.key)
             before = {str(ip) for ip in self.view.pod_ips(old)} if old is not None else set()
             if kind == "DELETED":
-                self.view.pods.pop(info.key, None)
+                self.view.drop_pod(info.key)
             else:
-                self.view.pods[info.key] = info
+                self.view.put_pod(info)
             if old == (None if kind == "DELETED" else info):
                 return
             after = {str(ip) for ip in self.view.pod_ips(info)} if kind != "DELETED" else set()
@@ -164,7 +164,7 @@ class PolicyEngine:
         with self.lock:
             self._saw("NetworkPolicy", obj, kind == "DELETED")
             if kind == "DELETED":
-                self.view.policies.pop(key, None)
+                self.view.drop_policy(key)
             else:
                 self._add_policy(obj)
             self._program(self.compiler.on_policy(key))
@@ -176,7 +176,7 @@ class PolicyEngine:
         except (ValueError, KeyError, TypeError) as e:
             log.warning("NetworkPolicy %s/%s ignored: %s", meta.get("namespace"), meta.get("name"), e)
             return
-        self.view.policies[p.key] = p
+        self.view.put_policy(p)
         if "SCTP" in p.protocols() and not self.sctp and self.announce is not None:
             self.announce("NetworkPolicy", p.namespace, p.name, "SCTPUnsupported",
                           "this node's kernel has no SCTP: SCTP rules of this policy allow nothing here")
@@ -204,7 +204,7 @@ class PolicyEngine:
                                       f"podnet denies this pod's traffic until its policy can be computed: {why}")
             else:
                 self.view.denied.pop(key, None)
-                self.view.pods[key] = info
+                self.view.put_pod(info)
             self._program(self.compiler.on_addresses(before | {str(ip) for ip in ips}))
 
     def _pod_info(self, namespace: str, name: str, known: PodInfo | None) -> tuple[PodInfo | None, str]:
@@ -234,7 +234,7 @@ class PolicyEngine:
             self._save_local()
             pod = self.view.pods.get(key)
             if pod is not None and pod.node != self.view.node:
-                self.view.pods.pop(key, None)        # only CNI knew it was here
+                self.view.drop_pod(key)              # only CNI knew it was here
             self._program(self.compiler.on_addresses({str(ip) for ip in mine.ips}))
 
     def retry_denied(self) -> None:
