@@ -114,6 +114,7 @@ class DemoSpec:
     ipam_mode: str = "cluster"
     datastore: str = "etcd"            # etcd | kubernetes (a real control plane)
     keep: bool = False
+    policy: bool = False               # the NetworkPolicy demo (kubernetes datastore)
 
 
 def _describe_nodes(lab: Any) -> str:
@@ -200,6 +201,9 @@ def run_demo(spec: DemoSpec, single_node: bool = False) -> int:
     """SIGTERM or Ctrl-C tear the lab down like a normal exit (unless --keep)."""
     from .lab import ends_cleanly_on_signals
     with ends_cleanly_on_signals():
+        if spec.policy:
+            from .policy_demo import run_policy_demo
+            return run_policy_demo(spec)
         if single_node:
             return run_single_node_demo(spec.pods_per_node, spec.keep)
         return run_cluster_demo(spec)

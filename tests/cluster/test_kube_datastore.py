@@ -19,20 +19,11 @@ from typing import Any
 import pytest
 
 from podnet.lab import FABRIC_NET, Cluster
-from podnet.lab.control_plane import ControlPlaneError, k8s_bin_dir
 from podnet.net import probe
+from tests.helpers.kubernetes import needs_kubernetes
 from tests.helpers.traffic import fetch, server
 
-
-def have_kubernetes() -> str:
-    try:
-        k8s_bin_dir()
-        return ""
-    except ControlPlaneError as e:
-        return str(e)
-
-
-pytestmark = pytest.mark.skipif(bool(have_kubernetes()) and not os.environ.get("CI"), reason=have_kubernetes())
+pytestmark = needs_kubernetes
 
 
 def wait_for(pred: Any, timeout: float, what: str) -> float:

@@ -25,12 +25,12 @@ from podnet.lab import Cluster
 from podnet.lab.netpol import PORTS, PolicyLab, render_matrix
 from podnet.lab.probe import PodServers
 from podnet.net.netns import move_this_thread
-from tests.cluster.test_kube_datastore import have_kubernetes
+from tests.helpers.kubernetes import needs_kubernetes
 from tests.helpers.netpol_cases import CASES, pol, resolve_cidrs
 from tests.helpers.netpol_model import Model, MPod
 from tests.helpers.netpol_world import random_policies
 
-pytestmark = pytest.mark.skipif(bool(have_kubernetes()) and not os.environ.get("CI"), reason=have_kubernetes())
+pytestmark = needs_kubernetes
 
 
 @pytest.fixture(scope="module")

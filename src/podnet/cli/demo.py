@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 
@@ -15,6 +16,9 @@ def add_parsers(sub: Any) -> None:
     d.add_argument("--datastore", choices=("etcd", "kubernetes"), default="etcd",
                    help="kubernetes: a real control plane (kube-apiserver, controller manager, scheduler) whose "
                         "controller manager gives each node its podCIDR")
+    d.add_argument("--policy", action="store_true",
+                   help="with --datastore kubernetes: NetworkPolicy — namespaces x, y, z with pods a, b, c; deny-all, "
+                        "then allow rules, the probed matrix after each (PASS only if every cell matches the model)")
     d.add_argument("--keep", action="store_true")
     d.add_argument("--down", action="store_true", help="remove a lab kept with --keep")
     d.add_argument("--single-node", action="store_true",
@@ -28,5 +32,10 @@ def cmd_demo(a: argparse.Namespace) -> int:
         gone = remove_kept()
         print(f"removed {len(gone)} namespaces")
         return 0
+    if a.policy and a.datastore != "kubernetes":
+        print("podnet demo: --policy needs --datastore kubernetes (policies, pods and namespaces are API objects)",
+              file=sys.stderr)
+        return 2
     from ..demo import DemoSpec, run_demo
-    return run_demo(DemoSpec(a.nodes, a.pods, a.backend, a.ipam, a.datastore, a.keep), single_node=a.single_node)
+    return run_demo(DemoSpec(a.nodes, a.pods, a.backend, a.ipam, a.datastore, a.keep, a.policy),
+                    single_node=a.single_node)
