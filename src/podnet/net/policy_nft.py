@@ -3,8 +3,8 @@ that make the kernel hold them.  Nothing here is spliced from user input: set an
 made by the compiler from hashes, elements are rendered from addresses and integers, rules from
 the match types below.
 
-    chain egress   hook forward priority 0    ct established,related accept · ip saddr vmap @eg4 …
-    chain ingress  hook forward priority 10   ct established,related accept · ip daddr vmap @in4 …
+    chain egress   hook forward priority 0    ct established,related accept · IPv6 ND accept · ip saddr vmap @eg4 …
+    chain ingress  hook forward priority 10   ct established,related accept · IPv6 ND accept · ip daddr vmap @in4 …
 
 A packet must pass both base chains (accept ends one base chain, the next still sees it; drop is
 final), so a connection needs egress allowed at its source and ingress at its destination.  The
@@ -25,6 +25,7 @@ MAPS = {"in4": ("ip", "daddr", "ipv4_addr"), "in6": ("ip6", "daddr", "ipv6_addr"
 DENY_CHAIN = "deny_all"          # where a pod goes whose policy could not be computed (fail closed)
 ADDR_TYPE = {4: "ipv4_addr", 6: "ipv6_addr"}
 PROTO = {4: "ip", 6: "ip6"}
+ND_TYPES = ("nd-router-solicit", "nd-router-advert", "nd-neighbor-solicit", "nd-neighbor-advert", "nd-redirect")
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,8 @@ def _base_chains() -> list[str]:
              f"add rule {TABLE} {DENY_CHAIN} drop"]
     for chain, maps in (("egress", ("eg4", "eg6")), ("ingress", ("in4", "in6"))):
         lines.append(f"add rule {TABLE} {chain} ct state established,related accept")
+        # IPv6 neighbour discovery is IPv6's ARP: never policy's business (ARP never reaches an ip hook)
+        lines.append(f"add rule {TABLE} {chain} icmpv6 type {{ {', '.join(ND_TYPES)} }} accept")
         for m in maps:
             fam, fieldname, _ = MAPS[m]
             lines.append(f"add rule {TABLE} {chain} {fam} {fieldname} vmap @{m}")

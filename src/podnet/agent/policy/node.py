@@ -27,8 +27,14 @@ class NodePolicy:
         return self.watch.trouble
 
     def start(self) -> None:
+        import os
+
         from ...dispatch import admission
+        from ...net import sysctl
         from .. import server
+        for fam in ("iptables", "ip6tables"):          # pods on a bridge: their traffic must reach the forward hook
+            if os.path.exists(f"/proc/sys/net/bridge/bridge-nf-call-{fam}"):
+                sysctl.ensure(f"net/bridge/bridge-nf-call-{fam}", 1)
         admission.install(self.engine)       # from now on a pod's ADD waits for its policy
         server.GET_HANDLERS["/policy/show"] = self._show
         server.GET_HANDLERS["/policy/explain"] = self._explain
