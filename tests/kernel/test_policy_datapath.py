@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from podnet.agent.policy.engine import PolicyEngine
-from podnet.lab.probe import PodServers, Target, probe
+from podnet.lab.probe import PodServers, Target, connect_once, probe
 from tests.helpers.cni import netns_add, netns_del, nsexec, unique
 from tests.helpers.netpol_cases import PORTS, pol
 from tests.helpers.netpol_model import Model, MPod
@@ -87,6 +87,10 @@ def check(n: BridgeNode, policies: list[dict[str, Any]], tmp: str) -> None:
                         [Target(k, _ip(k, fam)) for k in PODS], port, proto)
             bad = {cell: got.get(cell) for cell in want if got.get(cell) != want[cell]}
             assert not bad, f"IPv{fam} {port}/{proto}: cells where the kernel differs from the model: {bad}"
+            # the pod's own node (kubelet's probes) always gets in
+            if proto == "TCP":
+                for key in PODS:
+                    assert connect_once(f"/run/netns/{n.node}", _ip(key, fam), port, 2.0), f"node → {key}, IPv{fam}"
         assert any(not v for v in want.values()), "a policy set that isolates nothing proves little"
 
 
@@ -95,6 +99,7 @@ def test_deny_and_allow_both_families(node: BridgeNode, tmp_path: Any) -> None:
                  pol("x", "a-from-y-b", {"matchLabels": {"pod": "a"}},
                      ingress=[{"from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "y"}},
                                          "podSelector": {"matchLabels": {"pod": "b"}}}]}])], str(tmp_path))
+
 
 
 def test_egress_named_ports_and_ip_blocks_both_families(node: BridgeNode, tmp_path: Any) -> None:
