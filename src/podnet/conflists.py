@@ -1,5 +1,6 @@
-"""The conflists podnet writes: a bridge network for `podnet install`, the Kubernetes chain,
-and the node conflist the agent writes once its node is ready.  Pure data and one atomic
+"""The conflists podnet writes: a bridge network for `podnet install`, a Kubernetes node's (the
+one-exec `podnet` plugin, or the four-plugin chain), and the node conflist the agent writes once
+its node is ready.  Pure data and one atomic
 file write — shared by the installer and the agent without either importing the other."""
 from __future__ import annotations
 
@@ -28,8 +29,20 @@ def bridge_conflist(network: str, subnets: list[str], bridge: str = "podnet0", i
 def kubernetes_conflist(network: str, subnets: list[str], bridge: str = "podnet0",
                         agent_socket: str = DEFAULT_SOCKET, cni_version: str = "1.0.0",
                         data_dir: str | None = None) -> dict[str, Any]:
-    """Kubernetes' usual chain: bridge → portmap (hostPort) → bandwidth (pod annotations)
-    → tuning, each meta plugin declaring the capability the runtime fills in."""
+    """A Kubernetes node's pods in ONE exec: the `podnet` plugin in bridge mode with the portmap
+    (hostPort), bandwidth (pod annotations) and tuning sections, declaring the capabilities the
+    runtime fills in — what the chain below does, in one call."""
+    main = bridge_conflist(network, subnets, bridge, True, agent_socket, cni_version, data_dir)["plugins"][0]
+    main.update(type="podnet", mode="bridge", portmap={"snat": True}, bandwidth={}, tuning={},
+                capabilities={"portMappings": True, "bandwidth": True, "mac": True, "ips": True})
+    return {"cniVersion": cni_version, "name": network, "plugins": [main]}
+
+
+def kubernetes_chain_conflist(network: str, subnets: list[str], bridge: str = "podnet0",
+                              agent_socket: str = DEFAULT_SOCKET, cni_version: str = "1.0.0",
+                              data_dir: str | None = None) -> dict[str, Any]:
+    """Kubernetes' usual chain as four plugins: bridge → portmap (hostPort) → bandwidth (pod
+    annotations) → tuning, each meta plugin declaring the capability the runtime fills in."""
     conf = bridge_conflist(network, subnets, bridge, True, agent_socket, cni_version, data_dir)
     conf["plugins"] += [
         {"type": "podnet-portmap", "capabilities": {"portMappings": True}, "snat": True, "agentSocket": agent_socket},
@@ -41,17 +54,15 @@ def kubernetes_conflist(network: str, subnets: list[str], bridge: str = "podnet0
 
 def cluster_conflist(network: str, ipam: dict[str, Any], mtu: int = 0, agent_socket: str = DEFAULT_SOCKET,
                      cni_version: str = "1.0.0") -> dict[str, Any]:
-    """The node conflist the agent writes in the cluster tier: ptp pods (routed, no bridge:
-    cross-node traffic is plain routing) with the node's IPAM, then portmap for hostPort.
-    No ipMasq: the agent masquerades traffic leaving the cluster CIDR once, for the node,
-    so pod → pod across nodes keeps its source address."""
-    ptp: dict[str, Any] = {"type": "podnet-ptp", "agentSocket": agent_socket, "ipam": ipam}
+    """The node conflist the agent writes: one `podnet` plugin per pod in ptp mode (routed, no
+    bridge: cross-node traffic is plain routing) with the node's IPAM, and its portmap (hostPort)
+    and bandwidth (pod annotations) sections.  No ipMasq: the agent masquerades traffic leaving
+    the cluster CIDR once, for the node, so pod → pod across nodes keeps its source address."""
+    pod: dict[str, Any] = {"type": "podnet", "mode": "ptp", "agentSocket": agent_socket, "ipam": ipam}
     if mtu:
-        ptp["mtu"] = mtu
-    return {"cniVersion": cni_version, "name": network, "plugins": [
-        ptp,
-        {"type": "podnet-portmap", "capabilities": {"portMappings": True}, "snat": True, "agentSocket": agent_socket},
-    ]}
+        pod["mtu"] = mtu
+    pod.update(portmap={"snat": True}, bandwidth={}, capabilities={"portMappings": True, "bandwidth": True})
+    return {"cniVersion": cni_version, "name": network, "plugins": [pod]}
 
 
 def write_conflist(conf_dir: str, conflist: dict[str, Any], priority: int = 10) -> str:

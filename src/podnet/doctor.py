@@ -90,15 +90,15 @@ def launcher_interpreter(path: str) -> str:
 
 
 def check_launchers(bin_dir: str) -> Iterator[Finding]:
-    from .install import TYPES
-    missing = [t for t in TYPES if not os.access(os.path.join(bin_dir, f"podnet-{t}"), os.X_OK)]
+    from .install import TYPES, launcher_name
+    missing = [t for t in TYPES if not os.access(os.path.join(bin_dir, launcher_name(t)), os.X_OK)]
     if missing:
-        yield Finding("launchers", FAIL, f"missing in {bin_dir}: {', '.join('podnet-' + t for t in missing)}"
+        yield Finding("launchers", FAIL, f"missing in {bin_dir}: {', '.join(launcher_name(t) for t in missing)}"
                       " (run `podnet install --bin-dir " + bin_dir + "`)")
     present = [t for t in TYPES if t not in missing]
     if not present:
         return
-    first = os.path.join(bin_dir, f"podnet-{present[0]}")
+    first = os.path.join(bin_dir, launcher_name(present[0]))
     interp = launcher_interpreter(first)
     if not interp or not os.access(interp, os.X_OK):
         yield Finding("launcher interpreter", FAIL, f"{first} names {interp or 'no interpreter'}, not executable")

@@ -24,7 +24,7 @@ import sys
 INTERPRETER = "/usr/bin/python3"
 TYPES = ("bridge", "host-local", "static", "loopback", "ptp", "macvlan", "ipvlan", "vlan", "host-device", "dummy",
          "portmap", "bandwidth", "tuning", "firewall", "sbr",
-         "cluster-ipam", "dhcp")
+         "cluster-ipam", "dhcp", "podnet")
 
 TEMPLATE = """#!{interpreter} -IS
 # podnet launcher for the CNI plugin type {ptype!r}; written by `podnet install`.
@@ -33,6 +33,11 @@ sys.path[:0] = {paths!r}
 from podnet.launcher import main
 sys.exit(main({ptype!r}))
 """
+
+
+def launcher_name(plugin_type: str) -> str:
+    """`podnet-<type>`, and plain `podnet` for the one-exec Kubernetes plugin (type `podnet`)."""
+    return plugin_type if plugin_type == "podnet" else f"podnet-{plugin_type}"
 
 
 def import_paths() -> list[str]:
@@ -51,7 +56,7 @@ def write_launchers(bin_dir: str, types: tuple[str, ...] = TYPES, interpreter: s
     os.makedirs(bin_dir, exist_ok=True)
     written = []
     for t in types:
-        dest = os.path.join(bin_dir, f"podnet-{t}")
+        dest = os.path.join(bin_dir, launcher_name(t))
         tmp = dest + ".tmp"
         with open(tmp, "w") as f:
             f.write(TEMPLATE.format(interpreter=interpreter, ptype=t, paths=paths or import_paths()))

@@ -53,7 +53,8 @@ def test_all_pairs_source_kept_masquerade_leave_join_and_repair(cluster: Cluster
     for i in range(3):
         conf = cluster.conflist(i)                       # written by the agent once ready
         ptp = conf["plugins"][0]
-        assert ptp["type"] == "podnet-ptp" and ptp.get("mtu", 0) == (1450 if cluster.backend == "vxlan" else 0)
+        assert ptp["type"] == "podnet" and ptp["mode"] == "ptp" and "portmap" in ptp
+        assert ptp.get("mtu", 0) == (1450 if cluster.backend == "vxlan" else 0)
         if cluster.ipam_mode == "host-local":
             subnet = ptp["ipam"]["ranges"][0][0]["subnet"]
             assert ptp["ipam"]["type"] == "podnet-host-local" and subnet.endswith("/24"), ptp["ipam"]

@@ -98,9 +98,9 @@ def test_a_node_without_pod_cidrs_stays_not_ready_until_the_controller_manager_a
         finding = next(f for f in json.loads(doc.stdout) if f["check"] == "node network")
         assert doc.returncode == 1 and finding["level"] == "fail" and "podCIDRs" in finding["detail"], finding
         assert not os.path.exists(c.conflist_path(0)), "the conflist was written before the node was ready"
-        status_conf = {"cniVersion": "1.1.0", "name": "podnet-lab", "type": "podnet-ptp", "agentSocket": c.sock(0),
-                       "ipam": {"type": "podnet-host-local", "ranges": [[{"subnet": "10.244.0.0/24"}]]}}
-        st = subprocess.run(["ip", "netns", "exec", c.nodes[0], f"{c.bin_dir}/podnet-ptp"],
+        status_conf = {"cniVersion": "1.1.0", "name": "podnet-lab", "type": "podnet", "mode": "ptp",
+                       "agentSocket": c.sock(0), "ipam": {"type": "podnet-host-local", "ranges": [[{"subnet": "10.244.0.0/24"}]]}}
+        st = subprocess.run(["ip", "netns", "exec", c.nodes[0], f"{c.bin_dir}/podnet"],
                             input=json.dumps(status_conf), text=True, capture_output=True,
                             env={"CNI_COMMAND": "STATUS", "CNI_PATH": c.bin_dir, "PATH": "/usr/bin:/bin"})
         assert st.returncode != 0 and json.loads(st.stdout)["code"] == 50, st.stdout
@@ -112,7 +112,7 @@ def test_a_node_without_pod_cidrs_stays_not_ready_until_the_controller_manager_a
         assert writer == "kube-controller-manager"
         wait_for(lambda: os.path.exists(c.conflist_path(0)), 5, "the conflist is written once ready")
         assert c.conflist(0)["plugins"][0]["ipam"]["ranges"] == [[{"subnet": cidrs[0]}]]
-        st = subprocess.run(["ip", "netns", "exec", c.nodes[0], f"{c.bin_dir}/podnet-ptp"],
+        st = subprocess.run(["ip", "netns", "exec", c.nodes[0], f"{c.bin_dir}/podnet"],
                             input=json.dumps(status_conf), text=True, capture_output=True,
                             env={"CNI_COMMAND": "STATUS", "CNI_PATH": c.bin_dir, "PATH": "/usr/bin:/bin"})
         assert st.returncode == 0, st.stdout

@@ -265,7 +265,7 @@ def test_agent_restart_keeps_enforcement_and_resync_fixes_drift(fresh: PolicyLab
     _nft(fresh, 0, "delete", "element", "inet", "podnet_policy", "in4", f"{{ {fresh.pods[local].ip} }}")
     # no agent: a new pod cannot be policed, so it is refused (code 11) and nothing of it stays
     ns = c.add_netns("refused")
-    proc = subprocess.run(["ip", "netns", "exec", c.nodes[0], f"{c.bin_dir}/podnet-ptp"],
+    proc = subprocess.run(["ip", "netns", "exec", c.nodes[0], f"{c.bin_dir}/podnet"],
                           input=json.dumps({"cniVersion": "1.0.0", "name": "podnet-lab", **c.conflist(0)["plugins"][0]}).encode(),
                           env={"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "refused1", "CNI_NETNS": f"/run/netns/{ns}",
                                "CNI_IFNAME": "eth0", "CNI_PATH": c.bin_dir, "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",

@@ -102,6 +102,13 @@ def bases(rig: Rig, device: str, port: int) -> dict[str, dict[str, Any]]:
             "type": "podnet-cluster-ipam", "etcdEndpoints": [rig.etcd_url or "http://127.0.0.1:9"],
             "prefix": "/fuzz/", "subnet": "10.127.0.0/16", "node": "fz"}},
         "dhcp": {"type": "podnet-macvlan", "master": rig.master, "ipam": {"type": "podnet-dhcp", "timeout": 1}},
+        "podnet": {"type": "podnet", "mode": "bridge", "bridge": "fzbr2", "isGateway": True, "ipMasq": True,
+                   "hairpinMode": True, "ipam": hl("10.128.0.0/16"), "portmap": {"snat": True},
+                   "bandwidth": {"ingressRate": 8000000, "ingressBurst": 800000},
+                   "tuning": {"sysctl": {"net.ipv4.conf.IFNAME.log_martians": "1"}, "dataDir": os.path.join(dd, "tuning")},
+                   "capabilities": {"portMappings": True, "bandwidth": True},
+                   "runtimeConfig": {"portMappings": [{"hostPort": port, "containerPort": 80, "protocol": "tcp"}],
+                                     "bandwidth": {"egressRate": 8000000, "egressBurst": 800000}}},
     }
 
 

@@ -145,14 +145,18 @@ def test_raw_conditions_are_refused(bin_dir: str, sandbox: str, make_pod, mode, 
     assert run_chain(bin_dir, conf, "DEL", netns=pod, sandbox=sandbox).rc == 0
 
 
-def test_generated_kubernetes_conflist_end_to_end(bin_dir: str, sandbox: str, client: str, make_pod,
-                                                  tmp_path: Path) -> None:
-    """`podnet install --kubernetes` writes a chain that a runtime can run as is."""
+@pytest.mark.parametrize("builder,types", [
+    ("kubernetes_conflist", ["podnet"]),
+    ("kubernetes_chain_conflist", ["podnet-bridge", "podnet-portmap", "podnet-bandwidth", "podnet-tuning"]),
+])
+def test_generated_kubernetes_conflist_end_to_end(builder: str, types: list[str], bin_dir: str, sandbox: str,
+                                                  client: str, make_pod, tmp_path: Path) -> None:
+    """`podnet install --kubernetes` (one exec) and `--kubernetes-chain` (four plugins) write
+    conflists a runtime can run as they are."""
     from podnet import conflists
-    conf = conflists.kubernetes_conflist("kk8s", ["10.92.0.0/24"], bridge="pnbr9",
+    conf = getattr(conflists, builder)("kk8s", ["10.92.0.0/24"], bridge="pnbr9",
                                        agent_socket=str(tmp_path / "none.sock"), data_dir=str(tmp_path / "ipam"))
-    assert [p["type"] for p in conf["plugins"]] == ["podnet-bridge", "podnet-portmap", "podnet-bandwidth",
-                                                    "podnet-tuning"]
+    assert [p["type"] for p in conf["plugins"]] == types
     rc = {"portMappings": [{"hostPort": 8181, "containerPort": 80, "protocol": "tcp"}],
           "bandwidth": {"ingressRate": 50_000_000, "ingressBurst": 1_000_000,
                         "egressRate": 50_000_000, "egressBurst": 1_000_000}}

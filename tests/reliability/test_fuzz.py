@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from podnet.install import TYPES
+from podnet.install import TYPES, launcher_name
 from tests.conftest import Agent
 from tests.helpers.cni import netns_add, netns_del, nsexec, unique
 from tests.helpers.etcd import Etcd, have_etcd
@@ -159,7 +159,7 @@ class Runner:
                 self.report(case, [f"the carrier bridge ADD failed: {c.stdout[:200]}"])
                 return None
             carrier = c.json()
-        binary = "podnet-macvlan" if self.ptype == "dhcp" else f"podnet-{self.ptype}"
+        binary = "podnet-macvlan" if self.ptype == "dhcp" else launcher_name(self.ptype)
         first = run_launcher(self.rig, binary, env, stdin_of(case.conf, carrier), in_process)
         self.report(case, problems_of(first, env["CNI_COMMAND"]))
         self.counts["ok" if first.rc == 0 else "error"] += 1

@@ -20,7 +20,10 @@ def add_parsers(sub: Any) -> None:
     i.add_argument("--bridge", default="podnet0")
     i.add_argument("--no-masq", action="store_true")
     i.add_argument("--kubernetes", action="store_true",
-                   help="the Kubernetes chain: bridge, portmap, bandwidth, tuning (with capabilities)")
+                   help="a Kubernetes node's conflist: the one-exec `podnet` plugin (bridge + portmap, bandwidth, "
+                        "tuning sections, with capabilities)")
+    i.add_argument("--kubernetes-chain", action="store_true",
+                   help="the same as four plugins: bridge, portmap, bandwidth, tuning")
     i.add_argument("--data-dir")
     i.add_argument("--agent-socket", default=DEFAULT_SOCKET)
     i.add_argument("--interpreter", default=INTERPRETER, help="the host's Python the launchers run with")
@@ -66,8 +69,9 @@ def cmd_install(a: argparse.Namespace) -> int:
         if not a.subnet:
             print("podnet install: --subnet is needed with --network", file=sys.stderr)
             return 2
-        if a.kubernetes:
-            conf = conflists.kubernetes_conflist(a.network, a.subnet, a.bridge, a.agent_socket, data_dir=a.data_dir)
+        if a.kubernetes or a.kubernetes_chain:
+            make = conflists.kubernetes_chain_conflist if a.kubernetes_chain else conflists.kubernetes_conflist
+            conf = make(a.network, a.subnet, a.bridge, a.agent_socket, data_dir=a.data_dir)
         else:
             conf = conflists.bridge_conflist(a.network, a.subnet, a.bridge, not a.no_masq, a.agent_socket,
                                            data_dir=a.data_dir)

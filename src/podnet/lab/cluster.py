@@ -4,8 +4,9 @@
   node netns nodeN: `up0` on the fabric (10.97.0.N), a podnet agent (routing host-gw or
       vxlan, registered in etcd; it writes the node's conflist once ready), the CNI
       launchers run here, through that conflist, as a runtime would run them
-  pods: netns of their own, wired by podnet-ptp with podnet-cluster-ipam (or, host-local
-      mode, host-local in the node's subnet); the node masquerades what leaves the cluster
+  pods: netns of their own, wired by the one-exec `podnet` plugin (ptp mode) with
+      podnet-cluster-ipam (or, host-local mode, host-local in the node's subnet); the node
+      masquerades what leaves the cluster
 
 Everything lives in namespaces named with a per-run tag; the machine's own interfaces,
 routes and firewall are never touched.  `down()` removes all of it, also after a failure.

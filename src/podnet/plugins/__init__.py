@@ -14,6 +14,7 @@ from . import (
     ipvlan,
     loopback,
     macvlan,
+    pod,
     portmap,
     ptp,
     sbr,
@@ -40,4 +41,5 @@ REGISTRY: dict[str, Plugin] = {
     "sbr": sbr.PLUGIN,
     "cluster-ipam": cluster_ipam.PLUGIN,
     "dhcp": dhcp.PLUGIN,
+    "podnet": pod.PLUGIN,
 }

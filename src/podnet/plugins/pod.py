@@ -1,0 +1,158 @@
+"""podnet (type `podnet`): a Kubernetes pod's whole network in one exec — what the chain
+bridge|ptp → portmap → bandwidth → tuning does, in one call.
+
+    {"type": "podnet", "mode": "bridge" | "ptp",
+     <that reference plugin's keys: bridge, isGateway, ipMasq, mtu, hairpinMode, …, ipam>,
+     "portmap":   {<portmap's keys: snat, masqAll, …>},          optional sections: present = on
+     "bandwidth": {<bandwidth's keys: ingressRate, …>},
+     "tuning":    {<tuning's keys: sysctl, mtu, mac, promisc, allmulti, …>},
+     "capabilities": {"portMappings": true, "bandwidth": true, "ips": true, "mac": true}}
+
+Each step is the same code as the separate plugin (so the two ways cannot drift apart), given
+the config that plugin would have received in the chain: the runtime's runtimeConfig split by
+capability, the previous step's result as prevResult.  One runtime exec instead of four is the
+point: four interpreter starts were most of a pod's cost.  A failed ADD undoes the steps already
+done, in reverse; DEL, CHECK, GC and STATUS run every step (DEL in reverse, each idempotent).
+"""
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ..cni.convert import parse_result, render_result
+from ..cni.errors import CNIError, config_error
+from ..cni.request import Request
+from ..cni.skel import Plugin
+from ..cni.types import Result
+from . import bandwidth, bridge, portmap, ptp, tuning
+
+MODES: dict[str, Plugin] = {"bridge": bridge.PLUGIN, "ptp": ptp.PLUGIN}
+# section → (its plugin, the runtimeConfig keys it takes)
+SECTIONS: dict[str, tuple[Plugin, tuple[str, ...]]] = {
+    "portmap": (portmap.PLUGIN, ("portMappings",)),
+    "bandwidth": (bandwidth.PLUGIN, ("bandwidth",)),
+    "tuning": (tuning.PLUGIN, ()),
+}
+MAIN_RUNTIME_KEYS = ("ips", "mac")          # the interface plugin (and its IPAM) take these
+OWN_KEYS = ("mode", *SECTIONS)
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str                  # "bridge", "ptp", or a section
+    plugin: Plugin
+    config: dict[str, Any]     # what that plugin would have been given in the chain (no prevResult)
+
+
+def _base(req: Request) -> dict[str, Any]:
+    return {"cniVersion": req.config.get("cniVersion"), "name": req.config.get("name")}
+
+
+def steps(req: Request) -> list[Step]:
+    """The steps this config asks for, in ADD order."""
+    c = req.config
+    mode = c.get("mode", "bridge")
+    if mode not in MODES:
+        raise config_error("mode", f"must be bridge or ptp, not {mode!r}")
+    rc = req.runtime_config
+    main = {k: v for k, v in c.items() if k not in OWN_KEYS and k not in ("runtimeConfig", "prevResult")}
+    main_rc = {k: rc[k] for k in MAIN_RUNTIME_KEYS if k in rc}
+    if main_rc:
+        main["runtimeConfig"] = main_rc
+    out = [Step(mode, MODES[mode], main)]
+    for name, (plugin, rc_keys) in SECTIONS.items():
+        if name not in c:
+            continue
+        section = c[name]
+        if section is None:
+            continue
+        if not isinstance(section, dict):
+            raise config_error(name, f"must be an object of {name}'s settings, not {section!r}")
+        conf = {**_base(req), **{k: v for k, v in c.items() if k.startswith("cni.dev/")},
+                **{k: v for k, v in section.items() if k not in ("cniVersion", "name", "type")}}
+        sub_rc = {k: rc[k] for k in rc_keys if k in rc}
+        if sub_rc:
+            conf["runtimeConfig"] = sub_rc
+        out.append(Step(name, plugin, conf))
+    return out
+
+
+def _sub(req: Request, step: Step, prev: Result | dict[str, Any] | None) -> Request:
+    conf = dict(step.config)
+    if isinstance(prev, Result):
+        conf["prevResult"] = render_result(prev, req.cni_version)
+    elif prev is not None:
+        conf["prevResult"] = prev
+    return dataclasses.replace(req, config=conf)
+
+
+def _named(step: Step, fn: Callable[[Request], Any], sub: Request) -> Any:
+    """Run one step's function; a config error in a section names its field under the section
+    (`bandwidth.ingressRate`), as a user reads the podnet config."""
+    try:
+        return fn(sub)
+    except CNIError as e:
+        lead = "invalid config: "
+        if step.name in SECTIONS and e.msg.startswith(lead) and not e.msg.startswith(f"{lead}{step.name}."):
+            e.msg = f"{lead}{step.name}.{e.msg[len(lead):]}"
+            e.args = (e.msg,)
+        raise
+
+
+def add(req: Request) -> Result:
+    done: list[tuple[Step, Result]] = []
+    result: Result | None = None
+    try:
+        for step in steps(req):
+            result = _named(step, step.plugin.add, _sub(req, step, result))
+            assert result is not None
+            done.append((step, result))
+    except BaseException:
+        for step, res in reversed(done):
+            try:
+                _named(step, step.plugin.delete, _sub(req, step, res))
+            except Exception:  # noqa: BLE001 - undo is best effort; the ADD's own error is what counts
+                pass
+        raise
+    assert result is not None
+    return result
+
+
+def delete(req: Request) -> None:
+    """Every step, in reverse, with the ADD's result as prevResult (as a runtime runs a chain);
+    each is idempotent, and the first error is raised after the rest have run."""
+    first: BaseException | None = None
+    for step in reversed(steps(req)):
+        try:
+            _named(step, step.plugin.delete, _sub(req, step, req.prev_result))
+        except Exception as e:  # noqa: BLE001 - the other steps must still clean up
+            first = first or e
+    if first is not None:
+        raise first
+
+
+def check(req: Request) -> None:
+    prev = req.prev_result
+    if prev is None:
+        raise config_error("prevResult", "CHECK needs the ADD result")
+    parse_result(prev, req.cni_version)          # a malformed prevResult fails before any step
+    for step in steps(req):
+        if step.plugin.check is not None:
+            _named(step, step.plugin.check, _sub(req, step, prev))
+
+
+def status(req: Request) -> None:
+    for step in steps(req):
+        if step.plugin.status is not None:
+            _named(step, step.plugin.status, _sub(req, step, None))
+
+
+def gc(req: Request) -> None:
+    for step in steps(req):
+        if step.plugin.gc is not None:
+            _named(step, step.plugin.gc, _sub(req, step, None))
+
+
+PLUGIN = Plugin("podnet", add, delete, check, status, gc)
