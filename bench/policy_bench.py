@@ -26,8 +26,8 @@ import urllib.parse
 from typing import Any
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from podnet.doctor import http_get_unix
 from podnet.lab import Cluster
+from podnet.wire import http_get_unix
 
 NAMESPACES = [f"team{i}" for i in range(10)]
 APPS = [f"app{i}" for i in range(20)]

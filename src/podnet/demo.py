@@ -203,7 +203,7 @@ def run_demo(spec: DemoSpec, single_node: bool = False) -> int:
     with ends_cleanly_on_signals():
         if spec.policy:
             from .policy_demo import run_policy_demo
-            return run_policy_demo(spec)
+            return run_policy_demo(spec.nodes, spec.backend, spec.keep)
         if single_node:
             return run_single_node_demo(spec.pods_per_node, spec.keep)
         return run_cluster_demo(spec)

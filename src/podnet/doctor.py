@@ -8,13 +8,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import stat
 import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from .wire import DEFAULT_SOCKET
+from .wire import DEFAULT_SOCKET, http_get_unix
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 
@@ -24,20 +23,6 @@ class Finding:
     check: str
     level: str
     detail: str
-
-
-def http_get_unix(path: str, url: str, timeout: float = 2.0) -> tuple[int, bytes]:
-    """One GET over the agent's unix socket; (status, body)."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(timeout)
-        s.connect(path)
-        s.sendall(f"GET {url} HTTP/1.1\r\nHost: podnet\r\nConnection: close\r\n\r\n".encode())
-        data = b""
-        while chunk := s.recv(65536):
-            data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    status = int(head.split(b" ", 2)[1])
-    return status, body
 
 
 def check_socket(path: str) -> Iterator[Finding]:

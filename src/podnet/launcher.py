@@ -6,13 +6,20 @@ request goes there as one raw HTTP/1.1 POST — the CNI variables as headers, st
 the body; otherwise the same handler runs in this process.  DEL never depends on the
 agent: if the agent fails mid-request, DEL runs in-process (same lock files, same state).
 """
-from __future__ import annotations
-
 import _socket  # the C module: `socket` pulls in enum/selectors, ~8 ms per pod start
 import posix  # built in: `os` costs ~1.5 ms per pod start (collections.abc, posixpath)
 import sys
 
-from .wire import DEFAULT_SOCKET, ENV_LENGTH_HEADER, EXIT_HEADER, MAX_CONFIG, STDERR_HEADER, encode_env
+from .wire import (
+    DEFAULT_SOCKET,
+    ENV_LENGTH_HEADER,
+    EXIT_HEADER,
+    LATEST_VERSION,
+    MAX_CONFIG,
+    STDERR_HEADER,
+    SUPPORTED_VERSIONS,
+    encode_env,
+)
 
 TIMEOUT_ENV = "PODNET_AGENT_TIMEOUT"
 NO_AGENT_ENV = "PODNET_NO_AGENT"
@@ -53,11 +60,10 @@ def socket_path(stdin: bytes) -> str:
 
 def version_answer(stdin: bytes) -> bytes:
     """VERSION: echo the input's cniVersion when supported (the spec), else the newest."""
-    from .cni.version import LATEST, SUPPORTED
     asked = string_field(stdin, "cniVersion")
-    ver = asked if asked in SUPPORTED else LATEST
+    ver = asked if asked in SUPPORTED_VERSIONS else LATEST_VERSION
     return ('{"cniVersion": "%s", "supportedVersions": [%s]}\n'
-            % (ver, ", ".join('"%s"' % v for v in SUPPORTED))).encode()
+            % (ver, ", ".join('"%s"' % v for v in SUPPORTED_VERSIONS))).encode()
 
 
 def encode_request(plugin_type: str, env: dict[str, str], stdin: bytes) -> bytes:
@@ -129,10 +135,10 @@ def run_in_process(plugin_type: str, env: dict[str, str], stdin: bytes) -> tuple
 
 def _try_again(why: str, stdin: bytes) -> tuple[int, bytes, str]:
     """Code 11 in the request's cniVersion (as every error podnet prints)."""
-    from .cni.version import LATEST, SUPPORTED
     asked = string_field(stdin, "cniVersion")
     body = ('{"cniVersion": "%s", "code": 11, "msg": "podnet agent did not finish the request", '
-            '"details": "%s"}\n' % (asked if asked in SUPPORTED else LATEST, why.replace("\\", "/").replace('"', "'")))
+            '"details": "%s"}\n' % (asked if asked in SUPPORTED_VERSIONS else LATEST_VERSION,
+                                     why.replace("\\", "/").replace('"', "'")))
     return 1, body.encode(), why + "\n"
 
 

@@ -14,8 +14,6 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from .demo import DemoSpec
-
 X_A = {"matchLabels": {"pod": "a"}}
 
 
@@ -53,7 +51,7 @@ def load_model() -> ModuleType:
     return mod
 
 
-def run_policy_demo(spec: DemoSpec) -> int:
+def run_policy_demo(nodes: int = 3, backend: str = "vxlan", keep: bool = False) -> int:
     from .lab import Cluster
     from .lab.netpol import PORTS, PolicyLab, render_matrix
     t0 = time.perf_counter()
@@ -62,14 +60,14 @@ def run_policy_demo(spec: DemoSpec) -> int:
     except FileNotFoundError as e:
         print(f"podnet demo --policy: {e}", file=sys.stderr)
         return 2
-    lab = Cluster(spec.nodes, spec.backend, datastore="kubernetes", network_policy=True)
+    lab = Cluster(nodes, backend, datastore="kubernetes", network_policy=True)
     pl: PolicyLab | None = None
     ok = True
     try:
         lab.up()
         pl = PolicyLab(lab)
         pl.setup()
-        print(f"podnet demo --policy: {spec.nodes} nodes ({spec.backend}), Kubernetes {lab.cp.server}, "
+        print(f"podnet demo --policy: {nodes} nodes ({backend}), Kubernetes {lab.cp.server}, "
               f"NetworkPolicy enforced by each node's agent (nftables table inet podnet_policy); "
               f"ready in {time.perf_counter() - t0:.1f}s")
         print("pods (namespace/name, node, address):")
@@ -104,7 +102,7 @@ def run_policy_demo(spec: DemoSpec) -> int:
     finally:
         if pl is not None:
             pl.stop()
-        if not spec.keep:
+        if not keep:
             lab.down()
     print(f"\npodnet demo --policy: {'PASS' if ok else 'FAIL'} ({time.perf_counter() - t0:.1f}s in all)")
     return 0 if ok else 1

@@ -10,6 +10,10 @@ from the in-process path.  The answer carries `X-CNI-Exit` and a body of stdout 
 agent's server.
 """
 DEFAULT_SOCKET = "/run/podnet/agent.sock"
+# the CNI versions podnet speaks (here, not in cni/version.py, so a launcher answers VERSION
+# without importing anything more)
+SUPPORTED_VERSIONS: tuple[str, ...] = ("0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
+LATEST_VERSION = "1.1.0"
 ENV_LENGTH_HEADER = "X-Cni-Env-Length"
 EXIT_HEADER = "X-CNI-Exit"
 STDERR_HEADER = "X-CNI-Stderr-Length"
@@ -31,3 +35,18 @@ def decode_env(raw: bytes) -> dict[str, str]:
             key, _, value = item.decode("utf-8", "surrogateescape").partition("=")
             out[key] = value
     return out
+
+
+def http_get_unix(path: str, url: str, timeout: float = 2.0) -> tuple[int, bytes]:
+    """One GET over the agent's unix socket; (status, body)."""
+    import socket  # only for GETs (doctor, policy CLI, tests): a launcher never pays for it
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        s.connect(path)
+        s.sendall(f"GET {url} HTTP/1.1\r\nHost: podnet\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    return status, body

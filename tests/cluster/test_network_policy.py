@@ -298,7 +298,7 @@ def test_api_server_down_keeps_rules_and_fails_closed(fresh: PolicyLab) -> None:
             time.sleep(0.05)
         (ih, it), (oh, ot) = ins.stop(), out.stop()
         assert it > 5 and ot > 5 and ih == 0 and oh == 0, ("an unknown pod must be denied", ih, it, oh, ot)
-        from podnet.doctor import http_get_unix
+        from podnet.wire import http_get_unix
         _, metrics = http_get_unix(c.sock(1), "/metrics")
         assert b"podnet_policy_pods_failed_closed 1.0" in metrics, metrics.decode()[-2000:]
     finally:

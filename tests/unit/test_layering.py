@@ -42,6 +42,7 @@ LAYERS: list[set[str]] = [
     {"agent", "launcher"},                # the node agent; the per-call entry point
     {"install", "manifests"},             # launchers and lib dir on a node; the Kubernetes objects
     {"doctor", "lab"},                    # checks a node; the virtual cluster
+    {"policy_demo"},                      # the NetworkPolicy demo
     {"demo"},
     {"cli"},                              # argument parsing only
 ]

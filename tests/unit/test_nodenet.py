@@ -17,14 +17,15 @@ def net(mode: str, *cidrs: str, conf_dir: str = "") -> NodeNetwork:
 def test_cluster_mode_conflist_uses_the_cluster_ipam_with_a_pool_per_family() -> None:
     n = net("cluster", "10.244.0.0/16", "fd00:244::/64")
     conf = n.conflist("node-a", 1450)
-    ptp, portmap = conf["plugins"]
-    assert ptp["type"] == "podnet-ptp" and ptp["mtu"] == 1450 and "ipMasq" not in ptp
+    (ptp,) = conf["plugins"]                       # the one-exec plugin, ptp mode, with its sections
+    assert ptp["type"] == "podnet" and ptp["mode"] == "ptp" and ptp["mtu"] == 1450 and "ipMasq" not in ptp
     ipam = ptp["ipam"]
     assert ipam["type"] == "podnet-cluster-ipam" and ipam["node"] == "node-a"
     assert [(p["cidr"], p["blockSize"], p["gateway"]) for p in ipam["pools"]] == \
         [("10.244.0.0/16", 26, "10.244.0.1"), ("fd00:244::/64", 122, "fd00:244::1")]
     assert ipam["routes"] == [{"dst": "0.0.0.0/0"}, {"dst": "::/0"}]
-    assert portmap["type"] == "podnet-portmap" and portmap["capabilities"] == {"portMappings": True}
+    assert ptp["portmap"] == {"snat": True} and ptp["bandwidth"] == {}
+    assert ptp["capabilities"] == {"portMappings": True, "bandwidth": True}
 
 
 def test_host_local_mode_claims_a_subnet_and_hands_it_to_host_local(tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -120,7 +120,7 @@ def cmd_doctor(a: argparse.Namespace) -> int:
 def cmd_health(a: argparse.Namespace) -> int:
     """For exec probes (kubelet cannot reach a unix socket with httpGet): exit 0 when the agent
     answers /healthz (or, --ready, /readyz)."""
-    from ..doctor import http_get_unix
+    from ..wire import http_get_unix
     try:
         status, body = http_get_unix(a.socket, "/readyz" if a.ready else "/healthz", a.timeout)
     except (OSError, ValueError, IndexError) as e:

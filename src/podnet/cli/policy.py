@@ -33,7 +33,7 @@ def add_parsers(sub: Any) -> None:
 
 
 def _ask(sock: str, path: str, query: dict[str, str]) -> tuple[int, dict[str, Any]]:
-    from ..doctor import http_get_unix
+    from ..wire import http_get_unix
     try:
         status, body = http_get_unix(sock, f"{path}?{urllib.parse.urlencode(query)}", timeout=10)
     except OSError as e:

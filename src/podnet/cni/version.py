@@ -1,10 +1,11 @@
 """Supported CNI versions and which command needs which config version."""
 from __future__ import annotations
 
+from ..wire import LATEST_VERSION, SUPPORTED_VERSIONS
 from .errors import DECODE_FAILURE, INCOMPATIBLE_VERSION, CNIError
 
-SUPPORTED: tuple[str, ...] = ("0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
-LATEST = "1.1.0"
+SUPPORTED: tuple[str, ...] = SUPPORTED_VERSIONS
+LATEST: str = LATEST_VERSION
 
 # command -> the lowest config version that may use it
 MIN_VERSION_FOR = {"CHECK": "0.4.0", "STATUS": "1.1.0", "GC": "1.1.0"}

@@ -15,7 +15,7 @@ import time
 import urllib.parse
 from typing import Any
 
-from ..doctor import http_get_unix
+from ..wire import http_get_unix
 from .cluster import Cluster, Pod
 from .probe import PodServers, Target, probe
 
