@@ -1,6 +1,8 @@
 """Profile the agent-side work of ADD/DEL (no launcher, no HTTP): where do the milliseconds go?
 
-Usage (root): .venv/bin/python bench/profile_add.py [--conf CONF] [--pods N] [--prefix podnet-]
+Usage (root): .venv/bin/python bench/profile_add.py [--conf CONF] [--runtime-config JSON|@FILE] [--pods N]
+A conflist is profiled through its first plugin (the one-exec `podnet` plugin's whole path), with
+runtimeConfig injected for the capabilities it declares, as libcni does.
 Runs inside a scratch netns standing in for the host; removes everything on the way out.
 """
 from __future__ import annotations
@@ -27,6 +29,10 @@ def main() -> int:
     ap.add_argument("--top", type=int, default=35)
     ap.add_argument("--sort", default="cumulative")
     ap.add_argument("--phase", choices=("add", "del"), default="add")
+    ap.add_argument("--runtime-config", default="",
+                    help="runtimeConfig JSON or @FILE (@PORT@ becomes a per-pod port), as cnibench takes it")
+    ap.add_argument("--breakdown", action="store_true",
+                    help="wall time per category (step, IPAM, nft, sysctl, netlink) instead of cProfile")
     ap.add_argument("--inner", default="", help=argparse.SUPPRESS)  # set when re-run inside the scratch netns
     a = ap.parse_args()
     if a.inner:
@@ -45,6 +51,65 @@ def main() -> int:
         subprocess.run(["ip", "netns", "del", tag], capture_output=True)
 
 
+class Breakdown:
+    """Wall time per category of the agent-side work: each step of the one-exec plugin, and inside
+    the steps IPAM, nft transactions, sysctl writes and netlink round trips (pyroute2's request).
+    Categories nest (a step contains the rest), so the step rows add up to the total."""
+
+    def __init__(self) -> None:
+        self.on = False
+        self.spent: dict[str, float] = {}
+        self.calls: dict[str, int] = {}
+        self.inside: set[str] = set()
+        from pyroute2 import IPRoute
+
+        from podnet.net import nft, sysctl
+        from podnet.plugins import delegate, pod
+        self._wrap(delegate, "_call", "IPAM (delegate)")
+        self._wrap(nft, "run", "nft transaction")
+        self._wrap(sysctl, "ensure", "sysctl write")
+        # pyroute2 0.9's sync IPRoute runs every request through one of these (its __getattr__)
+        for attr in ("_run_generic_rtnl", "_run_force_sync", "_generate_with_cleanup"):
+            self._wrap(IPRoute, attr, "netlink request")
+        for name, plugin in {**pod.MODES, **{k: v[0] for k, v in pod.SECTIONS.items()}}.items():
+            for op in ("add", "delete"):
+                self._wrap_plugin(plugin, op, f"step {name}")
+
+    def _timed(self, label: str, fn):  # type: ignore[no-untyped-def]
+        def timed(*args, **kw):  # type: ignore[no-untyped-def]
+            if not self.on or label in self.inside:   # a wrapped call inside itself counts once
+                return fn(*args, **kw)
+            self.inside.add(label)
+            t = time.perf_counter()
+            try:
+                return fn(*args, **kw)
+            finally:
+                if os.environ.get("PROFILE_TRACE"):   # every call, with its wall time
+                    print(f"{1000 * (time.perf_counter() - t):6.2f} ms  {label}",
+                          [getattr(x, "__name__", x) for x in args[1:3]], sorted(kw)[:4], file=sys.stderr)
+                self.inside.discard(label)
+                self.spent[label] = self.spent.get(label, 0.0) + time.perf_counter() - t
+                self.calls[label] = self.calls.get(label, 0) + 1
+        return timed
+
+    def _wrap(self, owner: object, attr: str, label: str) -> None:
+        setattr(owner, attr, self._timed(label, getattr(owner, attr)))
+
+    def _wrap_plugin(self, plugin: object, op: str, label: str) -> None:
+        object.__setattr__(plugin, op, self._timed(label, getattr(plugin, op)))
+
+    def enable(self) -> None:
+        self.on = True
+
+    def disable(self) -> None:
+        self.on = False
+
+    def report(self, pods: int) -> None:
+        print(f"{'category':24} {'ms/pod':>8} {'calls/pod':>10}")
+        for label in sorted(self.spent, key=lambda k: -self.spent[k]):
+            print(f"{label:24} {1000 * self.spent[label] / pods:8.2f} {self.calls[label] / pods:10.1f}")
+
+
 def profile(a: argparse.Namespace) -> int:
     tag = a.inner
     if os.stat("/proc/self/ns/net").st_ino != os.stat(f"/run/netns/{tag}").st_ino:
@@ -54,35 +119,53 @@ def profile(a: argparse.Namespace) -> int:
     try:
         from podnet import dispatch
         conf = json.load(open(a.conf))
+        if "plugins" in conf:   # a conflist: its first plugin, with the list's name and version
+            conf = {"cniVersion": conf["cniVersion"], "name": conf["name"], **conf["plugins"][0]}
         conf["ipam"]["dataDir"] = data
-        conf["ipam"]["type"] = "podnet-" + conf["ipam"]["type"]  # as cnibench --type-prefix does
+        if not conf["ipam"]["type"].startswith("podnet-"):
+            conf["ipam"]["type"] = "podnet-" + conf["ipam"]["type"]  # as cnibench --type-prefix does
         ptype = conf["type"]  # the registry key: podnet-bridge runs as "bridge"
-        stdin = json.dumps(conf).encode()
+        rc_text = a.runtime_config
+        if rc_text.startswith("@"):
+            rc_text = open(rc_text[1:]).read()
+        caps = [k for k, on in conf.pop("capabilities", {}).items() if on]
+
+        def stdin_for(i: int) -> bytes:
+            c = dict(conf)
+            if rc_text:
+                rc = json.loads(rc_text.replace("@PORT@", str(20000 + i)))
+                picked = {k: v for k, v in rc.items() if k in caps}
+                if picked:
+                    c["runtimeConfig"] = picked
+            return json.dumps(c).encode()
 
         def env(cmd: str, i: int) -> dict[str, str]:
             return {"CNI_COMMAND": cmd, "CNI_CONTAINERID": f"c{i}", "CNI_NETNS": f"/run/netns/{pods[i]}",
                     "CNI_IFNAME": "eth0", "CNI_PATH": "/usr/lib/cni"}
-        out = dispatch.handle(ptype, env("ADD", 0), stdin)  # warm
+        out = dispatch.handle(ptype, env("ADD", 0), stdin_for(0))  # warm
         assert out.exit_code == 0, out.stdout
-        prof = cProfile.Profile()
+        prof: cProfile.Profile | Breakdown = Breakdown() if a.breakdown else cProfile.Profile()
         t0 = time.perf_counter()
         if a.phase == "add":
             prof.enable()
         for i in range(1, a.pods):
-            out = dispatch.handle(ptype, env("ADD", i), stdin)
+            out = dispatch.handle(ptype, env("ADD", i), stdin_for(i))
             assert out.exit_code == 0, out.stdout
         prof.disable()
         t1 = time.perf_counter()
         if a.phase == "del":
             prof.enable()
         for i in range(a.pods):
-            dispatch.handle(ptype, env("DEL", i), stdin)
+            dispatch.handle(ptype, env("DEL", i), stdin_for(i))
         prof.disable()
         t2 = time.perf_counter()
         n = a.pods - 1
         print(f"ADD {1000 * (t1 - t0) / n:.2f} ms/pod, DEL {1000 * (t2 - t1) / a.pods:.2f} ms/pod "
               f"({a.phase} profiled)", file=sys.stderr)
-        pstats.Stats(prof).sort_stats(a.sort).print_stats(a.top)
+        if isinstance(prof, Breakdown):
+            prof.report(n if a.phase == "add" else a.pods)
+        else:
+            pstats.Stats(prof).sort_stats(a.sort).print_stats(a.top)
     finally:
         subprocess.run(["rm", "-rf", data])
     return 0

@@ -45,6 +45,7 @@ LAYERS: list[set[str]] = [
     {"policy_demo"},                      # the NetworkPolicy demo
     {"demo"},
     {"cli"},                              # argument parsing only
+    {"__main__"},                         # `python -m podnet`: the cli
 ]
 LAYER = {unit: i for i, units in enumerate(LAYERS) for unit in units}
 

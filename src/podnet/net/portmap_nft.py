@@ -94,20 +94,26 @@ def add(network: str, container_id: str, mappings: list[Mapping], snat: bool, ma
     nft.run("\n".join(cmds) + "\n")
 
 
+_OWNED_KINDS = {"map": {"any4", "bound4", "any6", "bound6"},
+                "set": {"hairpin4", "localhost4", "masqall4", "hairpin6", "localhost6", "masqall6"}}
+
+
 def _owned(network: str, container_id: str | None, keep: set[str] | None = None) -> list[tuple[str, str]]:
     """(map/set name, key text) of every element owned by (network, container), or (GC) by a
-    container of the network not in `keep`."""
+    container of the network not in `keep` — read in one listing of the table (a DEL used to
+    list each of its ten maps and sets in turn)."""
     out = []
-    for f in (4, 6):
-        for kind, name in (("map", f"any{f}"), ("map", f"bound{f}"), ("set", f"hairpin{f}"),
-                           ("set", f"localhost{f}"), ("set", f"masqall{f}")):
-            for obj in nft.list_json(f"{kind} {TABLE} {name}"):
-                for elem in (obj.get(kind) or {}).get("elem", []) or []:
-                    key = elem[0] if kind == "map" else elem
-                    if not isinstance(key, dict) or "elem" not in key:
-                        continue
-                    if nft.owned(str(key["elem"].get("comment", "")), network, container_id, keep):
-                        out.append((name, _key_text(key["elem"]["val"])))
+    for obj in nft.list_json(f"table {TABLE}"):
+        for kind, names in _OWNED_KINDS.items():
+            body = obj.get(kind)
+            if not isinstance(body, dict) or body.get("name") not in names:
+                continue
+            for elem in body.get("elem", []) or []:
+                key = elem[0] if kind == "map" else elem
+                if not isinstance(key, dict) or "elem" not in key:
+                    continue
+                if nft.owned(str(key["elem"].get("comment", "")), network, container_id, keep):
+                    out.append((body["name"], _key_text(key["elem"]["val"])))
     return out
 
 

@@ -26,6 +26,9 @@ from ..cni.errors import CNIError, config_error
 from ..cni.request import Request
 from ..cni.skel import Plugin
 from ..cni.types import Result
+from ..net import link, netns
+from ..net.errors import NetError
+from ..net.rtnl import open_rtnl, sharing_netns_sockets
 from . import bandwidth, bridge, portmap, ptp, tuning
 
 MODES: dict[str, Plugin] = {"bridge": bridge.PLUGIN, "ptp": ptp.PLUGIN}
@@ -102,6 +105,11 @@ def _named(step: Step, fn: Callable[[Request], Any], sub: Request) -> Any:
 
 
 def add(req: Request) -> Result:
+    with sharing_netns_sockets():      # every step visits the pod's netns: one socket for all
+        return _add(req)
+
+
+def _add(req: Request) -> Result:
     done: list[tuple[Step, Result]] = []
     result: Result | None = None
     try:
@@ -120,9 +128,36 @@ def add(req: Request) -> Result:
     return result
 
 
+def _delete_host_links_together(req: Request) -> None:
+    """The pod's host veth and its bandwidth ifb in one kernel batch (link.delete_together):
+    deleting them one by one costs a kernel grace period each, most of a DEL.  Best effort —
+    the steps that follow delete whatever is left, and release the rest (masquerade elements
+    by prevResult's addresses or by owner, IPAM by container ID)."""
+    if req.config.get("bandwidth") is None or not req.netns:
+        return
+    try:
+        with open_rtnl() as host:
+            ifb = host.link(bandwidth.ifb_name(req.network, req.container_id))
+            if ifb is None:
+                return
+            with netns.opened(req.netns) as fd, open_rtnl(fd) as pod:
+                pod_link = pod.link(req.ifname)
+            hv = link.host_peer_of(host, pod_link) if pod_link is not None and pod_link.kind == "veth" else None
+            if hv is not None:
+                link.delete_together(host, [hv.index, ifb.index])
+    except NetError:
+        pass
+
+
 def delete(req: Request) -> None:
     """Every step, in reverse, with the ADD's result as prevResult (as a runtime runs a chain);
     each is idempotent, and the first error is raised after the rest have run."""
+    with sharing_netns_sockets():
+        _delete(req)
+
+
+def _delete(req: Request) -> None:
+    _delete_host_links_together(req)
     first: BaseException | None = None
     for step in reversed(steps(req)):
         try:
@@ -138,9 +173,10 @@ def check(req: Request) -> None:
     if prev is None:
         raise config_error("prevResult", "CHECK needs the ADD result")
     parse_result(prev, req.cni_version)          # a malformed prevResult fails before any step
-    for step in steps(req):
-        if step.plugin.check is not None:
-            _named(step, step.plugin.check, _sub(req, step, prev))
+    with sharing_netns_sockets():
+        for step in steps(req):
+            if step.plugin.check is not None:
+                _named(step, step.plugin.check, _sub(req, step, prev))
 
 
 def status(req: Request) -> None:

@@ -175,7 +175,7 @@ def add(req: Request) -> Result:
             with contextlib.suppress(OSError):
                 os.unlink(saved_at)
             raise
-        mac = pod.require_link(req.ifname).mac
+        mac = pod.require_link(req.ifname).mac if t.mac else lk.mac
     ifaces = tuple(Interface(i.name, mac, i.mtu, i.sandbox, i.socket_path, i.pci_id)
                    if i.name == req.ifname and i.sandbox == req.netns else i for i in prev.interfaces)
     return Result(prev.cni_version, ifaces, prev.ips, prev.routes, prev.dns)
