@@ -102,7 +102,7 @@ def _listen_in(netns_path: str, port: int) -> socket.socket:
         s = socket.socket()
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         s.bind(("0.0.0.0", port))
-        s.listen(64)
+        s.listen(4096)     # never accepted: each probe's handshake waits in this queue
     return s
 
 
@@ -128,10 +128,60 @@ def _describe_nodes(lab: Any) -> str:
     return "\n".join(lines)
 
 
+DEMO_PORT = 8080
+
+
+def _raise_fd_limit() -> None:
+    """A 1000-pod demo holds a listener per pod and probes thousands of pairs at once: the soft
+    descriptor limit goes up to the hard one (no privilege needed for that)."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def _check_reachability(lab: Any) -> tuple[int, int, int]:
+    """ICMP and TCP :8080 over the planned pairs (lab.reach.plan), all in flight at once; prints
+    what was checked, a matrix for a small cluster, each failed pair;
+    (pod pairs failed, pod pairs checked, node pairs failed)."""
+    from .lab import FABRIC_NET, reach
+    pods = lab.pods
+    live = list(lab.live)
+    plan = reach.plan([p.node for p in pods], len(live))
+    node_path = {i: f"/run/netns/{lab.nodes[n]}" for i, n in enumerate(live)}
+    node_ip = {i: f"{FABRIC_NET}.{n + 1}" for i, n in enumerate(live)}
+    t0 = time.perf_counter()
+    cells = [(pods[s].netns, pods[d].ip) for s, d in plan.pairs]
+    cells += [(node_path[a], node_ip[b]) for a, b in plan.node_pairs]
+    verdicts = reach.check(cells, DEMO_PORT)
+    took = time.perf_counter() - t0
+    print("\nreachability (ICMP and TCP to :8080), probed in parallel: " + "; ".join(plan.what))
+    bad = {(s, d) for s, d in plan.pairs if not (verdicts[(pods[s].netns, pods[d].ip)].icmp and
+                                                  verdicts[(pods[s].netns, pods[d].ip)].tcp)}
+    if len(pods) <= 12:
+        for s, src in enumerate(pods):
+            row = ["  -  " if s == d else ("FAIL " if (s, d) in bad else " ok  ") for d in range(len(pods))]
+            print(f"  {src.ip:<14} " + "".join(row))
+    for s, d in sorted(bad)[:200]:
+        v = verdicts[(pods[s].netns, pods[d].ip)]
+        print(f"  FAILED {pods[s].ip} (n{pods[s].node + 1}) -> {pods[d].ip} (n{pods[d].node + 1}): "
+              f"icmp {'ok' if v.icmp else 'no'}, tcp {'ok' if v.tcp else 'no'}")
+    if len(bad) > 200:
+        print(f"  … and {len(bad) - 200} more failed pairs")
+    node_bad = [(a, b) for a, b in plan.node_pairs if not (verdicts[(node_path[a], node_ip[b])].icmp and
+                                                            verdicts[(node_path[a], node_ip[b])].tcp)]
+    for a, b in node_bad:
+        print(f"  FAILED node n{live[a] + 1} -> node n{live[b] + 1} ({node_ip[b]})")
+    print(f"  ({len(plan.pairs)} pod pairs and {len(plan.node_pairs)} node pairs checked in {took:.1f}s; "
+          f"node pairs {len(plan.node_pairs) - len(node_bad)}/{len(plan.node_pairs)} ok)")
+    return len(bad), len(plan.pairs), len(node_bad)
+
+
 def run_cluster_demo(spec: DemoSpec) -> int:
     import ipaddress
 
     from .lab import ETCD_ADDR, Cluster
+    _raise_fd_limit()
     t0 = time.perf_counter()
     nodes, pods_per_node, keep = spec.nodes, spec.pods_per_node, spec.keep
     lab = Cluster(nodes, spec.backend, ipam_mode=spec.ipam_mode, datastore=spec.datastore)
@@ -153,35 +203,22 @@ def run_cluster_demo(spec: DemoSpec) -> int:
         conv = lab.wait_converged()
         print(f"{len(lab.pods)} pods in {t_pods:.1f}s; routes converged {conv * 1000:.0f} ms after the last pod")
         print(f"\n  {'NODE':<6} {'UNDERLAY':<12} {'POD':<24} {'ADDRESS':<14} BLOCK")
-        for p in lab.pods:
+        shown = lab.pods if len(lab.pods) <= 60 else [p for p in lab.pods if p.name.endswith("p0")]
+        for p in shown:
             block = ipaddress.ip_network(f"{p.ip}/{lab.block_prefix}", strict=False)
             print(f"  n{p.node + 1:<5} 10.97.0.{p.node + 1:<4} {p.name:<24} {p.ip:<14} {block}")
+        if len(shown) < len(lab.pods):
+            print(f"  (the first pod of each node shown; {len(lab.pods)} pods in all)")
         print("\n" + _describe_nodes(lab))
         for p in lab.pods:
-            listeners.append(_listen_in(p.netns, 8080))
-        print("\nreachability (ICMP and TCP to :8080), every pod to every other pod:")
-        pairs = failures = 0
-        t2 = time.perf_counter()
-        matrix = len(lab.pods) <= 12
-        for src in lab.pods:
-            row = []
-            for dst in lab.pods:
-                if src is dst:
-                    row.append("  -  ")
-                    continue
-                good = probe.ping(src.netns, dst.ip) and probe.tcp_connect(src.netns, dst.ip, 8080)
-                pairs += 1
-                failures += 0 if good else 1
-                row.append(" ok  " if good else "FAIL ")
-                if not good and not matrix:
-                    print(f"  FAILED {src.ip} -> {dst.ip}")
-            if matrix:
-                print(f"  {src.ip:<14} " + "".join(row))
-        print(f"  ({pairs} pairs checked in {time.perf_counter() - t2:.1f}s)")
+            listeners.append(_listen_in(p.netns, DEMO_PORT))
+        for node in lab.live:
+            listeners.append(_listen_in(f"/run/netns/{lab.nodes[node]}", DEMO_PORT))
+        failures, pairs, node_failures = _check_reachability(lab)
         out = probe.ping(lab.pods[0].netns, ETCD_ADDR)
         print(f"\n{pairs - failures}/{pairs} pod pairs reachable; pod -> fabric host {ETCD_ADDR}: "
               f"{'ok' if out else 'FAILED'}")
-        ok = failures == 0 and out
+        ok = failures == 0 and node_failures == 0 and out
         if keep:
             print(f"kept: namespaces pnlab-{lab.tag}-*; remove with: podnet demo --down")
             return 0 if ok else 1
