@@ -102,7 +102,10 @@ def _listen_in(netns_path: str, port: int) -> socket.socket:
         s = socket.socket()
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         s.bind(("0.0.0.0", port))
-        s.listen(4096)     # never accepted: each probe's handshake waits in this queue
+        # Never accepted: every probe's handshake stays queued here, so the backlog must exceed the
+        # probes a pod receives.  listen(64) was why the 20-node demo failed every pair from its
+        # 66th source pod on (each destination's queue full after 65 sources), same node or not.
+        s.listen(4096)
     return s
 
 

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import install
+from .neighbours import NeighbourLimits
 
 FABRIC_NET = "10.97.0"
 ETCD_ADDR = f"{FABRIC_NET}.254"
@@ -104,6 +105,7 @@ class Cluster:
         self.block_prefix = 24 if ipam_mode == "host-local" or datastore == "kubernetes" else 26
         self.fab = f"pnlab-{self.tag}-fab"
         self.nodes = [f"pnlab-{self.tag}-n{i + 1}" for i in range(nodes)]
+        self.neighbours = NeighbourLimits()
         self.work = work or tempfile.mkdtemp(prefix=f"pnlab-{self.tag}-")
         self.bin_dir = os.path.join(self.work, "bin")
         self.etcd_port = free_port()
@@ -365,6 +367,8 @@ class Cluster:
         these named container ports, its IPs reported by the node as kubelet does), named in
         CNI_ARGS as kubelet's runtime names it.  before_add(netns path): called once the netns
         exists, before CNI ADD (a server or client in the pod from its first moment)."""
+        # room in the kernel's shared neighbour tables for one more pod (lab/neighbours.py)
+        self.neighbours.ensure(len(self.nodes) ** 2 + 4 * (len(self.pods) + 1) + 256)
         k = sum(1 for p in self.pods if p.node == i)
         netns_name = f"pnlab-{self.tag}-n{i + 1}p{k}"
         while any(p.name == netns_name for p in self.pods):
@@ -478,6 +482,7 @@ class Cluster:
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
         remove_kept(self.tag)   # anything else of this lab, e.g. a pod whose node was killed
         shutil.rmtree(self.work, ignore_errors=True)
+        self.neighbours.restore()
 
 
 TEARDOWN_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
