@@ -33,6 +33,8 @@ def main() -> int:
                     help="runtimeConfig JSON or @FILE (@PORT@ becomes a per-pod port), as cnibench takes it")
     ap.add_argument("--breakdown", action="store_true",
                     help="wall time per category (step, IPAM, nft, sysctl, netlink) instead of cProfile")
+    ap.add_argument("--growth", action="store_true",
+                    help="with --breakdown: the first and the last tenth of the ADDs side by side")
     ap.add_argument("--inner", default="", help=argparse.SUPPRESS)  # set when re-run inside the scratch netns
     a = ap.parse_args()
     if a.inner:
@@ -61,6 +63,7 @@ class Breakdown:
         self.spent: dict[str, float] = {}
         self.calls: dict[str, int] = {}
         self.inside: set[str] = set()
+        self.window = ""        # with --growth: "first" | "last", prefixed to every label
         from pyroute2 import IPRoute
 
         from podnet.net import nft, sysctl
@@ -88,8 +91,9 @@ class Breakdown:
                     print(f"{1000 * (time.perf_counter() - t):6.2f} ms  {label}",
                           [getattr(x, "__name__", x) for x in args[1:3]], sorted(kw)[:4], file=sys.stderr)
                 self.inside.discard(label)
-                self.spent[label] = self.spent.get(label, 0.0) + time.perf_counter() - t
-                self.calls[label] = self.calls.get(label, 0) + 1
+                key = f"{self.window}:{label}" if self.window else label
+                self.spent[key] = self.spent.get(key, 0.0) + time.perf_counter() - t
+                self.calls[key] = self.calls.get(key, 0) + 1
         return timed
 
     def _wrap(self, owner: object, attr: str, label: str) -> None:
@@ -103,6 +107,13 @@ class Breakdown:
 
     def disable(self) -> None:
         self.on = False
+
+    def report_growth(self, pods: int) -> None:
+        labels = sorted({k.split(":", 1)[1] for k in self.spent}, key=lambda k: -self.spent.get(f"last:{k}", 0))
+        print(f"{'category':24} {'first ms':>9} {'last ms':>9} {'growth':>7}   (per pod, the first and last {pods})")
+        for label in labels:
+            f, la = (1000 * self.spent.get(f"{w}:{label}", 0.0) / pods for w in ("first", "last"))
+            print(f"{label:24} {f:9.2f} {la:9.2f} {la / f if f else 0:7.2f}")
 
     def report(self, pods: int) -> None:
         print(f"{'category':24} {'ms/pod':>8} {'calls/pod':>10}")
@@ -148,7 +159,11 @@ def profile(a: argparse.Namespace) -> int:
         t0 = time.perf_counter()
         if a.phase == "add":
             prof.enable()
+        tenth = max(1, a.pods // 10)
         for i in range(1, a.pods):
+            if a.growth and isinstance(prof, Breakdown):   # the first and the last tenth, apart
+                prof.window = "first" if i <= tenth else "last" if i >= a.pods - tenth else ""
+                prof.on = prof.window != ""
             out = dispatch.handle(ptype, env("ADD", i), stdin_for(i))
             assert out.exit_code == 0, out.stdout
         prof.disable()
@@ -162,7 +177,9 @@ def profile(a: argparse.Namespace) -> int:
         n = a.pods - 1
         print(f"ADD {1000 * (t1 - t0) / n:.2f} ms/pod, DEL {1000 * (t2 - t1) / a.pods:.2f} ms/pod "
               f"({a.phase} profiled)", file=sys.stderr)
-        if isinstance(prof, Breakdown):
+        if isinstance(prof, Breakdown) and a.growth:
+            prof.report_growth(tenth)
+        elif isinstance(prof, Breakdown):
             prof.report(n if a.phase == "add" else a.pods)
         else:
             pstats.Stats(prof).sort_stats(a.sort).print_stats(a.top)

@@ -8,7 +8,7 @@ import socket
 import subprocess
 
 from podnet.lab import reach
-from podnet.net import netns
+from podnet.net import netns, probe
 
 
 def _ip(ns: str, *argv: str) -> None:
@@ -68,6 +68,7 @@ def test_hundreds_of_pairs_with_descriptors_past_1024(make_pod) -> None:  # type
         assert all(got[(a, d)] == reach.Verdict(True, True) for d in dsts), \
             [d for d in dsts if got[(a, d)] != reach.Verdict(True, True)]
         assert got[(a, "10.79.2.1")] == reach.Verdict(False, False)
+        assert probe.ping(a, "10.79.0.2")           # the one-off ping (poll, not select) too
     finally:
         srv.close()
         for fd in filler:

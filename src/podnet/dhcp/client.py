@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import functools
 import random
-import select
 import socket
 import time
 from collections.abc import Callable
 
 from ..net.packet import link_socket as pod_socket
+from ..net.probe import readable
 from . import packets
 from .packets import Reply
 
@@ -42,8 +42,7 @@ def exchange(sock: socket.socket, build: Callable[[int], bytes], deadline: float
             left = resend_at - time.monotonic()
             if left <= 0:
                 break
-            ready, _, _ = select.select([sock], [], [], left)
-            if not ready:
+            if not readable(sock, left):
                 break
             reply = packets.parse(sock.recv(4096), xid)
             if reply is not None and reply.kind in want:

@@ -11,6 +11,14 @@ import time
 from . import netns
 
 
+def readable(sock: socket.socket, timeout: float) -> bool:
+    """Wait until `sock` has data, at most `timeout` s.  poll(), not select(): select() refuses
+    descriptors above 1023, which a process probing a thousand pods (the demo) goes past."""
+    p = select.poll()
+    p.register(sock, select.POLLIN)
+    return bool(p.poll(max(0.0, timeout) * 1000))
+
+
 def _checksum(data: bytes) -> int:
     if len(data) % 2:
         data += b"\0"
@@ -32,7 +40,7 @@ def _ping_here(dst: str, timeout: float, size: int) -> bool:
         s.sendto(struct.pack("!BBHHH", etype, 0, csum, ident, 1) + payload, (dst, 0))
         deadline = time.monotonic() + timeout
         while (left := deadline - time.monotonic()) > 0:
-            if not select.select([s], [], [], left)[0]:
+            if not readable(s, left):
                 return False
             data, addr = s.recvfrom(65535)
             icmp = data if v6 else data[(data[0] & 0x0F) * 4:]
