@@ -39,6 +39,7 @@ class NodeConfig:
     vxlan_vni: int = 1
     vxlan_port: int = 8472
     route_interval: float = 10.0
+    trace_port: int = 9473             # GET /trace/hop on the underlay address (podnet trace); 0: off
     # the datastore
     datastore: str = "etcd"
     kubeconfig: str = ""

@@ -9,6 +9,7 @@ import ipaddress
 import logging
 import sys
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from .config import NodeConfig
@@ -40,6 +41,7 @@ class Node:
                                     on_fail=self._failed, on_pass=self._passed)
         self.policy: Any = None
         self._routing_agent: Any = None
+        self._stop_trace: Callable[[], None] | None = None
         self._written = False
         self._ready_lock = threading.Lock()
         if cfg.network_policy:
@@ -61,8 +63,23 @@ class Node:
             from .policy.node import remove_stale_table
             remove_stale_table()
         self.routing.start()
+        self._start_trace()
+
+    def _start_trace(self) -> None:
+        """GET /trace/hop on the agent's socket, and on the node's address for other nodes' CLIs."""
+        from . import server, trace
+        view = trace.NodeView(self.name, self.store.underlay(), self.cfg.cidrs(), self.policy)
+        server.GET_HANDLERS["/trace/hop"] = lambda q: trace.handle(view, q)
+        if self.cfg.trace_port:
+            from .trace_server import serve
+            try:
+                self._stop_trace = serve(self.store.underlay(), self.cfg.trace_port, server.GET_HANDLERS["/trace/hop"])
+            except OSError as e:          # the port is taken: traces from other nodes stop here
+                log.warning("trace endpoint %s:%d: %s", self.store.underlay(), self.cfg.trace_port, e)
 
     def stop(self) -> None:
+        if self._stop_trace is not None:
+            self._stop_trace()
         self.routing.stop()
         if self.policy is not None:
             self.policy.stop()     # the table stays: pods stay policed while no agent runs

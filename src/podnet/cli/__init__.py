@@ -6,7 +6,7 @@ import argparse
 import json
 
 from .. import __version__
-from . import agent, demo, dhcp, install, ipam, lab, node, policy
+from . import agent, demo, dhcp, install, ipam, lab, node, policy, trace
 
 
 def cmd_version(a: argparse.Namespace) -> int:
@@ -19,7 +19,7 @@ def cmd_version(a: argparse.Namespace) -> int:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="podnet", description="podnet CNI plugins and node agent")
     sub = p.add_subparsers(dest="cmd", required=True)
-    for group in (install, demo, lab, agent, ipam, node, dhcp, policy):
+    for group in (install, demo, lab, agent, ipam, node, dhcp, policy, trace):
         group.add_parsers(sub)
     v = sub.add_parser("version")
     v.add_argument("--json", action="store_true")

@@ -29,6 +29,7 @@ AGENT_FLAGS: list[tuple[str, dict[str, Any]]] = [
     ("--routing", {"help": "program cross-node routes with this backend (host-gw, vxlan)"}),
     ("--vxlan-vni", {"type": int}),
     ("--vxlan-port", {"type": int}),
+    ("--trace-port", {"type": int, "help": "serve GET /trace/hop on the underlay address (podnet trace); 0: off"}),
     ("--node", {"help": "this node's name (default: $NODE_NAME, else the hostname)"}),
     ("--datastore", {"help": "where nodes and pod CIDRs live: podnet's etcd, or the Kubernetes API (Node objects)"}),
     ("--kubeconfig", {"help": "kubernetes datastore: default in-cluster, then $KUBECONFIG"}),

@@ -87,3 +87,19 @@ def set_cluster_masquerade(cidrs: Iterable[ipaddress.IPv4Network | ipaddress.IPv
         cmds.append(f"add rule {NODE_TABLE} postrouting {proto} saddr {c} {proto} daddr != {c} "
                     f"{proto} daddr != {_MCAST[c.version]} masquerade")
     nft.run("\n".join(cmds) + "\n")
+
+
+def cluster_masquerade_present(family: int) -> bool:
+    """Whether the node's masquerade table has its rule for this family (what `podnet trace`
+    checks for pod traffic leaving the cluster)."""
+    proto = "ip" if family == 4 else "ip6"
+    for obj in nft.list_json(f"table {NODE_TABLE}"):
+        rule = obj.get("rule")
+        if not isinstance(rule, dict):
+            continue
+        exprs = rule.get("expr", [])
+        if any("masquerade" in e for e in exprs) and any(
+                isinstance(e.get("match"), dict) and e["match"].get("left", {}).get("payload", {}).get("protocol") == proto
+                for e in exprs):
+            return True
+    return False

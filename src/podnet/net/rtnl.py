@@ -71,6 +71,16 @@ class RouteEntry:
     proto: int = 0     # rtnetlink protocol: who made the route (podnet's own: PODNET_PROTO)
 
 
+@dataclass(frozen=True)
+class RouteLookup:
+    """A route lookup's answer: kind unicast | local | blackhole | unreachable | prohibit | error."""
+    kind: str
+    oif: int = 0
+    gw: IPAddr | None = None
+    table: int = 0
+    error: str = ""
+
+
 def _translate(e: NetlinkError, what: str) -> NetError:
     if e.code == errno.ENODEV:
         return LinkNotFound(what)
@@ -91,6 +101,7 @@ def _nl(what: str) -> Iterator[None]:
 
 # IFLA_EXT_MASK bit: no counters in a link reply (a third of its bytes; nobody here reads them)
 RTEXT_FILTER_SKIP_STATS = 1 << 3
+RTM_F_FIB_MATCH = 0x2000     # a route lookup answers with the matched route (its prefix), not the result
 
 
 def _link_from_msg(msg: Any) -> Link:
@@ -376,6 +387,54 @@ class Rtnl:
                     return 0
                 raise
         return int(msgs[0].get("RTA_OIF") or 0) if msgs else 0
+
+    def lookup(self, dst: IPAddr, src: IPAddr | None = None, iif: int = 0) -> RouteLookup:
+        """What the kernel decides for a packet to `dst` (from `src`, arriving on `iif` — a
+        forwarding decision), as `ip route get` shows it; errors (no route, unreachable) are the
+        answer, not exceptions."""
+        kw: dict[str, Any] = {"dst": str(dst)}
+        if src is not None:
+            kw["src"] = str(src)
+        if iif:
+            kw["iif"] = iif
+        try:
+            msgs = self._get("route", **kw)
+        except NetlinkError as e:
+            return RouteLookup("error", error=os.strerror(e.code))
+        if not msgs:
+            return RouteLookup("error", error="no answer")
+        m = msgs[0]
+        kinds = {1: "unicast", 2: "local", 3: "broadcast", 6: "blackhole", 7: "unreachable", 8: "prohibit"}
+        gw = m.get("RTA_GATEWAY")
+        return RouteLookup(kinds.get(m["type"], str(m["type"])), oif=int(m.get("RTA_OIF") or 0),
+                           gw=ipaddress.ip_address(gw) if gw else None, table=int(m.get("RTA_TABLE") or m["table"]))
+
+    def matched_prefix(self, dst: IPAddr) -> int | None:
+        """The prefix length of the route a lookup for `dst` matches (RTM_F_FIB_MATCH): 0 means
+        only the default route covers it.  None: no route at all."""
+        try:
+            msgs = self._get("route", dst=str(dst), flags=RTM_F_FIB_MATCH)
+        except NetlinkError:
+            return None
+        return int(msgs[0]["dst_len"]) if msgs else None
+
+    def peer_netnsid(self, index: int) -> int | None:
+        """IFLA_LINK_NETNSID of a link (a veth's peer's netns, as this netns numbers it)."""
+        try:
+            m = self._get("link", index=index, ext_mask=RTEXT_FILTER_SKIP_STATS)[0]
+        except NetlinkError:
+            return None
+        nsid = m.get("IFLA_LINK_NETNSID")
+        return int(nsid) if nsid is not None else None
+
+    def netnsid(self, netns_fd: int) -> int | None:
+        """The id this netns gives the netns open at `netns_fd` (None: it has none yet)."""
+        try:
+            out = self._ipr.get_netnsid(fd=netns_fd)
+        except NetlinkError:
+            return None
+        nsid = out.get("nsid") if isinstance(out, dict) else None
+        return int(nsid) if nsid is not None and int(nsid) >= 0 else None
 
     def del_route(self, dst: IPNet, gw: IPAddr | None = None, oif: int = 0, table: int | None = None) -> None:
         """Delete whatever route matches: any scope and protocol (the kernel's own too)."""

@@ -1,0 +1,175 @@
+"""`podnet trace SRC DST`: the path a packet takes from SRC to DST, hop by hop, and the exact place
+it dies.  Exit 0 when the path works, 1 when it is broken (the first broken hop and what to
+check), 2 when an end cannot be resolved.
+
+SRC and DST: an address, `node:NAME`, a pod's network namespace name (as in /run/netns: the
+lab's pods), or a container ID (its cluster-IPAM allocation).  The nodes come from the etcd
+datastore (`--etcd`); each node's agent answers for its own hops on its trace endpoint
+(GET /trace/hop on the node's address, `--trace-port`), so the CLI on any node follows the path
+across nodes.  A node whose agent does not answer ends the trace there, saying so and what was
+seen up to it.  The trace only looks: routes, neighbour and VXLAN entries, tables, policies.
+"""
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import os
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from typing import Any
+
+from .common import connect, etcd_command
+
+MAX_NODES = 4          # origin, at most two nodes between (a hostPort bounce), the destination
+
+
+@dataclass
+class End:
+    ip: Any
+    node: str          # "" when outside the cluster's nodes
+    label: str
+
+
+def add_parsers(sub: Any) -> None:
+    p = etcd_command(sub, "trace", "the path from SRC to DST hop by hop, and where it breaks")
+    p.add_argument("src", help="address, node:NAME, a pod's netns name, or a container ID")
+    p.add_argument("dst", help="address, node:NAME, a pod's netns name, or a container ID")
+    p.add_argument("--port", type=int, default=0, help="destination port (policy verdicts)")
+    p.add_argument("--proto", default="tcp", choices=("tcp", "udp", "icmp"))
+    p.add_argument("--trace-port", type=int, default=9473, help="the agents' trace endpoint port")
+    p.add_argument("--timeout", type=float, default=3.0, help="seconds to wait for each node's agent")
+    p.set_defaults(fn=run)
+
+
+def _netns_address(name: str) -> Any | None:
+    """The first global address of a netns (a pod's), read through netlink inside it."""
+    from ..net import netns
+    from ..net.rtnl import open_rtnl
+    path = name if name.startswith("/") else f"/run/netns/{name}"
+    if not os.path.exists(path):
+        return None
+    with netns.opened(path) as fd, open_rtnl(fd) as r:
+        for lk in r.links():
+            for a in r.addrs(lk.index):
+                if not a.ip.is_loopback and not a.ip.is_link_local:
+                    return a.ip
+    return None
+
+
+def resolve(what: str, nodes: dict[str, dict[str, str]], owners: dict[Any, str], handles: dict[str, Any]) -> End:
+    """An end of the trace: its address, the node it lives on, how to call it."""
+    if what.startswith("node:"):
+        name = what[5:]
+        if name not in nodes:
+            raise LookupError(f"{what}: no live node {name!r} (`podnet node ls`)")
+        return End(ipaddress.ip_address(nodes[name]["addr"]), name, f"node {name}")
+    ip: Any
+    try:
+        ip = ipaddress.ip_address(what)
+        label = str(ip)
+    except ValueError:
+        ip = _netns_address(what)
+        label = f"pod {what}"
+        if ip is None:
+            held = [v for k, v in handles.items() if what in k.split("/")]
+            if not held or not held[0].get("ips"):
+                raise LookupError(f"{what}: not an address, node:NAME, pod netns or container ID") from None
+            ip = ipaddress.ip_address(held[0]["ips"][0])
+            label = f"container {what[:12]}"
+    for name, info in nodes.items():
+        if info.get("addr") == str(ip):
+            return End(ip, name, f"node {name}")
+    node = next((n for cidr, n in owners.items() if ip.version == cidr.version and ip in cidr), "")
+    return End(ip, node, label if label != str(ip) else (f"pod {ip}" if node else str(ip)))
+
+
+def _ask(addr: str, port: int, query: dict[str, Any], timeout: float) -> dict[str, Any]:
+    host = f"[{addr}]" if ":" in addr else addr
+    url = f"http://{host}:{port}/trace/hop?{urllib.parse.urlencode(query)}"
+    with urllib.request.urlopen(url, timeout=timeout) as resp:
+        doc: dict[str, Any] = json.loads(resp.read())
+        return doc
+
+
+def trace(src: End, dst: End, nodes: dict[str, dict[str, str]], a: argparse.Namespace) -> dict[str, Any]:
+    """Ask each node on the way for its hops; the whole path as data."""
+    if not src.node:
+        return {"ok": False, "hops": [], "broken": f"{src.label} is not on a node of this cluster: "
+                                                   "a trace starts at a pod or a node", "fix": ""}
+    by_addr = {info.get("addr"): name for name, info in nodes.items()}
+    query = {"src": str(src.ip), "dst": str(dst.ip), "proto": a.proto.upper(), "port": a.port}
+    hops: list[dict[str, Any]] = []
+    node, stage, came_from = src.node, "origin", ""
+    for _ in range(MAX_NODES):
+        addr = nodes[node]["addr"]
+        try:
+            ans = _ask(addr, a.trace_port, {**query, "stage": stage, "from": came_from,
+                                            "local": "1" if stage == "arrive" and node == dst.node else ""},
+                       a.timeout)
+        except (OSError, urllib.error.URLError, ValueError) as e:
+            why = getattr(e, "reason", None) or e
+            return {"ok": False, "hops": hops, "broken": f"could not ask node {node} (agent at {addr}:{a.trace_port}: "
+                    f"{why}); the path up to it is above", "fix": f"is podnet's agent on {node} running? "
+                    f"`podnet node ls`; its log"}
+        for h in ans["hops"]:
+            hops.append({"node": node, **h})
+            if not h["ok"]:
+                return {"ok": False, "hops": hops, "broken": h["what"], "fix": h["fix"], "at": node}
+        nxt = ans["next"]
+        if nxt["kind"] == "deliver":
+            at_dst = not dst.node or node == dst.node
+            return {"ok": at_dst, "hops": hops, **({} if at_dst else {
+                "broken": f"delivered on node {node}, but {dst.label} is on {dst.node}", "fix": ""})}
+        if nxt["kind"] == "external" and dst.node and nxt.get("addr") in by_addr:
+            came_from, node, stage = addr, by_addr[nxt["addr"]], "arrive"    # to a node on the underlay
+            continue
+        if nxt["kind"] == "external":
+            if dst.node:
+                return {"ok": False, "hops": hops, "at": node, "broken": f"leaves node {node} for outside the "
+                        f"cluster, but {dst.label} is on node {dst.node}", "fix": "the route to its block"}
+            return {"ok": True, "hops": hops}
+        if nxt["kind"] != "node" or nxt.get("addr") not in by_addr:
+            return {"ok": False, "hops": hops, "at": node, "broken": f"node {node} sends it to "
+                    f"{nxt.get('addr', '?')}, which is no live node", "fix": "`podnet node ls`"}
+        came_from, node, stage = addr, by_addr[nxt["addr"]], "arrive"
+    return {"ok": False, "hops": hops, "broken": f"more than {MAX_NODES} nodes: a routing loop?", "fix": ""}
+
+
+def run(a: argparse.Namespace) -> int:
+    from ..ipam.registry import NodeRegistry
+    c, kv = connect(a)
+    try:
+        registry = NodeRegistry(c)
+        nodes = registry.node_infos()
+        owners = {cidr: n for cidr, n in registry.block_owners().items() if n}
+        handles = c.handles()
+        try:
+            src, dst = (resolve(x, nodes, owners, handles) for x in (a.src, a.dst))
+        except LookupError as e:
+            print(f"podnet trace: {e}", file=sys.stderr)
+            return 2
+    finally:
+        kv.close()
+    out = trace(src, dst, nodes, a)
+    out.update({"src": {"ip": str(src.ip), "node": src.node, "label": src.label},
+                "dst": {"ip": str(dst.ip), "node": dst.node, "label": dst.label},
+                "proto": a.proto, "port": a.port})
+    if a.json:
+        print(json.dumps(out, indent=1))
+        return 0 if out["ok"] else 1
+    port = f" {a.proto}/{a.port}" if a.port else f" {a.proto}"
+    print(f"trace {src.label} ({src.ip}, {src.node or 'outside'}) → {dst.label} ({dst.ip}, "
+          f"{dst.node or 'outside the nodes'}){port}")
+    for h in out["hops"]:
+        print(f"  {h['node']:<6} {'✓' if h['ok'] else '✗'} {h['what']}")
+    if out["ok"]:
+        print("path works")
+        return 0
+    print(f"✗ broken{' at node ' + out['at'] if out.get('at') else ''}: {out['broken']}")
+    if out.get("fix"):
+        print(f"  check: {out['fix']}")
+    return 1
