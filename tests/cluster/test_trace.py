@@ -42,8 +42,10 @@ def state(c: Cluster, pods: list[Pod]) -> list[str]:
     """Everything a trace could touch: each node's and pod's routes, neighbours, FDB, nft ruleset."""
     out = []
     for ns in [*(c.nodes[i] for i in c.live), *(p.name for p in pods)]:
-        for cmd in (["ip", "-n", ns, "route", "show", "table", "all"], ["ip", "-n", ns, "neigh", "show", "nud", "permanent"],
-                    ["bridge", "-n", ns, "fdb", "show"], ["ip", "-n", ns, "addr"], ["ip", "netns", "exec", ns, "nft", "list", "ruleset"]):
+        for cmd in (["ip", "-n", ns, "route", "show", "table", "all"],
+                    ["ip", "-n", ns, "neigh", "show", "nud", "permanent"],
+                    ["bridge", "-n", ns, "fdb", "show"], ["ip", "-n", ns, "addr"],
+                    ["ip", "netns", "exec", ns, "nft", "list", "ruleset"]):
             out.append(subprocess.run(cmd, capture_output=True, text=True).stdout)
     return out
 
