@@ -67,19 +67,30 @@ class NodeRegistry:
         return {e.key.rsplit("/", 1)[1] for e in self.kv.get_prefix(f"{self.prefix}nodes/")}
 
     def dead_nodes(self) -> set[str]:
-        known = {e.key.rsplit("/", 1)[1] for e in self.kv.get_prefix(f"{self.prefix}known/")}
-        return known - self.live_nodes()
+        return self.known_nodes() - self.live_nodes()
+
+    def known_nodes(self) -> set[str]:
+        """Every node that ever registered and was not yet reclaimed."""
+        return {e.key.rsplit("/", 1)[1] for e in self.kv.get_prefix(f"{self.prefix}known/")}
+
+    @staticmethod
+    def parse_node(value: bytes) -> dict[str, str] | None:
+        """A node record, or None when it is not one (no name, no valid address)."""
+        try:
+            info = json.loads(value)
+            ipaddress.ip_address(info["addr"])
+            str(info["node"])
+        except (ValueError, KeyError, TypeError):
+            return None
+        return info if isinstance(info, dict) else None
 
     def node_infos(self) -> dict[str, dict[str, str]]:
         """Live nodes (their lease holds) and what each registered (addr, vtep_mac…)."""
         out = {}
         for e in self.kv.get_prefix(f"{self.prefix}nodes/"):
-            try:
-                info = json.loads(e.value)
-                ipaddress.ip_address(info["addr"])
+            info = self.parse_node(e.value)
+            if info is not None:
                 out[str(info["node"])] = info
-            except (ValueError, KeyError, TypeError):
-                continue
         return out
 
     def block_owners(self) -> dict[IPNet, str]:
