@@ -92,6 +92,18 @@ def sample_agents(c: Cluster, seconds: float) -> tuple[dict[int, float], dict[in
     return cpu, rss, wk
 
 
+def loop_wakeups(c: Cluster) -> dict[int, float]:
+    """Each agent's routing-loop wakeups so far (podnet_routing_wakeups_total, from its /metrics)."""
+    from podnet.wire import http_get_unix
+    out = {}
+    for i in c.live:
+        _, body = http_get_unix(c.sock(i), "/metrics", timeout=5)
+        for line in body.decode().splitlines():
+            if line.startswith("podnet_routing_wakeups_total "):
+                out[i] = float(line.split()[1])
+    return out
+
+
 def summary(name: str, values: dict[int, float], unit: str) -> str:
     v = list(values.values())
     return f"{name}: median {statistics.median(v):.2f}{unit}, max {max(v):.2f}{unit}"
@@ -145,10 +157,12 @@ def main() -> int:
     ap.add_argument("--pods-per-node", type=int, default=50)
     ap.add_argument("--backend", default="vxlan")
     ap.add_argument("--rest", type=float, default=30.0)
+    ap.add_argument("--route-interval", type=float, default=5.0)
     ap.add_argument("--trials", type=int, default=10)
     ap.add_argument("--churn", type=int, default=1000)
     a = ap.parse_args()
-    c = Cluster(a.nodes, a.backend)
+    # lease renewed every ttl/3 = route-interval: the renewal rides the periodic pass
+    c = Cluster(a.nodes, a.backend, lease_ttl=int(3 * a.route_interval), route_interval=a.route_interval)
     try:
         t0 = time.perf_counter()
         c.up()
@@ -164,11 +178,14 @@ def main() -> int:
         print(f"{len(c.pods)} pods ready in {t_pods:.1f}s (ADD p50 {1000 * statistics.median(fill):.0f} ms, "
               f"p99 {1000 * pct(fill, 0.99):.0f} ms); routes converged {1000 * conv:.0f} ms after the last pod")
 
-        e0 = etcd_metrics(c)
+        e0, w0 = etcd_metrics(c), loop_wakeups(c)
         cpu, rss, wk = sample_agents(c, a.rest)
-        e1 = etcd_metrics(c)
+        e1, w1 = etcd_metrics(c), loop_wakeups(c)
+        per_interval = {i: (w1[i] - w0[i]) * a.route_interval / a.rest for i in w1}
         print(f"at rest ({a.rest:.0f}s): agent {summary('CPU', cpu, '%')}; {summary('RSS', rss, ' MiB')}; "
-              f"{summary('wakeups', wk, '/s')}; etcd {(e1['requests'] - e0['requests']) / a.rest:.1f} req/s, "
+              f"routing loop {summary('wakeups', per_interval, ' per route-interval')}; process "
+              f"{summary('context switches', wk, '/s')} (all threads, grpc's included); "
+              f"etcd {(e1['requests'] - e0['requests']) / a.rest:.1f} req/s, "
               f"DB {e1['db_bytes'] / 2**20:.1f} MiB ({e1['db_in_use'] / 2**20:.1f} in use)")
         routes, neigh = node_tables(c)
         print(f"kernel tables per node: routes median {statistics.median(routes):.0f} (max {max(routes)}), "
@@ -217,4 +234,7 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from podnet.lab import ends_cleanly_on_signals
+    sys.stdout.reconfigure(line_buffering=True)   # type: ignore[union-attr]
+    with ends_cleanly_on_signals():
+        sys.exit(main())

@@ -15,7 +15,7 @@ from podnet.cli.agent import agent_config
 def test_defaults_match_the_documented_ones() -> None:
     c = NodeConfig.load()
     assert (c.socket, c.datastore, c.lease_ttl, c.block_size, c.route_interval) == \
-        ("/run/podnet/agent.sock", "etcd", 10, 26, 10.0)
+        ("/run/podnet/agent.sock", "etcd", 30, 26, 10.0)
 
 
 def test_a_yaml_file_sets_everything_and_flags_given_on_the_command_line_win(tmp_path: Path) -> None:

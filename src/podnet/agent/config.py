@@ -52,7 +52,7 @@ class NodeConfig:
     etcd_ca_file: str = ""
     etcd_cert_file: str = ""
     etcd_key_file: str = ""
-    lease_ttl: int = 10
+    lease_ttl: int = 30                # renewed every ttl/3 = the default route-interval: one wakeup per interval at rest
     reclaim_after: float = 300.0
     # the pods' addresses and the node's conflist
     cluster_cidr: list[str] = field(default_factory=list)

@@ -11,6 +11,11 @@ ERRORS = Counter("podnet_cni_errors_total", "CNI requests answered with an error
                  registry=REGISTRY)
 
 
+ROUTING_WAKEUPS = Counter("podnet_routing_wakeups_total",
+                          "times the routing loop woke (a pass: datastore event, kernel event, heartbeat, "
+                          "periodic check)", registry=REGISTRY)
+
+
 def observe(command: str, plugin: str, seconds: float, code: int) -> None:
     LATENCY.labels(command, plugin).observe(seconds)
     if code:

@@ -55,18 +55,22 @@ class EtcdPeers:
         self._nodes: dict[str, dict[str, str]] = {}
         self._owners: dict[IPNet, str] = {}
         self._known: set[str] = set()
+        self._own_deleted = False            # the watch saw our record deleted since we joined
         self.relists = 0                     # etcd relists so far (tests, metrics)
 
     def join(self, info: dict[str, str]) -> None:
         self._info = info
+        with self._lock:
+            self._own_deleted = False
         self.lease = self.registry.register(self.ttl, info)
 
     def heartbeat(self) -> None:
         """Renew the lease; register again if our record is gone (lease expired, `podnet node rm`
-        while we live) — known from the watch, or asked of etcd while the view is stale."""
+        while we live) — seen deleted by the watch, or asked of etcd while the view is stale.
+        (Not "absent from the view": right after a join our own record's event may not be in yet.)"""
         self.registry.kv.keep_alive(self.lease)
         with self._lock:
-            gone = None if self._stale else self.node not in self._nodes
+            gone = None if self._stale else self._own_deleted
         if gone is None:
             gone = self.registry.kv.get(self.registry.node_key(self.node)) is None
         if gone:
@@ -122,6 +126,8 @@ class EtcdPeers:
                 info = self.registry.parse_node(value) if value is not None else None
                 if info is None:
                     self._nodes.pop(name, None)
+                    if name == self.node and value is None:
+                        self._own_deleted = True
                 else:
                     self._nodes[str(info["node"])] = info
                 return True

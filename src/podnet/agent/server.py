@@ -240,7 +240,7 @@ def serve(path: str, request_timeout: float = 50.0) -> None:
     def stop(signum: int, _frame: Any) -> None:
         log.info("signal %d: stopping", signum)
         unlink_if_mine()  # new launchers fall back at once instead of reaching a closing agent
-        threading.Thread(target=srv.shutdown, daemon=True).start()
+        raise _Stop()     # out of serve_forever's wait, which has no timeout (no wakeups at rest)
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
@@ -248,12 +248,18 @@ def serve(path: str, request_timeout: float = 50.0) -> None:
         trace_allocations()
     log.info("podnet agent serving on %s", path)
     try:
-        srv.serve_forever(poll_interval=0.5)
+        srv.serve_forever(poll_interval=None)  # type: ignore[arg-type]  # None: wait without a timeout
+    except _Stop:
+        pass
     finally:
         srv.server_close()
         srv.pool.shutdown(wait=False, cancel_futures=True)
         unlink_if_mine()
         log.info("stopped; %s", memory_report())
+
+
+class _Stop(BaseException):
+    """Raised by the SIGTERM/SIGINT handler in the main thread, which waits in serve_forever."""
 
 
 def trace_allocations() -> None:

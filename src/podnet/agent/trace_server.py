@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socketserver
 import threading
 import urllib.parse
 from collections.abc import Callable
@@ -19,6 +20,15 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 Handler = Callable[[dict[str, str]], tuple[int, dict[str, Any]]]
+
+
+class _Server(ThreadingHTTPServer):
+    def server_bind(self) -> None:
+        """HTTPServer's own looks its address up in DNS (getfqdn): ~10 s on a node without a
+        resolver (the lab's), for a name nobody reads."""
+        socketserver.TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name, self.server_port = str(host), int(port)
 
 
 def serve(addr: str, port: int, handle: Handler) -> Callable[[], None]:
@@ -45,12 +55,11 @@ def serve(addr: str, port: int, handle: Handler) -> Callable[[], None]:
             self.end_headers()
             self.wfile.write(body)
 
-    srv = ThreadingHTTPServer((addr, port), TraceRequest)
+    srv = _Server((addr, port), TraceRequest)
     srv.daemon_threads = True
-    threading.Thread(target=srv.serve_forever, name="trace-server", daemon=True).start()
+    # no poll timeout: an idle agent does not wake for this; stop() closes the socket and the
+    # (daemon) thread ends with the process
+    threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": None}, name="trace-server",
+                     daemon=True).start()
     log.info("trace endpoint on %s:%d", addr, port)
-
-    def stop() -> None:
-        srv.shutdown()
-        srv.server_close()
-    return stop
+    return srv.server_close

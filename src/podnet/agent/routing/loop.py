@@ -114,8 +114,10 @@ class RoutingAgent:
         must work) and retries here; the node only becomes ready once it has joined."""
         last_heartbeat = last_housekeeping = time.monotonic()
         failures = 0
+        from ..metrics import ROUTING_WAKEUPS
         while not self._stop.is_set():
             now = time.monotonic()
+            ROUTING_WAKEUPS.inc()
             try:
                 if self.joined and now - last_housekeeping >= self.interval:
                     last_housekeeping = now
