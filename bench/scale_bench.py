@@ -45,6 +45,16 @@ def rss_mib(pid: int) -> float:
     return 0.0
 
 
+def uss_mib(pid: int) -> float:
+    """Memory only this process holds (private pages: what another agent would not share)."""
+    total = 0
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            if line.startswith(("Private_Clean:", "Private_Dirty:")):
+                total += int(line.split()[1])
+    return total / 1024
+
+
 def wakeups(pid: int) -> int:
     """Context switches of every thread: each is the thread going to sleep or being preempted —
     a count of wakeups, near enough, for an idle process."""
@@ -80,8 +90,11 @@ def agents(c: Cluster) -> dict[int, int]:
     return {i: c.procs[f"agent{i}"].pid for i in c.live if f"agent{i}" in c.procs}
 
 
-def sample_agents(c: Cluster, seconds: float) -> tuple[dict[int, float], dict[int, float], dict[int, float]]:
-    """(CPU % , RSS MiB, wakeups/s) per agent over `seconds`."""
+Sample = tuple[dict[int, float], dict[int, float], dict[int, float], dict[int, float]]
+
+
+def sample_agents(c: Cluster, seconds: float) -> Sample:
+    """(CPU %, RSS MiB, private MiB, context switches/s) per agent over `seconds`."""
     pids = agents(c)
     cpu0 = {i: cpu_seconds(p) for i, p in pids.items()}
     wk0 = {i: wakeups(p) for i, p in pids.items()}
@@ -89,7 +102,8 @@ def sample_agents(c: Cluster, seconds: float) -> tuple[dict[int, float], dict[in
     cpu = {i: 100 * (cpu_seconds(p) - cpu0[i]) / seconds for i, p in pids.items()}
     wk = {i: (wakeups(p) - wk0[i]) / seconds for i, p in pids.items()}
     rss = {i: rss_mib(p) for i, p in pids.items()}
-    return cpu, rss, wk
+    uss = {i: uss_mib(p) for i, p in pids.items()}
+    return cpu, rss, uss, wk
 
 
 def loop_wakeups(c: Cluster) -> dict[int, float]:
@@ -179,10 +193,11 @@ def main() -> int:
               f"p99 {1000 * pct(fill, 0.99):.0f} ms); routes converged {1000 * conv:.0f} ms after the last pod")
 
         e0, w0 = etcd_metrics(c), loop_wakeups(c)
-        cpu, rss, wk = sample_agents(c, a.rest)
+        cpu, rss, uss, wk = sample_agents(c, a.rest)
         e1, w1 = etcd_metrics(c), loop_wakeups(c)
         per_interval = {i: (w1[i] - w0[i]) * a.route_interval / a.rest for i in w1}
-        print(f"at rest ({a.rest:.0f}s): agent {summary('CPU', cpu, '%')}; {summary('RSS', rss, ' MiB')}; "
+        print(f"at rest ({a.rest:.0f}s): agent {summary('CPU', cpu, '%')}; {summary('RSS', rss, ' MiB')} "
+              f"({summary('private', uss, ' MiB')}); "
               f"routing loop {summary('wakeups', per_interval, ' per route-interval')}; process "
               f"{summary('context switches', wk, '/s')} (all threads, grpc's included); "
               f"etcd {(e1['requests'] - e0['requests']) / a.rest:.1f} req/s, "

@@ -82,6 +82,7 @@ class FakeHost:
 
     # neighbours and FDB (vxlan)
     def set_neigh(self, index: int, ip: IPAddr, mac: str) -> None:
+        self.calls.append(f"neigh {ip} {mac}")
         self.neigh.setdefault(index, {})[str(ip)] = mac
 
     def del_neigh(self, index: int, ip: IPAddr) -> None:
@@ -91,6 +92,7 @@ class FakeHost:
         return dict(self.neigh.get(index, {}))
 
     def set_fdb(self, index: int, mac: str, dst: IPAddr) -> None:
+        self.calls.append(f"fdb {mac} {dst}")
         self.fdb.setdefault(index, set()).add((mac, str(dst)))
 
     def del_fdb(self, index: int, mac: str, dst: IPAddr) -> None:

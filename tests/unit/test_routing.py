@@ -76,6 +76,9 @@ def test_vxlan_makes_its_device_then_a_neighbour_fdb_entry_and_onlink_route_per_
     assert host.fdb_entries(dev.index) == {(vtep_mac("n2"), "10.97.0.2")}
     assert host.podnet_routes() == {"10.244.1.0/24": "10.97.0.2"}
     assert "add 10.244.1.0/24 via 10.97.0.2 onlink" in host.calls
+    host.calls.clear()
+    vx.apply(host, peers, owners(n2="10.244.1.0/24", n3="10.244.2.0/24"))       # nothing changed:
+    assert host.calls == []                                                      # nothing written
     vx.apply(host, nodes(n1="10.97.0.1"), {})                                    # n2 left
     assert host.neighbours(dev.index) == {} and host.fdb_entries(dev.index) == set() and host.podnet_routes() == {}
 
