@@ -23,6 +23,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ..net import netns
+from ..net.probe import icmp_checksum
 
 Pair = tuple[str, str]          # (source netns path, destination address)
 ECHO_REQUEST = {4: 8, 6: 128}
@@ -36,21 +37,12 @@ class Verdict:
     tcp: bool = False           # stays False when no TCP port was asked for
 
 
-def _checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    s = (s >> 16) + (s & 0xFFFF)
-    s += s >> 16
-    return int(~s & 0xFFFF)
-
-
 def _echo(family: int, ident: int, seq: int) -> bytes:
     payload = b"podnet-reach" + struct.pack("!I", seq)
     hdr = struct.pack("!BBHHH", ECHO_REQUEST[family], 0, 0, ident, seq & 0xFFFF)
     if family == 6:             # the kernel fills in ICMPv6's checksum
         return hdr + payload
-    return struct.pack("!BBHHH", 8, 0, _checksum(hdr + payload), ident, seq & 0xFFFF) + payload
+    return struct.pack("!BBHHH", 8, 0, icmp_checksum(hdr + payload), ident, seq & 0xFFFF) + payload
 
 
 def _raw_socket(family: int) -> socket.socket:

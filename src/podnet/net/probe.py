@@ -19,7 +19,7 @@ def readable(sock: socket.socket, timeout: float) -> bool:
     return bool(p.poll(max(0.0, timeout) * 1000))
 
 
-def _checksum(data: bytes) -> int:
+def icmp_checksum(data: bytes) -> int:
     if len(data) % 2:
         data += b"\0"
     s = sum(struct.unpack(f"!{len(data) // 2}H", data))
@@ -36,7 +36,7 @@ def _ping_here(dst: str, timeout: float, size: int) -> bool:
     payload = os.urandom(max(size, 8))
     with socket.socket(fam, socket.SOCK_RAW, proto) as s:
         hdr = struct.pack("!BBHHH", etype, 0, 0, ident, 1)
-        csum = 0 if v6 else _checksum(hdr + payload)  # the kernel fills ICMPv6's
+        csum = 0 if v6 else icmp_checksum(hdr + payload)  # the kernel fills ICMPv6's
         s.sendto(struct.pack("!BBHHH", etype, 0, csum, ident, 1) + payload, (dst, 0))
         deadline = time.monotonic() + timeout
         while (left := deadline - time.monotonic()) > 0:
