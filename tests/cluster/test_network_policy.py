@@ -205,6 +205,27 @@ def _new_pod(lab: PolicyLab, node: int, name: str, labels: dict[str, str], targe
     return result
 
 
+def test_trace_names_the_policy_that_drops_a_connection(fresh: PolicyLab) -> None:
+    """`podnet trace` on the Kubernetes datastore: pods by namespace/name, the path across nodes,
+    and the NetworkPolicy verdict at the hop where it applies."""
+    c = fresh.c
+    src, dst = next((s, d) for s in ("y/a", "y/b", "y/c") for d in ("x/a", "x/b", "x/c")
+                    if fresh.pods[s].node != fresh.pods[d].node)
+
+    def trace(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["ip", "netns", "exec", c.fab, sys.executable, "-m", "podnet.cli", "trace",
+                               "--kubeconfig", c.cp.admin_kubeconfig(), *argv], capture_output=True, text=True,
+                              timeout=60)
+    ok = trace(src, dst, "--port", "80")
+    assert ok.returncode == 0 and ok.stdout.rstrip().endswith("path works"), ok.stdout + ok.stderr
+    name = dst.split("/")[1]
+    fresh.apply(pol("x", "deny-in", {"matchLabels": {"pod": name}}, ingress=[]))
+    denied = trace(src, dst, "--port", "80")
+    assert denied.returncode == 1, denied.stdout + denied.stderr
+    assert f"✗ dropped: NetworkPolicy x/deny-in (ingress, pod {dst})" in denied.stdout, denied.stdout
+    assert "podnet policy explain" in denied.stdout
+
+
 def test_no_startup_window(fresh: PolicyLab) -> None:
     """A new pod an existing policy isolates (both ways) never passes one connection: not from
     clients that start the moment its ADD returns, not from its own client that was trying since

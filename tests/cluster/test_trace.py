@@ -111,3 +111,16 @@ def test_unknown_ends_exit_2(lab) -> None:  # type: ignore[no-untyped-def]
     c, a, _, _ = lab
     rc, out = trace(c, a.name, "no-such-pod")
     assert rc == 2 and "no-such-pod: not an address" in out, out
+
+
+def test_a_host_port_is_followed_through_its_dnat_and_a_missing_mapping_is_named(lab) -> None:  # type: ignore[no-untyped-def]
+    c, a, _, _ = lab
+    web = c.add_pod(1, host_ports=(("tcp", 30080, 80),))
+    rc, out = trace(c, a.name, "node:n2", "--port", "30080", "--hostport")
+    assert rc == 0, out
+    assert f"hostPort tcp/30080 on node n2 → DNAT to {web.ip}:80" in out and f"→ pod {web.ip} eth0" in out, out
+    rc, out = trace(c, a.name, "node:n2", "--port", "30081", "--hostport")      # nobody asked for 30081
+    assert rc == 1 and "✗ broken at node n2: node n2 (10.97.0.2): no hostPort mapping for tcp/30081" in out, out
+    c.del_pod(web)                                                                  # its mapping goes with it
+    rc, out = trace(c, a.name, "node:n2", "--port", "30080", "--hostport")
+    assert rc == 1 and "no hostPort mapping for tcp/30080" in out, out

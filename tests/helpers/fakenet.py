@@ -26,6 +26,7 @@ class FakeHost:
         self.neigh: dict[int, dict[str, str]] = {}
         self.fdb: dict[int, set[tuple[str, str]]] = {}
         self.calls: list[str] = []
+        self.dumps: list[int] = []          # the families of each route dump, in order
         self.fail_routes: set[str] = set()       # destinations whose add fails (a netlink error)
 
     # links
@@ -57,6 +58,7 @@ class FakeHost:
 
     # routes
     def routes(self, family: int, table: int | None = 254) -> list[RouteEntry]:
+        self.dumps.append(family)
         return [r for r in self.table.values() if r.dst.version == family]
 
     def add_route(self, dst: IPNet, gw: IPAddr | None = None, oif: int = 0, replace: bool = False, proto: int = 0,

@@ -55,6 +55,17 @@ def test_routes_podnet_did_not_make_are_never_touched() -> None:
     assert foreign in host.table and host.podnet_routes() == {}
 
 
+def test_a_pass_dumps_each_family_in_use_once_and_both_on_the_first() -> None:
+    for backend in (HostGw(ME), Vxlan(ME)):
+        host = FakeHost(mtu=1500)
+        backend.start(host)
+        backend.apply(host, nodes(n2="10.97.0.2"), owners(n2="10.244.1.0/24"))
+        assert sorted(host.dumps) == [4, 6]                    # the first pass: whatever a previous run left
+        host.dumps.clear()
+        backend.apply(host, nodes(n2="10.97.0.2"), owners(n2="10.244.1.0/24"))
+        assert host.dumps == [4]                               # then: one dump, of the family in use
+
+
 def test_a_failing_route_is_refused_and_the_others_still_go_in() -> None:
     host = FakeHost()
     host.fail_routes.add("10.244.1.0/24")

@@ -176,3 +176,24 @@ class KubePeers:
         self.informer.on_relist = lambda _objs: wake()
         self.informer.on_trouble = wake
         return self.informer.start()
+
+
+def cluster_snapshot(kubeconfig: str) -> tuple[dict[str, dict[str, str]], dict[IPNet, str], dict[str, str]]:
+    """One read of the cluster for a tool (`podnet trace`): nodes (name → {"addr": InternalIP}),
+    pod CIDRs (→ node), and pods ("namespace/name" → first pod IP)."""
+    client = Client(KubeConfig.from_file(kubeconfig), field_manager="podnet")
+    nodes: dict[str, dict[str, str]] = {}
+    owners: dict[IPNet, str] = {}
+    for n in client.list(Node):
+        name = str(n.metadata.name) if n.metadata is not None else ""
+        addr = _internal_ip(n)
+        if name and addr:
+            nodes[name] = {"node": name, "addr": addr}
+        for cidr in _pod_cidrs(n):
+            owners[cidr] = name
+    pods = {}
+    for p in client.list(Pod, namespace="*"):
+        ip = p.status.podIP if p.status is not None else None
+        if ip and p.metadata is not None:
+            pods[f"{p.metadata.namespace}/{p.metadata.name}"] = str(ip)
+    return nodes, owners, pods

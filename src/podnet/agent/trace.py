@@ -11,6 +11,7 @@ Nothing here changes state: only lookups and dumps.
 
   stage=origin   the packet leaves a pod of this node (src), or the node itself (src = its address)
   stage=arrive   the packet arrives from the underlay for dst (a pod here, or a hostPort of this node)
+  hostport=1     dst:port is a hostPort: the way goes through portmap's DNAT to a pod of dst's node
 The answer: {"node", "hops": [{what, ok, fix}], "next": {"kind": node|deliver|external|broken, …}}.
 """
 from __future__ import annotations
@@ -120,7 +121,7 @@ def _policy(view: NodeView, src: IPAddr, dst: IPAddr, port: int, proto: str, dir
                   f"{'to ' + str(dst) if direction == 'egress' else 'from ' + str(src)}: `podnet policy explain`")
 
 
-def origin(view: NodeView, src: IPAddr, dst: IPAddr, proto: str, port: int) -> dict[str, Any]:
+def origin(view: NodeView, src: IPAddr, dst: IPAddr, proto: str, port: int, hostport: bool = False) -> dict[str, Any]:
     hops: list[Hop] = []
     with open_rtnl() as host:
         iif = 0
@@ -145,14 +146,17 @@ def origin(view: NodeView, src: IPAddr, dst: IPAddr, proto: str, port: int) -> d
             if not hops[-1].ok:
                 return _answer(view, hops, {"kind": "broken"})
             iif = veth.index
-        return _forward(view, host, src, dst, proto, port, iif, hops)
+        return _forward(view, host, src, dst, proto, port, iif, hops, hostport=hostport)
 
 
 def _forward(view: NodeView, host: Rtnl, src: IPAddr, dst: IPAddr, proto: str, port: int, iif: int,
-             hops: list[Hop], expect_local: bool = False) -> dict[str, Any]:
+             hops: list[Hop], expect_local: bool = False, hostport: bool = False) -> dict[str, Any]:
     """The node's routing decision for the packet and what the chosen way needs.  expect_local:
-    dst is a pod of this node (the CLI knows its block is here)."""
+    dst is a pod of this node (the CLI knows its block is here); hostport: dst:port is a hostPort
+    of this node, so the packet must be DNATed to a pod here."""
     r = host.lookup(dst, src=src if iif else None, iif=iif)
+    if r.kind == "local" and hostport:
+        return _host_port(view, host, src, dst, proto, port, hops)
     if expect_local and r.kind != "local":
         dev = host.link_by_index(r.oif) if r.kind == "unicast" else None
         if r.gw is not None or not _is_pod_veth(host, dev, view):
@@ -212,6 +216,27 @@ def _forward(view: NodeView, host: Rtnl, src: IPAddr, dst: IPAddr, proto: str, p
     return _answer(view, hops, {"kind": "external", "addr": str(r.gw or dst)})
 
 
+def _host_port(view: NodeView, host: Rtnl, src: IPAddr, dst: IPAddr, proto: str, port: int,
+               hops: list[Hop]) -> dict[str, Any]:
+    """A packet for one of this node's addresses and a hostPort: portmap's DNAT, then the pod."""
+    from ..net import portmap_nft
+    target = portmap_nft.target_of(proto.lower(), port, dst) if proto in ("TCP", "UDP") else None
+    if target is None:
+        hops.append(Hop(f"node {view.name} ({dst}): no hostPort mapping for {proto.lower()}/{port}", False,
+                        f"the pod that asked for hostPort {port}: is it running (its ADD makes the mapping)? "
+                        f"`nft list table {portmap_nft.TABLE}`"))
+        return _answer(view, hops, {"kind": "broken"})
+    pod_ip, pod_port = ipaddress.ip_address(target[0]), target[1]
+    hops.append(Hop(f"hostPort {proto.lower()}/{port} on node {view.name} → DNAT to {pod_ip}:{pod_port} "
+                    f"(table {portmap_nft.TABLE})"))
+    veth, path = _local_pod(host, pod_ip, view)
+    if veth is None:
+        hops.append(Hop(f"node {view.name} has no route to its pod {pod_ip} (the hostPort's target)", False,
+                        "the pod's host route (made by its CNI ADD) is gone: CNI CHECK reports it"))
+        return _answer(view, hops, {"kind": "broken"})
+    return _deliver(view, host, src, pod_ip, proto, pod_port, veth.name, path, hops)
+
+
 def _deliver(view: NodeView, host: Rtnl, src: IPAddr, dst: IPAddr, proto: str, port: int, veth: str,
              path: str | None, hops: list[Hop]) -> dict[str, Any]:
     if path is None:
@@ -232,7 +257,7 @@ def _deliver(view: NodeView, host: Rtnl, src: IPAddr, dst: IPAddr, proto: str, p
 
 
 def arrive(view: NodeView, src: IPAddr, dst: IPAddr, proto: str, port: int, from_addr: str,
-           expect_local: bool = False) -> dict[str, Any]:
+           expect_local: bool = False, hostport: bool = False) -> dict[str, Any]:
     """The packet arrives from the underlay (or the VXLAN device) for `dst`."""
     with open_rtnl() as host:
         vx = host.link(VXLAN_DEV)
@@ -244,7 +269,7 @@ def arrive(view: NodeView, src: IPAddr, dst: IPAddr, proto: str, port: int, from
             iif = r.oif if r is not None and r.kind == "unicast" else 0
         hops: list[Hop] = [Hop(f"node {view.name} ({view.addr}) receives it"
                                + (f" on {VXLAN_DEV}" if iif and vx is not None and iif == vx.index else ""))]
-        return _forward(view, host, src, dst, proto, port, iif, hops, expect_local)
+        return _forward(view, host, src, dst, proto, port, iif, hops, expect_local, hostport)
 
 
 def _answer(view: NodeView, hops: list[Hop], nxt: dict[str, Any]) -> dict[str, Any]:
@@ -260,8 +285,9 @@ def handle(view: NodeView, query: dict[str, str]) -> tuple[int, dict[str, Any]]:
         return 400, {"error": f"src and dst: addresses; port: a number ({e})"}
     proto = (query.get("proto") or "TCP").upper()
     stage = query.get("stage", "origin")
+    hostport = query.get("hostport") == "1"
     if stage == "origin":
-        return 200, origin(view, src, dst, proto, port)
+        return 200, origin(view, src, dst, proto, port, hostport)
     if stage == "arrive":
-        return 200, arrive(view, src, dst, proto, port, query.get("from", ""), query.get("local") == "1")
+        return 200, arrive(view, src, dst, proto, port, query.get("from", ""), query.get("local") == "1", hostport)
     return 400, {"error": "stage: origin or arrive"}

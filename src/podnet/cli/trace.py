@@ -3,8 +3,9 @@ it dies.  Exit 0 when the path works, 1 when it is broken (the first broken hop 
 check), 2 when an end cannot be resolved.
 
 SRC and DST: an address, `node:NAME`, a pod's network namespace name (as in /run/netns: the
-lab's pods), or a container ID (its cluster-IPAM allocation).  The nodes come from the etcd
-datastore (`--etcd`); each node's agent answers for its own hops on its trace endpoint
+lab's pods), a container ID (its cluster-IPAM allocation), or `namespace/name` with
+`--kubeconfig`.  The nodes come from the etcd datastore (`--etcd`) or the Kubernetes API;
+each node's agent answers for its own hops on its trace endpoint
 (GET /trace/hop on the node's address, `--trace-port`), so the CLI on any node follows the path
 across nodes.  A node whose agent does not answer ends the trace there, saying so and what was
 seen up to it.  The trace only looks: routes, neighbour and VXLAN entries, tables, policies.
@@ -40,6 +41,10 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("dst", help="address, node:NAME, a pod's netns name, or a container ID")
     p.add_argument("--port", type=int, default=0, help="destination port (policy verdicts)")
     p.add_argument("--proto", default="tcp", choices=("tcp", "udp", "icmp"))
+    p.add_argument("--hostport", action="store_true",
+                   help="DST's --port is a hostPort: the path must go through its DNAT to a pod")
+    p.add_argument("--kubeconfig", default="", help="the Kubernetes datastore: nodes, podCIDRs and pods "
+                   "(namespace/name) from the API instead of etcd")
     p.add_argument("--trace-port", type=int, default=9473, help="the agents' trace endpoint port")
     p.add_argument("--timeout", type=float, default=3.0, help="seconds to wait for each node's agent")
     p.set_defaults(fn=run)
@@ -60,8 +65,13 @@ def _netns_address(name: str) -> Any | None:
     return None
 
 
-def resolve(what: str, nodes: dict[str, dict[str, str]], owners: dict[Any, str], handles: dict[str, Any]) -> End:
+def resolve(what: str, nodes: dict[str, dict[str, str]], owners: dict[Any, str], handles: dict[str, Any],
+            pods: dict[str, str] | None = None) -> End:
     """An end of the trace: its address, the node it lives on, how to call it."""
+    if pods and what in pods:                              # namespace/name (Kubernetes datastore)
+        what_ip = ipaddress.ip_address(pods[what])
+        node = next((n for cidr, n in owners.items() if what_ip.version == cidr.version and what_ip in cidr), "")
+        return End(what_ip, node, f"pod {what}")
     if what.startswith("node:"):
         name = what[5:]
         if name not in nodes:
@@ -101,7 +111,8 @@ def trace(src: End, dst: End, nodes: dict[str, dict[str, str]], a: argparse.Name
         return {"ok": False, "hops": [], "broken": f"{src.label} is not on a node of this cluster: "
                                                    "a trace starts at a pod or a node", "fix": ""}
     by_addr = {info.get("addr"): name for name, info in nodes.items()}
-    query = {"src": str(src.ip), "dst": str(dst.ip), "proto": a.proto.upper(), "port": a.port}
+    query = {"src": str(src.ip), "dst": str(dst.ip), "proto": a.proto.upper(), "port": a.port,
+             "hostport": "1" if a.hostport else ""}
     hops: list[dict[str, Any]] = []
     node, stage, came_from = src.node, "origin", ""
     for _ in range(MAX_NODES):
@@ -139,21 +150,30 @@ def trace(src: End, dst: End, nodes: dict[str, dict[str, str]], a: argparse.Name
     return {"ok": False, "hops": hops, "broken": f"more than {MAX_NODES} nodes: a routing loop?", "fix": ""}
 
 
-def run(a: argparse.Namespace) -> int:
+def _datastore(a: argparse.Namespace) -> tuple[dict[str, dict[str, str]], dict[Any, str], dict[str, Any],
+                                              dict[str, str]]:
+    """(nodes, pod CIDR → node, IPAM handles, pods by namespace/name) from etcd or Kubernetes."""
+    if a.kubeconfig:
+        from ..agent.kubepeers import cluster_snapshot
+        nodes, owners, pods = cluster_snapshot(a.kubeconfig)
+        return nodes, owners, {}, pods
     from ..ipam.registry import NodeRegistry
     c, kv = connect(a)
     try:
         registry = NodeRegistry(c)
-        nodes = registry.node_infos()
-        owners = {cidr: n for cidr, n in registry.block_owners().items() if n}
-        handles = c.handles()
-        try:
-            src, dst = (resolve(x, nodes, owners, handles) for x in (a.src, a.dst))
-        except LookupError as e:
-            print(f"podnet trace: {e}", file=sys.stderr)
-            return 2
+        return (registry.node_infos(), {cidr: n for cidr, n in registry.block_owners().items() if n},
+                c.handles(), {})
     finally:
         kv.close()
+
+
+def run(a: argparse.Namespace) -> int:
+    nodes, owners, handles, pods = _datastore(a)
+    try:
+        src, dst = (resolve(x, nodes, owners, handles, pods) for x in (a.src, a.dst))
+    except LookupError as e:
+        print(f"podnet trace: {e}", file=sys.stderr)
+        return 2
     out = trace(src, dst, nodes, a)
     out.update({"src": {"ip": str(src.ip), "node": src.node, "label": src.label},
                 "dst": {"ip": str(dst.ip), "node": dst.node, "label": dst.label},

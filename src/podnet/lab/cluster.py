@@ -68,6 +68,7 @@ class Pod:
     namespace: str = ""                                      # the Pod object's namespace ("" = none)
     labels: dict[str, str] = field(default_factory=dict)
     pod_name: str = ""                                       # the Pod object's name, when not `name`
+    runtime_config: dict[str, Any] = field(default_factory=dict)   # what its ADD got (hostPorts), DEL too
 
     @property
     def object_name(self) -> str:
@@ -338,9 +339,11 @@ class Cluster:
             return dict(json.load(f))
 
     def cni(self, i: int, command: str, cid: str, netns: str, conflist: dict[str, Any] | None = None,
-            ifname: str = "eth0", prev: dict[str, Any] | None = None, args: str = "") -> dict[str, Any] | None:
+            ifname: str = "eth0", prev: dict[str, Any] | None = None, args: str = "",
+            runtime_config: dict[str, Any] | None = None) -> dict[str, Any] | None:
         """Run a conflist (default: the one node i's agent wrote) as a runtime does: ADD in order
-        with prevResult, DEL in reverse (with the ADD's result, `prev`, as prevResult)."""
+        with prevResult, DEL in reverse (with the ADD's result, `prev`, as prevResult); each plugin
+        gets the runtime_config keys its capabilities declare (libcni's rule)."""
         conflist = conflist or self.conflist(i)
         plugins = conflist["plugins"] if command == "ADD" else list(reversed(conflist["plugins"]))
         env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "CNI_COMMAND": command, "CNI_CONTAINERID": cid,
@@ -350,6 +353,10 @@ class Cluster:
         result: dict[str, Any] | None = prev if command != "ADD" else None
         for plugin in plugins:
             conf = {"cniVersion": conflist["cniVersion"], "name": conflist["name"], **plugin}
+            caps = {k for k, on in plugin.get("capabilities", {}).items() if on}
+            picked = {k: v for k, v in (runtime_config or {}).items() if k in caps}
+            if picked:
+                conf["runtimeConfig"] = picked
             if result is not None:
                 conf["prevResult"] = result
             p = subprocess.run(["ip", "netns", "exec", self.nodes[i], f"{self.bin_dir}/{plugin['type']}"],
@@ -361,12 +368,14 @@ class Cluster:
         return result
 
     def add_pod(self, i: int, labels: dict[str, str] | None = None, namespace: str = "default", name: str = "",
-                ports: tuple[tuple[str, str, int], ...] = (), before_add: Callable[[str], object] | None = None) -> Pod:
+                ports: tuple[tuple[str, str, int], ...] = (), before_add: Callable[[str], object] | None = None,
+                host_ports: tuple[tuple[str, int, int], ...] = ()) -> Pod:
         """A pod on node i: its netns wired through the node's conflist — on the Kubernetes
         datastore also a Pod object (named `name`, else after its netns; bound to the node, with
         these named container ports, its IPs reported by the node as kubelet does), named in
         CNI_ARGS as kubelet's runtime names it.  before_add(netns path): called once the netns
-        exists, before CNI ADD (a server or client in the pod from its first moment)."""
+        exists, before CNI ADD (a server or client in the pod from its first moment).  host_ports:
+        (protocol, hostPort, containerPort) given as the runtime gives them (portMappings)."""
         # room in the kernel's shared neighbour tables for one more pod (lab/neighbours.py)
         self.neighbours.ensure(len(self.nodes) ** 2 + 4 * (len(self.pods) + 1) + 256)
         k = sum(1 for p in self.pods if p.node == i)
@@ -382,16 +391,18 @@ class Cluster:
             before_add(f"/run/netns/{netns_name}")
         if kube:
             self.kube.create_pod(obj, f"n{i + 1}", labels, namespace, ports)
+        rc = {"portMappings": [{"protocol": pr, "hostPort": hp, "containerPort": cp} for pr, hp, cp in host_ports]} \
+            if host_ports else {}
         try:
             res = self.cni(i, "ADD", netns_name, f"/run/netns/{netns_name}",
-                           args=self._pod_args(obj, namespace, netns_name) if kube else "")
+                           args=self._pod_args(obj, namespace, netns_name) if kube else "", runtime_config=rc)
         except Exception:
             subprocess.run(["ip", "netns", "del", netns_name], capture_output=True)
             raise
         assert res is not None
         ips = [ip["address"].split("/")[0] for ip in res["ips"]]
         pod = Pod(i, netns_name, netns_name, ips[0], namespace if kube else "", dict(labels or {}),
-                  obj if obj != netns_name else "")
+                  obj if obj != netns_name else "", rc)
         if kube:
             self.kube.report_pod_ips(obj, f"n{i + 1}", ips, namespace)
         self.pods.append(pod)
@@ -403,7 +414,8 @@ class Cluster:
 
     def del_pod(self, pod: Pod) -> None:
         self.cni(pod.node, "DEL", pod.cid, pod.netns,
-                 args=self._pod_args(pod.object_name, pod.namespace, pod.cid) if pod.namespace else "")
+                 args=self._pod_args(pod.object_name, pod.namespace, pod.cid) if pod.namespace else "",
+                 runtime_config=pod.runtime_config)
         subprocess.run(["ip", "netns", "del", pod.name], capture_output=True)
         if self.kube is not None and pod.namespace:
             self.kube.delete_pod(pod.object_name, pod.namespace)
@@ -442,7 +454,8 @@ class Cluster:
                 "api_server": self.cp.server if self.cp is not None else "",
                 "pids": {k: p.pid for k, p in {**self.procs, **(self.cp.procs if self.cp else {})}.items()},
                 "pods": [{"name": p.name, "namespace": p.namespace, "node": f"n{p.node + 1}", "ip": p.ip,
-                          "netns": p.netns, "cid": p.cid, "labels": p.labels, "pod_name": p.pod_name}
+                          "netns": p.netns, "cid": p.cid, "labels": p.labels, "pod_name": p.pod_name,
+                          "runtime_config": p.runtime_config}
                          for p in self.pods]}
 
     @classmethod
@@ -453,7 +466,7 @@ class Cluster:
         c.etcd_url = st.get("etcd") or c.etcd_url
         c.pids = dict(st.get("pids") or {})
         c.pods = [Pod(int(p["node"][1:]) - 1, p["name"], p["cid"], p["ip"], p["namespace"], dict(p["labels"]),
-                      p.get("pod_name", "")) for p in st["pods"]]
+                      p.get("pod_name", ""), dict(p.get("runtime_config") or {})) for p in st["pods"]]
         return c
 
     # ------------------------------------------------------------ teardown

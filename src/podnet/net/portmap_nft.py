@@ -173,3 +173,20 @@ def owner_of(protocol: str, host_port: int, host_ip: IPAddr | None, family: int)
             if parts[-2:] == [protocol, host_port] and (host_ip is None or str(parts[0]) == str(host_ip)):
                 return str(elem[0]["elem"].get("comment", ""))
     return ""
+
+
+def target_of(protocol: str, host_port: int, daddr: IPAddr) -> tuple[str, int] | None:
+    """Where a packet to daddr:host_port/protocol is DNATed: (pod address, container port), from
+    the address-bound map first (as the rule order does), then the any-address one; None: no
+    mapping.  `podnet trace` asks this."""
+    f = daddr.version
+    for name in (f"bound{f}", f"any{f}"):
+        for obj in nft.list_json(f"map {TABLE} {name}"):
+            for elem in (obj.get("map") or {}).get("elem", []) or []:
+                parts = elem[0].get("elem", {}).get("val", {}).get("concat", [])
+                if parts[-2:] != [protocol, host_port] or (name.startswith("bound") and str(parts[0]) != str(daddr)):
+                    continue
+                value = elem[1].get("concat", []) if isinstance(elem[1], dict) else []
+                if len(value) == 2:
+                    return str(value[0]), int(value[1])
+    return None

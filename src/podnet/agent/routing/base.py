@@ -11,7 +11,7 @@ stops (pods keep their traffic while the agent restarts).
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -75,21 +75,48 @@ def remote_next_hops(me: str, nodes: dict[str, NodeInfo], owners: dict[IPNet, st
             if node and node != me and node in addrs and addrs[node].version == cidr.version}
 
 
-def podnet_routes(host: Rtnl) -> set[tuple[IPNet, IPAddr | None]]:
+def podnet_routes(host: Rtnl, families: Iterable[int] = (4, 6)) -> set[tuple[IPNet, IPAddr | None]]:
     """(dst, gateway) of every route podnet made in the main table."""
-    return {(e.dst, e.gw) for fam in (4, 6) for e in host.routes(fam) if e.proto == PODNET_PROTO}
+    return {(e.dst, e.gw) for fam in families for e in host.routes(fam) if e.proto == PODNET_PROTO}
+
+
+class Families:
+    """The address families a backend's passes look at: those of the cluster's pod CIDRs and node
+    addresses, and any seen before (so a family's last routes still get removed); both on the
+    first pass (what a previous run left is cleaned whatever the cluster uses now).  A node's main
+    table holds a route per local pod and an fe80::/64 per veth; dumping a family nobody uses
+    was half of an idle pass."""
+
+    def __init__(self) -> None:
+        self.seen: set[int] = set()
+        self.first = True
+
+    def update(self, nodes: dict[str, NodeInfo], owners: dict[IPNet, str]) -> tuple[int, ...]:
+        self.seen |= {c.version for c in owners}
+        for info in nodes.values():
+            try:
+                self.seen.add(ipaddress.ip_address(info["addr"]).version)
+            except (KeyError, ValueError):
+                continue
+        if self.first:
+            self.first = False
+            return (4, 6)
+        return tuple(sorted(self.seen))
 
 
 AddRoute = Callable[[IPNet, IPAddr], None]
 Refuse = Callable[[IPNet, IPAddr], str]
 
 
-def sync_routes(host: Rtnl, want: dict[IPNet, IPAddr], add: AddRoute, refuse: Refuse | None = None) -> Reconcile:
+def sync_routes(host: Rtnl, want: dict[IPNet, IPAddr], add: AddRoute, refuse: Refuse | None = None,
+                have: set[tuple[IPNet, IPAddr | None]] | None = None) -> Reconcile:
     """Make podnet's routes exactly `want` (dst → next hop): `add` the missing ones (unless
     `refuse` gives a reason), then delete the ones no longer wanted — the block left, its node
-    died, or it moved to another next hop (the new route already replaced it)."""
+    died, or it moved to another next hop (the new route already replaced it).  `have`: podnet's
+    routes now, if the caller already dumped them."""
     r = Reconcile()
-    have = podnet_routes(host)
+    if have is None:
+        have = podnet_routes(host)
     for dst, gw in sorted(want.items(), key=lambda x: str(x[0])):
         if (dst, gw) in have:
             continue

@@ -4,7 +4,7 @@ on a directly connected network is refused, with the reason in the log and the p
 from __future__ import annotations
 
 from ...net.rtnl import PODNET_PROTO, Rtnl
-from .base import IPAddr, IPNet, NodeIdentity, NodeInfo, Reconcile, remote_next_hops, sync_routes
+from .base import Families, IPAddr, IPNet, NodeIdentity, NodeInfo, Reconcile, remote_next_hops, sync_routes
 
 
 class HostGw:
@@ -12,6 +12,7 @@ class HostGw:
 
     def __init__(self, me: NodeIdentity) -> None:
         self.me = me
+        self.families = Families()
 
     def start(self, host: Rtnl) -> None:
         """Nothing to make: plain routes."""
@@ -20,15 +21,16 @@ class HostGw:
         return {}
 
     def apply(self, host: Rtnl, nodes: dict[str, NodeInfo], owners: dict[IPNet, str]) -> Reconcile:
-        connected = [e.dst for fam in (4, 6) for e in host.routes(fam)
-                     if e.gw is None and e.dst.prefixlen > 0 and e.proto != PODNET_PROTO]
+        entries = [e for fam in self.families.update(nodes, owners) for e in host.routes(fam)]   # one dump
+        connected = [e.dst for e in entries if e.gw is None and e.dst.prefixlen > 0 and e.proto != PODNET_PROTO]
+        have = {(e.dst, e.gw) for e in entries if e.proto == PODNET_PROTO}
 
         def refuse(dst: IPNet, gw: IPAddr) -> str:
             return "" if any(gw in net for net in connected) else "next hop not on a directly connected network"
 
         def add(dst: IPNet, gw: IPAddr) -> None:
             host.add_route(dst, gw=gw, replace=True, proto=PODNET_PROTO)
-        return sync_routes(host, remote_next_hops(self.me.name, nodes, owners), add, refuse)
+        return sync_routes(host, remote_next_hops(self.me.name, nodes, owners), add, refuse, have)
 
     def pod_mtu(self, host: Rtnl) -> int:
         return 0

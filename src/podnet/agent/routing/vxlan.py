@@ -8,7 +8,7 @@ import ipaddress
 
 from ...net.errors import NetError
 from ...net.rtnl import PODNET_PROTO, Rtnl
-from .base import IPAddr, IPNet, NodeIdentity, NodeInfo, Reconcile, remote_next_hops, sync_routes
+from .base import Families, IPAddr, IPNet, NodeIdentity, NodeInfo, Reconcile, podnet_routes, remote_next_hops, sync_routes
 
 VXLAN_DEV = "podnet.1"
 VXLAN_OVERHEAD = 50
@@ -27,6 +27,7 @@ class Vxlan:
     def __init__(self, me: NodeIdentity, vni: int = 1, port: int = 8472) -> None:
         self.me, self.vni, self.port = me, vni, port
         self.mac = vtep_mac(me.name)
+        self.families = Families()
 
     def start(self, host: Rtnl) -> None:
         self._device(host)
@@ -56,7 +57,7 @@ class Vxlan:
 
         def add(dst: IPNet, gw: IPAddr) -> None:
             host.add_route(dst, gw=gw, oif=idx, onlink=True, replace=True, proto=PODNET_PROTO)
-        return sync_routes(host, want, add)
+        return sync_routes(host, want, add, have=podnet_routes(host, self.families.update(nodes, owners)))
 
     def _sync_vteps(self, host: Rtnl, idx: int, vteps: dict[IPAddr, str]) -> None:
         """A neighbour and an FDB entry per remote VTEP; stale ones removed.  What is already
