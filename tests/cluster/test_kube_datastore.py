@@ -187,26 +187,33 @@ def test_the_api_server_restarted_under_the_agents_loses_no_route_and_they_follo
         c.down()
 
 
-def test_a_watch_behind_etcds_compaction_gets_410_and_relists() -> None:
-    """The agent's watch is cut off (its node cannot reach the API), Nodes change, etcd compacts
-    past the watch's resourceVersion and the API server restarts (its watch cache goes): the
-    resumed watch gets 410 Gone, the agent relists and sees what it missed."""
+def test_a_watch_cut_off_while_nodes_change_and_etcd_compacts_catches_up() -> None:
+    """The agent's watch is cut off (its node cannot reach the API, either way), Nodes change, etcd
+    compacts past the watch's resourceVersion and the API server restarts (its watch cache goes):
+    once the node reaches the API again the agent learns what it missed — by a 410 Gone and a
+    relist, or by resuming where the API server can still serve it (which one depends on the
+    API server's watch cache; observed both) — and routes the node added meanwhile."""
     c = Cluster(2, "host-gw", datastore="kubernetes")
     try:
         c.up()
-        relists = c.agent_log(0).count("is gone (410")
+        # both ways: with only its own packets dropped, n1 still received the events the API server
+        # pushed down the open watch, so it was never behind
         drop = f"add table inet pnt_cut; add chain inet pnt_cut out {{ type filter hook output priority 0; }}; " \
-               f"add rule inet pnt_cut out ip daddr {c.cp.addr} tcp dport 6443 drop"
+               f"add rule inet pnt_cut out ip daddr {c.cp.addr} tcp dport 6443 drop; " \
+               f"add chain inet pnt_cut in {{ type filter hook input priority 0; }}; " \
+               f"add rule inet pnt_cut in ip saddr {c.cp.addr} tcp sport 6443 drop"
         subprocess.run(["ip", "netns", "exec", c.nodes[0], "nft", drop], check=True)
         for k in range(30):
             c.kube.annotate("n2", "lab.podnet.io/tick", str(k))
         j = c.add_node()                                 # a node n1's agent does not hear about
+        cidr = c.kube.pod_cidrs(f"n{j + 1}")[0][0]
         c.etcd_compact()
         c.cp.restart_apiserver()
+        assert cidr not in c.podnet_routes(0), "n1 heard of the new node through the cut"
         subprocess.run(["ip", "netns", "exec", c.nodes[0], "nft", "delete table inet pnt_cut"], check=True)
-        cidr = c.kube.pod_cidrs(f"n{j + 1}")[0][0]
-        wait_for(lambda: cidr in c.podnet_routes(0), 60, "the node added during the cut is routed after a relist")
-        assert c.agent_log(0).count("is gone (410") > relists, "no 410 was seen: the relist was not provoked"
+        wait_for(lambda: cidr in c.podnet_routes(0), 60, "the node added during the cut is routed once it reconnects")
+        log = c.agent_log(0)
+        assert "Nodes watch: the API server is unreachable" in log or "is gone (410" in log, log[-3000:]
     finally:
         c.down()
 

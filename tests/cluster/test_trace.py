@@ -124,3 +124,38 @@ def test_a_host_port_is_followed_through_its_dnat_and_a_missing_mapping_is_named
     c.del_pod(web)                                                                  # its mapping goes with it
     rc, out = trace(c, a.name, "node:n2", "--port", "30080", "--hostport")
     assert rc == 1 and "no hostPort mapping for tcp/30080" in out, out
+
+
+def test_probe_follows_a_real_packet_through_the_nodes_nftables(lab) -> None:  # type: ignore[no-untyped-def]
+    c, a, b, _ = lab
+    from podnet.net import netns
+    with netns.opened(b.netns) as fd, netns.entered(fd):
+        import socket
+        srv = socket.socket()
+        srv.bind(("0.0.0.0", 8080))
+        srv.listen(64)
+
+    def on_n1(*argv: str) -> tuple[int, str]:     # --probe runs on the source's node
+        p = subprocess.run(["ip", "netns", "exec", c.nodes[0], sys.executable, "-m", "podnet.cli", "trace", "--etcd",
+                            c.etcd_url, *argv], capture_output=True, text=True, timeout=60)
+        return p.returncode, p.stdout + p.stderr
+
+    def tables() -> str:
+        return subprocess.run(["ip", "netns", "exec", c.nodes[0], "nft", "list", "tables"], capture_output=True,
+                              text=True).stdout
+    try:
+        before = tables()
+        rc, out = on_n1(a.name, b.name, "--port", "8080", "--probe")
+        assert rc == 0, out
+        assert f"probe from pod {a.name}: tcp {b.ip}:8080 — answered" in out, out
+        assert "inet podnet_node_masq postrouting: policy accept" in out, out    # the chain it met on n1
+        subprocess.run(["ip", "netns", "exec", c.nodes[0], "nft", "-f", "-"], check=True, text=True, input=(
+            "add table inet pntest\nadd chain inet pntest pnfwd { type filter hook forward priority 0; }\n"
+            "add rule inet pntest pnfwd tcp dport 8080 drop\n"))
+        rc, out = on_n1(a.name, b.name, "--port", "8080", "--probe")
+        assert rc == 1 and "no answer" in out, out
+        assert "probe dropped on this node by inet pntest chain pnfwd: rule tcp dport 8080 drop (verdict drop)" in out, out
+        subprocess.run(["ip", "netns", "exec", c.nodes[0], "nft", "delete", "table", "inet", "pntest"], check=True)
+        assert tables() == before, "the probe's tracing table was left behind"
+    finally:
+        srv.close()

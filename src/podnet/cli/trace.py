@@ -33,6 +33,7 @@ class End:
     ip: Any
     node: str          # "" when outside the cluster's nodes
     label: str
+    netns: str = ""    # the pod's netns path, when this machine has it (--probe sends from there)
 
 
 def add_parsers(sub: Any) -> None:
@@ -45,6 +46,9 @@ def add_parsers(sub: Any) -> None:
                    help="DST's --port is a hostPort: the path must go through its DNAT to a pod")
     p.add_argument("--kubeconfig", default="", help="the Kubernetes datastore: nodes, podCIDRs and pods "
                    "(namespace/name) from the API instead of etcd")
+    p.add_argument("--probe", action="store_true",
+                   help="also send a real packet from SRC (a pod netns on this node; run where it is) and "
+                        "follow it through this node's nftables (meta nftrace), then remove the tracing")
     p.add_argument("--trace-port", type=int, default=9473, help="the agents' trace endpoint port")
     p.add_argument("--timeout", type=float, default=3.0, help="seconds to wait for each node's agent")
     p.set_defaults(fn=run)
@@ -78,12 +82,14 @@ def resolve(what: str, nodes: dict[str, dict[str, str]], owners: dict[Any, str],
             raise LookupError(f"{what}: no live node {name!r} (`podnet node ls`)")
         return End(ipaddress.ip_address(nodes[name]["addr"]), name, f"node {name}")
     ip: Any
+    netns_path = ""
     try:
         ip = ipaddress.ip_address(what)
         label = str(ip)
     except ValueError:
         ip = _netns_address(what)
         label = f"pod {what}"
+        netns_path = (what if what.startswith("/") else f"/run/netns/{what}") if ip is not None else ""
         if ip is None:
             held = [v for k, v in handles.items() if what in k.split("/")]
             if not held or not held[0].get("ips"):
@@ -94,7 +100,7 @@ def resolve(what: str, nodes: dict[str, dict[str, str]], owners: dict[Any, str],
         if info.get("addr") == str(ip):
             return End(ip, name, f"node {name}")
     node = next((n for cidr, n in owners.items() if ip.version == cidr.version and ip in cidr), "")
-    return End(ip, node, label if label != str(ip) else (f"pod {ip}" if node else str(ip)))
+    return End(ip, node, label if label != str(ip) else (f"pod {ip}" if node else str(ip)), netns_path)
 
 
 def _ask(addr: str, port: int, query: dict[str, Any], timeout: float) -> dict[str, Any]:
@@ -167,6 +173,50 @@ def _datastore(a: argparse.Namespace) -> tuple[dict[str, dict[str, str]], dict[A
         kv.close()
 
 
+def probe(src: End, dst: End, a: argparse.Namespace) -> dict[str, Any]:
+    """A real packet from SRC's netns, followed through this node's nftables (net/nftrace.py):
+    what each table's chains did to it, and whether DST answered."""
+    from ..net import netns as nsmod
+    from ..net import nftrace
+    from ..net import probe as pr
+    if not src.netns:
+        return {"ok": False, "sent": "-", "why": f"--probe sends from SRC's netns: {src.label} has none on "
+                "this machine (give a pod netns name, and run on its node)", "fix": ""}
+    proto = a.proto
+    sent = f"{proto} {dst.ip}" + (f":{a.port}" if a.port and proto != "icmp" else "")
+    seen: list[nftrace.TraceEvent] = []
+    answered = False
+    with nftrace.armed(src.ip, dst.ip, proto, a.port) as session:
+        for _ in range(3):           # the monitor may subscribe after the first packet: send again
+            if proto == "icmp" or not a.port:
+                answered = pr.ping(src.netns, str(dst.ip), timeout=1.0, tries=1)
+            elif proto == "tcp":
+                answered = pr.tcp_connect(src.netns, str(dst.ip), a.port, timeout=1.0)
+            else:
+                with nsmod.opened(src.netns) as fd, nsmod.entered(fd):
+                    import socket
+                    with socket.socket(socket.AF_INET6 if dst.ip.version == 6 else socket.AF_INET,
+                                       socket.SOCK_DGRAM) as u:
+                        u.sendto(b"podnet-probe", (str(dst.ip), a.port))
+            seen = [e for e in session.read(timeout=1.5) if e.table != session.table]
+            if seen or answered:
+                break
+    lines, dropped = [], None
+    for e in seen:
+        if e.what.startswith("packet:"):
+            continue
+        lines.append(f"{e.table} {e.chain}: {e.what}")
+        if e.verdict == "drop" and dropped is None:
+            dropped = e
+    out: dict[str, Any] = {"sent": sent, "answered": answered, "seen": lines, "ok": answered and dropped is None}
+    if dropped is not None:
+        out["why"] = f"probe dropped on this node by {dropped.table} chain {dropped.chain}: {dropped.what}"
+        out["fix"] = f"`nft list chain {dropped.table} {dropped.chain}`"
+    elif not answered:
+        out["why"] = f"probe: no answer from {dst.ip} (this node's nftables let it through: see above)"
+    return out
+
+
 def run(a: argparse.Namespace) -> int:
     nodes, owners, handles, pods = _datastore(a)
     try:
@@ -178,6 +228,10 @@ def run(a: argparse.Namespace) -> int:
     out.update({"src": {"ip": str(src.ip), "node": src.node, "label": src.label},
                 "dst": {"ip": str(dst.ip), "node": dst.node, "label": dst.label},
                 "proto": a.proto, "port": a.port})
+    if a.probe:
+        out["probe"] = probe(src, dst, a)
+        if not out["probe"].get("ok", False) and out["ok"]:
+            out.update(ok=False, broken=out["probe"]["why"], fix=out["probe"].get("fix", ""))
     if a.json:
         print(json.dumps(out, indent=1))
         return 0 if out["ok"] else 1
@@ -186,6 +240,11 @@ def run(a: argparse.Namespace) -> int:
           f"{dst.node or 'outside the nodes'}){port}")
     for h in out["hops"]:
         print(f"  {h['node']:<6} {'✓' if h['ok'] else '✗'} {h['what']}")
+    if "probe" in out:
+        pr = out["probe"]
+        print(f"probe from {src.label}: {pr['sent']} — {'answered' if pr.get('answered') else 'no answer'}")
+        for line in pr.get("seen", []):
+            print(f"  {src.node:<6} ~ {line}")
     if out["ok"]:
         print("path works")
         return 0
