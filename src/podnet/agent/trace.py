@@ -22,12 +22,11 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from ..net import masq, netns
+from ..net import addr, link, masq, netns
 from ..net.rtnl import Link, Rtnl, open_rtnl
 from .routing.vxlan import VXLAN_DEV
 
 IPAddr = ipaddress.IPv4Address | ipaddress.IPv6Address
-NETNS_DIRS = ("/run/netns", "/var/run/netns")
 
 
 @dataclass
@@ -44,31 +43,6 @@ class NodeView:
     addr: str
     cidrs: list[Any]
     policy: Any = None            # NodePolicy, when NetworkPolicy is on
-
-
-def _pod_netns(host: Rtnl, veth: Link) -> str | None:
-    """The netns path of a host veth's peer: the netns whose id (as this netns numbers it) is
-    the veth's IFLA_LINK_NETNSID."""
-    nsid = host.peer_netnsid(veth.index)
-    if nsid is None:
-        return None
-    for d in NETNS_DIRS:
-        try:
-            names = sorted(os.listdir(d))
-        except OSError:
-            continue
-        for name in names:
-            path = os.path.join(d, name)
-            try:
-                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-            except OSError:
-                continue
-            try:
-                if host.netnsid(fd) == nsid:
-                    return path
-            finally:
-                os.close(fd)
-    return None
 
 
 def _is_pod_veth(host: Rtnl, lk: Link | None, view: NodeView) -> bool:
@@ -89,19 +63,11 @@ def _local_pod(host: Rtnl, ip: IPAddr, view: NodeView) -> tuple[Link | None, str
     if not _is_pod_veth(host, lk, view):
         return None, None
     assert lk is not None
-    return lk, _pod_netns(host, lk)
+    return lk, link.peer_netns_path(host, lk)
 
 
 def _in_cluster(view: NodeView, ip: IPAddr) -> bool:
     return any(ip in c for c in view.cidrs if c.version == ip.version)
-
-
-def _pod_has(path: str, ip: IPAddr) -> tuple[bool, str]:
-    with netns.opened(path) as fd, open_rtnl(fd) as pod:
-        for lk in pod.links():
-            if any(a.ip == ip for a in pod.addrs(lk.index)):
-                return lk.up, lk.name
-    return False, ""
 
 
 def _policy(view: NodeView, src: IPAddr, dst: IPAddr, port: int, proto: str, direction: str) -> Iterator[Hop]:
@@ -243,7 +209,7 @@ def _deliver(view: NodeView, host: Rtnl, src: IPAddr, dst: IPAddr, proto: str, p
         hops.append(Hop(f"route {dst} dev {veth}: its pod's netns is not found", False,
                         "the pod is gone or going; its host route should have gone with it"))
         return _answer(view, hops, {"kind": "broken"})
-    up, ifname = _pod_has(path, dst)
+    up, ifname = addr.holder_of(path, dst)
     if not ifname:
         hops.append(Hop(f"route {dst} dev {veth} → pod {os.path.basename(path)}: {dst} is not on any of its "
                         f"interfaces", False, "the pod's address is gone: CNI CHECK reports it"))

@@ -55,18 +55,15 @@ def add_parsers(sub: Any) -> None:
 
 
 def _netns_address(name: str) -> Any | None:
-    """The first global address of a netns (a pod's), read through netlink inside it."""
-    from ..net import netns
-    from ..net.rtnl import open_rtnl
+    """A pod netns's address, given its name under /run/netns or its path (None: no such netns)."""
+    from ..net.addr import netns_address
     path = name if name.startswith("/") else f"/run/netns/{name}"
-    if not os.path.exists(path):
-        return None
-    with netns.opened(path) as fd, open_rtnl(fd) as r:
-        for lk in r.links():
-            for a in r.addrs(lk.index):
-                if not a.ip.is_loopback and not a.ip.is_link_local:
-                    return a.ip
-    return None
+    return netns_address(path) if os.path.exists(path) else None
+
+
+def _owner_of(ip: Any, owners: dict[Any, str]) -> str:
+    """The node whose pod CIDR holds `ip` ("" when none does)."""
+    return next((n for cidr, n in owners.items() if ip.version == cidr.version and ip in cidr), "")
 
 
 def resolve(what: str, nodes: dict[str, dict[str, str]], owners: dict[Any, str], handles: dict[str, Any],
@@ -74,8 +71,7 @@ def resolve(what: str, nodes: dict[str, dict[str, str]], owners: dict[Any, str],
     """An end of the trace: its address, the node it lives on, how to call it."""
     if pods and what in pods:                              # namespace/name (Kubernetes datastore)
         what_ip = ipaddress.ip_address(pods[what])
-        node = next((n for cidr, n in owners.items() if what_ip.version == cidr.version and what_ip in cidr), "")
-        return End(what_ip, node, f"pod {what}")
+        return End(what_ip, _owner_of(what_ip, owners), f"pod {what}")
     if what.startswith("node:"):
         name = what[5:]
         if name not in nodes:
@@ -99,7 +95,7 @@ def resolve(what: str, nodes: dict[str, dict[str, str]], owners: dict[Any, str],
     for name, info in nodes.items():
         if info.get("addr") == str(ip):
             return End(ip, name, f"node {name}")
-    node = next((n for cidr, n in owners.items() if ip.version == cidr.version and ip in cidr), "")
+    node = _owner_of(ip, owners)
     return End(ip, node, label if label != str(ip) else (f"pod {ip}" if node else str(ip)), netns_path)
 
 
@@ -176,7 +172,6 @@ def _datastore(a: argparse.Namespace) -> tuple[dict[str, dict[str, str]], dict[A
 def probe(src: End, dst: End, a: argparse.Namespace) -> dict[str, Any]:
     """A real packet from SRC's netns, followed through this node's nftables (net/nftrace.py):
     what each table's chains did to it, and whether DST answered."""
-    from ..net import netns as nsmod
     from ..net import nftrace
     from ..net import probe as pr
     if not src.netns:
@@ -193,11 +188,7 @@ def probe(src: End, dst: End, a: argparse.Namespace) -> dict[str, Any]:
             elif proto == "tcp":
                 answered = pr.tcp_connect(src.netns, str(dst.ip), a.port, timeout=1.0)
             else:
-                with nsmod.opened(src.netns) as fd, nsmod.entered(fd):
-                    import socket
-                    with socket.socket(socket.AF_INET6 if dst.ip.version == 6 else socket.AF_INET,
-                                       socket.SOCK_DGRAM) as u:
-                        u.sendto(b"podnet-probe", (str(dst.ip), a.port))
+                pr.udp_send(src.netns, str(dst.ip), a.port)
             seen = [e for e in session.read(timeout=1.5) if e.table != session.table]
             if seen or answered:
                 break

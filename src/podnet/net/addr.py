@@ -4,9 +4,9 @@ from __future__ import annotations
 import ipaddress
 
 from ..cni.types import IPConfig, Result, Route
-from . import sysctl
+from . import netns, sysctl
 from .errors import AddressConflict
-from .rtnl import Link, Rtnl
+from .rtnl import Link, Rtnl, open_rtnl
 
 IPInterfaceT = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 
@@ -82,3 +82,22 @@ def ensure_gateway(rtnl: Rtnl, link: Link, gw: IPInterfaceT, force: bool) -> boo
             rtnl.del_addr(link.index, a)
     rtnl.add_addr(link.index, gw, nodad=True)  # a gateway must answer now, not after DAD
     return True
+
+
+def netns_address(path: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The first global address in the netns at `path` (a pod's), None if it has none."""
+    with netns.opened(path) as fd, open_rtnl(fd) as r:
+        for lk in r.links():
+            for a in r.addrs(lk.index):
+                if not a.ip.is_loopback and not a.ip.is_link_local:
+                    return a.ip
+    return None
+
+
+def holder_of(path: str, ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> tuple[bool, str]:
+    """(is it up, its name) of the link holding `ip` in the netns at `path`; (False, "") if none."""
+    with netns.opened(path) as fd, open_rtnl(fd) as r:
+        for lk in r.links():
+            if any(a.ip == ip for a in r.addrs(lk.index)):
+                return lk.up, lk.name
+    return False, ""

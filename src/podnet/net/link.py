@@ -89,6 +89,34 @@ def make_veth_into(host: Rtnl, pod: Rtnl, pod_netns_fd: int, ifname: str, mtu: i
     raise NetError("could not find a free host veth name")
 
 
+NETNS_DIRS = ("/run/netns", "/var/run/netns")
+
+
+def peer_netns_path(host: Rtnl, veth: Link) -> str | None:
+    """The netns path (under NETNS_DIRS) of a host veth's peer: the netns whose id, as this
+    netns numbers it, is the veth's IFLA_LINK_NETNSID.  None: no such named netns."""
+    nsid = host.peer_netnsid(veth.index)
+    if nsid is None:
+        return None
+    for d in NETNS_DIRS:
+        try:
+            names = sorted(os.listdir(d))
+        except OSError:
+            continue
+        for name in names:
+            path = os.path.join(d, name)
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
+                continue
+            try:
+                if host.netnsid(fd) == nsid:
+                    return path
+            finally:
+                os.close(fd)
+    return None
+
+
 def host_peer_of(host: Rtnl, pod_link: Link) -> Link | None:
     """The host end of a pod's veth: IFLA_LINK of the pod end is the host ifindex."""
     if not pod_link.link:

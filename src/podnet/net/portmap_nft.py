@@ -11,7 +11,9 @@ Only validated values (addresses, ints, protocol names, checked names) reach a s
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from . import nft
 from .errors import NftError
@@ -147,31 +149,35 @@ def _delete(elements: list[tuple[str, str]]) -> int:
     return len(elements)
 
 
+def _mappings(name: str) -> Iterator[tuple[list[Any], str, Any]]:
+    """(key parts: [hostIP,] protocol, hostPort; owner comment; value) of each element of a
+    hostPort map (any4/6, bound4/6)."""
+    for obj in nft.list_json(f"map {TABLE} {name}"):
+        for elem in (obj.get("map") or {}).get("elem", []) or []:
+            key = elem[0].get("elem", {}) if isinstance(elem[0], dict) else {}
+            yield list(key.get("val", {}).get("concat", [])), str(key.get("comment", "")), elem[1]
+
+
 def mapped(network: str, container_id: str) -> set[tuple[str, int, str, str]]:
     """(protocol, hostPort, hostIP or '', 'podIP . containerPort') present for a container (CHECK)."""
     out = set()
+    owner = nft.owner_tag(network, container_id)
     for f in (4, 6):
         for name in (f"any{f}", f"bound{f}"):
-            for obj in nft.list_json(f"map {TABLE} {name}"):
-                for elem in (obj.get("map") or {}).get("elem", []) or []:
-                    key, value = elem[0], elem[1]
-                    if str(key.get("elem", {}).get("comment", "")) != nft.owner_tag(network, container_id):
-                        continue
-                    parts = key["elem"]["val"]["concat"]
-                    host_ip = str(parts[0]) if name.startswith("bound") else ""
-                    proto, port = parts[-2], parts[-1]
-                    out.add((str(proto), int(port), host_ip, _key_text(value)))
+            for parts, comment, value in _mappings(name):
+                if comment != owner:
+                    continue
+                host_ip = str(parts[0]) if name.startswith("bound") else ""
+                out.add((str(parts[-2]), int(parts[-1]), host_ip, _key_text(value)))
     return out
 
 
 def owner_of(protocol: str, host_port: int, host_ip: IPAddr | None, family: int) -> str:
     """The 'network containerID' comment holding a host port, or '' (to explain a clash)."""
     name = f"any{family}" if host_ip is None else f"bound{family}"
-    for obj in nft.list_json(f"map {TABLE} {name}"):
-        for elem in (obj.get("map") or {}).get("elem", []) or []:
-            parts = elem[0].get("elem", {}).get("val", {}).get("concat", [])
-            if parts[-2:] == [protocol, host_port] and (host_ip is None or str(parts[0]) == str(host_ip)):
-                return str(elem[0]["elem"].get("comment", ""))
+    for parts, comment, _ in _mappings(name):
+        if parts[-2:] == [protocol, host_port] and (host_ip is None or str(parts[0]) == str(host_ip)):
+            return comment
     return ""
 
 
@@ -181,12 +187,10 @@ def target_of(protocol: str, host_port: int, daddr: IPAddr) -> tuple[str, int] |
     mapping.  `podnet trace` asks this."""
     f = daddr.version
     for name in (f"bound{f}", f"any{f}"):
-        for obj in nft.list_json(f"map {TABLE} {name}"):
-            for elem in (obj.get("map") or {}).get("elem", []) or []:
-                parts = elem[0].get("elem", {}).get("val", {}).get("concat", [])
-                if parts[-2:] != [protocol, host_port] or (name.startswith("bound") and str(parts[0]) != str(daddr)):
-                    continue
-                value = elem[1].get("concat", []) if isinstance(elem[1], dict) else []
-                if len(value) == 2:
-                    return str(value[0]), int(value[1])
+        for parts, _, value in _mappings(name):
+            if parts[-2:] != [protocol, host_port] or (name.startswith("bound") and str(parts[0]) != str(daddr)):
+                continue
+            target = value.get("concat", []) if isinstance(value, dict) else []
+            if len(target) == 2:
+                return str(target[0]), int(target[1])
     return None

@@ -55,6 +55,13 @@ def ping(netns_path: str, dst: str, timeout: float = 2.0, size: int = 56, tries:
         return any(_ping_here(dst, timeout / tries, size) for _ in range(tries))
 
 
+def udp_send(netns_path: str, dst: str, port: int, payload: bytes = b"podnet-probe") -> None:
+    """One UDP datagram from inside `netns_path` (no answer expected)."""
+    fam = socket.AF_INET6 if ipaddress.ip_address(dst).version == 6 else socket.AF_INET
+    with netns.opened(netns_path) as fd, netns.entered(fd), socket.socket(fam, socket.SOCK_DGRAM) as u:
+        u.sendto(payload, (dst, port))
+
+
 def tcp_connect(netns_path: str, dst: str, port: int, timeout: float = 2.0) -> bool:
     with netns.opened(netns_path) as fd, netns.entered(fd):
         try:
