@@ -62,13 +62,13 @@ class FakeHost:
         return [r for r in self.table.values() if r.dst.version == family]
 
     def add_route(self, dst: IPNet, gw: IPAddr | None = None, oif: int = 0, replace: bool = False, proto: int = 0,
-                  onlink: bool = False, **_: Any) -> None:
+                  onlink: bool = False, kind: int = 1, **_: Any) -> None:
         if str(dst) in self.fail_routes:
             raise NetError(f"route {dst}: Network is unreachable")
         if dst in self.table and not replace:
             raise NetError(f"route {dst} exists")
-        self.calls.append(f"add {dst} via {gw}{' onlink' if onlink else ''}")
-        self.table[dst] = RouteEntry(dst, gw, oif, 0, 254, 0, proto)
+        self.calls.append(f"add {dst} via {gw}{' onlink' if onlink else ''}" if kind == 1 else f"add {dst} type {kind}")
+        self.table[dst] = RouteEntry(dst, gw, oif, 0, 254, 0, proto, kind)
 
     def del_route(self, dst: IPNet, gw: IPAddr | None = None, oif: int = 0, table: int | None = None) -> None:
         """As the kernel: a gateway given must match (a route replaced meanwhile is not deleted)."""
@@ -118,6 +118,7 @@ class FakePeers:
         self.node = node
         self.infos: dict[str, dict[str, str]] = {}
         self.owner: dict[IPNet, str] = {}
+        self.pending: set[str] = set()
         self.joined: list[dict[str, str]] = []
         self.heartbeats = 0
         self.housekeeping_runs = 0
@@ -151,6 +152,12 @@ class FakePeers:
         return lambda: self._wakes.remove(wake)
 
     # the test's side
+    def requests(self) -> list[str]:
+        return sorted(self.pending)
+
+    def request_done(self, name: str) -> None:
+        self.pending.discard(name)
+
     def set_node(self, name: str, addr: str, **extra: str) -> None:
         with self.lock:
             self.infos[name] = {"node": name, "addr": addr, **extra}

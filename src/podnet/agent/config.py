@@ -39,6 +39,9 @@ class NodeConfig:
     vxlan_vni: int = 1
     vxlan_port: int = 8472
     route_interval: float = 10.0
+    encryption: str = ""               # "wireguard": pod traffic between nodes encrypted (any backend)
+    wireguard_port: int = 51820
+    wireguard_run_dir: str = ""        # wireguard-go's socket dir if not /var/run/wireguard (several nodes, one host)
     trace_port: int = 9473             # GET /trace/hop on the underlay address (podnet trace); 0: off
     # the datastore
     datastore: str = "etcd"
@@ -89,6 +92,12 @@ class NodeConfig:
         from .routing import BACKENDS
         if self.routing and self.routing not in BACKENDS:
             raise ConfigError(f"routing: {self.routing!r} is not one of {', '.join(sorted(BACKENDS))}")
+        if self.encryption not in ("", "wireguard"):
+            raise ConfigError(f"encryption: {self.encryption!r} is not wireguard (or empty: none)")
+        if self.encryption and not self.routing:
+            raise ConfigError("encryption needs routing (it encrypts the traffic between nodes)")
+        if not 0 < self.wireguard_port < 65536:
+            raise ConfigError(f"wireguard-port: {self.wireguard_port} is not a UDP port")
         if self.datastore not in DATASTORES:
             raise ConfigError(f"datastore: {self.datastore!r} is not one of {', '.join(sorted(DATASTORES))}")
         if self.ipam_mode not in ("cluster", "host-local"):

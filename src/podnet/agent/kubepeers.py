@@ -115,6 +115,13 @@ class KubePeers:
         except Exception as e:  # noqa: BLE001 - an event is a courtesy, never a failure
             log.info("could not record event %s: %s", reason, e)
 
+    def requests(self) -> list[str]:
+        """Operator requests (`podnet node rotate-key`) go through etcd: none here."""
+        return []
+
+    def request_done(self, name: str) -> None:
+        """Nothing is ever pending."""
+
     def heartbeat(self) -> None:
         """Node liveness is Kubernetes' business (node lease, controller); nothing to renew."""
 

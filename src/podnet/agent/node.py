@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 import sys
 import threading
 from collections.abc import Callable
@@ -36,6 +37,10 @@ class Node:
         underlay = self.store.underlay()
         me = NodeIdentity(self.name, ipaddress.ip_address(underlay))
         self.backend = BACKENDS[cfg.routing](me, **backend_options(cfg))
+        if cfg.encryption == "wireguard":
+            from .routing.wireguard import WireGuard
+            self.backend = WireGuard(me, self.backend, cfg.state_dir, cfg.wireguard_port, cfg.wireguard_run_dir,
+                                     os.path.join(cfg.state_dir, "wireguard", "wireguard-go.log"))
         self.routing = RoutingAgent(self.store.peers, self.backend, underlay, heartbeat=cfg.lease_ttl / 3,
                                     interval=cfg.route_interval, on_ready=self._routed, prepare=self.store.prepare,
                                     on_fail=self._failed, on_pass=self._passed)
@@ -70,6 +75,9 @@ class Node:
         from . import server, trace
         view = trace.NodeView(self.name, self.store.underlay(), self.cfg.cidrs(), self.policy)
         server.GET_HANDLERS["/trace/hop"] = lambda q: trace.handle(view, q)
+        status = getattr(self.backend, "status", None)
+        if status is not None:
+            server.GET_HANDLERS["/wireguard"] = lambda _q: (200, status())
         if self.cfg.trace_port:
             from .trace_server import serve
             try:

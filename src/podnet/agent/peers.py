@@ -30,6 +30,8 @@ class Peers(Protocol):
     def nodes(self) -> dict[str, dict[str, str]]: ...          # live nodes → {"addr", "vtep_mac", …}
     def owners(self) -> dict[IPNet, str]: ...                  # pod CIDR → node
     def watch(self, wake: Callable[[], None]) -> Callable[[], None]: ...   # returns stop()
+    def requests(self) -> list[str]: ...                       # what an operator asked of this node (rotate-key)
+    def request_done(self, name: str) -> None: ...             # … handled: forget it
 
 
 class EtcdPeers:
@@ -56,6 +58,7 @@ class EtcdPeers:
         self._owners: dict[IPNet, str] = {}
         self._known: set[str] = set()
         self._own_deleted = False            # the watch saw our record deleted since we joined
+        self._requests: set[str] = set()     # requests/<this node>/<name> keys (`podnet node rotate-key`)
         self.relists = 0                     # etcd relists so far (tests, metrics)
 
     def join(self, info: dict[str, str]) -> None:
@@ -108,8 +111,10 @@ class EtcdPeers:
         nodes = self.registry.node_infos()
         owners = self.registry.block_owners()
         known = self.registry.known_nodes()
+        requests = self.registry.requests()
         with self._lock:
             self._nodes, self._owners, self._known = nodes, owners, known
+            self._requests = requests
             self._stale = self._generation != generation      # an event raced the relist: again next time
             self.relists += 1
 
@@ -131,6 +136,13 @@ class EtcdPeers:
                 else:
                     self._nodes[str(info["node"])] = info
                 return True
+            if rest.startswith(f"requests/{self.node}/"):
+                name = rest[len(f"requests/{self.node}/"):]
+                if value is None:
+                    self._requests.discard(name)
+                    return False
+                self._requests.add(name)
+                return True
             if rest.startswith("known/"):
                 name = rest[len("known/"):]
                 if value is None:
@@ -147,6 +159,16 @@ class EtcdPeers:
             moved = self._owners.get(block.cidr) != block.node
             self._owners[block.cidr] = block.node
             return moved
+
+    def requests(self) -> list[str]:
+        self._fresh()
+        with self._lock:
+            return sorted(self._requests)
+
+    def request_done(self, name: str) -> None:
+        self.registry.request_done(name)
+        with self._lock:
+            self._requests.discard(name)
 
     def watch(self, wake: Callable[[], None]) -> Callable[[], None]:
         def on_event(key: str, value: bytes | None) -> None:

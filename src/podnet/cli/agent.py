@@ -27,6 +27,10 @@ AGENT_FLAGS: list[tuple[str, dict[str, Any]]] = [
     ("--log-level", {}),
     ("--request-timeout", {"type": float}),
     ("--routing", {"help": "program cross-node routes with this backend (host-gw, vxlan)"}),
+    ("--encryption", {"help": "wireguard: encrypt pod traffic between nodes (kernel WireGuard, else wireguard-go)"}),
+    ("--wireguard-port", {"type": int, "help": "the WireGuard device's UDP port"}),
+    ("--wireguard-run-dir", {"help": "wireguard-go's socket directory when not /var/run/wireguard (it then runs "
+                                     "in a private mount namespace: several nodes on one host)"}),
     ("--vxlan-vni", {"type": int}),
     ("--vxlan-port", {"type": int}),
     ("--trace-port", {"type": int, "help": "serve GET /trace/hop on the underlay address (podnet trace); 0: off"}),

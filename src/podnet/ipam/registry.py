@@ -6,6 +6,8 @@ Keys under the IPAM's prefix:
   nodes/<node>   {"node", "since", "addr", …}   bound to the node's lease: gone when it expires
   known/<node>   {}                             the node once registered (only such nodes die)
   dead/<node>    {"since"}                      when an agent first saw it dead (the grace clock)
+  requests/<node>/<what>  {"at"}                an operator's request to that node's agent
+                                                (`podnet node rotate-key`): deleted once done
 Agents (agent/peers.py) and `podnet node` read nodes only through this module.
 """
 from __future__ import annotations
@@ -62,6 +64,18 @@ class NodeRegistry:
         key = self.node_key(node)
         got = self.kv.get(key)
         return got is not None and bool(self.kv.txn(Txn(((key, got.mod_revision),), (), (key,))))
+
+    def request(self, node: str, what: str) -> None:
+        """Ask node's agent to do `what` (its next pass does, then deletes the request)."""
+        self.kv.txn(Txn((), ((f"{self.prefix}requests/{node}/{what}", json.dumps({"at": time.time()}).encode()),)))
+
+    def requests(self) -> set[str]:
+        """The requests pending for this registry's node."""
+        prefix = f"{self.prefix}requests/{self.node}/"
+        return {e.key[len(prefix):] for e in self.kv.get_prefix(prefix)}
+
+    def request_done(self, what: str) -> None:
+        self.kv.txn(Txn((), (), (f"{self.prefix}requests/{self.node}/{what}",)))
 
     def live_nodes(self) -> set[str]:
         return {e.key.rsplit("/", 1)[1] for e in self.kv.get_prefix(f"{self.prefix}nodes/")}

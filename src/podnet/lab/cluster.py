@@ -87,14 +87,16 @@ class Cluster:
     def __init__(self, nodes: int = 3, backend: str = "vxlan", tag: str = "", work: str = "",
                  lease_ttl: int = 5, route_interval: float = 5.0, reclaim_after: float = 300.0,
                  ipam_mode: str = "cluster", datastore: str = "etcd", agent_args: tuple[str, ...] = (),
-                 controllers: bool = True, network_policy: bool = False) -> None:
+                 controllers: bool = True, network_policy: bool = False, encryption: str = "") -> None:
         """datastore "kubernetes": a real control plane (control_plane.py) over the lab's etcd; the
         agents read Node objects with podnet's ServiceAccount; nodes register as kubelets do and
         the controller manager gives them podCIDRs (controllers=False: it starts only when
         start_controllers() is called); network_policy: the agents enforce NetworkPolicy.
         datastore "none": standalone nodes — no etcd, agents without cross-node routing (the
-        single-node demo)."""
+        single-node demo).  encryption "wireguard": the agents encrypt pod traffic between nodes
+        (each node's wireguard-go with its socket under the node's own directory)."""
         self.tag = tag or uuid.uuid4().hex[:6]
+        self.encryption = encryption
         self.backend = backend
         self.ipam_mode = ipam_mode
         self.datastore, self.controllers = datastore, controllers
@@ -284,6 +286,8 @@ class Cluster:
                   "cluster-cidr": [CLUSTER_CIDR], "ipam-mode": self.ipam_mode, "block-size": 26,
                   "node-subnet-size": 24, "network": NETWORK, "cni-conf-dir": self.conf_dir(i),
                   "ipam-data-dir": os.path.join(home, "ipam")})
+        if self.encryption:
+            s.update({"encryption": self.encryption, "wireguard-run-dir": os.path.join(home, "wireguard")})
         if self.datastore == "kubernetes":
             s.update({"datastore": "kubernetes", "kubeconfig": self.kubeconfig_path,
                       "network-policy": self.network_policy})
@@ -448,6 +452,7 @@ class Cluster:
     def state(self) -> dict[str, Any]:
         """What `podnet lab status|exec|down` need, in another process, to find this lab."""
         return {"tag": self.tag, "work": self.work, "backend": self.backend, "ipam_mode": self.ipam_mode,
+                "encryption": self.encryption,
                 "datastore": self.datastore, "nodes": self.nodes, "fabric": self.fab, "removed": sorted(self.removed),
                 "etcd": self.etcd_url if self.datastore in ("etcd", "kubernetes") else "",
                 "kubeconfig": self.cp.admin_kubeconfig() if self.cp is not None else "",
@@ -461,7 +466,7 @@ class Cluster:
     @classmethod
     def from_state(cls, st: dict[str, Any]) -> Cluster:
         c = cls(len(st["nodes"]), st["backend"], tag=st["tag"], work=st["work"], ipam_mode=st["ipam_mode"],
-                datastore=st["datastore"])
+                datastore=st["datastore"], encryption=st.get("encryption", ""))
         c.nodes, c.removed = list(st["nodes"]), set(st["removed"])
         c.etcd_url = st.get("etcd") or c.etcd_url
         c.pids = dict(st.get("pids") or {})

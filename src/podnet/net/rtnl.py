@@ -38,6 +38,8 @@ NUD_PERMANENT = 0x80
 NTF_SELF = 0x02       # an FDB entry of the device itself (VXLAN), not of a bridge master
 RTNH_F_ONLINK = 4
 PODNET_PROTO = 151   # marks the routes podnet's agent owns (cross-node routes), so it touches no other
+RTN_UNICAST = 1
+RTN_UNREACHABLE = 7  # a route that answers "network unreachable": traffic that must not leave at all
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,7 @@ class RouteEntry:
     table: int
     priority: int
     proto: int = 0     # rtnetlink protocol: who made the route (podnet's own: PODNET_PROTO)
+    kind: int = RTN_UNICAST   # rtnetlink route type (RTN_UNREACHABLE…)
 
 
 @dataclass(frozen=True)
@@ -279,14 +282,16 @@ class Rtnl:
             gw = m.get("RTA_GATEWAY")
             out.append(RouteEntry(net, ipaddress.ip_address(gw) if gw else None, m.get("RTA_OIF") or 0,
                                   m["scope"], m.get("RTA_TABLE") or m["table"], m.get("RTA_PRIORITY") or 0,
-                                  m["proto"]))
+                                  m["proto"], m["type"]))
         return out
 
     def add_route(self, dst: IPNet, gw: IPAddr | None = None, oif: int = 0, scope: int | None = None,
                   table: int | None = None, priority: int = 0, mtu: int = 0, advmss: int = 0,
                   src: IPAddr | None = None, replace: bool = False, proto: int = 0,
-                  onlink: bool = False) -> None:
+                  onlink: bool = False, kind: int = RTN_UNICAST) -> None:
         kw: dict[str, Any] = {"dst": str(dst)}
+        if kind != RTN_UNICAST:
+            kw["type"] = kind
         if proto:
             kw["proto"] = proto
         if onlink:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from ...net.errors import NetError
-from ...net.rtnl import PODNET_PROTO, Rtnl
+from ...net.rtnl import PODNET_PROTO, RTN_UNREACHABLE, RouteEntry, Rtnl
 
 IPAddr = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNet = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -75,9 +75,38 @@ def remote_next_hops(me: str, nodes: dict[str, NodeInfo], owners: dict[IPNet, st
             if node and node != me and node in addrs and addrs[node].version == cidr.version}
 
 
-def podnet_routes(host: Rtnl, families: Iterable[int] = (4, 6)) -> set[tuple[IPNet, IPAddr | None]]:
-    """(dst, gateway) of every route podnet made in the main table."""
-    return {(e.dst, e.gw) for fam in families for e in host.routes(fam) if e.proto == PODNET_PROTO}
+ENCRYPTION_KEY = "wg_pubkey"     # a node record with this key sends and accepts pod traffic only encrypted
+
+
+def encryption_mismatches(me: str, encrypts: bool, nodes: dict[str, NodeInfo]) -> dict[str, str]:
+    """node → why this node must not exchange pod traffic with it: one side encrypts and the
+    other does not.  Such a node's CIDRs get an unreachable route (never plaintext on the wire,
+    never the node's default route), and the reason is in every pass's `refused`."""
+    out = {}
+    for name, info in nodes.items():
+        if name == me or bool(info.get(ENCRYPTION_KEY)) == encrypts:
+            continue
+        out[name] = (f"node {name} does not encrypt pod traffic and this node does (WireGuard): unreachable, "
+                     "not plaintext" if encrypts else
+                     f"node {name} encrypts pod traffic (WireGuard) and this node does not: unreachable, "
+                     "not plaintext")
+    return out
+
+
+Hop = IPAddr | str     # a next hop's address, or DEVICE (straight into the backend's device), or UNREACHABLE
+DEVICE = "device"
+UNREACHABLE = "unreachable"
+
+
+def hop_of(e: RouteEntry) -> Hop:
+    if e.kind == RTN_UNREACHABLE:
+        return UNREACHABLE
+    return e.gw if e.gw is not None else DEVICE
+
+
+def podnet_routes(host: Rtnl, families: Iterable[int] = (4, 6)) -> set[tuple[IPNet, Hop]]:
+    """(dst, hop) of every route podnet made in the main table."""
+    return {(e.dst, hop_of(e)) for fam in families for e in host.routes(fam) if e.proto == PODNET_PROTO}
 
 
 class Families:
@@ -104,36 +133,52 @@ class Families:
         return tuple(sorted(self.seen))
 
 
-AddRoute = Callable[[IPNet, IPAddr], None]
-Refuse = Callable[[IPNet, IPAddr], str]
+AddRoute = Callable[[IPNet, Hop], None]
+Refuse = Callable[[IPNet, Hop], str]
 
 
-def sync_routes(host: Rtnl, want: dict[IPNet, IPAddr], add: AddRoute, refuse: Refuse | None = None,
-                have: set[tuple[IPNet, IPAddr | None]] | None = None) -> Reconcile:
-    """Make podnet's routes exactly `want` (dst → next hop): `add` the missing ones (unless
-    `refuse` gives a reason), then delete the ones no longer wanted — the block left, its node
-    died, or it moved to another next hop (the new route already replaced it).  `have`: podnet's
+def unreachable_for(mismatched: dict[str, str], owners: dict[IPNet, str]) -> dict[IPNet, str]:
+    """CIDR → reason, for the CIDRs of nodes this node must not exchange traffic with."""
+    return {cidr: mismatched[node] for cidr, node in owners.items() if node in mismatched}
+
+
+def sync_routes(host: Rtnl, want: dict[IPNet, Hop], add: AddRoute, refuse: Refuse | None = None,
+                have: set[tuple[IPNet, Hop]] | None = None, why: dict[IPNet, str] | None = None) -> Reconcile:
+    """Make podnet's routes exactly `want` (dst → hop): `add` the missing ones (unless `refuse`
+    gives a reason; an UNREACHABLE hop is made here, and `why` gives its reason for the pass's
+    `refused`), then delete the ones no longer wanted — the block left, its node died, or a hop
+    it should have could not be made.  Every add replaces, so a route whose hop changed is
+    rewritten in place (deleting the old one afterwards would delete the new).  `have`: podnet's
     routes now, if the caller already dumped them."""
     r = Reconcile()
     if have is None:
         have = podnet_routes(host)
-    for dst, gw in sorted(want.items(), key=lambda x: str(x[0])):
-        if (dst, gw) in have:
+    written: set[IPNet] = set()
+    for dst, hop in sorted(want.items(), key=lambda x: str(x[0])):
+        if hop == UNREACHABLE:
+            r.refused.append(f"{dst}: {(why or {}).get(dst, 'unreachable')}")
+        if (dst, hop) in have:
+            written.add(dst)
             continue
-        why = refuse(dst, gw) if refuse else ""
-        if why:
-            r.refused.append(f"{dst} via {gw}: {why}")
+        reason = refuse(dst, hop) if refuse and hop != UNREACHABLE else ""
+        if reason:
+            r.refused.append(f"{dst} via {hop}: {reason}")
             continue
         try:
-            add(dst, gw)
-            r.added.append(f"{dst} via {gw}")
+            if hop == UNREACHABLE:
+                host.add_route(dst, kind=RTN_UNREACHABLE, replace=True, proto=PODNET_PROTO)
+            else:
+                add(dst, hop)
+            written.add(dst)
+            r.added.append(f"{dst} {hop if hop in (DEVICE, UNREACHABLE) else f'via {hop}'}")
         except NetError as e:
-            r.refused.append(f"{dst} via {gw}: {e}")
-    for dst, old_gw in have:
-        if want.get(dst) != old_gw:
-            try:
-                host.del_route(dst, gw=old_gw)
-                r.removed.append(f"{dst} via {old_gw}")
-            except NetError:
-                pass
+            r.refused.append(f"{dst} via {hop}: {e}")
+    for dst, old in have:
+        if dst in written:
+            continue
+        try:
+            host.del_route(dst, gw=old if not isinstance(old, str) else None)
+            r.removed.append(f"{dst} {old if isinstance(old, str) else f'via {old}'}")
+        except NetError:
+            pass
     return r

@@ -43,6 +43,7 @@ class RoutingAgent:
         self.on_pass, self.on_ready, self.prepare, self.on_fail = on_pass, on_ready, prepare, on_fail
         self.host, self.watch_kernel = host, watch_kernel
         self.joined = False
+        self._published: dict[str, str] = {}
         self.passes = 0
         self.ready = threading.Event()       # joined and one full pass done
         self._stop = threading.Event()
@@ -59,6 +60,8 @@ class RoutingAgent:
             return self.backend.pod_mtu(h)
 
     def start(self) -> None:
+        if hasattr(self.backend, "wake"):       # a backend with a process of its own wakes the loop when it dies
+            self.backend.wake = self._wake.set
         with self.host() as h:
             self.backend.start(h)
         self._unwatch.append(self.peers.watch(self._wake.set))
@@ -80,10 +83,26 @@ class RoutingAgent:
         self.backend.stop()
 
     def reconcile_once(self) -> Reconcile:
+        self._handle_requests()
         owners = self.peers.owners()
         nodes = self.peers.nodes()
         with self.host() as h:
             return self.backend.apply(h, nodes, owners)
+
+    def _handle_requests(self) -> None:
+        """What an operator asked of this node through the datastore (a backend that knows the
+        request does it); what the node publishes may change with it (a new key): published
+        again at once, so the other nodes follow."""
+        handler = getattr(self.backend, "request", None)
+        for name in self.peers.requests():
+            if handler is not None and handler(name):
+                log.info("done: %s", name)
+            else:
+                log.warning("request %r: the %s backend does not know it; dropped", name, self.backend.name)
+            self.peers.request_done(name)
+        if self.joined and self.info() != self._published:
+            self._published = self.info()
+            self.peers.join(self._published)
 
     def step(self, now: float, last_heartbeat: float) -> float:
         """One pass: join (or renew), the periodic housekeeping, reconcile.  Returns the time of
@@ -91,7 +110,8 @@ class RoutingAgent:
         if not self.joined:
             if self.prepare:
                 self.prepare()
-            self.peers.join(self.info())
+            self._published = self.info()
+            self.peers.join(self._published)
             self.joined = True
             last_heartbeat = now
         elif now - last_heartbeat >= self.heartbeat:

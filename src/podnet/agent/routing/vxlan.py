@@ -8,7 +8,21 @@ import ipaddress
 
 from ...net.errors import NetError
 from ...net.rtnl import PODNET_PROTO, Rtnl
-from .base import Families, IPAddr, IPNet, NodeIdentity, NodeInfo, Reconcile, podnet_routes, remote_next_hops, sync_routes
+from .base import (
+    UNREACHABLE,
+    Families,
+    Hop,
+    IPAddr,
+    IPNet,
+    NodeIdentity,
+    NodeInfo,
+    Reconcile,
+    encryption_mismatches,
+    podnet_routes,
+    remote_next_hops,
+    sync_routes,
+    unreachable_for,
+)
 
 VXLAN_DEV = "podnet.1"
 VXLAN_OVERHEAD = 50
@@ -53,11 +67,15 @@ class Vxlan:
         vteps = {ipaddress.ip_address(i["addr"]): i["vtep_mac"] for n, i in nodes.items()
                  if n != self.me.name and i.get("vtep_mac")}
         self._sync_vteps(host, idx, vteps)
-        want = {cidr: gw for cidr, gw in remote_next_hops(self.me.name, nodes, owners).items() if gw in vteps}
+        why = unreachable_for(encryption_mismatches(self.me.name, False, nodes), owners)
+        want: dict[IPNet, Hop] = {cidr: gw for cidr, gw in remote_next_hops(self.me.name, nodes, owners).items()
+                                  if gw in vteps}
+        want.update(dict.fromkeys(why, UNREACHABLE))
 
-        def add(dst: IPNet, gw: IPAddr) -> None:
+        def add(dst: IPNet, gw: Hop) -> None:
+            assert not isinstance(gw, str)
             host.add_route(dst, gw=gw, oif=idx, onlink=True, replace=True, proto=PODNET_PROTO)
-        return sync_routes(host, want, add, have=podnet_routes(host, self.families.update(nodes, owners)))
+        return sync_routes(host, want, add, have=podnet_routes(host, self.families.update(nodes, owners)), why=why)
 
     def _sync_vteps(self, host: Rtnl, idx: int, vteps: dict[IPAddr, str]) -> None:
         """A neighbour and an FDB entry per remote VTEP; stale ones removed.  What is already
