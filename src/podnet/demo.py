@@ -8,6 +8,7 @@ the machine's own interfaces, routes and firewall are never touched.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -118,6 +119,7 @@ class DemoSpec:
     datastore: str = "etcd"            # etcd | kubernetes (a real control plane)
     keep: bool = False
     policy: bool = False               # the NetworkPolicy demo (kubernetes datastore)
+    encryption: str = ""               # "wireguard": encrypted between nodes, checked by a fabric capture
 
 
 def _describe_nodes(lab: Any) -> str:
@@ -143,14 +145,20 @@ def _raise_fd_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-def _check_reachability(lab: Any) -> tuple[int, int, int]:
+def _check_reachability(lab: Any, pod_pairs: bool = True, node_pairs: bool = True) -> tuple[int, int, int]:
     """ICMP and TCP :8080 over the planned pairs (lab.reach.plan), all in flight at once; prints
     what was checked, a matrix for a small cluster, each failed pair;
     (pod pairs failed, pod pairs checked, node pairs failed)."""
+    import dataclasses
+
     from .lab import FABRIC_NET, reach
     pods = lab.pods
     live = list(lab.live)
     plan = reach.plan([p.node for p in pods], len(live))
+    if not pod_pairs:
+        plan = dataclasses.replace(plan, pairs=[], what=[w for w in plan.what if "node pair" in w])
+    if not node_pairs:
+        plan = dataclasses.replace(plan, node_pairs=[], what=[w for w in plan.what if "node pair" not in w])
     node_path = {i: f"/run/netns/{lab.nodes[n]}" for i, n in enumerate(live)}
     node_ip = {i: f"{FABRIC_NET}.{n + 1}" for i, n in enumerate(live)}
     t0 = time.perf_counter()
@@ -161,7 +169,7 @@ def _check_reachability(lab: Any) -> tuple[int, int, int]:
     print("\nreachability (ICMP and TCP to :8080), probed in parallel: " + "; ".join(plan.what))
     bad = {(s, d) for s, d in plan.pairs if not (verdicts[(pods[s].netns, pods[d].ip)].icmp and
                                                   verdicts[(pods[s].netns, pods[d].ip)].tcp)}
-    if len(pods) <= 12:
+    if len(pods) <= 12 and plan.pairs:
         for s, src in enumerate(pods):
             row = ["  -  " if s == d else ("FAIL " if (s, d) in bad else " ok  ") for d in range(len(pods))]
             print(f"  {src.ip:<14} " + "".join(row))
@@ -180,14 +188,40 @@ def _check_reachability(lab: Any) -> tuple[int, int, int]:
     return len(bad), len(plan.pairs), len(node_bad)
 
 
+MARKER = b"PODNET-PLAINTEXT-MARKER-7f3c"
+
+
+def _send_marker(lab: Any) -> bool:
+    """A known string from a pod on the first node to a pod on the last, over UDP and TCP."""
+    from .lab.capture import send_marker
+    src = next(p for p in lab.pods if p.node == lab.live[0])
+    dst = next(p for p in lab.pods if p.node == lab.live[-1])
+    udp, tcp = send_marker(src.netns, dst.netns, dst.ip, MARKER)
+    print(f"\nmarker {MARKER.decode()!r} sent {src.ip} (n{src.node + 1}) -> {dst.ip} (n{dst.node + 1}): "
+          f"UDP {'delivered' if udp else 'LOST'}, TCP {'delivered' if tcp else 'LOST'}")
+    return udp and tcp
+
+
+def _judge_capture(lab: Any, cap: Any) -> bool:
+    """What crossed the fabric during the checks: only WireGuard between nodes, no marker, no pod
+    address in any IP header."""
+    from .lab import CLUSTER_CIDR, FABRIC_NET
+    from .lab.capture import judge
+    v = judge(cap, [f"{FABRIC_NET}.{i + 1}" for i in lab.live], [CLUSTER_CIDR], MARKER, 51820)
+    print(v.describe())
+    print(f"no plaintext crossed the fabric: {'yes' if v.clean else 'NO'}")
+    return v.clean
+
+
 def run_cluster_demo(spec: DemoSpec) -> int:
     import ipaddress
 
     from .lab import ETCD_ADDR, Cluster
+    from .lab.capture import capturing
     _raise_fd_limit()
     t0 = time.perf_counter()
     nodes, pods_per_node, keep = spec.nodes, spec.pods_per_node, spec.keep
-    lab = Cluster(nodes, spec.backend, ipam_mode=spec.ipam_mode, datastore=spec.datastore)
+    lab = Cluster(nodes, spec.backend, ipam_mode=spec.ipam_mode, datastore=spec.datastore, encryption=spec.encryption)
     ok = True
     listeners = []
     try:
@@ -196,7 +230,8 @@ def run_cluster_demo(spec: DemoSpec) -> int:
         store = (f"Kubernetes {lab.cp.server} (kube-apiserver ready in {lab.timings['apiserver_ready']:.1f}s)"
                  if spec.datastore == "kubernetes" else f"etcd {lab.etcd_url}")
         ipam = "podCIDRs + host-local" if spec.datastore == "kubernetes" else f"{spec.ipam_mode} IPAM"
-        print(f"podnet demo: {nodes} nodes on fabric {lab.fab} ({spec.backend}, {ipam}), {store}, "
+        enc = f", encrypted ({spec.encryption})" if spec.encryption else ""
+        print(f"podnet demo: {nodes} nodes on fabric {lab.fab} ({spec.backend}{enc}, {ipam}), {store}, "
               f"agents ready (conflists written) in {t_up:.1f}s")
         t1 = time.perf_counter()
         for i in range(nodes):
@@ -217,11 +252,20 @@ def run_cluster_demo(spec: DemoSpec) -> int:
             listeners.append(_listen_in(p.netns, DEMO_PORT))
         for node in lab.live:
             listeners.append(_listen_in(f"/run/netns/{lab.nodes[node]}", DEMO_PORT))
-        failures, pairs, node_failures = _check_reachability(lab)
+        with contextlib.ExitStack() as watching:
+            # with encryption, only pod traffic in the capture: the nodes' own probes of each other
+            # (underlay to underlay, never encrypted) run after it
+            cap = watching.enter_context(capturing(f"/run/netns/{lab.fab}")) if spec.encryption else None
+            failures, pairs, node_failures = _check_reachability(lab, node_pairs=cap is None)
+            sealed = _send_marker(lab) if cap is not None else True
+        if cap is not None:
+            node_failures = _check_reachability(lab, pod_pairs=False)[2]
         out = probe.ping(lab.pods[0].netns, ETCD_ADDR)
         print(f"\n{pairs - failures}/{pairs} pod pairs reachable; pod -> fabric host {ETCD_ADDR}: "
               f"{'ok' if out else 'FAILED'}")
-        ok = failures == 0 and node_failures == 0 and out
+        if cap is not None:
+            sealed = sealed and _judge_capture(lab, cap)
+        ok = failures == 0 and node_failures == 0 and out and sealed
         if keep:
             print(f"kept: namespaces pnlab-{lab.tag}-*; remove with: podnet demo --down")
             return 0 if ok else 1

@@ -136,9 +136,42 @@ def check_tools() -> Iterator[Finding]:
         yield Finding("ip_forward", WARN, str(e))
 
 
+HANDSHAKE_STALE = 180.0    # WireGuard rekeys every 2 min while traffic (podnet's 25 s keepalive) flows
+
+
+def check_wireguard(path: str) -> Iterator[Finding]:
+    """With --encryption wireguard: every peer's last handshake is recent, and no node is left
+    unreachable because one side encrypts and the other does not."""
+    try:
+        status, body = http_get_unix(path, "/wireguard")
+    except OSError:
+        return
+    if status != 200:
+        return                       # encryption off (or an agent from before it): nothing to check
+    doc = json.loads(body)
+    if doc.get("error"):
+        yield Finding("wireguard", FAIL, f"{doc['device']} ({doc['implementation']}): {doc['error']}")
+        return
+    yield Finding("wireguard", OK, f"{doc['device']} by {doc['implementation']} (pid {doc.get('pid') or '?'}), "
+                                   f"port {doc['listen_port']}, {len(doc['peers'])} peers")
+    for p in doc["peers"]:
+        who = f"peer {p['node'] or p['public_key'][:8]} ({p['endpoint']})"
+        age = p["handshake_age"]
+        if age is None:
+            yield Finding("wireguard peer", WARN, f"{who}: no handshake yet — pod traffic to it is not flowing")
+        elif age > HANDSHAKE_STALE:
+            yield Finding("wireguard peer", WARN, f"{who}: last handshake {age:.0f} s ago (> {HANDSHAKE_STALE:.0f} s): "
+                                                  "is UDP to its port blocked, or its key stale?")
+        else:
+            yield Finding("wireguard peer", OK, f"{who}: handshake {age:.0f} s ago")
+    for node, why in sorted(doc.get("refused", {}).items()):
+        yield Finding("wireguard peer", FAIL, f"{node}: {why}")
+
+
 def run_checks(socket_path: str = DEFAULT_SOCKET, bin_dir: str = "/opt/cni/bin") -> list[Finding]:
     groups: list[Callable[[], Iterator[Finding]]] = [
-        lambda: check_socket(socket_path), lambda: check_launchers(bin_dir), check_tools]
+        lambda: check_socket(socket_path), lambda: check_wireguard(socket_path), lambda: check_launchers(bin_dir),
+        check_tools]
     return [f for g in groups for f in g()]
 
 

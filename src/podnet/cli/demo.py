@@ -19,6 +19,8 @@ def add_parsers(sub: Any) -> None:
     d.add_argument("--policy", action="store_true",
                    help="with --datastore kubernetes: NetworkPolicy — namespaces x, y, z with pods a, b, c; deny-all, "
                         "then allow rules, the probed matrix after each (PASS only if every cell matches the model)")
+    d.add_argument("--encryption", choices=("wireguard",), default="",
+                   help="encrypt pod traffic between nodes; the demo captures the fabric and shows no plaintext crossed")
     d.add_argument("--keep", action="store_true")
     d.add_argument("--down", action="store_true", help="remove a lab kept with --keep")
     d.add_argument("--single-node", action="store_true",
@@ -37,5 +39,5 @@ def cmd_demo(a: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     from ..demo import DemoSpec, run_demo
-    return run_demo(DemoSpec(a.nodes, a.pods, a.backend, a.ipam, a.datastore, a.keep, a.policy),
+    return run_demo(DemoSpec(a.nodes, a.pods, a.backend, a.ipam, a.datastore, a.keep, a.policy, a.encryption),
                     single_node=a.single_node)

@@ -4,6 +4,11 @@
               backend, VTEP MAC and blocks
   rm NAME     remove a node now (`kubectl delete node` for podnet): its registration goes, every
               agent drops its routes at once; its blocks are reclaimed after the agents' grace
+  rotate-key NAME
+              ask NAME's agent for a new WireGuard key pair (--encryption wireguard): it publishes
+              the new public key, every peer follows, traffic continues
+With --agent-socket (run on a node), `ls` adds what that node's agent sees of each peer's
+WireGuard session: the age of its last handshake.
 """
 from __future__ import annotations
 
@@ -11,15 +16,19 @@ import argparse
 from typing import Any
 
 from ..ipam.registry import NodeRegistry
+from ..net.wguapi import fingerprint
 from .common import connect, emit, etcd_command
 
 
 def add_parsers(sub: Any) -> None:
     p = etcd_command(sub, "node", "list and remove the cluster's nodes (etcd datastore)")
     np = p.add_subparsers(dest="node_cmd", required=True)
-    np.add_parser("ls")
+    ls = np.add_parser("ls")
+    ls.add_argument("--agent-socket", default="", help="this node's agent: add its WireGuard handshake ages")
     rm = np.add_parser("rm")
     rm.add_argument("name")
+    rk = np.add_parser("rotate-key")
+    rk.add_argument("name")
     p.set_defaults(fn=run)
 
 
@@ -34,16 +43,49 @@ def run(a: argparse.Namespace) -> int:
             print(f"removed node {a.name}")
             return 0
         live = registry.node_infos()
+        if a.node_cmd == "rotate-key":
+            if a.name not in live:
+                print(f"node {a.name} is not live: its agent cannot rotate its key")
+                return 1
+            if not live[a.name].get("wg_pubkey"):
+                print(f"node {a.name} does not encrypt (its agent runs without --encryption wireguard)")
+                return 1
+            registry.request(a.name, "rotate-key")
+            print(f"asked node {a.name} for a new WireGuard key (was {fingerprint(live[a.name]['wg_pubkey'])})")
+            return 0
+        ages = handshake_ages(a.agent_socket) if a.agent_socket else {}
         blocks: dict[str, list[str]] = {}
         for pool in c.pools():
             for b, _ in c.blocks(pool.name):
                 blocks.setdefault(b.node, []).append(str(b.cidr))
-        data = [{"node": n, "state": "live", "addr": i.get("addr", ""), "backend": i.get("backend", ""),
-                 "vtep_mac": i.get("vtep_mac", ""), "blocks": sorted(blocks.get(n, []))} for n, i in sorted(live.items())]
-        data += [{"node": n, "state": "dead", "addr": "", "backend": "", "vtep_mac": "", "blocks": sorted(blocks.get(n, []))}
+        data: list[dict[str, Any]] = [{"node": n, "state": "live", "addr": i.get("addr", ""), "backend": i.get("backend", ""),
+                 "vtep_mac": i.get("vtep_mac", ""), "encryption": i.get("encryption", ""),
+                 "wg_pubkey": i.get("wg_pubkey", ""), "handshake_age": ages.get(i.get("wg_pubkey", ""), ""),
+                 "blocks": sorted(blocks.get(n, []))} for n, i in sorted(live.items())]
+        data += [{"node": n, "state": "dead", "addr": "", "backend": "", "vtep_mac": "", "encryption": "",
+                  "wg_pubkey": "", "handshake_age": "", "blocks": sorted(blocks.get(n, []))}
                  for n in sorted(registry.dead_nodes())]
-        emit(a, data, [[d["node"], d["state"], d["addr"], d["backend"], d["vtep_mac"], " ".join(d["blocks"])]
-                       for d in data], ["NODE", "STATE", "ADDRESS", "BACKEND", "VTEP MAC", "BLOCKS"])
+        head = ["NODE", "STATE", "ADDRESS", "BACKEND", "VTEP MAC", "WG KEY", *(["HANDSHAKE"] if ages else []), "BLOCKS"]
+        emit(a, data, [[d["node"], d["state"], d["addr"], d["backend"], d["vtep_mac"], fingerprint(d["wg_pubkey"]),
+                        *([_age(d["handshake_age"])] if ages else []), " ".join(d["blocks"])] for d in data], head)
         return 0
     finally:
         kv.close()
+
+
+def handshake_ages(socket_path: str) -> dict[str, float | None]:
+    """public key → seconds since the last handshake with it (None: never), as this node's
+    agent sees them; {} when the agent runs without encryption."""
+    import json
+
+    from ..wire import http_get_unix
+    status, body = http_get_unix(socket_path, "/wireguard")
+    if status != 200:
+        return {}
+    return {p["public_key"]: p["handshake_age"] for p in json.loads(body)["peers"]}
+
+
+def _age(age: float | str | None) -> str:
+    if age == "":
+        return "(self)"
+    return "never" if age is None else f"{float(age):.0f}s ago"
