@@ -79,8 +79,10 @@ class FakeHost:
         del self.table[dst]
 
     def podnet_routes(self) -> dict[str, str]:
-        from podnet.net.rtnl import PODNET_PROTO
-        return {str(r.dst): str(r.gw) for r in self.table.values() if r.proto == PODNET_PROTO}
+        """dst → next hop, or "unreachable"."""
+        from podnet.net.rtnl import PODNET_PROTO, RTN_UNREACHABLE
+        return {str(r.dst): "unreachable" if r.kind == RTN_UNREACHABLE else str(r.gw)
+                for r in self.table.values() if r.proto == PODNET_PROTO}
 
     # neighbours and FDB (vxlan)
     def set_neigh(self, index: int, ip: IPAddr, mac: str) -> None:
@@ -151,12 +153,16 @@ class FakePeers:
         self._wakes.append(wake)
         return lambda: self._wakes.remove(wake)
 
-    # the test's side
     def requests(self) -> list[str]:
         return sorted(self.pending)
 
     def request_done(self, name: str) -> None:
         self.pending.discard(name)
+
+    # the test's side
+    def ask(self, what: str) -> None:
+        self.pending.add(what)
+        self._fire()
 
     def set_node(self, name: str, addr: str, **extra: str) -> None:
         with self.lock:

@@ -53,6 +53,9 @@ def test_flags_alone_still_work_and_comma_lists_split() -> None:
     ("no-such-setting: 1\n", "no-such-setting"),
     ("ipam-mode: flannel\n", "ipam-mode"),
     ("cni-conf-dir: /etc/cni/net.d\n", "cni-conf-dir"),
+    ("routing: host-gw\nencryption: ipsec\n", "encryption"),
+    ("encryption: wireguard\n", "encryption needs routing"),
+    ("routing: vxlan\nencryption: wireguard\nwireguard-port: 70000\n", "wireguard-port"),
     ("- a list\n", "mapping"),
     ("{unclosed\n", "YAML"),
 ])

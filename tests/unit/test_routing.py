@@ -194,3 +194,66 @@ def test_stopping_leaves_the_routes_in_place() -> None:
     agent.stop()
     assert host.podnet_routes() == {"10.244.1.0/24": "10.97.0.2"}
     assert all(r.proto == PODNET_PROTO for r in host.table.values() if str(r.dst) == "10.244.1.0/24")
+
+
+def test_a_node_that_encrypts_is_unreachable_from_one_that_does_not_never_plaintext() -> None:
+    """Mixed cluster: the encrypting node's pods get an unreachable route (not the default route,
+    not a plaintext next hop), the reason is in every pass; when it stops encrypting the normal
+    route replaces the unreachable one in place."""
+    host, gw = FakeHost(), HostGw(ME)
+    infos = nodes(n2="10.97.0.2", n3="10.97.0.3")
+    infos["n3"]["wg_pubkey"] = "k" * 43 + "="
+    r = gw.apply(host, infos, owners(n2="10.244.1.0/24", n3="10.244.2.0/24"))
+    assert host.podnet_routes() == {"10.244.1.0/24": "10.97.0.2", "10.244.2.0/24": "unreachable"}
+    assert r.refused == ["10.244.2.0/24: node n3 encrypts pod traffic (WireGuard) and this node does not: "
+                         "unreachable, not plaintext"]
+    again = gw.apply(host, infos, owners(n2="10.244.1.0/24", n3="10.244.2.0/24"))
+    assert again.refused == r.refused and not again.added and not again.removed     # reported, not rewritten
+    del infos["n3"]["wg_pubkey"]
+    r = gw.apply(host, infos, owners(n2="10.244.1.0/24", n3="10.244.2.0/24"))
+    assert host.podnet_routes() == {"10.244.1.0/24": "10.97.0.2", "10.244.2.0/24": "10.97.0.3"}
+    assert not r.removed and not r.refused, "the replaced route must not be deleted after the replace"
+    gw.apply(host, {}, {})
+    assert host.podnet_routes() == {}
+
+
+def test_vxlan_refuses_an_encrypting_node_too() -> None:
+    host = FakeHost(mtu=1500)
+    infos = nodes(n2="10.97.0.2")
+    infos["n2"].update(vtep_mac=vtep_mac("n2"), wg_pubkey="k" * 43 + "=")
+    Vxlan(ME).apply(host, infos, owners(n2="10.244.1.0/24"))
+    assert host.podnet_routes() == {"10.244.1.0/24": "unreachable"}
+
+
+class RequestBackend(RecordingBackend):
+    """Knows one request, which changes what it publishes (as a key rotation does)."""
+    name = "recording"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.key = "k1"
+
+    def publish(self) -> dict[str, str]:
+        return {"key": self.key}
+
+    def request(self, name: str) -> bool:
+        if name == "rotate-key":
+            self.key = "k2"
+            return True
+        return False
+
+
+def test_an_operator_request_is_handled_once_and_the_new_data_published_at_once() -> None:
+    peers, backend = FakePeers("n1"), RequestBackend()
+    agent = RoutingAgent(peers, backend, "10.97.0.1", heartbeat=60, interval=60, host=FakeHost().opener(),
+                         watch_kernel=lambda wake: (lambda: None))
+    agent.start()
+    try:
+        wait(lambda: agent.ready.is_set())
+        assert peers.joined[-1]["key"] == "k1"
+        peers.ask("rotate-key")
+        peers.ask("no-such-request")
+        wait(lambda: peers.joined[-1]["key"] == "k2" and not peers.pending)
+        assert [j["key"] for j in peers.joined] == ["k1", "k2"]
+    finally:
+        agent.stop()

@@ -4,7 +4,7 @@
                           host-local hands out addresses inside them
   peers                   the other Node objects: InternalIP, and what each podnet agent
                           publishes as annotations (podnet.io/underlay-addr, podnet.io/backend,
-                          podnet.io/vtep-mac)
+                          podnet.io/vtep-mac, podnet.io/wg-pubkey…: every key of its record)
   changes                 list + watch of Nodes: the watch resumes from the last resourceVersion it
                           saw (events and bookmarks) after a break; a 410 Gone (that version was
                           compacted away) relists — a full resync, so a Node deleted meanwhile
@@ -84,9 +84,12 @@ class KubePeers:
 
     def join(self, info: dict[str, str]) -> None:
         """Publish what the other agents need as annotations on our Node (a merge patch)."""
-        ann = {f"{ANNOTATION}{k.replace('_', '-')}": v for k, v in
-               (("underlay_addr", info.get("addr", "")), ("backend", info.get("backend", "")),
-                ("vtep_mac", info.get("vtep_mac", ""))) if v}
+        ann: dict[str, str | None] = {f"{ANNOTATION}{'underlay-addr' if k == 'addr' else k.replace('_', '-')}": v
+                                      for k, v in info.items() if v and k != "node"}
+        meta = self.client.get(Node, self.node).metadata
+        current = (meta.annotations if meta is not None else None) or {}
+        for stale in (k for k in current if k.startswith(ANNOTATION) and k not in ann):
+            ann[stale] = None        # e.g. wg-pubkey of a node that no longer encrypts: removed (merge patch null)
         self.client.patch(Node, self.node, {"metadata": {"annotations": ann}}, patch_type=PatchType.MERGE)
 
     def event(self, reason: str, message: str, kind: str = "Normal") -> None:
@@ -169,8 +172,9 @@ class KubePeers:
                 ipaddress.ip_address(addr)
             except ValueError:
                 continue
-            out[name] = {"node": name, "addr": addr, "backend": ann.get(f"{ANNOTATION}backend", ""),
-                         "vtep_mac": ann.get(f"{ANNOTATION}vtep-mac", "")}
+            published = {k[len(ANNOTATION):].replace("-", "_"): v for k, v in ann.items() if k.startswith(ANNOTATION)}
+            published.pop("underlay_addr", None)
+            out[name] = {"backend": "", "vtep_mac": "", **published, "node": name, "addr": addr}
         return out
 
     def owners(self) -> dict[IPNet, str]:

@@ -97,6 +97,7 @@ class Cluster:
         (each node's wireguard-go with its socket under the node's own directory)."""
         self.tag = tag or uuid.uuid4().hex[:6]
         self.encryption = encryption
+        self.node_encryption: dict[int, str] = {}    # node index → its own setting (a mixed cluster)
         self.backend = backend
         self.ipam_mode = ipam_mode
         self.datastore, self.controllers = datastore, controllers
@@ -286,8 +287,9 @@ class Cluster:
                   "cluster-cidr": [CLUSTER_CIDR], "ipam-mode": self.ipam_mode, "block-size": 26,
                   "node-subnet-size": 24, "network": NETWORK, "cni-conf-dir": self.conf_dir(i),
                   "ipam-data-dir": os.path.join(home, "ipam")})
-        if self.encryption:
-            s.update({"encryption": self.encryption, "wireguard-run-dir": os.path.join(home, "wireguard")})
+        encryption = self.node_encryption.get(i, self.encryption)
+        if encryption:
+            s.update({"encryption": encryption, "wireguard-run-dir": os.path.join(home, "wireguard")})
         if self.datastore == "kubernetes":
             s.update({"datastore": "kubernetes", "kubeconfig": self.kubeconfig_path,
                       "network-policy": self.network_policy})
@@ -327,10 +329,11 @@ class Cluster:
         except FileNotFoundError:
             return ""
 
-    def kill_agent(self, i: int) -> None:
+    def kill_agent(self, i: int, sig: int = signal.SIGKILL) -> None:
+        """Node i's agent stops (SIGKILL: dies; SIGTERM: stops as it would on a rollout)."""
         p = self.procs.pop(f"agent{i}", None)
         if p is not None and p.poll() is None:
-            p.kill()
+            p.send_signal(sig)
             p.wait()
 
     # ------------------------------------------------------------ pods
