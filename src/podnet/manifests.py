@@ -31,6 +31,7 @@ class DeployConfig:
     network: str = "podnet"
     image: str = DEFAULT_IMAGE
     network_policy: bool = True               # kubernetes datastore: enforce NetworkPolicy
+    encryption: str = ""                      # wireguard: pod traffic between nodes encrypted
 
 
 def _meta(name: str, namespaced: bool = True) -> dict[str, Any]:
@@ -73,6 +74,8 @@ def agent_settings(c: DeployConfig) -> dict[str, Any]:
         "cni-conf-dir": "/host/etc/cni/net.d", "ipam-data-dir": "/var/lib/cni/networks",
         "state-dir": "/var/lib/podnet",
     }
+    if c.encryption:
+        s.update({"encryption": c.encryption, "wireguard-go": "external"})    # the wireguard container runs it
     if c.datastore == "kubernetes":
         s["network-policy"] = c.network_policy
     if c.datastore == "etcd":
@@ -102,6 +105,7 @@ HOST_PATHS = [
     ("run-netns", "/run/netns", "/run/netns", "DirectoryOrCreate", "HostToContainer"),  # pod netns bind mounts
     ("lib-modules", "/lib/modules", "/lib/modules", "Directory", None),                 # ifb, vxlan modules
 ]
+WIREGUARD_RUN = ("run-wireguard", "/var/run/wireguard", "/var/run/wireguard", "DirectoryOrCreate", None)  # UAPI socket
 
 
 def daemonset(c: DeployConfig) -> dict[str, Any]:
@@ -134,6 +138,21 @@ def daemonset(c: DeployConfig) -> dict[str, Any]:
                            **probe},
         "volumeMounts": mounts,
     }
+    containers = [agent]
+    if c.encryption == "wireguard":
+        name, host, mount, kind, _ = WIREGUARD_RUN
+        volumes.append({"name": name, "hostPath": {"path": host, "type": kind}})
+        agent["volumeMounts"] = [*mounts, {"name": name, "mountPath": mount}]
+        containers.append({
+            # wireguard-go in a container of its own: restarting or upgrading the agent's container
+            # kills every process in it, and the tunnel must outlive that (pods keep their traffic).
+            # The agent configures it over its UAPI socket in the shared /var/run/wireguard.
+            "name": "wireguard", "image": c.image, "command": ["wireguard-go", "-f", "podnet.wg"],
+            "env": [{"name": "LOG_LEVEL", "value": "error"}],
+            "securityContext": {"privileged": True, "capabilities": {"add": ["NET_ADMIN"]}},   # /dev/net/tun, the link
+            "resources": {"requests": {"cpu": "50m", "memory": "30Mi"}, "limits": {"memory": "200Mi"}},
+            "volumeMounts": [{"name": name, "mountPath": mount}],
+        })
     install = {
         "name": "install", "image": c.image, "command": ["podnet"],
         "args": ["install", "--host-prefix", "/host", "--bin-dir", "/opt/cni/bin", "--lib-dir", "/opt/podnet",
@@ -158,7 +177,7 @@ def daemonset(c: DeployConfig) -> dict[str, Any]:
                     "tolerations": [{"operator": "Exists"}],          # every node, tainted ones too
                     "terminationGracePeriodSeconds": 10,             # SIGTERM: the conflist stays
                     "initContainers": [install],
-                    "containers": [agent],
+                    "containers": containers,
                     "volumes": volumes,
                 },
             },

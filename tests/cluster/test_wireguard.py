@@ -273,3 +273,39 @@ def test_on_the_kubernetes_datastore_keys_travel_as_node_annotations() -> None:
         assert not cap.carrying(MARKER) and not cap.with_address_in([CLUSTER_CIDR])
     finally:
         lab.down()
+
+
+def start_wireguard_go(lab: Cluster, i: int) -> subprocess.Popen[bytes]:
+    """wireguard-go on node i as the DaemonSet's wireguard container runs it (not by the agent)."""
+    run_dir = os.path.join(lab.work, f"n{i + 1}", "wireguard")
+    os.makedirs(run_dir, exist_ok=True)
+    os.makedirs("/run/wireguard", exist_ok=True)
+    return subprocess.Popen(["ip", "netns", "exec", lab.nodes[i], "unshare", "--mount", "--propagation", "private",
+                             "sh", "-c", 'mount --bind "$0" /run/wireguard && exec wireguard-go -f podnet.wg', run_dir],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+def test_wireguard_go_run_by_another_container_is_waited_for_and_configured_after_each_restart() -> None:
+    lab = Cluster(2, "host-gw", lease_ttl=TTL, encryption="wireguard", agent_args=("--wireguard-go", "external"))
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        lab.up(wait_ready=False)
+        health = subprocess.run(["ip", "netns", "exec", lab.nodes[0], sys.executable, "-m", "podnet.cli", "health",
+                                 "--ready", "--socket", lab.sock(0)], capture_output=True, text=True)
+        wait_for(lambda: "waiting for wireguard-go" in subprocess.run(
+            ["ip", "netns", "exec", lab.nodes[0], sys.executable, "-m", "podnet.cli", "health", "--ready", "--socket",
+             lab.sock(0)], capture_output=True, text=True).stdout, 10, f"the not-ready reason ({health.stdout})")
+        assert not os.path.exists(lab.conflist_path(0)), "ready without its WireGuard device"
+        procs = [start_wireguard_go(lab, i) for i in range(2)]
+        wait_for(lambda: all(os.path.exists(lab.conflist_path(i)) for i in range(2)), 30, "nodes ready")
+        a, b = lab.add_pod(0), lab.add_pod(1)
+        lab.wait_converged(10)
+        assert probe.ping(a.netns, b.ip)
+        procs[1].kill()                                        # the container dies; kubelet starts it again
+        procs[1].wait()
+        procs[1] = start_wireguard_go(lab, 1)
+        wait_for(lambda: probe.ping(a.netns, b.ip, timeout=0.5), 30, "traffic through the restarted wireguard-go")
+    finally:
+        for p in procs:
+            p.kill()
+        lab.down()

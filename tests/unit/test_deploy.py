@@ -22,6 +22,7 @@ VARIANTS = {
     "etcd-tls-dualstack": DeployConfig(cluster_cidr_v6="fd00:244::/56", backend="host-gw", datastore="etcd",
                                        etcd_endpoints="https://10.0.0.9:2379,https://10.0.0.10:2379",
                                        etcd_tls_secret="podnet-etcd-tls"),
+    "wireguard": DeployConfig(encryption="wireguard"),
 }
 
 
@@ -88,3 +89,19 @@ def test_daemonset_mounts_privileges_probes_and_args(variant: str, tmp_path: Pat
                 assert cfg.etcd_ca_file.startswith("/etc/podnet/etcd/") and len(cfg.etcd) == 2
         else:
             assert parsed.lib_dir == "/opt/podnet" and parsed.host_prefix == "/host"
+
+
+def test_with_encryption_wireguard_go_runs_in_its_own_container_sharing_the_socket_dir() -> None:
+    """An agent container restart kills every process in it: wireguard-go lives beside it, and the
+    agent (wireguard-go: external) only configures it through the shared /var/run/wireguard."""
+    docs = render(VARIANTS["wireguard"])
+    pod = kind(docs, "DaemonSet")["spec"]["template"]["spec"]
+    agent, wg = pod["containers"]
+    assert wg["name"] == "wireguard" and wg["command"][0] == "wireguard-go" and wg["securityContext"]["privileged"]
+    host = {v["name"]: v["hostPath"]["path"] for v in pod["volumes"] if "hostPath" in v}
+    for c in (agent, wg):
+        assert {host.get(m["name"]) for m in c["volumeMounts"] if m["mountPath"] == "/var/run/wireguard"} == \
+            {"/var/run/wireguard"}
+    settings = yaml.safe_load(kind(docs, "ConfigMap")["data"]["agent.yaml"])
+    assert settings["encryption"] == "wireguard" and settings["wireguard-go"] == "external"
+    assert len(render(DeployConfig())[-1]["spec"]["template"]["spec"]["containers"]) == 1

@@ -42,6 +42,7 @@ class NodeConfig:
     encryption: str = ""               # "wireguard": pod traffic between nodes encrypted (any backend)
     wireguard_port: int = 51820
     wireguard_run_dir: str = ""        # wireguard-go's socket dir if not /var/run/wireguard (several nodes, one host)
+    wireguard_go: str = "agent"        # agent: the agent starts/restarts it; external: another container runs it
     trace_port: int = 9473             # GET /trace/hop on the underlay address (podnet trace); 0: off
     # the datastore
     datastore: str = "etcd"
@@ -96,6 +97,8 @@ class NodeConfig:
             raise ConfigError(f"encryption: {self.encryption!r} is not wireguard (or empty: none)")
         if self.encryption and not self.routing:
             raise ConfigError("encryption needs routing (it encrypts the traffic between nodes)")
+        if self.wireguard_go not in ("agent", "external"):
+            raise ConfigError(f"wireguard-go: {self.wireguard_go!r} is not agent or external")
         if not 0 < self.wireguard_port < 65536:
             raise ConfigError(f"wireguard-port: {self.wireguard_port} is not a UDP port")
         if self.datastore not in DATASTORES:

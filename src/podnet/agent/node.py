@@ -40,7 +40,8 @@ class Node:
         if cfg.encryption == "wireguard":
             from .routing.wireguard import WireGuard
             self.backend = WireGuard(me, self.backend, cfg.state_dir, cfg.wireguard_port, cfg.wireguard_run_dir,
-                                     os.path.join(cfg.state_dir, "wireguard", "wireguard-go.log"))
+                                     os.path.join(cfg.state_dir, "wireguard", "wireguard-go.log"),
+                                     external=cfg.wireguard_go == "external")
         self.routing = RoutingAgent(self.store.peers, self.backend, underlay, heartbeat=cfg.lease_ttl / 3,
                                     interval=cfg.route_interval, on_ready=self._routed, prepare=self.store.prepare,
                                     on_fail=self._failed, on_pass=self._passed)

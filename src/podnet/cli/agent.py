@@ -31,6 +31,8 @@ AGENT_FLAGS: list[tuple[str, dict[str, Any]]] = [
     ("--wireguard-port", {"type": int, "help": "the WireGuard device's UDP port"}),
     ("--wireguard-run-dir", {"help": "wireguard-go's socket directory when not /var/run/wireguard (it then runs "
                                      "in a private mount namespace: several nodes on one host)"}),
+    ("--wireguard-go", {"help": "agent: the agent runs wireguard-go itself; external: another process does "
+                                "(the DaemonSet's wireguard container) and the agent waits for its socket"}),
     ("--vxlan-vni", {"type": int}),
     ("--vxlan-port", {"type": int}),
     ("--trace-port", {"type": int, "help": "serve GET /trace/hop on the underlay address (podnet trace); 0: off"}),

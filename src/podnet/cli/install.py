@@ -42,6 +42,8 @@ def add_parsers(sub: Any) -> None:
     m.add_argument("--network", default="podnet")
     m.add_argument("--image", default=DEFAULT_IMAGE)
     m.add_argument("--no-network-policy", action="store_true", help="kubernetes datastore: do not enforce NetworkPolicy")
+    m.add_argument("--encryption", choices=("wireguard",), default="",
+                   help="encrypt pod traffic between nodes (adds the wireguard-go container)")
     m.set_defaults(fn=cmd_manifests)
 
 
@@ -82,7 +84,7 @@ def cmd_install(a: argparse.Namespace) -> int:
 def cmd_manifests(a: argparse.Namespace) -> int:
     from ..manifests import DeployConfig, render, to_yaml
     conf = DeployConfig(a.cluster_cidr, a.cluster_cidr_v6, a.backend, a.datastore, a.ipam_mode, a.etcd,
-                        a.etcd_tls_secret, a.network, a.image, not a.no_network_policy)
+                        a.etcd_tls_secret, a.network, a.image, not a.no_network_policy, a.encryption)
     if conf.datastore == "etcd" and not conf.etcd_endpoints:
         print("podnet manifests: --datastore etcd needs --etcd", file=sys.stderr)
         return 2

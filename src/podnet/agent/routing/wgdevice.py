@@ -15,6 +15,10 @@ path, and exits when it is removed).  Several lab nodes share one filesystem, so
 `run_dir` set the process runs in a private mount namespace with `run_dir` bound over
 /run/wireguard: each node's socket is `<run_dir>/podnet.wg.sock`, and on a real node (run_dir
 unset) `wg show podnet.wg` works as usual.
+
+On Kubernetes the DaemonSet runs wireguard-go in a container of its own beside the agent's
+(`external`): a container restart kills every process in it, so an agent upgrade would otherwise
+take the tunnel down.  The agent then only waits for the socket (not ready until it answers).
 """
 from __future__ import annotations
 
@@ -46,7 +50,8 @@ class UserspaceDevice:
     """podnet.wg run by wireguard-go; configured over UAPI."""
     kind = "wireguard-go"
 
-    def __init__(self, run_dir: str = "", log_path: str = "", start_timeout: float = 10.0) -> None:
+    def __init__(self, run_dir: str = "", log_path: str = "", start_timeout: float = 10.0, external: bool = False) -> None:
+        self.external = external
         self.run_dir = run_dir or STANDARD_RUN_DIR
         self.private_mount = bool(run_dir) and os.path.realpath(run_dir) != os.path.realpath(STANDARD_RUN_DIR)
         self.log_path = log_path
@@ -64,6 +69,9 @@ class UserspaceDevice:
             self.proc = None
         if self.uapi.alive():
             started = False
+        elif self.external:
+            raise DeviceError(f"waiting for wireguard-go to answer on {self.uapi.path} (run by another container: "
+                              "--wireguard-go external)")
         else:
             self._start()
             started = True

@@ -49,7 +49,7 @@ from .base import (
     sync_routes,
     unreachable_for,
 )
-from .wgdevice import WG_DEV, UserspaceDevice
+from .wgdevice import WG_DEV, DeviceError, UserspaceDevice
 
 log = logging.getLogger(__name__)
 
@@ -63,13 +63,13 @@ class WireGuard:
     """Wraps a backend: its name and start stay; routes and MTU become WireGuard's."""
 
     def __init__(self, me: NodeIdentity, inner: Backend, state_dir: str, port: int = DEFAULT_PORT,
-                 run_dir: str = "", log_path: str = "") -> None:
+                 run_dir: str = "", log_path: str = "", external: bool = False) -> None:
         self.me, self.inner, self.port = me, inner, port
         self.name = inner.name
         self.key_path = os.path.join(state_dir, "wireguard", "private.key")
         self.private = self._load_or_make_key()
         self.public = public_key(self.private)
-        self.device = UserspaceDevice(run_dir or "", log_path)
+        self.device = UserspaceDevice(run_dir or "", log_path, external=external)
         self.uapi: Uapi = self.device.uapi
         self.families = Families()
         self._names: dict[str, str] = {}            # public key → node (for status)
@@ -116,7 +116,10 @@ class WireGuard:
 
     # ------------------------------------------------------------ the Backend protocol
     def start(self, host: Rtnl) -> None:
-        self._device(host)
+        try:
+            self._device(host)
+        except DeviceError as e:      # e.g. wireguard-go not up yet: every pass tries again, readiness says why
+            log.warning("%s", e)
 
     def publish(self) -> dict[str, str]:
         return {"encryption": "wireguard", ENCRYPTION_KEY: self.public, "wg_port": str(self.port)}
