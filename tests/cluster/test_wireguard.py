@@ -72,6 +72,10 @@ def wg_pid(lab: Cluster, i: int) -> int:
     return int(line.split("(pid ")[1].split(")")[0])
 
 
+def trace(lab: Cluster, i: int, src: str, dst: str) -> dict[str, Any]:
+    return dict(on_node(lab, i, "trace", src, dst, "--etcd", lab.etcd_url, "--json"))
+
+
 def pubkey(lab: Cluster, i: int) -> str:
     return str(json.loads(lab.podnet("node", "--json", "ls"))[i]["wg_pubkey"])
 
@@ -120,6 +124,8 @@ def test_all_pairs_cross_encrypted_and_nothing_in_clear(encrypted: Cluster) -> N
     doctor = on_node(lab, 0, "doctor", "--socket", lab.sock(0), "--json")
     wg = [r for r in doctor if r["check"].startswith("wireguard")]
     assert len(wg) == 3 and all(r["level"] == "ok" for r in wg), wg
+    t = trace(lab, 0, src.name, dst.name)
+    assert t["ok"] and any("encrypted to peer n3 at 10.97.0.3:51820" in h["what"] for h in t["hops"]), t
 
 
 def test_the_capture_sees_plaintext_without_encryption() -> None:
@@ -250,6 +256,8 @@ def test_a_mixed_cluster_refuses_rather_than_sending_plaintext() -> None:
         doctor = on_node(lab, 0, "doctor", "--socket", lab.sock(0), "--json")
         fails = [r["detail"] for r in doctor if r["level"] == "fail"]
         assert any("n3" in d and "does not encrypt" in d for d in fails), doctor
+        t = trace(lab, 0, pods[0].name, pods[2].name)
+        assert not t["ok"] and "unreachable" in t["broken"] and "does not encrypt" in t["broken"], t
         log = lab.agent_log(2)
         assert "encrypts pod traffic (WireGuard) and this node does not" in log
     finally:

@@ -74,7 +74,8 @@ class Node:
     def _start_trace(self) -> None:
         """GET /trace/hop on the agent's socket, and on the node's address for other nodes' CLIs."""
         from . import server, trace
-        view = trace.NodeView(self.name, self.store.underlay(), self.cfg.cidrs(), self.policy)
+        view = trace.NodeView(self.name, self.store.underlay(), self.cfg.cidrs(), self.policy,
+                              getattr(self.backend, "status", None))
         server.GET_HANDLERS["/trace/hop"] = lambda q: trace.handle(view, q)
         status = getattr(self.backend, "status", None)
         if status is not None:

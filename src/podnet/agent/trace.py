@@ -25,6 +25,7 @@ from typing import Any
 from ..net import addr, link, masq, netns
 from ..net.rtnl import Link, Rtnl, open_rtnl
 from .routing.vxlan import VXLAN_DEV
+from .routing.wgdevice import WG_DEV
 
 IPAddr = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -43,6 +44,7 @@ class NodeView:
     addr: str
     cidrs: list[Any]
     policy: Any = None            # NodePolicy, when NetworkPolicy is on
+    wireguard: Any = None         # with --encryption wireguard: the backend's status() (peers, refusals)
 
 
 def _is_pod_veth(host: Rtnl, lk: Link | None, view: NodeView) -> bool:
@@ -135,12 +137,19 @@ def _forward(view: NodeView, host: Rtnl, src: IPAddr, dst: IPAddr, proto: str, p
         hops.append(Hop(f"node {view.name} itself ({dst})"))
         return _answer(view, hops, {"kind": "deliver"})
     if r.kind != "unicast":
+        refused = view.wireguard().get("refused", {}) if view.wireguard is not None else {}
+        if refused and (r.kind == "unreachable" or "No route to host" in r.error):
+            hops.append(Hop(f"node {view.name} routes {dst} as unreachable: {'; '.join(refused.values())}", False,
+                            "turn --encryption wireguard on on every node (or on none)"))
+            return _answer(view, hops, {"kind": "broken"})
         hops.append(Hop(f"node {view.name} has no route to {dst}: {r.error or r.kind}", False,
                         "the route to the remote node's block is missing: is that node's agent up "
                         "(`podnet node ls`), and did this node's agent program it (its log)?"))
         return _answer(view, hops, {"kind": "broken"})
     dev = host.link_by_index(r.oif)
     name = dev.name if dev else f"#{r.oif}"
+    if name == WG_DEV and view.wireguard is not None:
+        return _wireguard(view, dst, hops)
     if r.gw is None and _is_pod_veth(host, dev, view):
         _, path = _local_pod(host, dst, view)
         return _deliver(view, host, src, dst, proto, port, name, path, hops)
@@ -180,6 +189,26 @@ def _forward(view: NodeView, host: Rtnl, src: IPAddr, dst: IPAddr, proto: str, p
     else:
         hops.append(Hop(f"route {dst} via {r.gw or 'link'} dev {name}"))
     return _answer(view, hops, {"kind": "external", "addr": str(r.gw or dst)})
+
+
+def _wireguard(view: NodeView, dst: IPAddr, hops: list[Hop]) -> dict[str, Any]:
+    """Into podnet.wg: the peer whose AllowedIPs hold dst carries it to its node, encrypted."""
+    st = view.wireguard()
+    if st.get("error"):
+        hops.append(Hop(f"route {dst} dev {WG_DEV}: the WireGuard device does not answer: {st['error']}", False,
+                        "the agent restarts wireguard-go on its next pass; see its log"))
+        return _answer(view, hops, {"kind": "broken"})
+    peer = next((p for p in st["peers"] if any(dst in ipaddress.ip_network(a) for a in p["allowed_ips"])), None)
+    if peer is None:
+        hops.append(Hop(f"route {dst} dev {WG_DEV}: no WireGuard peer's AllowedIPs hold {dst}", False,
+                        "the agent sets the peers from the node records on its next pass: is the owning node "
+                        "live and encrypting (`podnet node ls`)?"))
+        return _answer(view, hops, {"kind": "broken"})
+    age = peer["handshake_age"]
+    seen = "no handshake yet" if age is None else f"handshake {age:.0f} s ago"
+    hops.append(Hop(f"route {dst} dev {WG_DEV}: encrypted to peer {peer['node'] or peer['public_key'][:8]} at "
+                    f"{peer['endpoint']} (WireGuard, {seen})"))
+    return _answer(view, hops, {"kind": "node", "addr": peer["endpoint"].rsplit(":", 1)[0].strip("[]")})
 
 
 def _host_port(view: NodeView, host: Rtnl, src: IPAddr, dst: IPAddr, proto: str, port: int,

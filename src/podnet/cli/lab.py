@@ -26,6 +26,8 @@ def add_parsers(sub: Any) -> None:
                     help="etcd datastore: cluster IPAM blocks, or a host-local subnet per node")
     up.add_argument("--datastore", choices=("etcd", "kubernetes"), default="etcd",
                     help="kubernetes: a real control plane (kube-apiserver, controller manager, scheduler)")
+    up.add_argument("--encryption", choices=("wireguard",), default="",
+                    help="encrypt pod traffic between nodes (wireguard-go per node)")
     up.add_argument("--name", default="")
     up.set_defaults(fn=cmd_up)
     st = lp.add_parser("status", help="nodes, pods, the admin kubeconfig, the etcd endpoint")
@@ -77,7 +79,7 @@ def cmd_up(a: argparse.Namespace) -> int:
     if not name or name in lab_names():
         print(f"podnet lab: a lab named {a.name or 'lab'!r} is up already: give another --name", file=sys.stderr)
         return 2
-    lab = Cluster(a.nodes, a.backend, ipam_mode=a.ipam, datastore=a.datastore)
+    lab = Cluster(a.nodes, a.backend, ipam_mode=a.ipam, datastore=a.datastore, encryption=a.encryption)
     os.makedirs(STATE_DIR, exist_ok=True)
     with ends_cleanly_on_signals():
         try:
@@ -92,7 +94,8 @@ def cmd_up(a: argparse.Namespace) -> int:
     st = {"name": name, **lab.state()}
     with open(state_path(name), "w") as f:
         json.dump(st, f, indent=2)
-    print(f"lab {name!r} is up: {a.nodes} nodes ({a.backend}, {a.datastore} datastore), {len(lab.pods)} pods")
+    enc = f", {a.encryption}" if a.encryption else ""
+    print(f"lab {name!r} is up: {a.nodes} nodes ({a.backend}{enc}, {a.datastore} datastore), {len(lab.pods)} pods")
     if st["kubeconfig"]:
         print(f"  KUBECONFIG={st['kubeconfig']} (admin)")
     print(f"  podnet lab status --name {name}   ·   podnet lab exec --name {name} n1 -- ip route   ·   "
