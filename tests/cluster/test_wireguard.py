@@ -233,7 +233,7 @@ def test_a_mixed_cluster_refuses_rather_than_sending_plaintext() -> None:
     """n3 runs without encryption: n1 and n2 route its pods as unreachable and it theirs; every
     side says why (doctor), and no pod's marker reaches the wire."""
     lab = Cluster(3, "host-gw", lease_ttl=TTL, encryption="wireguard")
-    lab.node_encryption[2] = ""
+    lab.node_settings[2] = {"encryption": ""}
     try:
         lab.up()
         pods = [lab.add_pod(i) for i in range(3)]

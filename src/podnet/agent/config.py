@@ -43,6 +43,13 @@ class NodeConfig:
     wireguard_port: int = 51820
     wireguard_run_dir: str = ""        # wireguard-go's socket dir if not /var/run/wireguard (several nodes, one host)
     wireguard_go: str = "agent"        # agent: the agent starts/restarts it; external: another container runs it
+    bgp_as: int = 64512                # routing bgp: this node's AS (the cluster's, unless overridden per node)
+    bgp_route_reflector: bool = False  # routing bgp: this node reflects routes (then others peer only with reflectors)
+    bgp_peers: list[str] = field(default_factory=list)   # routing bgp: external peers, ADDR/AS[/PASSWORD]
+    bgp_hold_time: int = 90
+    bgp_graceful_restart_time: int = 120
+    drain_on_stop: bool = False        # routing bgp: SIGTERM shuts BIRD down (peers withdraw at once)
+    no_nat_cidr: list[str] = field(default_factory=list)  # cluster CIDRs (pools) the network routes natively: no masquerade
     trace_port: int = 9473             # GET /trace/hop on the underlay address (podnet trace); 0: off
     # the datastore
     datastore: str = "etcd"
@@ -101,6 +108,19 @@ class NodeConfig:
             raise ConfigError(f"wireguard-go: {self.wireguard_go!r} is not agent or external")
         if not 0 < self.wireguard_port < 65536:
             raise ConfigError(f"wireguard-port: {self.wireguard_port} is not a UDP port")
+        if self.encryption and self.routing == "bgp":
+            raise ConfigError("encryption: not available with routing bgp yet (host-gw and vxlan only)")
+        if self.routing == "bgp":
+            from .routing.bgp import parse_peer
+            for peer in self.bgp_peers:
+                try:
+                    parse_peer(peer)
+                except ValueError as e:
+                    raise ConfigError(f"bgp-peers: {e}") from None
+            if not 0 < self.bgp_as < 2 ** 32:
+                raise ConfigError(f"bgp-as: {self.bgp_as} is not an AS number")
+            if not (self.bgp_hold_time == 0 or self.bgp_hold_time >= 3):
+                raise ConfigError(f"bgp-hold-time: {self.bgp_hold_time} (0, or at least 3 seconds)")
         if self.datastore not in DATASTORES:
             raise ConfigError(f"datastore: {self.datastore!r} is not one of {', '.join(sorted(DATASTORES))}")
         if self.ipam_mode not in ("cluster", "host-local"):
@@ -108,6 +128,9 @@ class NodeConfig:
         if self.network_policy and self.datastore != "kubernetes":
             raise ConfigError("network-policy needs the kubernetes datastore (policies, pods and namespaces come "
                               "from the API server)")
+        for c in self.no_nat_cidr:
+            if c not in self.cluster_cidr:
+                raise ConfigError(f"no-nat-cidr: {c} is not one of cluster-cidr ({', '.join(self.cluster_cidr)})")
         if self.cni_conf_dir and not self.cluster_cidr:
             raise ConfigError("cni-conf-dir needs cluster-cidr (the pods' address space)")
         self.cidrs()

@@ -22,6 +22,10 @@ def backend_options(cfg: NodeConfig) -> dict[str, Any]:
     """The settings of the configured backend (each backend takes only its own)."""
     if cfg.routing == "vxlan":
         return {"vni": cfg.vxlan_vni, "port": cfg.vxlan_port}
+    if cfg.routing == "bgp":
+        return {"state_dir": cfg.state_dir, "asn": cfg.bgp_as, "route_reflector": cfg.bgp_route_reflector,
+                "peers": tuple(cfg.bgp_peers), "hold_time": cfg.bgp_hold_time,
+                "graceful_restart_time": cfg.bgp_graceful_restart_time, "drain_on_stop": cfg.drain_on_stop}
     return {}
 
 
@@ -59,7 +63,7 @@ class Node:
         from . import readiness
         cidrs = self.cfg.cidrs()
         if cidrs:
-            masq.set_cluster_masquerade(cidrs)
+            masq.set_cluster_masquerade(cidrs, keep_source=[c for c in cidrs if str(c) in self.cfg.no_nat_cidr])
             for fam in {c.version for c in cidrs}:
                 sysctl.ensure("net/ipv4/ip_forward" if fam == 4 else "net/ipv6/conf/all/forwarding", 1)
         readiness.not_ready(f"joining the cluster ({self.cfg.datastore} datastore)")
@@ -77,9 +81,9 @@ class Node:
         view = trace.NodeView(self.name, self.store.underlay(), self.cfg.cidrs(), self.policy,
                               getattr(self.backend, "status", None))
         server.GET_HANDLERS["/trace/hop"] = lambda q: trace.handle(view, q)
-        status = getattr(self.backend, "status", None)
-        if status is not None:
-            server.GET_HANDLERS["/wireguard"] = lambda _q: (200, status())
+        status, path = getattr(self.backend, "status", None), getattr(self.backend, "status_path", "")
+        if status is not None and path:
+            server.GET_HANDLERS[path] = lambda _q: (200, status())     # /wireguard, /bgp
         if self.cfg.trace_port:
             from .trace_server import serve
             try:

@@ -26,13 +26,26 @@ AGENT_FLAGS: list[tuple[str, dict[str, Any]]] = [
     ("--log-file", {}),
     ("--log-level", {}),
     ("--request-timeout", {"type": float}),
-    ("--routing", {"help": "program cross-node routes with this backend (host-gw, vxlan)"}),
+    ("--routing", {"help": "program cross-node routes with this backend (host-gw, vxlan, bgp)"}),
     ("--encryption", {"help": "wireguard: encrypt pod traffic between nodes (kernel WireGuard, else wireguard-go)"}),
     ("--wireguard-port", {"type": int, "help": "the WireGuard device's UDP port"}),
     ("--wireguard-run-dir", {"help": "wireguard-go's socket directory when not /var/run/wireguard (it then runs "
                                      "in a private mount namespace: several nodes on one host)"}),
     ("--wireguard-go", {"help": "agent: the agent runs wireguard-go itself; external: another process does "
                                 "(the DaemonSet's wireguard container) and the agent waits for its socket"}),
+    ("--bgp-as", {"type": int, "help": "routing bgp: this node's AS number"}),
+    ("--bgp-route-reflector", {"type": _flag_bool, "nargs": "?", "const": True,
+                               "help": "routing bgp: this node is a route reflector (the others then peer only "
+                                       "with reflectors)"}),
+    ("--bgp-peers", {"action": "append", "help": "routing bgp: an external peer ADDR/AS[/PASSWORD] (repeatable, "
+                                                 "or comma-separated), e.g. the top-of-rack router"}),
+    ("--bgp-hold-time", {"type": int, "help": "routing bgp: seconds without a keepalive before a session is down"}),
+    ("--bgp-graceful-restart-time", {"type": int, "help": "routing bgp: seconds peers keep a restarting node's routes"}),
+    ("--drain-on-stop", {"type": _flag_bool, "nargs": "?", "const": True,
+                         "help": "routing bgp: on SIGTERM shut BIRD down so peers withdraw this node's routes at once "
+                                 "(default: BIRD keeps running through an agent restart)"}),
+    ("--no-nat-cidr", {"action": "append", "help": "a cluster CIDR the network routes natively (BGP): its pods' "
+                                                   "traffic leaves with their own address (repeatable)"}),
     ("--vxlan-vni", {"type": int}),
     ("--vxlan-port", {"type": int}),
     ("--trace-port", {"type": int, "help": "serve GET /trace/hop on the underlay address (podnet trace); 0: off"}),

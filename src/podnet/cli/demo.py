@@ -10,7 +10,8 @@ def add_parsers(sub: Any) -> None:
     d = sub.add_parser("demo", help="a virtual cluster of node namespaces, pods on every node, all pairs checked")
     d.add_argument("--nodes", type=int, default=3)
     d.add_argument("--pods", "--pods-per-node", dest="pods", type=int, default=2)
-    d.add_argument("--backend", choices=("vxlan", "host-gw"), default="vxlan")
+    d.add_argument("--backend", choices=("vxlan", "host-gw", "bgp"), default="vxlan",
+                   help="bgp: BIRD on every node, a top-of-rack router and an external host reached without NAT")
     d.add_argument("--ipam", choices=("cluster", "host-local"), default="cluster",
                    help="cluster IPAM blocks in etcd, or a host-local subnet per node")
     d.add_argument("--datastore", choices=("etcd", "kubernetes"), default="etcd",

@@ -21,7 +21,7 @@ def add_parsers(sub: Any) -> None:
     up = lp.add_parser("up", help="build a lab and leave it running")
     up.add_argument("--nodes", type=int, default=3)
     up.add_argument("--pods-per-node", type=int, default=2)
-    up.add_argument("--backend", choices=("vxlan", "host-gw"), default="vxlan")
+    up.add_argument("--backend", choices=("vxlan", "host-gw", "bgp"), default="vxlan")
     up.add_argument("--ipam", choices=("cluster", "host-local"), default="cluster",
                     help="etcd datastore: cluster IPAM blocks, or a host-local subnet per node")
     up.add_argument("--datastore", choices=("etcd", "kubernetes"), default="etcd",

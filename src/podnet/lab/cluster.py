@@ -1,6 +1,8 @@
 """A virtual cluster on one Linux machine, for the demo and the cluster tests.
 
   fabric netns: a bridge (the underlay wire) and etcd on 10.97.0.254
+  backend bgp: a "top-of-rack" router netns (BIRD, AS 64600, 10.97.0.253) peering with every
+      node, and an external host (10.98.0.2) behind it on a subnet only BGP tells the nodes about
   node netns nodeN: `up0` on the fabric (10.97.0.N), a podnet agent (routing host-gw or
       vxlan, registered in etcd; it writes the node's conflist once ready), the CNI
       launchers run here, through that conflist, as a runtime would run them
@@ -33,6 +35,10 @@ from .neighbours import NeighbourLimits
 
 FABRIC_NET = "10.97.0"
 ETCD_ADDR = f"{FABRIC_NET}.254"
+TOR_ADDR = f"{FABRIC_NET}.253"      # backend bgp: the top-of-rack router on the fabric (BIRD, AS TOR_AS)
+TOR_AS = 64600
+EXTERNAL_NET = "10.98.0"            # behind the ToR: a subnet the cluster knows only through BGP
+EXTERNAL_HOST = f"{EXTERNAL_NET}.2"
 CLUSTER_CIDR = "10.244.0.0/16"
 NETWORK = "podnet-lab"
 STATE_DIR = "/run/podnet-lab"
@@ -97,7 +103,8 @@ class Cluster:
         (each node's wireguard-go with its socket under the node's own directory)."""
         self.tag = tag or uuid.uuid4().hex[:6]
         self.encryption = encryption
-        self.node_encryption: dict[int, str] = {}    # node index → its own setting (a mixed cluster)
+        self.node_settings: dict[int, dict[str, Any]] = {}   # node index → settings of its own (mixed clusters…)
+        self.bgp_hold_time, self.bgp_gr_time = 9, 20     # backend bgp: short, so the tests see a dead node go
         self.backend = backend
         self.ipam_mode = ipam_mode
         self.datastore, self.controllers = datastore, controllers
@@ -133,12 +140,79 @@ class Cluster:
         _ip(self.fab, "link", "set", "fabbr", "up")
         for i in range(len(self.nodes)):
             self._wire_node(i)
+        if self.backend == "bgp":
+            self._start_tor()
         if self.datastore in ("etcd", "kubernetes"):
             self._start_etcd()
         if self.datastore == "kubernetes":
             self._start_kubernetes()
         for i in range(len(self.nodes)):
             self.start_agent(i, wait_ready)
+
+    @property
+    def tor(self) -> str:
+        return f"pnlab-{self.tag}-tor"
+
+    @property
+    def external(self) -> str:
+        return f"pnlab-{self.tag}-ext"
+
+    def _start_tor(self) -> None:
+        """The top-of-rack router: on the fabric as TOR_ADDR, routing for the external host's subnet,
+        BIRD accepting a session from any node address (dynamic BGP) and writing what the nodes
+        announce into its kernel; the external host's default route points at it."""
+        tor, ext = self.add_netns("tor"), self.add_netns("ext")
+        _ip(self.fab, "link", "add", "fabtor", "type", "veth", "peer", "name", "up0", "netns", tor)
+        _ip(self.fab, "link", "set", "fabtor", "master", "fabbr", "up")
+        _ip(tor, "addr", "add", f"{TOR_ADDR}/24", "dev", "up0")
+        _ip(tor, "link", "set", "up0", "up")
+        _ip(tor, "link", "add", "torext", "type", "veth", "peer", "name", "eth0", "netns", ext)
+        _ip(tor, "addr", "add", f"{EXTERNAL_NET}.1/24", "dev", "torext")
+        _ip(tor, "link", "set", "torext", "up")
+        _ip(ext, "addr", "add", f"{EXTERNAL_HOST}/24", "dev", "eth0")
+        _ip(ext, "link", "set", "eth0", "up")
+        _ip(ext, "route", "add", "default", "via", f"{EXTERNAL_NET}.1")
+        subprocess.run(["ip", "netns", "exec", tor, "sysctl", "-qw", "net.ipv4.ip_forward=1"], check=True)
+        conf = os.path.join(self.work, "tor-bird.conf")
+        with open(conf, "w") as f:
+            f.write(f"""router id {TOR_ADDR};
+log "{os.path.join(self.work, 'tor-bird.log')}" {{ info, warning, error, fatal }};
+protocol device {{ }}
+protocol direct outside {{ ipv4; interface "torext"; }}
+protocol kernel {{ ipv4 {{ import none; export where source = RTS_BGP; }}; }}
+protocol bgp nodes {{
+  local {TOR_ADDR} as {TOR_AS};
+  neighbor range {FABRIC_NET}.0/24 as 64512;
+  dynamic name "node";
+  direct;
+  hold time {self.bgp_hold_time};
+  connect delay time 0;
+  graceful restart on;
+  graceful restart time {self.bgp_gr_time};
+  ipv4 {{ import all; export where proto = "outside"; }};
+}}
+""")
+        check = subprocess.run(["bird", "-p", "-c", conf], capture_output=True, text=True)
+        if check.returncode:
+            raise RuntimeError(f"the ToR's BIRD configuration: {check.stderr.strip()}")
+        self.tor_ctl = os.path.join(self.work, "tor-bird.ctl")
+        with open(os.path.join(self.work, "tor-bird.out"), "ab") as out:
+            self.procs["tor-bird"] = subprocess.Popen(
+                ["ip", "netns", "exec", tor, "bird", "-f", "-c", conf, "-s", self.tor_ctl,
+                 "-P", os.path.join(self.work, "tor-bird.pid")],
+                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 10
+        while not os.path.exists(self.tor_ctl):
+            if self.procs["tor-bird"].poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the ToR's BIRD did not start (see {conf})")
+            time.sleep(0.02)
+
+    def tor_routes(self) -> dict[str, str]:
+        """dst → next hop of what the ToR learned by BGP (in its kernel)."""
+        from ..net import netns
+        from ..net.rtnl import open_rtnl
+        with netns.opened(f"/run/netns/{self.tor}") as fd, open_rtnl(fd) as tor:
+            return {str(r.dst): str(r.gw or "") for r in tor.routes(4) if r.proto == 12}    # 12: RTPROT_BIRD
 
     def _start_kubernetes(self) -> None:
         """kube-apiserver (then the controllers), podnet's RBAC objects, the agents' token, and
@@ -287,9 +361,12 @@ class Cluster:
                   "cluster-cidr": [CLUSTER_CIDR], "ipam-mode": self.ipam_mode, "block-size": 26,
                   "node-subnet-size": 24, "network": NETWORK, "cni-conf-dir": self.conf_dir(i),
                   "ipam-data-dir": os.path.join(home, "ipam")})
-        encryption = self.node_encryption.get(i, self.encryption)
-        if encryption:
-            s.update({"encryption": encryption, "wireguard-run-dir": os.path.join(home, "wireguard")})
+        if self.encryption:
+            s.update({"encryption": self.encryption, "wireguard-run-dir": os.path.join(home, "wireguard")})
+        if self.backend == "bgp":
+            s.update({"bgp-peers": [f"{TOR_ADDR}/{TOR_AS}"], "no-nat-cidr": [CLUSTER_CIDR],
+                      "bgp-hold-time": self.bgp_hold_time, "bgp-graceful-restart-time": self.bgp_gr_time})
+        s.update(self.node_settings.get(i, {}))
         if self.datastore == "kubernetes":
             s.update({"datastore": "kubernetes", "kubeconfig": self.kubeconfig_path,
                       "network-policy": self.network_policy})

@@ -76,13 +76,19 @@ def owned_by(network: str, container_id: str | None = None,
 NODE_TABLE = "inet podnet_node_masq"
 
 
-def set_cluster_masquerade(cidrs: Iterable[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> None:
+def set_cluster_masquerade(cidrs: Iterable[ipaddress.IPv4Network | ipaddress.IPv6Network],
+                           keep_source: Iterable[ipaddress.IPv4Network | ipaddress.IPv6Network] = ()) -> None:
     """The node's rule for the cluster tier: traffic from the cluster's pod CIDRs to anywhere
     outside them (and outside multicast) leaves with the node's address; pod → pod across
-    nodes keeps its source.  Replaces the table's previous content in one transaction."""
+    nodes keeps its source.  keep_source: pools the network routes natively (BGP, `no-nat-cidr`):
+    their pods keep their own address everywhere.  Replaces the table's previous content in one
+    transaction."""
     cmds = [f"add table {NODE_TABLE}", f"delete table {NODE_TABLE}", f"add table {NODE_TABLE}",
             f"add chain {NODE_TABLE} postrouting {{ type nat hook postrouting priority srcnat; policy accept; }}"]
+    keep = set(keep_source)
     for c in cidrs:
+        if c in keep:
+            continue
         proto = "ip" if c.version == 4 else "ip6"
         cmds.append(f"add rule {NODE_TABLE} postrouting {proto} saddr {c} {proto} daddr != {c} "
                     f"{proto} daddr != {_MCAST[c.version]} masquerade")

@@ -39,6 +39,7 @@ NTF_SELF = 0x02       # an FDB entry of the device itself (VXLAN), not of a brid
 RTNH_F_ONLINK = 4
 PODNET_PROTO = 151   # marks the routes podnet's agent owns (cross-node routes), so it touches no other
 RTN_UNICAST = 1
+RTN_BLACKHOLE = 6    # a route that drops silently: a node's own pod CIDR under its pods' /32 routes
 RTN_UNREACHABLE = 7  # a route that answers "network unreachable": traffic that must not leave at all
 
 
@@ -566,6 +567,35 @@ def watch_podnet_state(on_change: Callable[[], None]) -> Callable[[], None]:
         stopped.set()
         try:
             sock[0].close()
+        except Exception:  # noqa: BLE001 - closing while get() blocks
+            pass
+    return stop
+
+
+def watch_table(table: int, on_change: Callable[[], None]) -> Callable[[], None]:
+    """Call on_change() whenever a route is added to or deleted from kernel table `table` in the
+    calling thread's netns (e.g. the table BIRD writes learned routes to).  Returns stop()."""
+    sock = IPRoute()
+    sock.bind(groups=RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_ROUTE)
+    stopped = threading.Event()
+
+    def run() -> None:
+        while not stopped.is_set():
+            try:
+                msgs = sock.get()
+            except Exception:  # noqa: BLE001 - closed by stop(), or netlink trouble: the periodic pass still runs
+                if not stopped.is_set():
+                    log.warning("netlink watch of table %d ended; the periodic pass still mirrors it", table)
+                return
+            if any((m.get("RTA_TABLE") or m.get("table")) == table for m in msgs):
+                on_change()
+
+    threading.Thread(target=run, name=f"podnet-table-{table}", daemon=True).start()
+
+    def stop() -> None:
+        stopped.set()
+        try:
+            sock.close()
         except Exception:  # noqa: BLE001 - closing while get() blocks
             pass
     return stop

@@ -3,10 +3,11 @@ from BACKENDS (base.py says what a backend is)."""
 from __future__ import annotations
 
 from .base import Backend, NodeIdentity, Reconcile
+from .bgp import Bgp
 from .hostgw import HostGw
 from .loop import RoutingAgent
 from .vxlan import Vxlan
 
-BACKENDS: dict[str, type] = {"host-gw": HostGw, "vxlan": Vxlan}
+BACKENDS: dict[str, type] = {"host-gw": HostGw, "vxlan": Vxlan, "bgp": Bgp}
 
-__all__ = ["BACKENDS", "Backend", "HostGw", "NodeIdentity", "Reconcile", "RoutingAgent", "Vxlan"]
+__all__ = ["BACKENDS", "Backend", "Bgp", "HostGw", "NodeIdentity", "Reconcile", "RoutingAgent", "Vxlan"]

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from ...net.errors import NetError
-from ...net.rtnl import PODNET_PROTO, RTN_UNREACHABLE, RouteEntry, Rtnl
+from ...net.rtnl import PODNET_PROTO, RTN_BLACKHOLE, RTN_UNREACHABLE, RouteEntry, Rtnl
 
 IPAddr = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNet = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -93,14 +93,17 @@ def encryption_mismatches(me: str, encrypts: bool, nodes: dict[str, NodeInfo]) -
     return out
 
 
-Hop = IPAddr | str     # a next hop's address, or DEVICE (straight into the backend's device), or UNREACHABLE
+Hop = IPAddr | str     # a next hop's address, or DEVICE (straight into the backend's device), UNREACHABLE, BLACKHOLE
 DEVICE = "device"
 UNREACHABLE = "unreachable"
+BLACKHOLE = "blackhole"    # this node's own pod CIDR (BGP): an address in it no pod holds goes nowhere, not back out
 
 
 def hop_of(e: RouteEntry) -> Hop:
     if e.kind == RTN_UNREACHABLE:
         return UNREACHABLE
+    if e.kind == RTN_BLACKHOLE:
+        return BLACKHOLE
     return e.gw if e.gw is not None else DEVICE
 
 
@@ -160,17 +163,18 @@ def sync_routes(host: Rtnl, want: dict[IPNet, Hop], add: AddRoute, refuse: Refus
         if (dst, hop) in have:
             written.add(dst)
             continue
-        reason = refuse(dst, hop) if refuse and hop != UNREACHABLE else ""
+        reason = refuse(dst, hop) if refuse and hop not in (UNREACHABLE, BLACKHOLE) else ""
         if reason:
             r.refused.append(f"{dst} via {hop}: {reason}")
             continue
         try:
-            if hop == UNREACHABLE:
-                host.add_route(dst, kind=RTN_UNREACHABLE, replace=True, proto=PODNET_PROTO)
+            if hop in (UNREACHABLE, BLACKHOLE):
+                host.add_route(dst, kind=RTN_UNREACHABLE if hop == UNREACHABLE else RTN_BLACKHOLE, replace=True,
+                               proto=PODNET_PROTO)
             else:
                 add(dst, hop)
             written.add(dst)
-            r.added.append(f"{dst} {hop if hop in (DEVICE, UNREACHABLE) else f'via {hop}'}")
+            r.added.append(f"{dst} {hop if isinstance(hop, str) else f'via {hop}'}")
         except NetError as e:
             r.refused.append(f"{dst} via {hop}: {e}")
     for dst, old in have:

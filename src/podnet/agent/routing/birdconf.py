@@ -100,6 +100,7 @@ def render(v: BirdView) -> str:
         f"  local as {v.asn};",
         f"  hold time {v.hold_time};",
         f"  keepalive time {keepalive};",
+        "  connect delay time 0;          # BIRD waits 5 s before its first attempt otherwise",
         "  connect retry time 5;",
         "  error wait time 1, 30;",
         "  graceful restart on;",

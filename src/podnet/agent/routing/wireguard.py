@@ -61,6 +61,7 @@ ROTATE_REQUEST = "rotate-key"
 
 class WireGuard:
     """Wraps a backend: its name and start stay; routes and MTU become WireGuard's."""
+    status_path = "/wireguard"
 
     def __init__(self, me: NodeIdentity, inner: Backend, state_dir: str, port: int = DEFAULT_PORT,
                  run_dir: str = "", log_path: str = "", external: bool = False) -> None:
