@@ -9,6 +9,7 @@ the machine's own interfaces, routes and firewall are never touched.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import socket
 import subprocess
@@ -124,6 +125,10 @@ class DemoSpec:
 
 def _describe_nodes(lab: Any) -> str:
     """etcd: `podnet node ls`; Kubernetes: each Node's podCIDRs and who wrote them (managedFields)."""
+    if lab.datastore != "kubernetes" and lab.backend == "bgp":      # with n1's BGP sessions
+        out = lab.on_node(lab.live[0], "node", "--etcd", lab.etcd_url, "ls", "--agent-socket", lab.sock(lab.live[0]))
+        return f"nodes (podnet node ls on n{lab.live[0] + 1}, BGP sessions as its BIRD sees them):\n" + \
+            "\n".join("  " + ln for ln in out.splitlines())
     if lab.datastore != "kubernetes":
         return "nodes (podnet node ls):\n" + "\n".join("  " + ln for ln in lab.podnet("node", "ls").splitlines())
     lines = ["nodes (Kubernetes Node objects: spec.podCIDRs, and the manager that set them):"]
@@ -189,6 +194,43 @@ def _check_reachability(lab: Any, pod_pairs: bool = True, node_pairs: bool = Tru
 
 
 MARKER = b"PODNET-PLAINTEXT-MARKER-7f3c"
+EXTERNAL_PORT = 8081
+
+
+def _check_external(lab: Any) -> bool:
+    """Backend bgp: the top-of-rack router learned every node's block, and the external host
+    behind it reaches every pod and is reached by every pod — seeing each pod's own address
+    (no NAT: the network routes the pods' CIDR)."""
+    from .lab import EXTERNAL_HOST, TOR_ADDR, reach
+    blocks = sorted({str(ipaddress.ip_network(f"{p.ip}/{lab.block_prefix}", strict=False)) for p in lab.pods})
+    tor = lab.tor_routes()
+    missing = [b for b in blocks if b not in tor]
+    print(f"\ntop-of-rack router {TOR_ADDR} (BIRD, AS 64600) learned {len(blocks) - len(missing)}/{len(blocks)} "
+          f"pod blocks by BGP" + (f"; MISSING {', '.join(missing)}" if missing else ""))
+    ext_path = f"/run/netns/{lab.external}"
+    listener = _listen_in(ext_path, EXTERNAL_PORT)
+    try:
+        inbound = reach.check([(ext_path, p.ip) for p in lab.pods], DEMO_PORT)
+        outbound = reach.check([(p.netns, EXTERNAL_HOST) for p in lab.pods], EXTERNAL_PORT)
+        listener.setblocking(False)
+        seen: set[str] = set()
+        while True:
+            try:
+                conn, peer = listener.accept()
+            except BlockingIOError:
+                break
+            seen.add(peer[0])
+            conn.close()
+    finally:
+        listener.close()
+    inbound_ok = sum(1 for v in inbound.values() if v.icmp and v.tcp)
+    outbound_ok = sum(1 for v in outbound.values() if v.icmp and v.tcp)
+    own = sum(1 for p in lab.pods if p.ip in seen)
+    others = sorted(seen - {p.ip for p in lab.pods})
+    print(f"external host {EXTERNAL_HOST} -> pods: {inbound_ok}/{len(lab.pods)} (ICMP and TCP :{DEMO_PORT}); "
+          f"pods -> external host: {outbound_ok}/{len(lab.pods)}; source addresses the external host saw: "
+          f"{own}/{len(lab.pods)} the pods' own (no NAT)" + (f", and others (NAT?): {others}" if others else ""))
+    return not missing and inbound_ok == outbound_ok == own == len(lab.pods)
 
 
 def _send_marker(lab: Any) -> bool:
@@ -214,8 +256,6 @@ def _judge_capture(lab: Any, cap: Any) -> bool:
 
 
 def run_cluster_demo(spec: DemoSpec) -> int:
-    import ipaddress
-
     from .lab import ETCD_ADDR, Cluster
     from .lab.capture import capturing
     _raise_fd_limit()
@@ -260,12 +300,17 @@ def run_cluster_demo(spec: DemoSpec) -> int:
             sealed = _send_marker(lab) if cap is not None else True
         if cap is not None:
             node_failures = _check_reachability(lab, pod_pairs=False)[2]
-        out = probe.ping(lab.pods[0].netns, ETCD_ADDR)
-        print(f"\n{pairs - failures}/{pairs} pod pairs reachable; pod -> fabric host {ETCD_ADDR}: "
-              f"{'ok' if out else 'FAILED'}")
+        if spec.backend == "bgp":     # no NAT: only hosts whose network routes the pods' CIDR answer (below)
+            out = True
+            print(f"\n{pairs - failures}/{pairs} pod pairs reachable")
+        else:
+            out = probe.ping(lab.pods[0].netns, ETCD_ADDR)
+            print(f"\n{pairs - failures}/{pairs} pod pairs reachable; pod -> fabric host {ETCD_ADDR} (masqueraded): "
+                  f"{'ok' if out else 'FAILED'}")
         if cap is not None:
             sealed = sealed and _judge_capture(lab, cap)
-        ok = failures == 0 and node_failures == 0 and out and sealed
+        native = _check_external(lab) if spec.backend == "bgp" else True
+        ok = failures == 0 and node_failures == 0 and out and sealed and native
         if keep:
             print(f"kept: namespaces pnlab-{lab.tag}-*; remove with: podnet demo --down")
             return 0 if ok else 1

@@ -168,10 +168,36 @@ def check_wireguard(path: str) -> Iterator[Finding]:
         yield Finding("wireguard peer", FAIL, f"{node}: {why}")
 
 
+def check_bgp(path: str) -> Iterator[Finding]:
+    """With routing bgp: BIRD answers, took the last rendered configuration, and every session
+    is Established (one that is not says why: BIRD's own words, e.g. "Active  Socket: Connection
+    refused" or "Error: Bad peer AS")."""
+    try:
+        status, body = http_get_unix(path, "/bgp")
+    except OSError:
+        return
+    if status != 200:
+        return
+    doc = json.loads(body)
+    if doc.get("error"):
+        yield Finding("bgp", FAIL, f"BIRD does not answer: {doc['error']} — the agent restarts it on its next pass")
+        return
+    yield Finding("bgp", OK, f"BIRD (pid {doc.get('pid') or '?'}): {doc['bird']}; AS {doc['as']}"
+                             f"{', route reflector' if doc.get('route_reflector') else ''}; {len(doc['sessions'])} sessions")
+    if doc.get("config_error"):
+        yield Finding("bgp config", FAIL, f"BIRD refused the latest rendered configuration (the previous one still "
+                                          f"runs): {doc['config_error']}")
+    for sess in doc["sessions"]:
+        if sess["established"]:
+            yield Finding("bgp session", OK, f"{sess['peer']}: Established since {sess['since']}")
+        else:
+            yield Finding("bgp session", FAIL, f"{sess['peer']}: not established: {sess['state']} {sess['info']}".strip())
+
+
 def run_checks(socket_path: str = DEFAULT_SOCKET, bin_dir: str = "/opt/cni/bin") -> list[Finding]:
     groups: list[Callable[[], Iterator[Finding]]] = [
-        lambda: check_socket(socket_path), lambda: check_wireguard(socket_path), lambda: check_launchers(bin_dir),
-        check_tools]
+        lambda: check_socket(socket_path), lambda: check_wireguard(socket_path), lambda: check_bgp(socket_path),
+        lambda: check_launchers(bin_dir), check_tools]
     return [f for g in groups for f in g()]
 
 

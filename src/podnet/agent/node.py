@@ -79,7 +79,9 @@ class Node:
         """GET /trace/hop on the agent's socket, and on the node's address for other nodes' CLIs."""
         from . import server, trace
         view = trace.NodeView(self.name, self.store.underlay(), self.cfg.cidrs(), self.policy,
-                              getattr(self.backend, "status", None))
+                              getattr(self.backend, "status", None) if self.cfg.encryption else None,
+                              "bgp" if self.cfg.routing == "bgp" else "host-gw",
+                              [c for c in self.cfg.cidrs() if str(c) in self.cfg.no_nat_cidr])
         server.GET_HANDLERS["/trace/hop"] = lambda q: trace.handle(view, q)
         status, path = getattr(self.backend, "status", None), getattr(self.backend, "status_path", "")
         if status is not None and path:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import ipaddress
 import os
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..net import addr, link, masq, netns
@@ -45,6 +45,8 @@ class NodeView:
     cidrs: list[Any]
     policy: Any = None            # NodePolicy, when NetworkPolicy is on
     wireguard: Any = None         # with --encryption wireguard: the backend's status() (peers, refusals)
+    backend: str = "host-gw"      # what put a plain route via a next hop there (host-gw, bgp)
+    no_nat: list[Any] = field(default_factory=list)   # pools whose pods leave with their own address
 
 
 def _is_pod_veth(host: Rtnl, lk: Link | None, view: NodeView) -> bool:
@@ -175,10 +177,14 @@ def _forward(view: NodeView, host: Rtnl, src: IPAddr, dst: IPAddr, proto: str, p
                         "agent up (`podnet node ls`), and did this node's agent program it (its log)?"))
         return _answer(view, hops, {"kind": "broken"})
     if _in_cluster(view, dst):
-        hops.append(Hop(f"route {dst} via {r.gw} dev {name} (host-gw)"))
+        hops.append(Hop(f"route {dst} via {r.gw} dev {name} ({view.backend})"))
         return _answer(view, hops, {"kind": "node", "addr": str(r.gw) if r.gw else str(dst)})
-    # leaving the cluster: the node's masquerade must apply
-    if iif and _in_cluster(view, src):
+    # leaving the cluster: the node's masquerade must apply (unless the pool is routed natively)
+    native = next((c for c in view.no_nat if src.version == c.version and src in c), None)
+    if iif and native is not None:
+        hops.append(Hop(f"route {dst} via {r.gw or 'link'} dev {name}, with the pod's own address ({native} is "
+                        "routed by the network: no-nat-cidr)"))
+    elif iif and _in_cluster(view, src):
         if not masq.cluster_masquerade_present(src.version):
             hops.append(Hop(f"route {dst} via {r.gw or 'link'} dev {name}: no masquerade for pod traffic leaving "
                             f"the cluster (table {masq.NODE_TABLE})", False,

@@ -7,8 +7,8 @@
   rotate-key NAME
               ask NAME's agent for a new WireGuard key pair (--encryption wireguard): it publishes
               the new public key, every peer follows, traffic continues
-With --agent-socket (run on a node), `ls` adds what that node's agent sees of each peer's
-WireGuard session: the age of its last handshake.
+With --agent-socket (run on a node), `ls` adds what that node's agent sees of each peer: its
+WireGuard handshake's age, its BGP session's state (and BIRD's reason when not Established).
 """
 from __future__ import annotations
 
@@ -54,6 +54,7 @@ def run(a: argparse.Namespace) -> int:
             print(f"asked node {a.name} for a new WireGuard key (was {fingerprint(live[a.name]['wg_pubkey'])})")
             return 0
         ages = handshake_ages(a.agent_socket) if a.agent_socket else {}
+        sessions = bgp_sessions(a.agent_socket) if a.agent_socket else {}
         blocks: dict[str, list[str]] = {}
         for pool in c.pools():
             for b, _ in c.blocks(pool.name):
@@ -61,13 +62,21 @@ def run(a: argparse.Namespace) -> int:
         data: list[dict[str, Any]] = [{"node": n, "state": "live", "addr": i.get("addr", ""), "backend": i.get("backend", ""),
                  "vtep_mac": i.get("vtep_mac", ""), "encryption": i.get("encryption", ""),
                  "wg_pubkey": i.get("wg_pubkey", ""), "handshake_age": ages.get(i.get("wg_pubkey", ""), ""),
+                 "bgp_as": i.get("bgp_as", ""), "bgp_session": sessions.get(n, ""),
                  "blocks": sorted(blocks.get(n, []))} for n, i in sorted(live.items())]
         data += [{"node": n, "state": "dead", "addr": "", "backend": "", "vtep_mac": "", "encryption": "",
-                  "wg_pubkey": "", "handshake_age": "", "blocks": sorted(blocks.get(n, []))}
+                  "wg_pubkey": "", "handshake_age": "", "bgp_as": "", "bgp_session": "", "blocks": sorted(blocks.get(n, []))}
                  for n in sorted(registry.dead_nodes())]
-        head = ["NODE", "STATE", "ADDRESS", "BACKEND", "VTEP MAC", "WG KEY", *(["HANDSHAKE"] if ages else []), "BLOCKS"]
+        for peer, state in sorted(sessions.items()):          # external peers (a top-of-rack router…)
+            if peer.startswith("peer "):
+                data.append({"node": peer, "state": "external", "addr": peer[5:], "backend": "bgp", "vtep_mac": "",
+                             "encryption": "", "wg_pubkey": "", "handshake_age": "", "bgp_as": "",
+                             "bgp_session": state, "blocks": []})
+        head = ["NODE", "STATE", "ADDRESS", "BACKEND", "VTEP MAC", "WG KEY", *(["HANDSHAKE"] if ages else []),
+                *(["BGP SESSION"] if sessions else []), "BLOCKS"]
         emit(a, data, [[d["node"], d["state"], d["addr"], d["backend"], d["vtep_mac"], fingerprint(d["wg_pubkey"]),
-                        *([_age(d["handshake_age"])] if ages else []), " ".join(d["blocks"])] for d in data], head)
+                        *([_age(d["handshake_age"])] if ages else []), *([d["bgp_session"] or "-"] if sessions else []),
+                        " ".join(d["blocks"])] for d in data], head)
         return 0
     finally:
         kv.close()
@@ -83,6 +92,18 @@ def handshake_ages(socket_path: str) -> dict[str, float | None]:
     if status != 200:
         return {}
     return {p["public_key"]: p["handshake_age"] for p in json.loads(body)["peers"]}
+
+
+def bgp_sessions(socket_path: str) -> dict[str, str]:
+    """node (or "peer ADDR") → its BGP session's state as this node's BIRD has it ("Established",
+    or BIRD's reason); {} when the agent does not run BGP."""
+    import json
+
+    from ..wire import http_get_unix
+    status, body = http_get_unix(socket_path, "/bgp")
+    if status != 200:
+        return {}
+    return {s["peer"]: s["info"] or s["state"] for s in json.loads(body)["sessions"]}
 
 
 def _age(age: float | str | None) -> str:

@@ -293,6 +293,14 @@ protocol bgp nodes {{
             raise RuntimeError(f"podnet {' '.join(argv)}: {p.stdout}{p.stderr}")
         return p.stdout
 
+    def on_node(self, i: int, *argv: str) -> str:
+        """Run the podnet CLI on node i (in its netns, as an operator logged into that node)."""
+        p = subprocess.run(["ip", "netns", "exec", self.nodes[i], sys.executable, "-m", "podnet.cli", *argv],
+                           capture_output=True, text=True)
+        if p.returncode:
+            raise RuntimeError(f"podnet {' '.join(argv)} on n{i + 1}: {p.stdout}{p.stderr}")
+        return p.stdout
+
     def _start_etcd(self) -> None:
         data = os.path.join(self.work, "etcd")
         self.etcd_peer_port = getattr(self, "etcd_peer_port", 0) or free_port()
