@@ -277,6 +277,7 @@ protocol bgp nodes {{
         for p in [p for p in self.pods if p.node == i]:
             subprocess.run(["ip", "netns", "del", p.name], capture_output=True)
             self.pods.remove(p)
+        _kill_inside(self.nodes[i])           # the machine's daemons (BIRD, wireguard-go) go with it
         subprocess.run(["ip", "netns", "del", self.nodes[i]], capture_output=True)
         self.removed.add(i)
 
@@ -293,11 +294,12 @@ protocol bgp nodes {{
             raise RuntimeError(f"podnet {' '.join(argv)}: {p.stdout}{p.stderr}")
         return p.stdout
 
-    def on_node(self, i: int, *argv: str) -> str:
-        """Run the podnet CLI on node i (in its netns, as an operator logged into that node)."""
+    def on_node(self, i: int, *argv: str, check: bool = True) -> str:
+        """Run the podnet CLI on node i (in its netns, as an operator logged into that node);
+        check=False: its output whatever its exit status (`podnet doctor` exits 1 on a failure)."""
         p = subprocess.run(["ip", "netns", "exec", self.nodes[i], sys.executable, "-m", "podnet.cli", *argv],
                            capture_output=True, text=True)
-        if p.returncode:
+        if p.returncode and check:
             raise RuntimeError(f"podnet {' '.join(argv)} on n{i + 1}: {p.stdout}{p.stderr}")
         return p.stdout
 
@@ -583,8 +585,10 @@ protocol bgp nodes {{
                 os.killpg(pid, signal.SIGKILL)
         for i, ns in enumerate([*self.nodes, self.fab]):
             if i not in self.removed:
+                _kill_inside(ns)     # daemons the agents left running on purpose (BIRD, wireguard-go)
                 subprocess.run(["ip", "netns", "del", ns], capture_output=True)
         for ns in self.extra_ns:
+            _kill_inside(ns)
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
         remove_kept(self.tag)   # anything else of this lab, e.g. a pod whose node was killed
         shutil.rmtree(self.work, ignore_errors=True)
@@ -612,17 +616,20 @@ def ends_cleanly_on_signals() -> Iterator[None]:
             signal.signal(s, h)
 
 
+def _kill_inside(ns: str) -> None:
+    """SIGKILL every process in a namespace (a deleted netns lives on while one holds it)."""
+    pids = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True).stdout.split()
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, ValueError):
+            os.kill(int(pid), signal.SIGKILL)
+
+
 def remove_kept(tag: str = "") -> list[str]:
     """`podnet demo --down`: delete the namespaces (and their processes) of kept labs."""
     out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
     names = [n for n in out if n.startswith(f"pnlab-{tag}" if tag else "pnlab-")]
     for n in names:
-        pids = subprocess.run(["ip", "netns", "pids", n], capture_output=True, text=True).stdout.split()
-        for pid in pids:
-            try:
-                os.kill(int(pid), 9)
-            except (ProcessLookupError, ValueError):
-                pass
+        _kill_inside(n)
         subprocess.run(["ip", "netns", "del", n], capture_output=True)
     import glob
     for d in glob.glob(os.path.join(tempfile.gettempdir(), f"pnlab-{tag}*" if tag else "pnlab-*")):

@@ -77,6 +77,7 @@ class Bgp:
         self.families = Families()
         self.config_error = ""                 # the last render BIRD's check refused (doctor shows it)
         self.neighbours: dict[str, str] = {}   # BIRD protocol name → node name or "peer ADDR"
+        self.skipped: list[str] = []           # nodes left out of the render, and why
         self.wake: Any = None                  # the loop's wake(): BIRD exited, or its table changed
         self._died = False                     # BIRD exited without being asked: restart it with -R
         self._unwatch: Callable[[], None] | None = None
@@ -128,19 +129,24 @@ class Bgp:
         r = sync_routes(host, want, add, refuse, have)
         if self.config_error:
             r.refused.append(f"BIRD configuration: {self.config_error}")
+        r.refused.extend(self.skipped)
         return r
 
     def _view(self, nodes: dict[str, NodeInfo], own: list[IPNet]) -> BirdView:
         reflectors = {n for n, i in nodes.items() if i.get("bgp_rr")}
         neighbours: list[Neighbour] = []
         names: dict[str, str] = {}
+        skipped: list[str] = []
         for n, info in sorted(nodes.items()):
             if n == self.me.name or (reflectors and self.me.name not in reflectors and n not in reflectors):
                 continue                         # clients peer only with the reflectors
             try:
                 addr = ipaddress.ip_address(info["addr"])
                 asn = int(info.get("bgp_as") or DEFAULT_AS)
+                if not 0 < asn < 2 ** 32:
+                    raise ValueError
             except (KeyError, ValueError):
+                skipped.append(f"node {n}: its record has no usable address or AS ({info.get('bgp_as')!r})")
                 continue
             if addr.version != self.me.addr.version:
                 continue
@@ -152,7 +158,7 @@ class Bgp:
             name = protocol_name("peer_", p.addr)
             names[name] = f"peer {p.addr}"
             neighbours.append(Neighbour(name, p.addr, p.asn, password=p.password, external=True))
-        self.neighbours = names
+        self.neighbours, self.skipped = names, skipped
         return BirdView(str(self.me.addr), self.asn, tuple(map(str, own)), tuple(neighbours), self.hold_time,
                         graceful_restart_time=self.gr_time, log_path=os.path.join(self.dir, "bird.log"),
                         families=(self.me.addr.version,), next_hop={self.me.addr.version: str(self.me.addr)})
