@@ -1,0 +1,103 @@
+"""What a node's BIRD is told (agent/routing/birdconf.py, bgp.py's choice of neighbours), and the
+check that keeps a configuration BIRD would refuse away from the running BIRD — with the real
+`bird -p` parser when BIRD 2 is installed."""
+from __future__ import annotations
+
+import ipaddress
+import shutil
+from pathlib import Path
+
+import pytest
+
+from podnet.agent.config import ConfigError, NodeConfig
+from podnet.agent.routing.base import NodeIdentity
+from podnet.agent.routing.bgp import Bgp, parse_peer
+from podnet.agent.routing.birdconf import BirdView, Neighbour, render
+
+needs_bird = pytest.mark.skipif(shutil.which("bird") is None, reason="BIRD 2 is not installed (apt install bird2)")
+
+
+def nodes(n: int, rr: tuple[int, ...] = ()) -> dict[str, dict[str, str]]:
+    return {f"n{i}": {"node": f"n{i}", "addr": f"10.97.0.{i}", "bgp_as": "64512", **({"bgp_rr": "1"} if i in rr else {})}
+            for i in range(1, n + 1)}
+
+
+def backend(tmp_path: Path, me: int = 1, **kw: object) -> Bgp:
+    return Bgp(NodeIdentity(f"n{me}", ipaddress.ip_address(f"10.97.0.{me}")), str(tmp_path), **kw)  # type: ignore[arg-type]
+
+
+def test_a_mesh_peers_with_every_other_node_and_the_external_peers(tmp_path: Path) -> None:
+    b = backend(tmp_path, peers=("10.97.0.253/64600/s3cret",))
+    v = b._view(nodes(4), [ipaddress.ip_network("10.244.0.0/26")])
+    assert [(n.name, n.addr, n.asn, n.rr_client) for n in v.neighbours] == [
+        ("node_n2", "10.97.0.2", 64512, False), ("node_n3", "10.97.0.3", 64512, False),
+        ("node_n4", "10.97.0.4", 64512, False), ("peer_10_97_0_253", "10.97.0.253", 64600, False)]
+    text = render(v)
+    assert "route 10.244.0.0/26 blackhole;" in text and 'password "s3cret";' in text
+    assert "kernel table 201;" in text and "graceful restart on;" in text
+    assert "bgp_next_hop = 10.97.0.1" in text and "if net.len = 0 then reject;" in text
+
+
+def test_with_reflectors_clients_peer_only_with_them_and_reflectors_with_everyone(tmp_path: Path) -> None:
+    client = backend(tmp_path / "c", me=3)._view(nodes(6, rr=(1, 2)), [])
+    assert [n.addr for n in client.neighbours] == ["10.97.0.1", "10.97.0.2"]
+    assert not any(n.rr_client for n in client.neighbours)
+    rr = backend(tmp_path / "r", me=1, route_reflector=True)._view(nodes(6, rr=(1, 2)), [])
+    assert {n.addr: n.rr_client for n in rr.neighbours} == {"10.97.0.2": False, "10.97.0.3": True, "10.97.0.4": True,
+                                                          "10.97.0.5": True, "10.97.0.6": True}
+    assert "rr client;" in render(rr) and "export filter podnet_reflect" in render(rr)
+
+
+def test_the_same_cluster_renders_byte_for_byte_the_same(tmp_path: Path) -> None:
+    b = backend(tmp_path)
+    own = [ipaddress.ip_network("10.244.0.0/26")]
+    assert render(b._view(nodes(5), own)) == render(b._view(dict(reversed(list(nodes(5).items()))), own))
+
+
+def test_a_node_record_with_an_impossible_as_is_left_out_with_the_reason(tmp_path: Path) -> None:
+    b = backend(tmp_path)
+    infos = nodes(3)
+    infos["n3"]["bgp_as"] = str(2 ** 33)
+    v = b._view(infos, [])
+    assert [n.addr for n in v.neighbours] == ["10.97.0.2"] and "node n3" in b.skipped[0]
+
+
+@pytest.mark.parametrize("text", ["10.0.0.1", "10.0.0.1/x", "nonsense/64512", "10.0.0.1/0", "10.0.0.1/4294967296"])
+def test_a_bad_peer_is_refused_naming_the_format(text: str) -> None:
+    with pytest.raises(ValueError, match="ADDR/AS"):
+        parse_peer(text)
+    with pytest.raises(ConfigError, match="bgp-peers"):
+        NodeConfig.load("", {"routing": "bgp", "bgp_peers": [text]})
+
+
+def test_peers_parse_with_and_without_a_password() -> None:
+    assert parse_peer("fd00::1/65000").addr == "fd00::1"
+    assert parse_peer("10.0.0.1/65000/a/b").password == "a/b"
+
+
+def test_no_nat_cidrs_must_be_cluster_cidrs_and_bgp_does_not_take_encryption_yet() -> None:
+    with pytest.raises(ConfigError, match="no-nat-cidr"):
+        NodeConfig.load("", {"routing": "bgp", "cluster_cidr": ["10.244.0.0/16"], "no_nat_cidr": ["10.1.0.0/16"]})
+    with pytest.raises(ConfigError, match="encryption"):
+        NodeConfig.load("", {"routing": "bgp", "encryption": "wireguard"})
+
+
+@needs_bird
+def test_every_render_is_one_bird_accepts(tmp_path: Path) -> None:
+    for me, rr in ((1, ()), (1, (1, 2)), (4, (1, 2))):
+        b = backend(tmp_path / f"{me}{rr}", me=me, route_reflector=me in rr, peers=("10.97.0.253/64600/pw",))
+        (tmp_path / f"{me}{rr}" / "bird").mkdir(parents=True)
+        view = b._view(nodes(6, rr), [ipaddress.ip_network("10.244.0.0/26"), ipaddress.ip_network("10.244.1.0/26")])
+        assert b._check(render(view)), b.config_error
+
+
+@needs_bird
+def test_a_render_bird_refuses_is_kept_away_from_the_running_config(tmp_path: Path) -> None:
+    b = backend(tmp_path)
+    (tmp_path / "bird").mkdir()
+    good = render(b._view(nodes(2), []))
+    (tmp_path / "bird" / "bird.conf").write_text(good)
+    bad = BirdView("10.97.0.1", 64512, (), (Neighbour("node_x", "10.97.0.9", 2 ** 33),))
+    assert not b._check(render(bad))
+    assert "bird.conf.new" in b.config_error or "line" in b.config_error, b.config_error
+    assert (tmp_path / "bird" / "bird.conf").read_text() == good
