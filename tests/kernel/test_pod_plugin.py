@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import json
 import re
+import select
+import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -162,3 +165,37 @@ def test_gc_and_status(bin_dir: str, sandbox: str, make_pod, mode, tmp_path: Pat
     assert not list((tmp_path / "d" / "kpod").glob("10.*")), "GC left the address reserved"
     assert run_chain(bin_dir, conf, "DEL", netns=pod, sandbox=sandbox, container_id=CID, runtime_config=RUNTIME,
                      prev=r.out).rc == 0
+
+
+@pytest.mark.parametrize("kind", ["bridge", "ptp"])
+def test_everything_the_pod_needs_in_nftables_is_one_transaction(kind: str, bin_dir: str, sandbox: str, make_pod,
+                                                                  mode, tmp_path: Path) -> None:
+    """ipMasq's masquerade and portmap's hostPort mappings: one nftables generation for the ADD
+    (`nft monitor` prints one "# new generation N by process P (name)" line per committed
+    transaction; the test's own `nft` commands bracket the ADD)."""
+    mon = subprocess.Popen(["ip", "netns", "exec", sandbox, "nft", "monitor"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert mon.stdout is not None
+        deadline = time.monotonic() + 10
+        while True:                                    # the monitor is listening once it reports a canary
+            nsexec(sandbox, "nft", "add", "table", "inet", "pncanary")
+            nsexec(sandbox, "nft", "delete", "table", "inet", "pncanary")
+            if select.select([mon.stdout], [], [], 0.2)[0]:
+                break
+            assert time.monotonic() < deadline, "nft monitor did not start"
+        r = run_chain(bin_dir, one(kind, str(tmp_path / "d"), False, mode), "ADD", netns=make_pod(), sandbox=sandbox,
+                      container_id=CID, runtime_config=RUNTIME)
+        assert r.rc == 0, r.stdout
+        nsexec(sandbox, "nft", "add", "table", "inet", "pnend")          # marks the end of the ADD's events
+        lines: list[str] = []
+        while not any("pnend" in ln for ln in lines):
+            lines.append(mon.stdout.readline())
+    finally:
+        mon.kill()
+        mon.wait()
+    nsexec(sandbox, "nft", "delete", "table", "inet", "pnend")
+    start = max(i for i, ln in enumerate(lines) if "delete table inet pncanary" in ln)
+    during = lines[start + 1:]
+    gens = [ln for ln in during if ln.startswith("# new generation") and not ln.rstrip().endswith("(nft)")]
+    assert len(gens) == 1, "".join(during)
+    assert any("18080" in ln for ln in during) and any("pods4" in ln for ln in during), "".join(during)

@@ -7,11 +7,13 @@ must never splice raw config strings in.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import shutil
 import subprocess
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 from .errors import NftError
@@ -38,8 +40,40 @@ def _context() -> Any:
     return _ctx
 
 
+_pending = threading.local()      # .script: writes held for one_transaction(), per thread
+
+
+@contextlib.contextmanager
+def one_transaction() -> Iterator[None]:
+    """Every write (`run`) in this thread inside the block becomes part of ONE nft transaction,
+    run when the block ends without an error — all of it or none of it, and one netlink round
+    trip instead of one per writer (the pod plugin: masquerade and hostPort mappings together).
+    Reads (`list_json`) and `run_ignoring_missing` still run at once; an error inside the block
+    drops the held writes.  Nested blocks join the outer one."""
+    if getattr(_pending, "script", None) is not None:
+        yield
+        return
+    _pending.script = []
+    try:
+        yield
+        script = "".join(_pending.script)
+    finally:
+        _pending.script = None
+    if script:
+        _execute(script, False)
+
+
 def run(script: str, json_output: bool = False) -> str:
-    """Run an nft script as one transaction; raise NftError with nft's message."""
+    """Run an nft script as one transaction (or, inside one_transaction(), hold it for the
+    block's); raise NftError with nft's message."""
+    held = getattr(_pending, "script", None)
+    if held is not None and not json_output:
+        held.append(script if script.endswith("\n") else script + "\n")
+        return ""
+    return _execute(script, json_output)
+
+
+def _execute(script: str, json_output: bool) -> str:
     with _lock:
         ctx = _context()
         if ctx:
@@ -56,9 +90,10 @@ def run(script: str, json_output: bool = False) -> str:
 
 
 def run_ignoring_missing(script: str) -> bool:
-    """Run, treating 'No such file or directory' (already gone) as success."""
+    """Run (at once, even inside one_transaction()), treating 'No such file or directory'
+    (already gone) as success."""
     try:
-        run(script)
+        _execute(script, False)
         return True
     except NftError as e:
         if "No such file or directory" in str(e):

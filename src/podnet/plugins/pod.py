@@ -11,8 +11,9 @@ bridge|ptp → portmap → bandwidth → tuning does, in one call.
 Each step is the same code as the separate plugin (so the two ways cannot drift apart), given
 the config that plugin would have received in the chain: the runtime's runtimeConfig split by
 capability, the previous step's result as prevResult.  One runtime exec instead of four is the
-point: four interpreter starts were most of a pod's cost.  A failed ADD undoes the steps already
-done, in reverse; DEL, CHECK, GC and STATUS run every step (DEL in reverse, each idempotent).
+point: four interpreter starts were most of a pod's cost.  Every nftables write of the ADD
+(masquerade, hostPort mappings) goes in one transaction at its end.  A failed ADD undoes the
+steps already done, in reverse; DEL, CHECK, GC and STATUS run every step (DEL in reverse, each idempotent).
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from ..cni.errors import CNIError, config_error
 from ..cni.request import Request
 from ..cni.skel import Plugin
 from ..cni.types import Result
-from ..net import link, netns
+from ..net import link, netns, nft
 from ..net.errors import NetError
 from ..net.rtnl import open_rtnl, sharing_netns_sockets
 from . import bandwidth, bridge, portmap, ptp, tuning
@@ -113,10 +114,11 @@ def _add(req: Request) -> Result:
     done: list[tuple[Step, Result]] = []
     result: Result | None = None
     try:
-        for step in steps(req):
-            result = _named(step, step.plugin.add, _sub(req, step, result))
-            assert result is not None
-            done.append((step, result))
+        with nft.one_transaction():      # masquerade + hostPort mappings: one nft transaction for the pod
+            for step in steps(req):
+                result = _named(step, step.plugin.add, _sub(req, step, result))
+                assert result is not None
+                done.append((step, result))
     except BaseException:
         for step, res in reversed(done):
             try:
