@@ -203,8 +203,9 @@ def _check_external(lab: Any) -> bool:
     (no NAT: the network routes the pods' CIDR)."""
     from .lab import EXTERNAL_HOST, TOR_ADDR, reach
     blocks = sorted({str(ipaddress.ip_network(f"{p.ip}/{lab.block_prefix}", strict=False)) for p in lab.pods})
-    tor = lab.tor_routes()
-    missing = [b for b in blocks if b not in tor]
+    deadline = time.monotonic() + 30                  # the ToR hears of the last block a moment after the nodes
+    while (missing := [b for b in blocks if b not in lab.tor_routes()]) and time.monotonic() < deadline:
+        time.sleep(0.05)
     print(f"\ntop-of-rack router {TOR_ADDR} (BIRD, AS 64600) learned {len(blocks) - len(missing)}/{len(blocks)} "
           f"pod blocks by BGP" + (f"; MISSING {', '.join(missing)}" if missing else ""))
     ext_path = f"/run/netns/{lab.external}"
@@ -249,7 +250,8 @@ def _judge_capture(lab: Any, cap: Any) -> bool:
     address in any IP header."""
     from .lab import CLUSTER_CIDR, FABRIC_NET
     from .lab.capture import judge
-    v = judge(cap, [f"{FABRIC_NET}.{i + 1}" for i in lab.live], [CLUSTER_CIDR], MARKER, 51820)
+    v = judge(cap, [f"{FABRIC_NET}.{i + 1}" for i in lab.live], [CLUSTER_CIDR], MARKER, 51820,
+              control_ports=(179,) if lab.backend == "bgp" else ())
     print(v.describe())
     print(f"no plaintext crossed the fabric: {'yes' if v.clean else 'NO'}")
     return v.clean

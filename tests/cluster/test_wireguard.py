@@ -317,3 +317,38 @@ def test_wireguard_go_run_by_another_container_is_waited_for_and_configured_afte
         for p in procs:
             p.kill()
         lab.down()
+
+
+@pytest.mark.skipif(shutil.which("bird") is None, reason="BIRD 2 is not installed (apt install bird2)")
+def test_with_bgp_node_to_node_is_encrypted_and_bird_still_serves_the_network() -> None:
+    """routing bgp + encryption: the other nodes' CIDRs go into podnet.wg; BIRD still announces
+    each node's CIDR to the top-of-rack router and brings the external subnet, which pods reach
+    with their own address (traffic leaving the cluster is not the tunnel's business)."""
+    from podnet.demo import DEMO_PORT, _check_external, _listen_in
+    from podnet.lab import TOR_ADDR
+    lab = Cluster(3, "bgp", lease_ttl=TTL, encryption="wireguard")
+    try:
+        lab.up()
+        pods = [lab.add_pod(i) for i in range(3)]
+
+        def ready() -> bool:
+            r = [lab.podnet_routes(i) for i in range(3)]
+            return all(sum(1 for gw in x.values() if gw == "") == 3 and x.get("10.98.0.0/24") == TOR_ADDR for x in r)
+        wait_for(ready, 30, "own blackhole + two WireGuard routes + the external subnet on every node")
+        show = subprocess.run(["ip", "-n", lab.nodes[0], "route", "show", "proto", "151"], capture_output=True,
+                              text=True, check=True).stdout
+        assert show.count("dev podnet.wg") == 2 and "blackhole" in show and f"via {TOR_ADDR}" in show, show
+        with capturing(f"/run/netns/{lab.fab}") as cap:
+            assert send_marker(pods[0].netns, pods[2].netns, pods[2].ip, MARKER) == (True, True)
+        v = judge(cap, [f"{FABRIC_NET}.{i + 1}" for i in range(3)], [CLUSTER_CIDR], MARKER, 51820, control_ports=(179,))
+        assert v.clean, v.describe()           # between nodes: WireGuard only, BGP's own sessions aside
+        wait_for(lambda: all(lab.tor_routes().get(str(__import__("ipaddress").ip_network(f"{p.ip}/26", strict=False)))
+                             for p in pods), 20, "the ToR learns every block")
+        listeners = [_listen_in(p.netns, DEMO_PORT) for p in pods]
+        try:
+            assert _check_external(lab)
+        finally:
+            for s in listeners:
+                s.close()
+    finally:
+        lab.down()

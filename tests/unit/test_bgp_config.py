@@ -75,11 +75,9 @@ def test_peers_parse_with_and_without_a_password() -> None:
     assert parse_peer("10.0.0.1/65000/a/b").password == "a/b"
 
 
-def test_no_nat_cidrs_must_be_cluster_cidrs_and_bgp_does_not_take_encryption_yet() -> None:
+def test_no_nat_cidrs_must_be_cluster_cidrs() -> None:
     with pytest.raises(ConfigError, match="no-nat-cidr"):
         NodeConfig.load("", {"routing": "bgp", "cluster_cidr": ["10.244.0.0/16"], "no_nat_cidr": ["10.1.0.0/16"]})
-    with pytest.raises(ConfigError, match="encryption"):
-        NodeConfig.load("", {"routing": "bgp", "encryption": "wireguard"})
 
 
 @needs_bird

@@ -108,8 +108,6 @@ class NodeConfig:
             raise ConfigError(f"wireguard-go: {self.wireguard_go!r} is not agent or external")
         if not 0 < self.wireguard_port < 65536:
             raise ConfigError(f"wireguard-port: {self.wireguard_port} is not a UDP port")
-        if self.encryption and self.routing == "bgp":
-            raise ConfigError("encryption: not available with routing bgp yet (host-gw and vxlan only)")
         if self.routing == "bgp":
             from .routing.bgp import parse_peer
             for peer in self.bgp_peers:

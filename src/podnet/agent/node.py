@@ -83,9 +83,10 @@ class Node:
                               "bgp" if self.cfg.routing == "bgp" else "host-gw",
                               [c for c in self.cfg.cidrs() if str(c) in self.cfg.no_nat_cidr])
         server.GET_HANDLERS["/trace/hop"] = lambda q: trace.handle(view, q)
-        status, path = getattr(self.backend, "status", None), getattr(self.backend, "status_path", "")
-        if status is not None and path:
-            server.GET_HANDLERS[path] = lambda _q: (200, status())     # /wireguard, /bgp
+        for b in (self.backend, getattr(self.backend, "inner", None)):     # /wireguard, /bgp (both: bgp encrypted)
+            status, path = getattr(b, "status", None), getattr(b, "status_path", "")
+            if status is not None and path:
+                server.GET_HANDLERS[path] = (lambda fn: lambda _q: (200, fn()))(status)
         if self.cfg.trace_port:
             from .trace_server import serve
             try:

@@ -120,13 +120,15 @@ class EncryptionVerdict:
     marker_seen: list[Packet]          # frames carrying the marker a pod sent
     pod_addressed: list[Packet]        # IP headers naming a pod address
     frames: int
+    control: int = 0                   # node-to-node control sessions left aside (BGP's TCP 179)
 
     @property
     def clean(self) -> bool:
         return self.node_packets > 0 and not (self.not_wireguard or self.marker_seen or self.pod_addressed)
 
     def describe(self) -> str:
-        lines = [f"fabric capture: {self.frames} frames, {self.node_packets} IP packets between nodes; "
+        control = f" (and {self.control} of the nodes' BGP sessions, TCP 179)" if self.control else ""
+        lines = [f"fabric capture: {self.frames} frames, {self.node_packets} IP packets between nodes{control}; "
                  f"not WireGuard: {len(self.not_wireguard)}; carrying the marker: {len(self.marker_seen)}; "
                  f"with a pod address in the IP header: {len(self.pod_addressed)}"]
         for p in (self.not_wireguard + self.marker_seen + self.pod_addressed)[:10]:
@@ -135,12 +137,17 @@ class EncryptionVerdict:
 
 
 def judge(cap: Capture, node_addrs: Iterable[str], pod_cidrs: Iterable[str], marker: bytes,
-          wg_port: int) -> EncryptionVerdict:
+          wg_port: int, control_ports: tuple[int, ...] = ()) -> EncryptionVerdict:
+    """control_ports: TCP ports of the nodes' own control sessions (BGP: 179) — not pod traffic,
+    counted apart (the marker and pod-address checks still cover them)."""
     between = cap.between(node_addrs)
+    control = [p for p in between if p.proto == IPPROTO_TCP and {p.sport, p.dport} & set(control_ports)]
     return EncryptionVerdict(
-        node_packets=len(between),
-        not_wireguard=[p for p in between if not (p.proto == IPPROTO_UDP and wg_port in (p.sport, p.dport))],
-        marker_seen=cap.carrying(marker), pod_addressed=cap.with_address_in(pod_cidrs), frames=cap.frames)
+        node_packets=len(between) - len(control),
+        not_wireguard=[p for p in between if not (p.proto == IPPROTO_UDP and wg_port in (p.sport, p.dport))
+                       and p not in control],
+        marker_seen=cap.carrying(marker), pod_addressed=cap.with_address_in(pod_cidrs), frames=cap.frames,
+        control=len(control))
 
 
 def send_marker(src_netns: str, dst_netns: str, dst_ip: str, marker: bytes, port: int = 7777,

@@ -31,7 +31,21 @@ from typing import Any
 from ...net.birdc import Birdc, BirdError
 from ...net.errors import NetError
 from ...net.rtnl import PODNET_PROTO, Rtnl, watch_table
-from .base import BLACKHOLE, Families, Hop, IPNet, NodeIdentity, NodeInfo, Reconcile, hop_of, sync_routes
+from .base import (
+    BLACKHOLE,
+    DEVICE,
+    UNREACHABLE,
+    Families,
+    Hop,
+    IPNet,
+    NodeIdentity,
+    NodeInfo,
+    Reconcile,
+    encryption_mismatches,
+    hop_of,
+    sync_routes,
+    unreachable_for,
+)
 from .birdconf import BGP_TABLE, BirdView, Neighbour, protocol_name, render
 from .daemon import DaemonError, SocketDaemon
 
@@ -63,6 +77,7 @@ def parse_peer(text: str) -> ExternalPeer:
 class Bgp:
     name = "bgp"
     status_path = "/bgp"
+    routes_beside_encryption = True      # with --encryption wireguard BIRD keeps running (wireguard.py)
 
     def __init__(self, me: NodeIdentity, state_dir: str = "/var/lib/podnet", asn: int = DEFAULT_AS,
                  route_reflector: bool = False, peers: tuple[str, ...] = (), hold_time: int = 90,
@@ -82,6 +97,8 @@ class Bgp:
         self._died = False                     # BIRD exited without being asked: restart it with -R
         self._unwatch: Callable[[], None] | None = None
         self._lock = threading.Lock()
+        self.encrypted = False                 # wrapped by WireGuard: it owns the other nodes' CIDRs' routes
+        self.leave_alone: set[IPNet] = set()   # … these (and its device and unreachable routes)
 
     # ------------------------------------------------------------ the Backend protocol
     def start(self, host: Rtnl) -> None:
@@ -106,14 +123,19 @@ class Bgp:
         running = self._bird(self._view(nodes, own))
         fams = self.families.update(nodes, owners)
         entries = [e for fam in fams for e in host.routes(fam)]
-        have = {(e.dst, hop_of(e)) for e in entries if e.proto == PODNET_PROTO}
+        have = {(e.dst, hop_of(e)) for e in entries if e.proto == PODNET_PROTO and e.dst not in self.leave_alone
+                and not (self.encrypted and hop_of(e) in (DEVICE, UNREACHABLE))}
         foreign = {e.dst for e in entries if e.proto != PODNET_PROTO}
         connected = [e.dst for e in entries if e.gw is None and e.dst.prefixlen > 0 and e.proto != PODNET_PROTO]
         want: dict[IPNet, Hop] = dict.fromkeys(own, BLACKHOLE)
+        why: dict[IPNet, str] = {}
+        if not self.encrypted:     # a node that encrypts gets no plaintext from us (base.encryption_mismatches)
+            why = unreachable_for(encryption_mismatches(self.me.name, False, nodes), owners)
+            want.update(dict.fromkeys(why, UNREACHABLE))
         if running:
             for fam in fams:
                 for e in host.routes(fam, table=BGP_TABLE):
-                    if e.gw is not None and e.dst not in want:
+                    if e.gw is not None and e.dst not in want and e.dst not in self.leave_alone:
                         want[e.dst] = e.gw
         else:       # BIRD is (re)starting: keep what it had taught us until it can say again
             want.update({dst: hop for dst, hop in have if dst not in want})
@@ -126,7 +148,7 @@ class Bgp:
         def add(dst: IPNet, gw: Hop) -> None:
             assert not isinstance(gw, str)
             host.add_route(dst, gw=gw, replace=True, proto=PODNET_PROTO)
-        r = sync_routes(host, want, add, refuse, have)
+        r = sync_routes(host, want, add, refuse, have, why)
         if self.config_error:
             r.refused.append(f"BIRD configuration: {self.config_error}")
         r.refused.extend(self.skipped)

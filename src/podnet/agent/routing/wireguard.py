@@ -5,7 +5,10 @@ whose peers are the other nodes: public key and endpoint from their node records
 = the pod CIDRs they own.  WireGuard is itself a tunnel over UDP between node addresses, so it
 replaces the backend's own path (host-gw's next hops, VXLAN's encapsulation) instead of
 carrying it: VXLAN inside WireGuard would cost 50 more bytes per packet and a second
-encapsulation for nothing — Calico does the same.  The pods' MTU is the underlay's minus
+encapsulation for nothing — Calico does the same.  BGP keeps running beside it (a backend with
+`routes_beside_encryption`): BIRD still announces the node's CIDRs to the network (a top-of-rack
+router) and brings the routes the network offers, while the other nodes' CIDRs go into the
+tunnel — each side leaves the other's routes alone.  The pods' MTU is the underlay's minus
 WireGuard's 60 bytes over IPv4 (80 over IPv6).
 
 Keys: the private key is made once, kept 0600 under the agent's state dir (the same key after
@@ -77,6 +80,9 @@ class WireGuard:
         self._refused: dict[str, str] = {}          # node → why no traffic goes to it
         self._lock = threading.Lock()
         self.wake: Any = None                       # the reconcile loop's wake(): wireguard-go exited
+        self.beside = bool(getattr(inner, "routes_beside_encryption", False))   # the inner backend runs too (bgp)
+        if self.beside:
+            inner.encrypted = True                  # type: ignore[attr-defined]
 
     # ------------------------------------------------------------ keys
     def _load_or_make_key(self) -> str:
@@ -117,13 +123,17 @@ class WireGuard:
 
     # ------------------------------------------------------------ the Backend protocol
     def start(self, host: Rtnl) -> None:
+        if self.beside:
+            self.inner.wake = self.wake             # type: ignore[attr-defined]
+            self.inner.start(host)
         try:
             self._device(host)
         except DeviceError as e:      # e.g. wireguard-go not up yet: every pass tries again, readiness says why
             log.warning("%s", e)
 
     def publish(self) -> dict[str, str]:
-        return {"encryption": "wireguard", ENCRYPTION_KEY: self.public, "wg_port": str(self.port)}
+        own = {"encryption": "wireguard", ENCRYPTION_KEY: self.public, "wg_port": str(self.port)}
+        return {**self.inner.publish(), **own} if self.beside else own
 
     def _device(self, host: Rtnl) -> int:
         """podnet.wg up, with our key, port and MTU; its index."""
@@ -175,7 +185,13 @@ class WireGuard:
         def add(dst: IPNet, _hop: Hop) -> None:
             host.add_route(dst, oif=idx, scope=RT_SCOPE_LINK, replace=True, proto=PODNET_PROTO,
                            src=src.get(dst.version))
-        return sync_routes(host, want, add, have=podnet_routes(host, self.families.update(nodes, owners)), why=why)
+        have = podnet_routes(host, self.families.update(nodes, owners))
+        if not self.beside:
+            return sync_routes(host, want, add, have=have, why=why)
+        self.inner.leave_alone = set(want)          # type: ignore[attr-defined]
+        inner = self.inner.apply(host, nodes, owners)
+        mine = sync_routes(host, want, add, have={(d, h) for d, h in have if h in (DEVICE, UNREACHABLE)}, why=why)
+        return Reconcile(inner.added + mine.added, inner.removed + mine.removed, inner.refused + mine.refused)
 
     def _sync_peers(self, want: dict[str, PeerSpec]) -> None:
         """Only what differs: an unchanged peer keeps its session."""
@@ -201,6 +217,8 @@ class WireGuard:
 
     def stop(self) -> None:
         """The device (its wireguard-go process), its peers and the routes stay."""
+        if self.beside:
+            self.inner.stop()
 
     # ------------------------------------------------------------ status (node ls, doctor)
     def status(self) -> dict[str, Any]:
