@@ -12,6 +12,7 @@ import stat
 import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from .wire import DEFAULT_SOCKET, http_get_unix
 
@@ -136,19 +137,25 @@ def check_tools() -> Iterator[Finding]:
         yield Finding("ip_forward", WARN, str(e))
 
 
+def _backend_status(path: str, endpoint: str) -> dict[str, Any] | None:
+    """What the agent says of its routing backend's daemon (GET /wireguard, /bgp); None when it
+    does not answer or runs without that backend."""
+    try:
+        status, body = http_get_unix(path, endpoint)
+    except OSError:
+        return None
+    return dict(json.loads(body)) if status == 200 else None
+
+
 HANDSHAKE_STALE = 180.0    # WireGuard rekeys every 2 min while traffic (podnet's 25 s keepalive) flows
 
 
 def check_wireguard(path: str) -> Iterator[Finding]:
     """With --encryption wireguard: every peer's last handshake is recent, and no node is left
     unreachable because one side encrypts and the other does not."""
-    try:
-        status, body = http_get_unix(path, "/wireguard")
-    except OSError:
-        return
-    if status != 200:
+    doc = _backend_status(path, "/wireguard")
+    if doc is None:
         return                       # encryption off (or an agent from before it): nothing to check
-    doc = json.loads(body)
     if doc.get("error"):
         yield Finding("wireguard", FAIL, f"{doc['device']} ({doc['implementation']}): {doc['error']}")
         return
@@ -172,13 +179,9 @@ def check_bgp(path: str) -> Iterator[Finding]:
     """With routing bgp: BIRD answers, took the last rendered configuration, and every session
     is Established (one that is not says why: BIRD's own words, e.g. "Active  Socket: Connection
     refused" or "Error: Bad peer AS")."""
-    try:
-        status, body = http_get_unix(path, "/bgp")
-    except OSError:
+    doc = _backend_status(path, "/bgp")
+    if doc is None:
         return
-    if status != 200:
-        return
-    doc = json.loads(body)
     if doc.get("error"):
         yield Finding("bgp", FAIL, f"BIRD does not answer: {doc['error']} — the agent restarts it on its next pass")
         return
