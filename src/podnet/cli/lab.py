@@ -36,7 +36,8 @@ def add_parsers(sub: Any) -> None:
     st.set_defaults(fn=cmd_status)
     ex = lp.add_parser("exec", help="run a command in a node's or a pod's network namespace")
     ex.add_argument("--name", default="")
-    ex.add_argument("target", help="a node (n1) or a pod (its name in `podnet lab status`)")
+    ex.add_argument("target", help="a node (n1), a pod (its name in `podnet lab status`), fabric, or with "
+                                   "--backend bgp tor (the top-of-rack router) and ext (the external host)")
     ex.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD [ARG…]")
     ex.set_defaults(fn=cmd_exec)
     dn = lp.add_parser("down", help="remove a lab and everything of it")
@@ -124,6 +125,9 @@ def cmd_status(a: argparse.Namespace) -> int:
         print(f"admin kubeconfig: {st['kubeconfig']}")
     if st["etcd"]:
         print(f"etcd: {st['etcd']} (in the fabric netns)")
+    if st["backend"] == "bgp":
+        print("top-of-rack router 10.97.0.253 (BIRD, AS 64600): `podnet lab exec tor -- ip route`; "
+              "external host 10.98.0.2: `podnet lab exec ext -- …`")
     print(table([[n["name"], n["netns"], n["address"], n["agent"]] for n in nodes], ["NODE", "NETNS", "ADDRESS", "AGENT"]))
     print(table([[p["name"], p["namespace"] or "-", p["node"], p["ip"], p["netns"]] for p in out["pods"]],
                 ["POD", "NAMESPACE", "NODE", "IP", "NETNS"]))
@@ -139,7 +143,9 @@ def cmd_exec(a: argparse.Namespace) -> int:
         return 2
     nodes = {f"n{i + 1}": ns for i, ns in enumerate(st["nodes"]) if i not in st["removed"]}
     pods = {p["name"]: p["netns"].rsplit("/", 1)[1] for p in st["pods"]}
-    ns = nodes.get(a.target) or pods.get(a.target) or (st["fabric"] if a.target == "fabric" else "")
+    extra = {x.rsplit("-", 1)[1]: x for x in st.get("extra", [])}     # bgp: "tor", "ext" (the external host)
+    ns = nodes.get(a.target) or pods.get(a.target) or extra.get(a.target) or \
+        (st["fabric"] if a.target == "fabric" else "")
     if not ns:
         print(f"podnet lab exec: no node or pod {a.target!r} in lab {name} (nodes: {', '.join(nodes)})",
               file=sys.stderr)

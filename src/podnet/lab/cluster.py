@@ -544,6 +544,7 @@ protocol bgp nodes {{
         return {"tag": self.tag, "work": self.work, "backend": self.backend, "ipam_mode": self.ipam_mode,
                 "encryption": self.encryption,
                 "datastore": self.datastore, "nodes": self.nodes, "fabric": self.fab, "removed": sorted(self.removed),
+                "extra": self.extra_ns,
                 "etcd": self.etcd_url if self.datastore in ("etcd", "kubernetes") else "",
                 "kubeconfig": self.cp.admin_kubeconfig() if self.cp is not None else "",
                 "api_server": self.cp.server if self.cp is not None else "",
@@ -558,6 +559,7 @@ protocol bgp nodes {{
         c = cls(len(st["nodes"]), st["backend"], tag=st["tag"], work=st["work"], ipam_mode=st["ipam_mode"],
                 datastore=st["datastore"], encryption=st.get("encryption", ""))
         c.nodes, c.removed = list(st["nodes"]), set(st["removed"])
+        c.extra_ns = list(st.get("extra") or [])
         c.etcd_url = st.get("etcd") or c.etcd_url
         c.pids = dict(st.get("pids") or {})
         c.pods = [Pod(int(p["node"][1:]) - 1, p["name"], p["cid"], p["ip"], p["namespace"], dict(p["labels"]),
