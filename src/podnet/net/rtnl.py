@@ -10,6 +10,7 @@ import errno
 import ipaddress
 import logging
 import os
+import select
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -524,78 +525,64 @@ def library_version() -> str:
     return str(getattr(pyroute2, "__version__", "unknown"))
 
 
-def watch_podnet_state(on_change: Callable[[], None]) -> Callable[[], None]:
-    """Call on_change() whenever one of podnet's routes (PODNET_PROTO) or a neighbour entry is
-    deleted in the calling thread's netns — somebody undid what the agent programmed, so it
-    reconciles at once instead of at its next periodic pass.  Returns a stop function."""
-    groups = RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_ROUTE | RTMGRP_NEIGH
-    sock = [IPRoute()]
-    sock[0].bind(groups=groups)
+def _watch(name: str, groups: int, wanted: Callable[[list[Any]], bool],
+           on_change: Callable[[], None]) -> Callable[[], None]:
+    """A thread following rtnetlink multicast `groups` in the calling thread's netns (the new
+    thread inherits it), calling on_change() when wanted(messages).  The socket is made and read
+    in that thread: pyroute2 0.9's sync socket answers only the thread that made it (made in the
+    caller and read in the thread, a watch never heard anything, and repairs waited for the next
+    periodic pass).  Returns once the socket is listening; the returned stop() ends it."""
     stopped = threading.Event()
+    listening = threading.Event()
 
     def run() -> None:
         failures = 0
         while not stopped.is_set():
             try:
-                msgs = sock[0].get()
-                failures = 0
-            except Exception as e:  # noqa: BLE001 - the socket was closed by stop(), or netlink failed
-                if stopped.is_set():
-                    return
+                sock = IPRoute()
+                sock.bind(groups=groups)
+            except Exception as e:  # noqa: BLE001 - retried with a backoff; the periodic pass still runs
+                log.warning("netlink watch %s: %s", name, e)
+                listening.set()
+                stopped.wait(min(5.0, 0.1 * 2 ** min(failures, 6)))
                 failures += 1
-                delay = min(5.0, 0.1 * 2 ** min(failures - 1, 6))
-                log.warning("netlink watch dropped (%s: %s): reopening in %.1fs; a full reconcile pass "
-                            "follows", type(e).__name__, e, delay)
-                if stopped.wait(delay):
-                    return
-                try:
-                    sock[0].close()
-                    fresh = IPRoute()
-                    fresh.bind(groups=groups)
-                    sock[0] = fresh
-                except Exception as again:  # noqa: BLE001 - retried with a longer backoff
-                    log.warning("netlink watch: reopening failed: %s", again)
-                on_change()                       # events may have been missed
                 continue
-            if any((m.get("event") == "RTM_DELROUTE" and m.get("proto") == PODNET_PROTO)
-                   or m.get("event") == "RTM_DELNEIGH" for m in msgs):
-                on_change()
+            if failures:
+                on_change()                          # events may have been missed meanwhile
+            listening.set()
+            try:
+                while not stopped.is_set():
+                    if not select.select([sock.fileno()], [], [], 0.5)[0]:
+                        continue
+                    if wanted(sock.get()):
+                        on_change()
+                failures = 0
+            except Exception as e:  # noqa: BLE001 - netlink trouble: reopen (a full pass follows)
+                failures += 1
+                log.warning("netlink watch %s dropped (%s: %s): reopening; a full reconcile pass follows",
+                            name, type(e).__name__, e)
+            finally:
+                with contextlib.suppress(Exception):
+                    sock.close()
 
-    threading.Thread(target=run, name="podnet-rtnl-watch", daemon=True).start()
+    threading.Thread(target=run, name=f"podnet-watch-{name}", daemon=True).start()
+    listening.wait(10)
+    return stopped.set
 
-    def stop() -> None:
-        stopped.set()
-        try:
-            sock[0].close()
-        except Exception:  # noqa: BLE001 - closing while get() blocks
-            pass
-    return stop
+
+def watch_podnet_state(on_change: Callable[[], None]) -> Callable[[], None]:
+    """Call on_change() whenever one of podnet's routes (PODNET_PROTO) or a neighbour entry is
+    deleted in the calling thread's netns — somebody undid what the agent programmed, so it
+    reconciles at once instead of at its next periodic pass.  Returns a stop function."""
+    def wanted(msgs: list[Any]) -> bool:
+        return any((m.get("event") == "RTM_DELROUTE" and m.get("proto") == PODNET_PROTO)
+                   or m.get("event") == "RTM_DELNEIGH" for m in msgs)
+    return _watch("podnet-state", RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_ROUTE | RTMGRP_NEIGH, wanted, on_change)
 
 
 def watch_table(table: int, on_change: Callable[[], None]) -> Callable[[], None]:
     """Call on_change() whenever a route is added to or deleted from kernel table `table` in the
     calling thread's netns (e.g. the table BIRD writes learned routes to).  Returns stop()."""
-    sock = IPRoute()
-    sock.bind(groups=RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_ROUTE)
-    stopped = threading.Event()
-
-    def run() -> None:
-        while not stopped.is_set():
-            try:
-                msgs = sock.get()
-            except Exception:  # noqa: BLE001 - closed by stop(), or netlink trouble: the periodic pass still runs
-                if not stopped.is_set():
-                    log.warning("netlink watch of table %d ended; the periodic pass still mirrors it", table)
-                return
-            if any((m.get("RTA_TABLE") or m.get("table")) == table for m in msgs):
-                on_change()
-
-    threading.Thread(target=run, name=f"podnet-table-{table}", daemon=True).start()
-
-    def stop() -> None:
-        stopped.set()
-        try:
-            sock.close()
-        except Exception:  # noqa: BLE001 - closing while get() blocks
-            pass
-    return stop
+    def wanted(msgs: list[Any]) -> bool:
+        return any((m.get("RTA_TABLE") or m.get("table")) == table for m in msgs)
+    return _watch(f"table-{table}", RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_ROUTE, wanted, on_change)
