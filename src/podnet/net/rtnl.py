@@ -10,7 +10,6 @@ import errno
 import ipaddress
 import logging
 import os
-import select
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -531,9 +530,12 @@ def _watch(name: str, groups: int, wanted: Callable[[list[Any]], bool],
     thread inherits it), calling on_change() when wanted(messages).  The socket is made and read
     in that thread: pyroute2 0.9's sync socket answers only the thread that made it (made in the
     caller and read in the thread, a watch never heard anything, and repairs waited for the next
-    periodic pass).  Returns once the socket is listening; the returned stop() ends it."""
+    periodic pass).  It reads with blocking get() calls — pyroute2 buffers what one read brings,
+    so waiting on the descriptor would sit on messages already received.  Returns once the
+    socket is listening; stop() closes it (a thread blocked in get() ends at its next message)."""
     stopped = threading.Event()
     listening = threading.Event()
+    current: list[Any] = []
 
     def run() -> None:
         failures = 0
@@ -547,27 +549,36 @@ def _watch(name: str, groups: int, wanted: Callable[[list[Any]], bool],
                 stopped.wait(min(5.0, 0.1 * 2 ** min(failures, 6)))
                 failures += 1
                 continue
+            current[:] = [sock]
             if failures:
                 on_change()                          # events may have been missed meanwhile
             listening.set()
             try:
                 while not stopped.is_set():
-                    if not select.select([sock.fileno()], [], [], 0.5)[0]:
-                        continue
-                    if wanted(sock.get()):
+                    msgs = sock.get()
+                    if not stopped.is_set() and wanted(msgs):
                         on_change()
                 failures = 0
-            except Exception as e:  # noqa: BLE001 - netlink trouble: reopen (a full pass follows)
+            except Exception as e:  # noqa: BLE001 - closed by stop(), or netlink trouble: reopen
+                if stopped.is_set():
+                    return
                 failures += 1
                 log.warning("netlink watch %s dropped (%s: %s): reopening; a full reconcile pass follows",
                             name, type(e).__name__, e)
+                stopped.wait(min(5.0, 0.1 * 2 ** min(failures - 1, 6)))
             finally:
                 with contextlib.suppress(Exception):
                     sock.close()
 
+    def stop() -> None:
+        stopped.set()
+        for sock in current:
+            with contextlib.suppress(Exception):
+                sock.close()
+
     threading.Thread(target=run, name=f"podnet-watch-{name}", daemon=True).start()
     listening.wait(10)
-    return stopped.set
+    return stop
 
 
 def watch_podnet_state(on_change: Callable[[], None]) -> Callable[[], None]:
