@@ -23,7 +23,7 @@ DEFAULT_IMAGE = "ghcr.io/podnet/podnet:0.1.0"
 class DeployConfig:
     cluster_cidr: str = "10.244.0.0/16"
     cluster_cidr_v6: str = ""                 # optional second family
-    backend: str = "vxlan"                    # vxlan | host-gw
+    backend: str = "vxlan"                    # vxlan | host-gw | bgp
     datastore: str = "kubernetes"             # kubernetes (Node podCIDRs + host-local) | etcd (cluster IPAM)
     ipam_mode: str = "cluster"                # etcd datastore: cluster | host-local
     etcd_endpoints: str = ""                  # etcd datastore: comma-separated
@@ -32,6 +32,8 @@ class DeployConfig:
     image: str = DEFAULT_IMAGE
     network_policy: bool = True               # kubernetes datastore: enforce NetworkPolicy
     encryption: str = ""                      # wireguard: pod traffic between nodes encrypted
+    bgp_peers: str = ""                       # bgp: external peers ADDR/AS[/PASSWORD], comma-separated
+    no_nat: bool = False                      # bgp: the network routes the pod CIDRs (no masquerade)
 
 
 def _meta(name: str, namespaced: bool = True) -> dict[str, Any]:
@@ -76,6 +78,11 @@ def agent_settings(c: DeployConfig) -> dict[str, Any]:
     }
     if c.encryption:
         s.update({"encryption": c.encryption, "wireguard-go": "external"})    # the wireguard container runs it
+    if c.backend == "bgp":
+        s["bird"] = "external"                                                  # the bird container runs it
+        s["bgp-peers"] = [p for p in c.bgp_peers.split(",") if p]
+        if c.no_nat:
+            s["no-nat-cidr"] = list(s["cluster-cidr"])
     if c.datastore == "kubernetes":
         s["network-policy"] = c.network_policy
     if c.datastore == "etcd":
@@ -152,6 +159,19 @@ def daemonset(c: DeployConfig) -> dict[str, Any]:
             "securityContext": {"privileged": True, "capabilities": {"add": ["NET_ADMIN"]}},   # /dev/net/tun, the link
             "resources": {"requests": {"cpu": "50m", "memory": "30Mi"}, "limits": {"memory": "200Mi"}},
             "volumeMounts": [{"name": name, "mountPath": mount}],
+        })
+    if c.backend == "bgp":
+        conf = "/var/lib/podnet/bird/bird.conf"
+        containers.append({
+            # BIRD in a container of its own, for the same reason as wireguard-go: the agent's
+            # restarts must not drop the node's BGP sessions.  It starts once the agent has
+            # written (and checked) its first configuration; the agent then only reconfigures it.
+            "name": "bird", "image": c.image, "command": ["sh", "-c"],
+            "args": [f"until [ -s {conf} ]; do sleep 1; done; exec bird -f -c {conf} "
+                     "-s /var/lib/podnet/bird/bird.ctl -P /var/lib/podnet/bird/bird.pid"],
+            "securityContext": {"capabilities": {"add": ["NET_ADMIN", "NET_BIND_SERVICE", "NET_RAW"]}},
+            "resources": {"requests": {"cpu": "20m", "memory": "20Mi"}, "limits": {"memory": "200Mi"}},
+            "volumeMounts": [{"name": "var-lib-podnet", "mountPath": "/var/lib/podnet"}],
         })
     install = {
         "name": "install", "image": c.image, "command": ["podnet"],

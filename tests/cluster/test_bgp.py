@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import signal
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -56,6 +57,16 @@ def bird_status(lab: Cluster, i: int) -> dict[str, Any]:
     from podnet.net.birdc import Birdc
     b = Birdc(os.path.join(lab.work, f"n{i + 1}", "state", "bird", "bird.ctl"))
     return {p.name: p for p in b.protocols().values() if p.proto == "BGP"}
+
+
+def established(lab: Cluster, i: int, proto: str) -> bool:
+    """Node i's BIRD answers and has that session Established (False while it is restarting)."""
+    from podnet.net.birdc import BirdError
+    try:
+        p = bird_status(lab, i).get(proto)
+    except BirdError:
+        return False
+    return p is not None and p.info.startswith("Established")
 
 
 def bird_pid(lab: Cluster, i: int) -> int:
@@ -183,7 +194,7 @@ def test_bird_killed_is_restarted_and_graceful_restart_loses_no_probe(pair: Clus
         time.sleep(0.3)
         os.kill(old, signal.SIGKILL)
         wait_for(lambda: bird_pid(lab, 0) not in (0, old), 15, "BIRD restarted by the agent")
-        wait_for(lambda: bird_status(lab, 0)["node_n2"].info.startswith("Established"), 30, "session back")
+        wait_for(lambda: established(lab, 0, "node_n2"), 30, "session back")
         time.sleep(0.5)
     r = pinger.stop()
     assert r.sent > 20 and r.lost == 0, f"{r.lost} of {r.sent} probes lost while BIRD restarted"
@@ -242,3 +253,43 @@ def test_a_node_record_bird_cannot_take_is_left_out_with_the_reason(pair: Cluste
     wait_for(lambda: "node bogus: its record has no usable address or AS" in lab.agent_log(0), 10, "the reason logged")
     assert bird_status(lab, 0)["node_n2"].info.startswith("Established") and "node_bogus" not in bird_status(lab, 0)
     assert probe.ping(lab.pods[0].netns, lab.pods[1].ip)
+
+
+def start_bird_as_its_container_would(lab: Cluster, i: int) -> subprocess.Popen[bytes]:
+    """The DaemonSet's bird container: wait for the agent's first config, then run BIRD on it."""
+    d = os.path.join(lab.work, f"n{i + 1}", "state", "bird")
+    script = (f"until [ -s {d}/bird.conf ]; do sleep 0.1; done; "
+              f"exec bird -f -c {d}/bird.conf -s {d}/bird.ctl -P {d}/bird.pid")
+    return subprocess.Popen(["ip", "netns", "exec", lab.nodes[i], "sh", "-c", script],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+def test_bird_run_by_another_container_is_waited_for_and_its_restart_keeps_the_routes(record_property: Any) -> None:
+    lab = Cluster(2, "bgp", lease_ttl=3)
+    lab.node_settings = {0: {"bird": "external"}, 1: {"bird": "external"}}
+    birds: list[subprocess.Popen[bytes]] = []
+    try:
+        lab.up(wait_ready=False)
+        assert not os.path.exists(lab.conflist_path(0)), "ready without BIRD"
+        birds = [start_bird_as_its_container_would(lab, i) for i in range(2)]
+        wait_for(lambda: all(os.path.exists(lab.conflist_path(i)) for i in range(2)), 30, "nodes ready")
+        a, b = lab.add_pod(0), lab.add_pod(1)
+        wait_for(lambda: converged(lab), 30, "BGP convergence")
+        with Pinger(a.netns, b.ip) as pinger:
+            time.sleep(0.3)
+            birds[0].kill()                              # the container dies; kubelet starts it again (no -R)
+            birds[0].wait()
+            birds[0] = start_bird_as_its_container_would(lab, 0)
+            wait_for(lambda: established(lab, 0, "node_n2"), 30, "session back")
+            assert block_of(lab, 1) in lab.podnet_routes(0), "n1 dropped n2's route while its BIRD restarted"
+            wait_for(lambda: converged(lab), 30, "converged again")
+            time.sleep(0.3)
+        r = pinger.stop()
+        record_property("bird_container_restart_lost", r.lost)
+        print(f"BIRD container restart (no graceful-restart recovery): {r.lost}/{r.sent} probes lost, "
+              f"longest gap {r.longest_gap:.2f}s")
+        assert r.longest_gap < 3
+    finally:
+        for p in birds:
+            p.kill()
+        lab.down()

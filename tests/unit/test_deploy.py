@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
+from podnet.agent.config import NodeConfig
 from podnet.cli import parser
 from podnet.cli.agent import agent_config
 from podnet.manifests import DeployConfig, render, to_yaml
@@ -23,6 +24,7 @@ VARIANTS = {
                                        etcd_endpoints="https://10.0.0.9:2379,https://10.0.0.10:2379",
                                        etcd_tls_secret="podnet-etcd-tls"),
     "wireguard": DeployConfig(encryption="wireguard"),
+    "bgp": DeployConfig(backend="bgp", bgp_peers="10.0.0.254/64600", no_nat=True, encryption="wireguard"),
 }
 
 
@@ -105,3 +107,16 @@ def test_with_encryption_wireguard_go_runs_in_its_own_container_sharing_the_sock
     settings = yaml.safe_load(kind(docs, "ConfigMap")["data"]["agent.yaml"])
     assert settings["encryption"] == "wireguard" and settings["wireguard-go"] == "external"
     assert len(render(DeployConfig())[-1]["spec"]["template"]["spec"]["containers"]) == 1
+
+
+def test_with_bgp_bird_runs_in_its_own_container_once_the_agent_wrote_its_config() -> None:
+    docs = render(VARIANTS["bgp"])
+    pod = kind(docs, "DaemonSet")["spec"]["template"]["spec"]
+    bird = next(c for c in pod["containers"] if c["name"] == "bird")
+    assert "until [ -s /var/lib/podnet/bird/bird.conf ]" in bird["args"][0] and "exec bird -f" in bird["args"][0]
+    host = {v["name"]: v["hostPath"]["path"] for v in pod["volumes"] if "hostPath" in v}
+    assert {host[m["name"]] for m in bird["volumeMounts"]} == {"/var/lib/podnet"}
+    settings = yaml.safe_load(kind(docs, "ConfigMap")["data"]["agent.yaml"])
+    assert settings["bird"] == "external" and settings["bgp-peers"] == ["10.0.0.254/64600"]
+    assert settings["no-nat-cidr"] == settings["cluster-cidr"]
+    assert NodeConfig.load("", {k.replace("-", "_"): v for k, v in settings.items()}).routing == "bgp"

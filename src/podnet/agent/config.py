@@ -49,6 +49,7 @@ class NodeConfig:
     bgp_hold_time: int = 90
     bgp_graceful_restart_time: int = 120
     drain_on_stop: bool = False        # routing bgp: SIGTERM shuts BIRD down (peers withdraw at once)
+    bird: str = "agent"                # routing bgp: agent starts/restarts BIRD; external: another container runs it
     no_nat_cidr: list[str] = field(default_factory=list)  # cluster CIDRs (pools) the network routes natively: no masquerade
     trace_port: int = 9473             # GET /trace/hop on the underlay address (podnet trace); 0: off
     # the datastore
@@ -108,6 +109,8 @@ class NodeConfig:
             raise ConfigError(f"wireguard-go: {self.wireguard_go!r} is not agent or external")
         if not 0 < self.wireguard_port < 65536:
             raise ConfigError(f"wireguard-port: {self.wireguard_port} is not a UDP port")
+        if self.bird not in ("agent", "external"):
+            raise ConfigError(f"bird: {self.bird!r} is not agent or external")
         if self.routing == "bgp":
             from .routing.bgp import parse_peer
             for peer in self.bgp_peers:

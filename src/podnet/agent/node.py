@@ -25,7 +25,8 @@ def backend_options(cfg: NodeConfig) -> dict[str, Any]:
     if cfg.routing == "bgp":
         return {"state_dir": cfg.state_dir, "asn": cfg.bgp_as, "route_reflector": cfg.bgp_route_reflector,
                 "peers": tuple(cfg.bgp_peers), "hold_time": cfg.bgp_hold_time,
-                "graceful_restart_time": cfg.bgp_graceful_restart_time, "drain_on_stop": cfg.drain_on_stop}
+                "graceful_restart_time": cfg.bgp_graceful_restart_time, "drain_on_stop": cfg.drain_on_stop,
+                "external": cfg.bird == "external"}
     return {}
 
 

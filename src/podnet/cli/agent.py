@@ -44,6 +44,9 @@ AGENT_FLAGS: list[tuple[str, dict[str, Any]]] = [
     ("--drain-on-stop", {"type": _flag_bool, "nargs": "?", "const": True,
                          "help": "routing bgp: on SIGTERM shut BIRD down so peers withdraw this node's routes at once "
                                  "(default: BIRD keeps running through an agent restart)"}),
+    ("--bird", {"help": "routing bgp: agent: the agent runs BIRD itself; external: another process does (the "
+                        "DaemonSet's bird container, started once the agent has written its config) and the agent "
+                        "waits for its socket"}),
     ("--no-nat-cidr", {"action": "append", "help": "a cluster CIDR the network routes natively (BGP): its pods' "
                                                    "traffic leaves with their own address (repeatable)"}),
     ("--vxlan-vni", {"type": int}),

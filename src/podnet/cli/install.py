@@ -34,7 +34,9 @@ def add_parsers(sub: Any) -> None:
     m = sub.add_parser("manifests", help="print the Kubernetes manifests (kubectl apply -f -)")
     m.add_argument("--cluster-cidr", default="10.244.0.0/16")
     m.add_argument("--cluster-cidr-v6", default="")
-    m.add_argument("--backend", choices=("vxlan", "host-gw"), default="vxlan")
+    m.add_argument("--backend", choices=("vxlan", "host-gw", "bgp"), default="vxlan")
+    m.add_argument("--bgp-peers", default="", help="bgp: external peers ADDR/AS[/PASSWORD], comma-separated")
+    m.add_argument("--no-nat", action="store_true", help="bgp: the network routes the pod CIDRs: no masquerade")
     m.add_argument("--datastore", choices=("kubernetes", "etcd"), default="kubernetes")
     m.add_argument("--ipam-mode", choices=("cluster", "host-local"), default="cluster")
     m.add_argument("--etcd", default="", help="etcd endpoints, comma-separated (etcd datastore)")
@@ -84,7 +86,8 @@ def cmd_install(a: argparse.Namespace) -> int:
 def cmd_manifests(a: argparse.Namespace) -> int:
     from ..manifests import DeployConfig, render, to_yaml
     conf = DeployConfig(a.cluster_cidr, a.cluster_cidr_v6, a.backend, a.datastore, a.ipam_mode, a.etcd,
-                        a.etcd_tls_secret, a.network, a.image, not a.no_network_policy, a.encryption)
+                        a.etcd_tls_secret, a.network, a.image, not a.no_network_policy, a.encryption,
+                        a.bgp_peers, a.no_nat)
     if conf.datastore == "etcd" and not conf.etcd_endpoints:
         print("podnet manifests: --datastore etcd needs --etcd", file=sys.stderr)
         return 2

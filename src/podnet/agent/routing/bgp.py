@@ -24,6 +24,7 @@ import os
 import shutil
 import subprocess
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -47,7 +48,7 @@ from .base import (
     unreachable_for,
 )
 from .birdconf import BGP_TABLE, BirdView, Neighbour, protocol_name, render
-from .daemon import DaemonError, SocketDaemon
+from .daemon import SocketDaemon
 
 log = logging.getLogger(__name__)
 
@@ -81,20 +82,24 @@ class Bgp:
 
     def __init__(self, me: NodeIdentity, state_dir: str = "/var/lib/podnet", asn: int = DEFAULT_AS,
                  route_reflector: bool = False, peers: tuple[str, ...] = (), hold_time: int = 90,
-                 graceful_restart_time: int = 120, drain_on_stop: bool = False) -> None:
+                 graceful_restart_time: int = 120, drain_on_stop: bool = False, external: bool = False) -> None:
+        """external: BIRD is run by someone else (the DaemonSet's bird container, which waits for
+        the config this agent writes); the agent only configures it."""
         self.me, self.asn, self.route_reflector = me, asn, route_reflector
         self.external = [parse_peer(p) for p in peers]
         self.hold_time, self.gr_time, self.drain_on_stop = hold_time, graceful_restart_time, drain_on_stop
         self.dir = os.path.join(state_dir, "bird")
         self.conf = os.path.join(self.dir, "bird.conf")
         self.birdc = Birdc(os.path.join(self.dir, "bird.ctl"))
-        self.daemon = SocketDaemon("bird", self.birdc.path, self.birdc.alive, os.path.join(self.dir, "bird.out"))
+        self.daemon = SocketDaemon("bird", self.birdc.path, self.birdc.alive, os.path.join(self.dir, "bird.out"),
+                                   external=external)
         self.families = Families()
         self.config_error = ""                 # the last render BIRD's check refused (doctor shows it)
         self.neighbours: dict[str, str] = {}   # BIRD protocol name → node name or "peer ADDR"
         self.skipped: list[str] = []           # nodes left out of the render, and why
         self.wake: Any = None                  # the loop's wake(): BIRD exited, or its table changed
         self._died = False                     # BIRD exited without being asked: restart it with -R
+        self._bird_pid, self._since, self._is_settled = 0, 0.0, False
         self._unwatch: Callable[[], None] | None = None
         self._lock = threading.Lock()
         self.encrypted = False                 # wrapped by WireGuard: it owns the other nodes' CIDRs' routes
@@ -103,7 +108,7 @@ class Bgp:
     # ------------------------------------------------------------ the Backend protocol
     def start(self, host: Rtnl) -> None:
         os.makedirs(self.dir, mode=0o700, exist_ok=True)
-        if shutil.which("bird") is None:
+        if shutil.which("bird") is None and not self.daemon.external:
             raise NetError("routing bgp needs BIRD 2 (Debian: apt install bird2)")
         self._unwatch = watch_table(BGP_TABLE, self._poke)
 
@@ -132,13 +137,17 @@ class Bgp:
         if not self.encrypted:     # a node that encrypts gets no plaintext from us (base.encryption_mismatches)
             why = unreachable_for(encryption_mismatches(self.me.name, False, nodes), owners)
             want.update(dict.fromkeys(why, UNREACHABLE))
+        learned: dict[IPNet, Hop] = {}
         if running:
             for fam in fams:
                 for e in host.routes(fam, table=BGP_TABLE):
                     if e.gw is not None and e.dst not in want and e.dst not in self.leave_alone:
-                        want[e.dst] = e.gw
-        else:       # BIRD is (re)starting: keep what it had taught us until it can say again
+                        learned[e.dst] = e.gw
+        if not (running and self._settled()):
+            # BIRD is (re)starting, or relearning after a restart: keep what it had taught us
+            # (its table may be empty or partial for a moment), add what it already knows
             want.update({dst: hop for dst, hop in have if dst not in want})
+        want.update(learned)
 
         def refuse(dst: IPNet, gw: Hop) -> str:
             if dst in foreign:
@@ -186,7 +195,8 @@ class Bgp:
                         families=(self.me.addr.version,), next_hop={self.me.addr.version: str(self.me.addr)})
 
     def _bird(self, view: BirdView) -> bool:
-        """BIRD running with this configuration; False when it is not (yet) running."""
+        """BIRD running with this configuration (True), or still on its previous one because the
+        new render was refused (whether it runs); DaemonError when it cannot be reached."""
         text = render(view)
         with self._lock:
             try:
@@ -197,15 +207,29 @@ class Bgp:
                 if not self._check(text):
                     return self._running()
                 os.replace(f"{self.conf}.new", self.conf)
-            try:
-                restarted = self.daemon.ensure(self._argv, self._exited)
-            except DaemonError as e:
-                log.warning("%s", e)
-                return False
+            # not running and not startable (or, external, not up yet): the pass fails — the node is
+            # not ready before BIRD answers, and the routes already made stay meanwhile
+            restarted = self.daemon.ensure(self._argv, self._exited)
             if text != current and not restarted:
                 answer = self.birdc.configure(self.conf)
                 log.info("BIRD reconfigured: %s", answer)
+            pid = self.daemon.pid()
+            if pid != self._bird_pid:              # a BIRD we have not seen settle yet
+                self._bird_pid, self._since, self._is_settled = pid, time.monotonic(), False
             return True
+
+    def _settled(self) -> bool:
+        """Whether BIRD's table can be mirrored as it is, removals included: every session to a
+        node is Established (it has relearned), or it has had a hold time and more to get there
+        (a peer that is still down is down for real)."""
+        if not self._is_settled:
+            try:
+                sessions = [p for p in self.birdc.protocols().values() if p.proto == "BGP" and p.name.startswith("node_")]
+            except BirdError:
+                return False
+            self._is_settled = all(p.info.startswith("Established") for p in sessions) or \
+                time.monotonic() - self._since > self.hold_time + 5
+        return self._is_settled
 
     def _check(self, text: str) -> bool:
         """`bird -p -c` on the new render; the running BIRD is not touched when it fails."""
