@@ -10,6 +10,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -238,18 +239,15 @@ def test_bad_peers_are_reported_and_the_other_sessions_stay_up() -> None:
 def test_a_node_record_bird_cannot_take_is_left_out_with_the_reason(pair: Cluster) -> None:
     """A node publishing an impossible AS is not rendered (the others' sessions go on); the agent
     says why."""
-    from podnet.ipam.cluster import ClusterIpam
-    from podnet.ipam.etcdkv import EtcdKV
-    from podnet.ipam.registry import NodeRegistry
-    from podnet.net import netns
     lab = pair
-    with netns.opened(f"/run/netns/{lab.fab}") as fd, netns.entered(fd):
-        kv = EtcdKV([lab.etcd_url])
-        try:
-            NodeRegistry(ClusterIpam(kv, node="bogus")).register(30, {"addr": "10.97.0.77", "backend": "bgp",
-                                                                     "bgp_as": str(2 ** 33)})
-        finally:
-            kv.close()
+    # written from the fabric by another process: gRPC's threads made in this one while it stood
+    # in a lab's netns would stay there, and every later etcd client of this process would dial
+    # that (soon deleted) namespace's loopback
+    code = ("import sys; from podnet.ipam.cluster import ClusterIpam; from podnet.ipam.etcdkv import EtcdKV; "
+            "from podnet.ipam.registry import NodeRegistry; kv = EtcdKV([sys.argv[1]]); "
+            "NodeRegistry(ClusterIpam(kv, node='bogus')).register(30, {'addr': '10.97.0.77', 'backend': 'bgp', "
+            "'bgp_as': str(2 ** 33)}); kv.close()")
+    subprocess.run(["ip", "netns", "exec", lab.fab, sys.executable, "-c", code, lab.etcd_url], check=True)
     wait_for(lambda: "node bogus: its record has no usable address or AS" in lab.agent_log(0), 10, "the reason logged")
     assert bird_status(lab, 0)["node_n2"].info.startswith("Established") and "node_bogus" not in bird_status(lab, 0)
     assert probe.ping(lab.pods[0].netns, lab.pods[1].ip)
