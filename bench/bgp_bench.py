@@ -16,13 +16,12 @@ import ipaddress
 import os
 import signal
 import statistics
-import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 from podnet.lab import Cluster
-from wireguard_bench import measure
+from wireguard_bench import measure, pids_named
 
 VARIANTS = [("bgp mesh", "bgp", 0), ("bgp 2 reflectors", "bgp", 2), ("host-gw", "host-gw", 0), ("vxlan", "vxlan", 0)]
 
@@ -54,17 +53,12 @@ def wait(pred: object, timeout: float = 60.0) -> float:
 
 def bird_rss_mib(lab: Cluster) -> list[float]:
     out = []
-    for ns in lab.nodes:
-        for pid in subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True).stdout.split():
-            try:
-                with open(f"/proc/{pid}/comm") as f:
-                    if f.read().strip() != "bird":
-                        continue
-                with open(f"/proc/{pid}/status") as f:
-                    rss = next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
-                out.append(rss / 1024)
-            except (FileNotFoundError, StopIteration):
-                continue
+    for pid in (p for ns in lab.nodes for p in pids_named(ns, "bird")):
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                out.append(next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) / 1024)
+        except (FileNotFoundError, StopIteration):
+            continue
     return out
 
 

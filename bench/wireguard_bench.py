@@ -78,17 +78,22 @@ def rtts(src_netns: str, dst: str, count: int) -> list[float]:
     return out
 
 
-def wg_pid(lab: Cluster, i: int) -> int:
-    """wireguard-go's pid on node i (0 if the node does not encrypt)."""
-    out = subprocess.run(["ip", "netns", "pids", lab.nodes[i]], capture_output=True, text=True).stdout.split()
-    for pid in out:
+def pids_named(netns_name: str, comm: str) -> list[int]:
+    """The processes called `comm` in a namespace (the daemons the agents run beside them)."""
+    out = []
+    for pid in subprocess.run(["ip", "netns", "pids", netns_name], capture_output=True, text=True).stdout.split():
         try:
             with open(f"/proc/{pid}/comm") as f:
-                if f.read().strip() == "wireguard-go":
-                    return int(pid)
+                if f.read().strip() == comm:
+                    out.append(int(pid))
         except FileNotFoundError:
             continue
-    return 0
+    return out
+
+
+def wg_pid(lab: Cluster, i: int) -> int:
+    """wireguard-go's pid on node i (0 if the node does not encrypt)."""
+    return next(iter(pids_named(lab.nodes[i], "wireguard-go")), 0)
 
 
 def measure(lab: Cluster, seconds: int, pings: int) -> dict[str, float]:

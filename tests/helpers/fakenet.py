@@ -36,6 +36,9 @@ class FakeHost:
     def links(self) -> list[Link]:
         return list(self._links.values())
 
+    def link_holding(self, ip: IPAddr) -> Link | None:
+        return next((lk for lk in self._links.values() if ip in {a.ip for a in self.addrs(lk.index)}), None)
+
     def require_link(self, name: str) -> Link:
         lk = self.link(name)
         if lk is None:

@@ -21,7 +21,6 @@ import os
 import signal
 import socket
 import socketserver
-import struct
 import threading
 import time
 import urllib.parse
@@ -33,6 +32,7 @@ from typing import Any
 
 from ..cni.errors import DECODE_FAILURE, NOT_AVAILABLE, TRY_AGAIN_LATER, CNIError
 from ..cni.skel import error_outcome
+from ..net.peer import peer_creds
 from ..wire import ENV_LENGTH_HEADER, EXIT_HEADER, MAX_BODY, STDERR_HEADER, decode_env
 from . import metrics, readiness
 
@@ -44,13 +44,6 @@ GET_HANDLERS: dict[str, Callable[[dict[str, str]], tuple[int, dict[str, Any]]]] 
 
 REQUEST_DEADLINE = 10.0   # seconds from accept to the whole request read (launchers send at once)
 IDLE_TIMEOUT = 5.0        # seconds a read may wait for the next byte
-
-
-def peer_creds(sock: socket.socket) -> tuple[int, int]:
-    """(pid, uid) of the process at the other end (SO_PEERCRED)."""
-    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    pid, uid, _gid = struct.unpack("3i", creds)
-    return int(pid), int(uid)
 
 
 def same_netns_as_me(pid: int) -> bool:

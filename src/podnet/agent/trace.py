@@ -140,7 +140,7 @@ def _forward(view: NodeView, host: Rtnl, src: IPAddr, dst: IPAddr, proto: str, p
         return _answer(view, hops, {"kind": "deliver"})
     if r.kind != "unicast":
         refused = view.wireguard().get("refused", {}) if view.wireguard is not None else {}
-        if refused and (r.kind == "unreachable" or "No route to host" in r.error):
+        if refused and r.kind == "unreachable":
             hops.append(Hop(f"node {view.name} routes {dst} as unreachable: {'; '.join(refused.values())}", False,
                             "turn --encryption wireguard on on every node (or on none)"))
             return _answer(view, hops, {"kind": "broken"})

@@ -108,5 +108,5 @@ def bgp_sessions(socket_path: str) -> dict[str, str]:
 
 def _age(age: float | str | None) -> str:
     if age == "":
-        return "(self)"
+        return "-"        # no peer entry: this node itself, a dead node, one without a key
     return "never" if age is None else f"{float(age):.0f}s ago"

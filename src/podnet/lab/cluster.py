@@ -1,8 +1,8 @@
 """A virtual cluster on one Linux machine, for the demo and the cluster tests.
 
   fabric netns: a bridge (the underlay wire) and etcd on 10.97.0.254
-  backend bgp: a "top-of-rack" router netns (BIRD, AS 64600, 10.97.0.253) peering with every
-      node, and an external host (10.98.0.2) behind it on a subnet only BGP tells the nodes about
+  backend bgp: a "top-of-rack" router netns (tor.py) peering with every node, and an external
+      host behind it on a subnet only BGP tells the nodes about
   node netns nodeN: `up0` on the fabric (10.97.0.N), a podnet agent (routing host-gw or
       vxlan, registered in etcd; it writes the node's conflist once ready), the CNI
       launchers run here, through that conflist, as a runtime would run them
@@ -35,16 +35,13 @@ from .neighbours import NeighbourLimits
 
 FABRIC_NET = "10.97.0"
 ETCD_ADDR = f"{FABRIC_NET}.254"
-TOR_ADDR = f"{FABRIC_NET}.253"      # backend bgp: the top-of-rack router on the fabric (BIRD, AS TOR_AS)
-TOR_AS = 64600
-EXTERNAL_NET = "10.98.0"            # behind the ToR: a subnet the cluster knows only through BGP
-EXTERNAL_HOST = f"{EXTERNAL_NET}.2"
 CLUSTER_CIDR = "10.244.0.0/16"
 NETWORK = "podnet-lab"
 STATE_DIR = "/run/podnet-lab"
 
 
-def _ip(ns: str, *argv: str) -> None:
+def netns_ip(ns: str, *argv: str) -> None:
+    """`ip ARGV` inside namespace `ns` (the lab wires its namespaces with iproute2)."""
     subprocess.run(["ip", "netns", "exec", ns, "ip", *argv], check=True, capture_output=True)
 
 
@@ -134,10 +131,10 @@ class Cluster:
         install.write_launchers(self.bin_dir)
         for ns in [self.fab, *self.nodes]:
             subprocess.run(["ip", "netns", "add", ns], check=True)
-            _ip(ns, "link", "set", "lo", "up")
-        _ip(self.fab, "link", "add", "fabbr", "type", "bridge")
-        _ip(self.fab, "addr", "add", f"{ETCD_ADDR}/24", "dev", "fabbr")
-        _ip(self.fab, "link", "set", "fabbr", "up")
+            netns_ip(ns, "link", "set", "lo", "up")
+        netns_ip(self.fab, "link", "add", "fabbr", "type", "bridge")
+        netns_ip(self.fab, "addr", "add", f"{ETCD_ADDR}/24", "dev", "fabbr")
+        netns_ip(self.fab, "link", "set", "fabbr", "up")
         for i in range(len(self.nodes)):
             self._wire_node(i)
         if self.backend == "bgp":
@@ -158,61 +155,14 @@ class Cluster:
         return f"pnlab-{self.tag}-ext"
 
     def _start_tor(self) -> None:
-        """The top-of-rack router: on the fabric as TOR_ADDR, routing for the external host's subnet,
-        BIRD accepting a session from any node address (dynamic BGP) and writing what the nodes
-        announce into its kernel; the external host's default route points at it."""
-        tor, ext = self.add_netns("tor"), self.add_netns("ext")
-        _ip(self.fab, "link", "add", "fabtor", "type", "veth", "peer", "name", "up0", "netns", tor)
-        _ip(self.fab, "link", "set", "fabtor", "master", "fabbr", "up")
-        _ip(tor, "addr", "add", f"{TOR_ADDR}/24", "dev", "up0")
-        _ip(tor, "link", "set", "up0", "up")
-        _ip(tor, "link", "add", "torext", "type", "veth", "peer", "name", "eth0", "netns", ext)
-        _ip(tor, "addr", "add", f"{EXTERNAL_NET}.1/24", "dev", "torext")
-        _ip(tor, "link", "set", "torext", "up")
-        _ip(ext, "addr", "add", f"{EXTERNAL_HOST}/24", "dev", "eth0")
-        _ip(ext, "link", "set", "eth0", "up")
-        _ip(ext, "route", "add", "default", "via", f"{EXTERNAL_NET}.1")
-        subprocess.run(["ip", "netns", "exec", tor, "sysctl", "-qw", "net.ipv4.ip_forward=1"], check=True)
-        conf = os.path.join(self.work, "tor-bird.conf")
-        with open(conf, "w") as f:
-            f.write(f"""router id {TOR_ADDR};
-log "{os.path.join(self.work, 'tor-bird.log')}" {{ info, warning, error, fatal }};
-protocol device {{ }}
-protocol direct outside {{ ipv4; interface "torext"; }}
-protocol kernel {{ ipv4 {{ import none; export where source = RTS_BGP; }}; }}
-protocol bgp nodes {{
-  local {TOR_ADDR} as {TOR_AS};
-  neighbor range {FABRIC_NET}.0/24 as 64512;
-  dynamic name "node";
-  direct;
-  hold time {self.bgp_hold_time};
-  connect delay time 0;
-  graceful restart on;
-  graceful restart time {self.bgp_gr_time};
-  ipv4 {{ import all; export where proto = "outside"; }};
-}}
-""")
-        check = subprocess.run(["bird", "-p", "-c", conf], capture_output=True, text=True)
-        if check.returncode:
-            raise RuntimeError(f"the ToR's BIRD configuration: {check.stderr.strip()}")
-        self.tor_ctl = os.path.join(self.work, "tor-bird.ctl")
-        with open(os.path.join(self.work, "tor-bird.out"), "ab") as out:
-            self.procs["tor-bird"] = subprocess.Popen(
-                ["ip", "netns", "exec", tor, "bird", "-f", "-c", conf, "-s", self.tor_ctl,
-                 "-P", os.path.join(self.work, "tor-bird.pid")],
-                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + 10
-        while not os.path.exists(self.tor_ctl):
-            if self.procs["tor-bird"].poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the ToR's BIRD did not start (see {conf})")
-            time.sleep(0.02)
+        from . import tor
+        self.procs["tor-bird"] = tor.start(self.work, self.fab, self.add_netns("tor"), self.add_netns("ext"),
+                                           self.bgp_hold_time, self.bgp_gr_time)
 
     def tor_routes(self) -> dict[str, str]:
         """dst → next hop of what the ToR learned by BGP (in its kernel)."""
-        from ..net import netns
-        from ..net.rtnl import open_rtnl
-        with netns.opened(f"/run/netns/{self.tor}") as fd, open_rtnl(fd) as tor:
-            return {str(r.dst): str(r.gw or "") for r in tor.routes(4) if r.proto == 12}    # 12: RTPROT_BIRD
+        from . import tor
+        return tor.learned_routes(self.tor)
 
     def _start_kubernetes(self) -> None:
         """kube-apiserver (then the controllers), podnet's RBAC objects, the agents' token, and
@@ -242,18 +192,18 @@ protocol bgp nodes {{
 
     def _wire_node(self, i: int) -> None:
         node = self.nodes[i]
-        _ip(self.fab, "link", "add", f"fab{i + 1}", "type", "veth", "peer", "name", "up0", "netns", node)
-        _ip(self.fab, "link", "set", f"fab{i + 1}", "master", "fabbr", "up")
-        _ip(node, "addr", "add", f"{FABRIC_NET}.{i + 1}/24", "dev", "up0")
-        _ip(node, "link", "set", "up0", "up")
-        _ip(node, "route", "add", "default", "via", ETCD_ADDR)
+        netns_ip(self.fab, "link", "add", f"fab{i + 1}", "type", "veth", "peer", "name", "up0", "netns", node)
+        netns_ip(self.fab, "link", "set", f"fab{i + 1}", "master", "fabbr", "up")
+        netns_ip(node, "addr", "add", f"{FABRIC_NET}.{i + 1}/24", "dev", "up0")
+        netns_ip(node, "link", "set", "up0", "up")
+        netns_ip(node, "route", "add", "default", "via", ETCD_ADDR)
 
     def add_node(self, wait_ready: bool = True) -> int:
         """A node joins: its namespace, its wire to the fabric, its agent (ready: conflist written)."""
         i = len(self.nodes)
         self.nodes.append(f"pnlab-{self.tag}-n{i + 1}")
         subprocess.run(["ip", "netns", "add", self.nodes[i]], check=True)
-        _ip(self.nodes[i], "link", "set", "lo", "up")
+        netns_ip(self.nodes[i], "link", "set", "lo", "up")
         self._wire_node(i)
         if self.kube is not None:
             self.kube.register_node(f"n{i + 1}", f"{FABRIC_NET}.{i + 1}")
@@ -355,7 +305,7 @@ protocol bgp nodes {{
         """Another namespace belonging to this lab (removed with it): its name."""
         name = f"pnlab-{self.tag}-{suffix}"
         subprocess.run(["ip", "netns", "add", name], check=True)
-        _ip(name, "link", "set", "lo", "up")
+        netns_ip(name, "link", "set", "lo", "up")
         self.extra_ns.append(name)
         return name
 
@@ -374,6 +324,7 @@ protocol bgp nodes {{
         if self.encryption:
             s.update({"encryption": self.encryption, "wireguard-run-dir": os.path.join(home, "wireguard")})
         if self.backend == "bgp":
+            from .tor import TOR_ADDR, TOR_AS
             s.update({"bgp-peers": [f"{TOR_ADDR}/{TOR_AS}"], "no-nat-cidr": [CLUSTER_CIDR],
                       "bgp-hold-time": self.bgp_hold_time, "bgp-graceful-restart-time": self.bgp_gr_time})
         s.update(self.node_settings.get(i, {}))
@@ -478,7 +429,7 @@ protocol bgp nodes {{
             k += 1
             netns_name = f"pnlab-{self.tag}-n{i + 1}p{k}"
         subprocess.run(["ip", "netns", "add", netns_name], check=True)
-        _ip(netns_name, "link", "set", "lo", "up")
+        netns_ip(netns_name, "link", "set", "lo", "up")
         kube = self.kube is not None
         obj = name or netns_name
         if before_add is not None:

@@ -169,6 +169,10 @@ class Rtnl:
     def links(self) -> list[Link]:
         return [_link_from_msg(m) for m in self._ipr.get_links()]
 
+    def link_holding(self, ip: IPAddr) -> Link | None:
+        """The link that holds address `ip` (a node's underlay interface), None if none does."""
+        return next((lk for lk in self.links() if ip in {a.ip for a in self.addrs(lk.index)}), None)
+
     def require_link(self, name: str) -> Link:
         link = self.link(name)
         if link is None:
@@ -406,7 +410,8 @@ class Rtnl:
         try:
             msgs = self._get("route", **kw)
         except NetlinkError as e:
-            return RouteLookup("error", error=os.strerror(e.code))
+            # the kernel answers a lookup that hits an unreachable route with EHOSTUNREACH
+            return RouteLookup("unreachable" if e.code == errno.EHOSTUNREACH else "error", error=os.strerror(e.code))
         if not msgs:
             return RouteLookup("error", error="no answer")
         m = msgs[0]

@@ -105,8 +105,7 @@ class Uapi:
                     buf += chunk
         except OSError as e:
             raise UapiError(f"WireGuard device socket {self.path}: {e.strerror or e}") from None
-        pairs = [tuple(line.split("=", 1)) for line in buf.decode().splitlines() if "=" in line]
-        out = [(k, v) for k, v in pairs]
+        out = [(k, v) for k, _, v in (line.partition("=") for line in buf.decode().splitlines()) if _]
         errno_ = next((v for k, v in out if k == "errno"), None)
         if errno_ is None:
             raise UapiError(f"WireGuard device socket {self.path}: no answer")

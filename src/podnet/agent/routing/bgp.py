@@ -205,7 +205,7 @@ class Bgp:
                 current = ""
             if text != current:
                 if not self._check(text):
-                    return self._running()
+                    return self.birdc.alive()
                 os.replace(f"{self.conf}.new", self.conf)
             # not running and not startable (or, external, not up yet): the pass fails — the node is
             # not ready before BIRD answers, and the routes already made stay meanwhile
@@ -244,9 +244,6 @@ class Bgp:
             return False
         self.config_error = ""
         return True
-
-    def _running(self) -> bool:
-        return self.birdc.alive()
 
     def _argv(self) -> list[str]:
         argv = ["bird", "-f", "-c", self.conf, "-s", self.birdc.path, "-P", os.path.join(self.dir, "bird.pid")]

@@ -12,14 +12,13 @@ from __future__ import annotations
 import logging
 import os
 import select
-import socket
-import struct
 import subprocess
 import threading
 import time
 from collections.abc import Callable
 
 from ...net.errors import NetError
+from ...net.peer import serving_pid
 
 log = logging.getLogger(__name__)
 
@@ -78,13 +77,7 @@ class SocketDaemon:
 
     def pid(self) -> int:
         """The process serving the socket (started by this agent or adopted), 0 if none."""
-        try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-                s.connect(self.socket_path)
-                creds = s.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-            return int(struct.unpack("3i", creds)[0])
-        except OSError:
-            return 0
+        return serving_pid(self.socket_path)
 
     def _follow(self, pid: int, on_exit: Callable[[], None]) -> None:
         """on_exit() once process `pid` is gone (a thread on its pidfd; reaps it if it is ours)."""

@@ -52,7 +52,7 @@ class Vxlan:
     def _device(self, host: Rtnl) -> int:
         dev = host.link(VXLAN_DEV)
         if dev is None:
-            under = next((lk for lk in host.links() if self.me.addr in {a.ip for a in host.addrs(lk.index)}), None)
+            under = host.link_holding(self.me.addr)
             if under is None:
                 raise NetError(f"no interface holds the underlay address {self.me.addr}")
             host.add_link(VXLAN_DEV, "vxlan", vxlan_id=self.vni, vxlan_local=str(self.me.addr), vxlan_port=self.port,

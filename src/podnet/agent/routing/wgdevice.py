@@ -30,7 +30,6 @@ from .daemon import DaemonError, SocketDaemon
 
 WG_DEV = "podnet.wg"
 STANDARD_RUN_DIR = "/var/run/wireguard"
-DeviceError = DaemonError
 
 
 class UserspaceDevice:
@@ -52,7 +51,7 @@ class UserspaceDevice:
     def _argv(self) -> list[str]:
         exe = shutil.which("wireguard-go")
         if exe is None:
-            raise DeviceError("encryption wireguard: this kernel has no WireGuard and wireguard-go is not installed "
+            raise DaemonError("encryption wireguard: this kernel has no WireGuard and wireguard-go is not installed "
                               "(Debian: apt install wireguard-go)")
         os.makedirs(self.run_dir, mode=0o700, exist_ok=True)
         if not self.private_mount:

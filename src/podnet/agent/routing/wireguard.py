@@ -52,7 +52,8 @@ from .base import (
     sync_routes,
     unreachable_for,
 )
-from .wgdevice import WG_DEV, DeviceError, UserspaceDevice
+from .daemon import DaemonError
+from .wgdevice import WG_DEV, UserspaceDevice
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +129,7 @@ class WireGuard:
             self.inner.start(host)
         try:
             self._device(host)
-        except DeviceError as e:      # e.g. wireguard-go not up yet: every pass tries again, readiness says why
+        except DaemonError as e:      # e.g. wireguard-go not up yet: every pass tries again, readiness says why
             log.warning("%s", e)
 
     def publish(self) -> dict[str, str]:
@@ -155,7 +156,7 @@ class WireGuard:
             self.wake()
 
     def _mtu(self, host: Rtnl) -> int:
-        under = next((lk for lk in host.links() if self.me.addr in {a.ip for a in host.addrs(lk.index)}), None)
+        under = host.link_holding(self.me.addr)
         return under.mtu - OVERHEAD[self.me.addr.version] if under is not None else 0
 
     def apply(self, host: Rtnl, nodes: dict[str, NodeInfo], owners: dict[IPNet, str]) -> Reconcile:
