@@ -66,6 +66,22 @@ def write_launchers(bin_dir: str, types: tuple[str, ...] = TYPES, interpreter: s
     return written
 
 
+def write_loopback_if_missing(bin_dir: str, interpreter: str = INTERPRETER, paths: list[str] | None = None) -> str:
+    """containerd and CRI-O run a plugin named plain `loopback` for every pod, whatever the
+    conflist says; a node without the reference plugins has none and no pod could start.  Then
+    podnet's loopback goes there under that name; one already there (the reference plugin) is
+    kept.  Returns the path written, or "" when one was there."""
+    dest = os.path.join(bin_dir, "loopback")
+    if os.path.lexists(dest):
+        return ""
+    tmp = dest + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(TEMPLATE.format(interpreter=interpreter, ptype="loopback", paths=paths or import_paths()))
+    os.chmod(tmp, 0o755)
+    os.replace(tmp, dest)
+    return dest
+
+
 # ------------------------------------------------------------ --lib-dir: podnet for the host's Python
 MIN_PYTHON = (3, 11)      # tested on Debian 12's 3.11; the code needs 3.10 language features at least
 PLUGIN_DEPS = ("pyroute2", "prometheus_client", "scapy", "aetcd", "grpcio", "protobuf")

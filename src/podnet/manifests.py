@@ -110,7 +110,6 @@ HOST_PATHS = [
     ("var-lib-cni", "/var/lib/cni", "/var/lib/cni", "DirectoryOrCreate", None),         # host-local leases
     ("var-lib-podnet", "/var/lib/podnet", "/var/lib/podnet", "DirectoryOrCreate", None),  # DHCP leases, state
     ("run-netns", "/run/netns", "/run/netns", "DirectoryOrCreate", "HostToContainer"),  # pod netns bind mounts
-    ("lib-modules", "/lib/modules", "/lib/modules", "Directory", None),                 # ifb, vxlan modules
 ]
 WIREGUARD_RUN = ("run-wireguard", "/var/run/wireguard", "/var/run/wireguard", "DirectoryOrCreate", None)  # UAPI socket
 
@@ -137,7 +136,7 @@ def daemonset(c: DeployConfig) -> dict[str, Any]:
         # network namespaces (setns: CAP_SYS_ADMIN), makes links, routes and nftables rules
         # (CAP_NET_ADMIN), sends DHCP on raw sockets (CAP_NET_RAW) and loads ifb/vxlan modules.
         "securityContext": {"privileged": True,
-                            "capabilities": {"add": ["NET_ADMIN", "NET_RAW", "SYS_ADMIN", "SYS_MODULE"]}},
+                            "capabilities": {"add": ["NET_ADMIN", "NET_RAW", "SYS_ADMIN"]}},
         "resources": {"requests": {"cpu": "50m", "memory": "100Mi"}, "limits": {"memory": "400Mi"}},
         "livenessProbe": {"exec": {"command": ["podnet", "health", "--socket", "/run/podnet/agent.sock"]},
                           "initialDelaySeconds": 10, **probe},
@@ -176,7 +175,7 @@ def daemonset(c: DeployConfig) -> dict[str, Any]:
     install = {
         "name": "install", "image": c.image, "command": ["podnet"],
         "args": ["install", "--host-prefix", "/host", "--bin-dir", "/opt/cni/bin", "--lib-dir", "/opt/podnet",
-                 "--interpreter", "/usr/bin/python3"],
+                 "--interpreter", "/usr/bin/python3", "--kubernetes-node"],
         "securityContext": {"runAsUser": 0, "allowPrivilegeEscalation": False,
                             "capabilities": {"drop": ["ALL"], "add": ["CHOWN", "DAC_OVERRIDE", "FOWNER"]}},
         "volumeMounts": install_mounts,

@@ -29,6 +29,8 @@ def add_parsers(sub: Any) -> None:
     i.add_argument("--interpreter", default=INTERPRETER, help="the host's Python the launchers run with")
     i.add_argument("--lib-dir", help="copy podnet and its plugin libraries here for the host's Python "
                                      "(e.g. /opt/podnet); without it the launchers use this install's paths")
+    i.add_argument("--kubernetes-node", action="store_true",
+                   help="also what a Kubernetes node's runtime needs beside podnet: a `loopback` plugin if none")
     i.add_argument("--host-prefix", default="", help="where the host's root is mounted (in a container)")
     i.set_defaults(fn=cmd_install)
     m = sub.add_parser("manifests", help="print the Kubernetes manifests (kubectl apply -f -)")
@@ -69,6 +71,10 @@ def cmd_install(a: argparse.Namespace) -> int:
         paths = [a.lib_dir]
     for path in install.write_launchers(prefix + a.bin_dir, interpreter=a.interpreter, paths=paths):
         print(f"launcher {path[len(prefix):]}")
+    if a.kubernetes_node:
+        loopback = install.write_loopback_if_missing(prefix + a.bin_dir, interpreter=a.interpreter, paths=paths)
+        print(f"launcher {loopback[len(prefix):]} (the runtime calls `loopback` for every pod; there was none)"
+              if loopback else "loopback: the node's own kept")
     if a.conf_dir and a.network:
         if not a.subnet:
             print("podnet install: --subnet is needed with --network", file=sys.stderr)

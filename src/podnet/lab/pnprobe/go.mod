@@ -1,0 +1,3 @@
+module podnet.local/pnprobe
+
+go 1.22
