@@ -23,6 +23,7 @@ from .wire import (
 
 TIMEOUT_ENV = "PODNET_AGENT_TIMEOUT"
 NO_AGENT_ENV = "PODNET_NO_AGENT"
+CALL_LOG_ENV = "PODNET_CALL_LOG"
 _EXIT = EXIT_HEADER.lower().encode() + b": "
 _STDERR_LEN = STDERR_HEADER.lower().encode() + b": "
 
@@ -163,11 +164,28 @@ def execute(plugin_type: str, environ: dict[str, str], stdin: bytes) -> tuple[in
         return _try_again(str(e), stdin)
 
 
+def log_call(path: str, plugin_type: str, environ: dict[str, str], code: int) -> None:
+    """One line per call (PODNET_CALL_LOG): what a runtime asked of which plugin and the exit
+    status — how the lab records kubelet's real call sequence.  One write of one line, appended."""
+    fields = " ".join("%s=%s" % (k[4:].lower(), environ.get(k, "")) for k in
+                      ("CNI_COMMAND", "CNI_IFNAME", "CNI_NETNS", "CNI_CONTAINERID"))
+    import time
+    line = ("%.3f type=%s %s rc=%d\n" % (time.time(), plugin_type, fields, code)).encode()
+    try:
+        fd = posix.open(path, posix.O_WRONLY | posix.O_APPEND | posix.O_CREAT, 0o644)
+        posix.write(fd, line)
+        posix.close(fd)
+    except OSError:
+        pass
+
+
 def main(plugin_type: str) -> int:
     environ = process_env()
     # never more than the limit + 1 byte: a larger config is refused, not held in memory
     stdin = b"" if environ.get("CNI_COMMAND") is None else sys.stdin.buffer.read(MAX_CONFIG + 1)
     code, out, err = execute(plugin_type, environ, stdin)
+    if environ.get(CALL_LOG_ENV):
+        log_call(environ[CALL_LOG_ENV], plugin_type, environ, code)
     if err:
         sys.stderr.write(err)
     sys.stdout.buffer.write(out)

@@ -1,7 +1,8 @@
-"""`podnet lab up|status|exec|down`: a throwaway multi-node cluster on this machine (as people use
-kind) — node namespaces on a fabric, etcd or a real Kubernetes control plane, an agent per node,
-pods.  Several labs can live side by side under different names; without --name a command acts on
-the only one.  The lab outlives `lab up`: its state is kept in STATE_DIR/<name>.json."""
+"""`podnet lab up|status|exec|image-load|kubectl|down`: a throwaway multi-node cluster on this machine
+(as people use kind) — node namespaces on a fabric, etcd or a real Kubernetes control plane, an agent
+per node, pods; with --kubelet real nodes (kubelet, containerd, kube-proxy) and podnet installed by its
+DaemonSet.  Several labs can live side by side under different names; without --name a command acts
+on the only one.  The lab outlives `lab up`: its state is kept in STATE_DIR/<name>.json."""
 from __future__ import annotations
 
 import argparse
@@ -28,6 +29,9 @@ def add_parsers(sub: Any) -> None:
                     help="kubernetes: a real control plane (kube-apiserver, controller manager, scheduler)")
     up.add_argument("--encryption", choices=("wireguard",), default="",
                     help="encrypt pod traffic between nodes (wireguard-go per node)")
+    up.add_argument("--kubelet", action="store_true",
+                    help="real nodes: containerd, kubelet and kube-proxy on every node, podnet installed by its "
+                         "own DaemonSet (kubectl apply), images built here (no registry)")
     up.add_argument("--name", default="")
     up.set_defaults(fn=cmd_up)
     st = lp.add_parser("status", help="nodes, pods, the admin kubeconfig, the etcd endpoint")
@@ -40,6 +44,17 @@ def add_parsers(sub: Any) -> None:
                                    "--backend bgp tor (the top-of-rack router) and ext (the external host)")
     ex.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD [ARG…]")
     ex.set_defaults(fn=cmd_exec)
+    il = lp.add_parser("image-load", help="--kubelet labs: import an OCI or Docker image archive into every node's "
+                                          "containerd (the lab has no registry)")
+    il.add_argument("--name", default="")
+    il.add_argument("--nodes", default="", help="comma-separated (n1,n2); default every node")
+    il.add_argument("file")
+    il.set_defaults(fn=cmd_image_load)
+    kc = lp.add_parser("kubectl", help="kubectl with the lab's admin kubeconfig, from the fabric (where the API "
+                                       "server listens)")
+    kc.add_argument("--name", default="")
+    kc.add_argument("args", nargs=argparse.REMAINDER)
+    kc.set_defaults(fn=cmd_kubectl)
     dn = lp.add_parser("down", help="remove a lab and everything of it")
     dn.add_argument("--name", default="")
     dn.set_defaults(fn=cmd_down)
@@ -80,15 +95,20 @@ def cmd_up(a: argparse.Namespace) -> int:
     if not name or name in lab_names():
         print(f"podnet lab: a lab named {a.name or 'lab'!r} is up already: give another --name", file=sys.stderr)
         return 2
-    lab = Cluster(a.nodes, a.backend, ipam_mode=a.ipam, datastore=a.datastore, encryption=a.encryption)
+    if a.kubelet:
+        from ..lab.kubecluster import KubeletCluster
+        lab: Cluster = KubeletCluster(a.nodes, a.backend, encryption=a.encryption)
+    else:
+        lab = Cluster(a.nodes, a.backend, ipam_mode=a.ipam, datastore=a.datastore, encryption=a.encryption)
     os.makedirs(STATE_DIR, exist_ok=True)
     with ends_cleanly_on_signals():
         try:
             lab.up()
-            for i in range(a.nodes):
-                for _ in range(a.pods_per_node):
-                    lab.add_pod(i)
-            lab.wait_converged(60)
+            if not a.kubelet:
+                for i in range(a.nodes):
+                    for _ in range(a.pods_per_node):
+                        lab.add_pod(i)
+                lab.wait_converged(60)
         except BaseException:
             lab.down()
             raise
@@ -96,7 +116,12 @@ def cmd_up(a: argparse.Namespace) -> int:
     with open(state_path(name), "w") as f:
         json.dump(st, f, indent=2)
     enc = f", {a.encryption}" if a.encryption else ""
-    print(f"lab {name!r} is up: {a.nodes} nodes ({a.backend}{enc}, {a.datastore} datastore), {len(lab.pods)} pods")
+    if a.kubelet:
+        print(f"lab {name!r} is up: {a.nodes} Kubernetes nodes (kubelet + containerd, podnet by its DaemonSet, "
+              f"{a.backend}{enc}), all Ready")
+        print(f"  podnet lab kubectl --name {name} -- get pods -A -o wide")
+    else:
+        print(f"lab {name!r} is up: {a.nodes} nodes ({a.backend}{enc}, {a.datastore} datastore), {len(lab.pods)} pods")
     if st["kubeconfig"]:
         print(f"  KUBECONFIG={st['kubeconfig']} (admin)")
     print(f"  podnet lab status --name {name}   ·   podnet lab exec --name {name} n1 -- ip route   ·   "
@@ -112,11 +137,17 @@ def cmd_status(a: argparse.Namespace) -> int:
         if i in st["removed"]:
             continue
         pid = st["pids"].get(f"agent{i}")
-        nodes.append({"name": f"n{i + 1}", "netns": ns, "address": f"10.97.0.{i + 1}",
-                      "agent": "running" if pid and os.path.exists(f"/proc/{pid}") else "stopped"})
+        node = {"name": f"n{i + 1}", "netns": ns, "address": f"10.97.0.{i + 1}",
+                "agent": "running" if pid and os.path.exists(f"/proc/{pid}") else "stopped"}
+        if st.get("kubelet"):      # the agent is the DaemonSet's pod: say whether the node's kubelet runs
+            kpid = (st["hosts"][i] or {}).get("kubelet")
+            node["agent"] = "DaemonSet"
+            node["kubelet"] = "running" if kpid and os.path.exists(f"/proc/{kpid}") else "stopped"
+        nodes.append(node)
     out = {"name": name, "datastore": st["datastore"], "backend": st["backend"], "nodes": nodes,
            "pods": [{k: p[k] for k in ("name", "namespace", "node", "ip", "netns")} for p in st["pods"]],
-           "kubeconfig": st["kubeconfig"], "etcd": st["etcd"], "fabric": st["fabric"]}
+           "kubeconfig": st["kubeconfig"], "etcd": st["etcd"], "fabric": st["fabric"],
+           "kubelet": bool(st.get("kubelet")), "podnet_image": st.get("podnet_image", "")}
     if a.json:
         print(json.dumps(out, indent=2))
         return 0
@@ -128,7 +159,14 @@ def cmd_status(a: argparse.Namespace) -> int:
     if st["backend"] == "bgp":
         print("top-of-rack router 10.97.0.253 (BIRD, AS 64600): `podnet lab exec tor -- ip route`; "
               "external host 10.98.0.2: `podnet lab exec ext -- …`")
-    print(table([[n["name"], n["netns"], n["address"], n["agent"]] for n in nodes], ["NODE", "NETNS", "ADDRESS", "AGENT"]))
+    if out["kubelet"]:
+        print(f"real nodes (kubelet + containerd); podnet by its DaemonSet, image {out['podnet_image'] or '-'}; "
+              f"`podnet lab kubectl -- get pods -A -o wide`")
+        print(table([[n["name"], n["netns"], n["address"], n["kubelet"]] for n in nodes],
+                    ["NODE", "NETNS", "ADDRESS", "KUBELET"]))
+    else:
+        print(table([[n["name"], n["netns"], n["address"], n["agent"]] for n in nodes],
+                    ["NODE", "NETNS", "ADDRESS", "AGENT"]))
     print(table([[p["name"], p["namespace"] or "-", p["node"], p["ip"], p["netns"]] for p in out["pods"]],
                 ["POD", "NAMESPACE", "NODE", "IP", "NETNS"]))
     return 0
@@ -154,11 +192,36 @@ def cmd_exec(a: argparse.Namespace) -> int:
     return 127
 
 
+def _kubelet_lab(name: str) -> Any:
+    from ..lab.kubecluster import KubeletCluster
+    st = load(name)
+    if not st.get("kubelet"):
+        raise SystemExit(f"podnet lab: lab {name!r} has no kubelets (make one with `podnet lab up --kubelet`)")
+    return KubeletCluster.from_state(st)
+
+
+def cmd_image_load(a: argparse.Namespace) -> int:
+    lab = _kubelet_lab(resolve(a.name))
+    wanted = [int(n[1:]) - 1 for n in a.nodes.split(",") if n] if a.nodes else None
+    lab.load_image(os.path.abspath(a.file), wanted)
+    print(f"{a.file}: imported on {', '.join(f'n{i + 1}' for i in (wanted if wanted is not None else lab.live))}")
+    return 0
+
+
+def cmd_kubectl(a: argparse.Namespace) -> int:
+    from ..lab.control_plane import k8s_bin_dir
+    st = load(resolve(a.name))
+    args = a.args[1:] if a.args[:1] == ["--"] else a.args
+    os.execvp("ip", ["ip", "netns", "exec", st["fabric"], os.path.join(k8s_bin_dir(), "kubectl"),
+                     f"--kubeconfig={st['kubeconfig']}", *args])
+    return 127
+
+
 def cmd_down(a: argparse.Namespace) -> int:
     from ..lab import Cluster
     name = resolve(a.name)
     st = load(name)
-    Cluster.from_state(st).down()
+    (_kubelet_lab(name) if st.get("kubelet") else Cluster.from_state(st)).down()
     os.unlink(state_path(name))
     print(f"lab {name!r} removed")
     return 0

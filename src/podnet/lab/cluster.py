@@ -129,14 +129,7 @@ class Cluster:
     def up(self, wait_ready: bool = True) -> None:
         """Build the lab; wait_ready: until every agent wrote its conflist."""
         install.write_launchers(self.bin_dir)
-        for ns in [self.fab, *self.nodes]:
-            subprocess.run(["ip", "netns", "add", ns], check=True)
-            netns_ip(ns, "link", "set", "lo", "up")
-        netns_ip(self.fab, "link", "add", "fabbr", "type", "bridge")
-        netns_ip(self.fab, "addr", "add", f"{ETCD_ADDR}/24", "dev", "fabbr")
-        netns_ip(self.fab, "link", "set", "fabbr", "up")
-        for i in range(len(self.nodes)):
-            self._wire_node(i)
+        self._build_fabric()
         if self.backend == "bgp":
             self._start_tor()
         if self.datastore in ("etcd", "kubernetes"):
@@ -145,6 +138,17 @@ class Cluster:
             self._start_kubernetes()
         for i in range(len(self.nodes)):
             self.start_agent(i, wait_ready)
+
+    def _build_fabric(self) -> None:
+        """The fabric and node namespaces, each node wired to the fabric's bridge."""
+        for ns in [self.fab, *self.nodes]:
+            subprocess.run(["ip", "netns", "add", ns], check=True)
+            netns_ip(ns, "link", "set", "lo", "up")
+        netns_ip(self.fab, "link", "add", "fabbr", "type", "bridge")
+        netns_ip(self.fab, "addr", "add", f"{ETCD_ADDR}/24", "dev", "fabbr")
+        netns_ip(self.fab, "link", "set", "fabbr", "up")
+        for i in range(len(self.nodes)):
+            self._wire_node(i)
 
     @property
     def tor(self) -> str:

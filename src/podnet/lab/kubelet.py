@@ -35,7 +35,7 @@ from .control_plane import k8s_bin_dir, kubeconfig
 # Fixed paths of a Kubernetes node (what the DaemonSet's hostPaths name) → a directory per node.
 NODE_PATHS = ("/var/lib/kubelet", "/var/lib/containerd", "/run/containerd", "/var/log/pods", "/var/log/containers",
               "/opt/cni/bin", "/etc/cni/net.d", "/var/lib/cni", "/var/lib/podnet", "/run/podnet", "/opt/podnet",
-              "/run/netns", "/etc/kubernetes")
+              "/run/netns", "/etc/kubernetes", "/var/log/podnet")
 # Kernel tunables kubelet's container manager sets machine-wide: kept per node instead.
 SHADOWED_SYSCTLS = ("vm/overcommit_memory", "vm/panic_on_oom", "kernel/panic", "kernel/panic_on_oops",
                     "kernel/keys/root_maxkeys", "kernel/keys/root_maxbytes")
@@ -67,6 +67,7 @@ class NodeHost:
     cluster_cidr: str
     service_cidr: str
     sandbox_image: str
+    env: dict[str, str] = field(default_factory=dict)      # containerd's extra environment (its plugins inherit it)
     pids: dict[str, int] = field(default_factory=dict)     # "holder", "containerd", "kubelet", "kube-proxy"
     _children: list[subprocess.Popen[bytes]] = field(default_factory=list)   # reaped at stop (this process only)
 
@@ -130,10 +131,10 @@ class NodeHost:
             raise NodeHostError(f"{self.name}: {' '.join(argv)}: {p.stderr.strip() or p.stdout.strip()}")
         return p
 
-    def _daemon(self, name: str, argv: list[str]) -> None:
+    def _daemon(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
         log = open(self.dir / f"{name}.log", "ab")
-        proc = subprocess.Popen(self.enter(*argv), stdin=subprocess.DEVNULL, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(self.enter(*argv), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True, env={**os.environ, **env} if env else None)
         self._children.append(proc)
         self.pids[name] = proc.pid
 
@@ -146,6 +147,20 @@ class NodeHost:
             if ctrl.name == "cpuset":
                 for f in ("cpuset.cpus", "cpuset.mems"):
                     (d / f).write_text((ctrl / f).read_text())
+
+    def pod_cgroup_procs(self, uid: str) -> list[list[int]]:
+        """The pids in each cgroup of a pod (kubelet's cgroupfs layout: …/kubepods[/qos]/pod<uid>/<container>)."""
+        out: list[list[int]] = []
+        for ctrl in _cgroup_controllers():
+            if ctrl.name != "pids":
+                continue
+            top = ctrl / self.cgroup.lstrip("/")
+            for pod in top.rglob(f"pod{uid}"):
+                for procs in sorted(pod.rglob("cgroup.procs")):
+                    pids = [int(p) for p in procs.read_text().split()]
+                    if pids:
+                        out.append(pids)
+        return out
 
     def remove_cgroups(self) -> None:
         """Kill what is left in the node's cgroups (containers), then remove them deepest first."""
@@ -206,7 +221,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
         return cfg
 
     def start_containerd(self, timeout: float = 30) -> None:
-        self._daemon("containerd", ["containerd", "--config", str(self.containerd_config())])
+        self._daemon("containerd", ["containerd", "--config", str(self.containerd_config())], self.env)
         sock = self.path("/run/containerd") / "containerd.sock"
         deadline = time.monotonic() + timeout
         while not sock.exists() or self.run("ctr", "--address", "/run/containerd/containerd.sock", "version",

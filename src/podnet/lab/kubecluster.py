@@ -1,0 +1,224 @@
+"""`podnet lab up --kubelet`: the lab with real Kubernetes nodes.
+
+The fabric, etcd and the control plane are the lab's (cluster.py, control_plane.py); each node
+runs containerd, kubelet and kube-proxy (nftables) as a real node does (kubelet.py), with the
+lab's images imported (images.py: no registry).  Nothing of podnet is put on a node by the lab:
+`kubectl apply` of podnet's own manifest (rendered with the lab's values) installs it — the
+DaemonSet's init container copies the launchers into the node's /opt/cni/bin, the agent writes
+the conflist once ready, and only then does kubelet report the node Ready.
+
+cni "reference": instead of podnet, Debian's reference plugins (bridge + host-local in each
+node's podCIDR, portmap, loopback) are put on every node — the baseline of the pod-startup
+numbers, on the same lab.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from ..manifests import DeployConfig, render, to_yaml
+from . import images
+from .cluster import CLUSTER_CIDR, ETCD_ADDR, FABRIC_NET, Cluster
+from .control_plane import SERVICE_CIDR, ControlPlane, k8s_bin_dir
+from .kubelet import NodeHost
+
+CALL_LOG = "/var/log/podnet/cni-calls.log"      # on each node: every CNI call its runtime made
+REFERENCE_DIR = "/usr/lib/cni"                   # Debian's containernetworking-plugins
+SOURCE = Path(__file__).resolve().parents[3]     # the checkout the podnet image is built from
+
+
+class KubeletLabError(RuntimeError):
+    """The lab's nodes did not come up as asked (the message says which and where to look)."""
+
+
+class KubeletCluster(Cluster):
+    def __init__(self, nodes: int = 2, backend: str = "vxlan", tag: str = "", work: str = "", cni: str = "podnet",
+                 encryption: str = "") -> None:
+        super().__init__(nodes, backend, tag=tag, work=work, datastore="kubernetes", encryption=encryption)
+        self.cni_kind = cni
+        self.hosts = [self._host(i) for i in range(nodes)]
+        self.podnet_image = ""                  # the name of the podnet image the DaemonSet runs
+        self.image_tars: dict[str, str] = {}    # image name → OCI tar (imported on every node)
+
+    def _host(self, i: int) -> NodeHost:
+        return NodeHost(f"n{i + 1}", self.nodes[i], f"{FABRIC_NET}.{i + 1}", self.work, self.tag, CLUSTER_CIDR,
+                        SERVICE_CIDR, images.PAUSE, env={"PODNET_CALL_LOG": CALL_LOG})
+
+    # ------------------------------------------------------------ build
+    def up(self, wait_ready: bool = True) -> None:
+        """Fabric, etcd, control plane; every node's daemons; podnet by its manifest (cni
+        "podnet"); wait_ready: until every node is Ready."""
+        t0 = time.monotonic()
+        for name, tar in (images.pause_image(), images.probe_image()):
+            self.image_tars[name] = str(tar)
+        if self.cni_kind == "podnet":
+            name, tar = images.podnet_image(SOURCE)
+            self.podnet_image, self.image_tars[name] = name, str(tar)
+        self.timings["images"] = time.monotonic() - t0
+        self._build_fabric()
+        self._start_etcd()
+        self.cp = ControlPlane(self.work, self.fab, ETCD_ADDR, self.etcd_url, CLUSTER_CIDR)
+        self.timings["apiserver_ready"] = self.cp.start_apiserver()
+        self.cp.start_controllers()
+        t1 = time.monotonic()
+        for i in range(len(self.nodes)):
+            self.start_node(i)
+        self.wait_nodes(ready=False)
+        self.timings["nodes_registered"] = time.monotonic() - t1
+        if self.cni_kind == "podnet":
+            t2 = time.monotonic()
+            self.apply_podnet()
+            if wait_ready:
+                self.wait_nodes(ready=True, timeout=300)
+                self.timings["apply_to_ready"] = time.monotonic() - t2
+        else:
+            for i in range(len(self.nodes)):
+                self.install_reference(i)
+            if wait_ready:
+                self.wait_nodes(ready=True, timeout=300)
+
+    def start_node(self, i: int) -> None:
+        """Node i's holder, containerd (images imported), kubelet (registers the Node with its
+        client certificate) and kube-proxy."""
+        h, pki = self.hosts[i], self.cp.pki
+        h.start_holder()
+        h.start_containerd()
+        for tar in self.image_tars.values():
+            h.import_image(tar)
+        node = pki.issue(f"node-{h.name}", f"system:node:{h.name}", ("system:nodes",))
+        h.start_kubelet(self.cp.server, pki.ca.cert, node.cert, node.key)
+        proxy = pki.issue("kube-proxy", "system:kube-proxy")
+        h.start_kube_proxy(self.cp.server, pki.ca.cert, proxy.cert, proxy.key)
+
+    def manifest(self, image: str = "") -> str:
+        """podnet's manifest with the lab's values (what `podnet manifests` prints for them)."""
+        docs = render(DeployConfig(cluster_cidr=CLUSTER_CIDR, backend=self.backend, image=image or self.podnet_image,
+                                   encryption=self.encryption))
+        path = os.path.join(self.work, "podnet.yaml")
+        with open(path, "w") as f:
+            f.write(to_yaml(docs))
+        return path
+
+    def apply_podnet(self, image: str = "") -> None:
+        self.kubectl("apply", "-f", self.manifest(image))
+
+    def load_image(self, tar: str, nodes: list[int] | None = None) -> None:
+        """`podnet lab image-load`: an OCI or Docker archive into every (or the given) node's containerd."""
+        for i in self.live if nodes is None else nodes:
+            self.hosts[i].import_image(tar)
+
+    def install_reference(self, i: int, timeout: float = 60) -> None:
+        """Debian's reference plugins and a bridge + host-local conflist in node i's podCIDR."""
+        h = self.hosts[i]
+        deadline = time.monotonic() + timeout
+        while not (cidr := self.node(h.name).get("spec", {}).get("podCIDR", "")):
+            if time.monotonic() > deadline:
+                raise KubeletLabError(f"{h.name}: no podCIDR after {timeout:.0f}s")
+            time.sleep(0.2)
+        bin_dir = h.path("/opt/cni/bin")
+        for plugin in ("bridge", "host-local", "portmap", "loopback"):
+            shutil.copy(os.path.join(REFERENCE_DIR, plugin), bin_dir / plugin)
+        conf = {"cniVersion": "1.0.0", "name": "reference", "plugins": [
+            {"type": "bridge", "bridge": "cni0", "isGateway": True, "ipMasq": True,
+             "ipam": {"type": "host-local", "ranges": [[{"subnet": cidr}]], "routes": [{"dst": "0.0.0.0/0"}]}},
+            {"type": "portmap", "capabilities": {"portMappings": True}}]}
+        (h.path("/etc/cni/net.d") / "10-reference.conflist").write_text(json.dumps(conf, indent=2))
+
+    # ------------------------------------------------------------ the API, as an admin
+    def kubectl(self, *args: str, check: bool = True, stdin: str | None = None, timeout: float = 120) -> str:
+        """kubectl with the admin kubeconfig, from the fabric (where the API server listens)."""
+        p = subprocess.run(["ip", "netns", "exec", self.fab, os.path.join(k8s_bin_dir(), "kubectl"),
+                            f"--kubeconfig={self.cp.admin_kubeconfig()}", *args],
+                           capture_output=True, text=True, input=stdin, timeout=timeout)
+        if check and p.returncode:
+            raise KubeletLabError(f"kubectl {' '.join(args)}: {p.stderr.strip() or p.stdout.strip()}")
+        return p.stdout
+
+    def get(self, *args: str) -> dict[str, Any]:
+        return dict(json.loads(self.kubectl("get", *args, "-o", "json")))
+
+    def node(self, name: str) -> dict[str, Any]:
+        return self.get("node", name)
+
+    def ready(self, node: dict[str, Any]) -> tuple[bool, str]:
+        for c in node.get("status", {}).get("conditions", []):
+            if c["type"] == "Ready":
+                return c["status"] == "True", c.get("message", "")
+        return False, "no Ready condition yet"
+
+    def wait_nodes(self, ready: bool, timeout: float = 120) -> None:
+        """Until every live node is registered (ready False) or Ready (ready True)."""
+        want = {self.hosts[i].name for i in self.live}
+        deadline = time.monotonic() + timeout
+        while True:
+            items = {n["metadata"]["name"]: n for n in self.get("nodes").get("items", [])}
+            missing = want - set(items) if not ready else {n for n in want if n not in items or not self.ready(items[n])[0]}
+            if not missing:
+                return
+            for i in self.live:
+                h = self.hosts[i]
+                for daemon in ("containerd", "kubelet"):
+                    if not h.alive(daemon):
+                        raise KubeletLabError(f"{h.name}: {daemon} exited: see {h.dir / (daemon + '.log')}")
+            if time.monotonic() > deadline:
+                why = {n: self.ready(items[n])[1] if n in items else "not registered" for n in sorted(missing)}
+                raise KubeletLabError(f"nodes not {'Ready' if ready else 'registered'} after {timeout:.0f}s: {why}")
+            time.sleep(0.5)
+
+    def pod_netns(self, namespace: str, name: str) -> str:
+        """The netns of a running pod (its sandbox process's), as a path the lab's probes open."""
+        pod = self.get("pod", "-n", namespace, name)
+        uid, node = pod["metadata"]["uid"], pod["spec"]["nodeName"]
+        h = next(h for h in self.hosts if h.name == node)
+        for procs in h.pod_cgroup_procs(uid):
+            for pid in procs:
+                return f"/proc/{pid}/ns/net"
+        raise KubeletLabError(f"pod {namespace}/{name}: no process in its cgroups on {node}")
+
+    def calls(self, i: int) -> list[dict[str, str]]:
+        """The CNI calls node i's runtime made (the launchers' PODNET_CALL_LOG), in order."""
+        path = self.hosts[i].path("/var/log/podnet") / os.path.basename(CALL_LOG)
+        out = []
+        for line in path.read_text().splitlines() if path.exists() else []:
+            stamp, *fields = line.split()
+            out.append({"time": stamp, **dict(f.split("=", 1) for f in fields)})
+        return out
+
+    # ------------------------------------------------------------ nodes leaving
+    def stop_node(self, i: int) -> None:
+        """The node's machine goes down: kubelet, kube-proxy, containerd and its containers stop."""
+        self.hosts[i].stop()
+
+    def remove_node(self, i: int) -> None:
+        """After a drain: the node's daemons stop, `kubectl delete node`, its namespace goes."""
+        self.stop_node(i)
+        self.kubectl("delete", "node", self.hosts[i].name, "--wait=true")
+        self.remove_node_namespaces(i)
+
+    # ------------------------------------------------------------ state, teardown
+    def state(self) -> dict[str, Any]:
+        return {**super().state(), "kubelet": True, "cni": self.cni_kind, "podnet_image": self.podnet_image,
+                "images": self.image_tars, "hosts": [h.pids for h in self.hosts]}
+
+    @classmethod
+    def from_state(cls, st: dict[str, Any]) -> KubeletCluster:
+        c = cls(len(st["nodes"]), st["backend"], tag=st["tag"], work=st["work"], cni=st.get("cni", "podnet"),
+                encryption=st.get("encryption", ""))
+        c.nodes, c.removed = list(st["nodes"]), set(st["removed"])
+        c.pids = dict(st.get("pids") or {})
+        c.podnet_image, c.image_tars = st.get("podnet_image", ""), dict(st.get("images") or {})
+        c.cp = ControlPlane(c.work, c.fab, ETCD_ADDR, st["etcd"], CLUSTER_CIDR)
+        for h, pids in zip(c.hosts, st.get("hosts") or [], strict=False):
+            h.pids = dict(pids)
+        return c
+
+    def down(self) -> None:
+        for i, h in enumerate(self.hosts):
+            if i not in self.removed:
+                h.stop()
+        super().down()
