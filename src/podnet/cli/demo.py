@@ -22,6 +22,9 @@ def add_parsers(sub: Any) -> None:
                         "then allow rules, the probed matrix after each (PASS only if every cell matches the model)")
     d.add_argument("--encryption", choices=("wireguard",), default="",
                    help="encrypt pod traffic between nodes; the demo captures the fabric and shows no plaintext crossed")
+    d.add_argument("--kubelet", action="store_true",
+                   help="real nodes: kubelet + containerd on every node, podnet installed by its own DaemonSet "
+                        "(kubectl apply), a Deployment, a ClusterIP Service (kube-proxy nftables) and a hostPort checked")
     d.add_argument("--keep", action="store_true")
     d.add_argument("--down", action="store_true", help="remove a lab kept with --keep")
     d.add_argument("--single-node", action="store_true",
@@ -39,6 +42,11 @@ def cmd_demo(a: argparse.Namespace) -> int:
         print("podnet demo: --policy needs --datastore kubernetes (policies, pods and namespaces are API objects)",
               file=sys.stderr)
         return 2
+    if a.kubelet:
+        from ..kubelet_demo import run_kubelet_demo
+        from ..lab import ends_cleanly_on_signals
+        with ends_cleanly_on_signals():
+            return run_kubelet_demo(a.nodes, a.backend, a.encryption, a.keep)
     from ..demo import DemoSpec, run_demo
     return run_demo(DemoSpec(a.nodes, a.pods, a.backend, a.ipam, a.datastore, a.keep, a.policy, a.encryption),
                     single_node=a.single_node)

@@ -1,0 +1,129 @@
+"""What a user checks on a cluster with real nodes, through the API and `kubectl exec` — shared by
+`podnet demo --kubelet`, the kubelet test tier and the pod-startup bench.
+
+  deploy_probe   a Deployment of the probe image spread over the nodes, and a ClusterIP Service
+  probe          `kubectl exec POD -- pnprobe probe tcp|udp HOST PORT` (the answer: the server's hostname)
+  pod_pairs      every pod to every other pod by Pod IP, TCP and UDP
+  via_service    every pod to the Service's ClusterIP (kube-proxy nftables → a backend pod)
+  host_port      a pod with a hostPort, reached on its node's address from the fabric
+"""
+from __future__ import annotations
+
+import json
+import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from ..net import netns
+
+PROBE_LABEL = "app"
+
+
+@dataclass(frozen=True)
+class RunningPod:
+    name: str
+    ip: str
+    node: str
+    namespace: str = "default"
+
+
+def deployment(name: str, image: str, replicas: int, namespace: str = "default") -> dict[str, Any]:
+    """The probe server as a Deployment whose pods spread evenly over the nodes."""
+    labels = {PROBE_LABEL: name}
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": namespace},
+            "spec": {"replicas": replicas, "selector": {"matchLabels": labels},
+                     "template": {"metadata": {"labels": labels}, "spec": {
+                         "terminationGracePeriodSeconds": 2,
+                         "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "kubernetes.io/hostname",
+                                                        "whenUnsatisfiable": "DoNotSchedule",
+                                                        "labelSelector": {"matchLabels": labels}}],
+                         "containers": [{"name": "probe", "image": image, "imagePullPolicy": "Never",
+                                         "ports": [{"containerPort": 80}, {"containerPort": 81, "protocol": "UDP"}],
+                                         "readinessProbe": {"tcpSocket": {"port": 80}, "periodSeconds": 1}}]}}}}
+
+
+def service(name: str, namespace: str = "default") -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": namespace},
+            "spec": {"selector": {PROBE_LABEL: name}, "ports": [
+                {"name": "http", "port": 80, "protocol": "TCP"}, {"name": "udp", "port": 81, "protocol": "UDP"}]}}
+
+
+def apply(lab: Any, *docs: dict[str, Any]) -> None:
+    lab.kubectl("apply", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": list(docs)}))
+
+
+def running_pods(lab: Any, selector: str, namespace: str = "default") -> list[RunningPod]:
+    items = lab.get("pods", "-n", namespace, "-l", selector)["items"]
+    return [RunningPod(p["metadata"]["name"], p["status"].get("podIP", ""), p["spec"].get("nodeName", ""), namespace)
+            for p in items if p["status"].get("phase") == "Running" and not p["metadata"].get("deletionTimestamp")]
+
+
+def deploy_probe(lab: Any, name: str, replicas: int, image: str, timeout: float = 180) -> list[RunningPod]:
+    """The Deployment and its Service; returns its pods once every replica is Ready."""
+    apply(lab, deployment(name, image, replicas), service(name))
+    lab.kubectl("rollout", "status", f"deployment/{name}", f"--timeout={int(timeout)}s", timeout=timeout + 10)
+    return wait_pods(lab, f"{PROBE_LABEL}={name}", replicas, timeout)
+
+
+def wait_pods(lab: Any, selector: str, count: int, timeout: float = 120) -> list[RunningPod]:
+    deadline = time.monotonic() + timeout
+    while True:
+        pods = running_pods(lab, selector)
+        if len(pods) == count and all(p.ip for p in pods):
+            return pods
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{selector}: {len(pods)}/{count} pods running after {timeout:.0f}s")
+        time.sleep(0.5)
+
+
+def probe(lab: Any, src: RunningPod, proto: str, host: str, port: int, timeout: float = 2) -> str:
+    """The answer of `pnprobe probe` run inside src ("" if none)."""
+    out = lab.kubectl("exec", "-n", src.namespace, src.name, "--", "pnprobe", "probe", "-t", str(timeout), proto,
+                      host, str(port), check=False, timeout=timeout + 30)
+    return str(out).strip()
+
+
+def pod_pairs(lab: Any, pods: list[RunningPod], protos: tuple[str, ...] = ("tcp", "udp")) -> dict[tuple[str, str, str], bool]:
+    """(src, dst, proto) → the dst pod answered with its own name (TCP to 80, UDP to 81)."""
+    jobs = [(s, d, proto) for s in pods for d in pods if s != d for proto in protos]
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(lambda j: probe(lab, j[0], j[2], j[1].ip, 80 if j[2] == "tcp" else 81), jobs))
+    return {(s.name, d.name, proto): answer == d.name for (s, d, proto), answer in zip(jobs, answers, strict=True)}
+
+
+def via_service(lab: Any, pods: list[RunningPod], cluster_ip: str, tries: int = 3) -> dict[str, set[str]]:
+    """src pod → the backends that answered through the ClusterIP (TCP, `tries` connections each)."""
+    names = {p.name for p in pods}
+    jobs = [s for s in pods for _ in range(tries)]
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(lambda s: probe(lab, s, "tcp", cluster_ip, 80), jobs))
+    out: dict[str, set[str]] = {p.name: set() for p in pods}
+    for s, answer in zip(jobs, answers, strict=True):
+        if answer in names:
+            out[s.name].add(answer)
+    return out
+
+
+def host_port_pod(name: str, image: str, node: str, host_port: int) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default",
+                                                             "labels": {PROBE_LABEL: name}},
+            "spec": {"nodeName": node, "terminationGracePeriodSeconds": 2, "containers": [{
+                "name": "probe", "image": image, "imagePullPolicy": "Never",
+                "ports": [{"containerPort": 80, "hostPort": host_port}],
+                "readinessProbe": {"tcpSocket": {"port": 80}, "periodSeconds": 1}}]}}
+
+
+def http_from(netns_name: str, addr: str, port: int, timeout: float = 2) -> str:
+    """GET / from a lab namespace (the fabric: outside every node); the body, "" if no answer."""
+    with netns.opened(f"/run/netns/{netns_name}") as fd, netns.entered(fd):
+        try:
+            with socket.create_connection((addr, port), timeout=timeout) as s:
+                s.sendall(f"GET / HTTP/1.0\r\nHost: {addr}\r\n\r\n".encode())
+                chunks = []
+                while chunk := s.recv(4096):
+                    chunks.append(chunk)
+        except OSError:
+            return ""
+    return b"".join(chunks).split(b"\r\n\r\n", 1)[-1].decode().strip()
