@@ -50,9 +50,10 @@ class KubeletCluster(Cluster):
                         SERVICE_CIDR, images.PAUSE, env={"PODNET_CALL_LOG": CALL_LOG})
 
     # ------------------------------------------------------------ build
-    def up(self, wait_ready: bool = True) -> None:
+    def up(self, wait_ready: bool = True, install: bool = True) -> None:
         """Fabric, etcd, control plane; every node's daemons; podnet by its manifest (cni
-        "podnet"); wait_ready: until every node is Ready."""
+        "podnet"; install False: not yet — the caller applies it with install_podnet());
+        wait_ready: until every node is Ready."""
         t0 = time.monotonic()
         for name, tar in (images.pause_image(), images.probe_image()):
             self.image_tars[name] = str(tar)
@@ -71,11 +72,8 @@ class KubeletCluster(Cluster):
         self.wait_nodes(ready=False)
         self.timings["nodes_registered"] = time.monotonic() - t1
         if self.cni_kind == "podnet":
-            t2 = time.monotonic()
-            self.apply_podnet()
-            if wait_ready:
-                self.wait_nodes(ready=True, timeout=300)
-                self.timings["apply_to_ready"] = time.monotonic() - t2
+            if install:
+                self.install_podnet(wait_ready)
         else:
             for i in range(len(self.nodes)):
                 self.install_reference(i)
@@ -106,6 +104,14 @@ class KubeletCluster(Cluster):
 
     def apply_podnet(self, image: str = "") -> None:
         self.kubectl("apply", "-f", self.manifest(image))
+
+    def install_podnet(self, wait_ready: bool = True) -> None:
+        """`kubectl apply` of podnet's manifest; wait_ready: until every node is Ready (timed)."""
+        t0 = time.monotonic()
+        self.apply_podnet()
+        if wait_ready:
+            self.wait_nodes(ready=True, timeout=300)
+            self.timings["apply_to_ready"] = time.monotonic() - t0
 
     def load_image(self, tar: str, nodes: list[int] | None = None) -> None:
         """`podnet lab image-load`: an OCI or Docker archive into every (or the given) node's containerd."""
