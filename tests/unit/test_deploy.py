@@ -120,3 +120,15 @@ def test_with_bgp_bird_runs_in_its_own_container_once_the_agent_wrote_its_config
     assert settings["bird"] == "external" and settings["bgp-peers"] == ["10.0.0.254/64600"]
     assert settings["no-nat-cidr"] == settings["cluster-cidr"]
     assert NodeConfig.load("", {k.replace("-", "_"): v for k, v in settings.items()}).routing == "bgp"
+
+
+def test_lab_podnet_image_has_the_containerfiles_packages() -> None:
+    """The lab builds the podnet image from Debian packages itself (no registry for the
+    Containerfile's base): the package list must be the Containerfile's."""
+    import re
+
+    from podnet.lab.images import PODNET_PACKAGES
+    text = (ROOT / "deploy/Containerfile").read_text()
+    line = re.search(r"apt-get install -y --no-install-recommends ([^&]+)&&", text.replace("\\\n", " "))
+    assert line is not None
+    assert sorted(line.group(1).split()) == sorted(PODNET_PACKAGES)

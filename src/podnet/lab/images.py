@@ -264,4 +264,12 @@ def podnet_image(source: Path, tag: str = "") -> tuple[str, Path]:
         shutil.rmtree(upper / "tmp" / "wheels", ignore_errors=True)
         layer = layer_from_dir(upper, t / "podnet.tar", skip=("tmp", "proc"))
         write_archive(out, name, [base_layer, layer], ImageConfig(["podnet"], ["version"]))
+    prune("podnet-*.oci.tar", keep=4)
     return name, out
+
+
+def prune(pattern: str, keep: int) -> None:
+    """Each source change makes a new ~300 MB podnet image: keep only the newest few."""
+    old = sorted(cache_dir().glob(pattern), key=lambda p: p.stat().st_mtime, reverse=True)[keep:]
+    for path in old:
+        path.unlink(missing_ok=True)
