@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from podnet.lab.kubelet import containerd_toml
 from podnet.net import probe
 from tests.helpers.cni import links_in
 from tests.helpers.cri import RuntimeClient
@@ -55,35 +56,9 @@ def cni_dir(tmp_path: Path, bin_dir: str) -> Path:
 
 def containerd_config(tmp_path: Path, cni_bin: Path, conf_dir: Path) -> Path:
     cfg = tmp_path / "containerd.toml"
-    cfg.write_text(f"""version = 2
-root = "{tmp_path}/ctd-root"
-state = "{tmp_path}/ctd-state"
-disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs",
-                    "io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.devmapper"]
-[grpc]
-  address = "{tmp_path}/containerd.sock"
-[ttrpc]
-  address = "{tmp_path}/containerd.sock.ttrpc"
-[metrics]
-  address = ""
-[plugins."io.containerd.grpc.v1.cri"]
-  sandbox_image = "{PAUSE}"
-  restrict_oom_score_adj = true   # this machine withholds CAP_SYS_RESOURCE: no oom_score_adj below ours
-  stream_server_address = "127.0.0.1"
-  stream_server_port = "0"
-  [plugins."io.containerd.grpc.v1.cri".cni]
-    bin_dir = "{cni_bin}"
-    conf_dir = "{conf_dir}"
-    max_conf_num = 1
-  [plugins."io.containerd.grpc.v1.cri".containerd]
-    snapshotter = "native"
-    default_runtime_name = "runc"
-    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
-      runtime_type = "io.containerd.runc.v2"
-      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
-        SystemdCgroup = false
-        Root = "{tmp_path}/runc"
-""")
+    cfg.write_text(containerd_toml(f"{tmp_path}/ctd-root", f"{tmp_path}/ctd-state", f"{tmp_path}/containerd.sock",
+                                   str(cni_bin), str(conf_dir), PAUSE, "127.0.0.1", snapshotter="native",
+                                   runc_root=f"{tmp_path}/runc"))
     return cfg
 
 

@@ -588,6 +588,8 @@ def remove_kept(tag: str = "") -> list[str]:
     for n in names:
         _kill_inside(n)
         subprocess.run(["ip", "netns", "del", n], capture_output=True)
+    from .kubelet import remove_cgroups
+    remove_cgroups(f"pnlab-{tag}*" if tag else "pnlab-*")   # a kept --kubelet lab's containers
     import glob
     for d in glob.glob(os.path.join(tempfile.gettempdir(), f"pnlab-{tag}*" if tag else "pnlab-*")):
         shutil.rmtree(d, ignore_errors=True)

@@ -56,6 +56,66 @@ def _cgroup_controllers() -> list[Path]:
     return out
 
 
+def remove_cgroups(pattern: str) -> list[str]:
+    """Kill what is left in the top-level cgroups matching `pattern` (a node's containers), then
+    remove them deepest first; returns the ones removed."""
+    tops = [top for ctrl in _cgroup_controllers() for top in ctrl.glob(pattern) if top.is_dir()]
+    for top in tops:
+        for procs in top.rglob("cgroup.procs"):
+            for pid in procs.read_text().split():
+                with contextlib.suppress(ProcessLookupError, ValueError):
+                    os.kill(int(pid), signal.SIGKILL)
+    for top in tops:
+        dirs = sorted((d for d in top.rglob("*") if d.is_dir()), key=lambda d: -len(d.parts))
+        for d in [*dirs, top]:
+            for _ in range(50):
+                try:
+                    d.rmdir()
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    time.sleep(0.05)       # a killed process still leaving
+    return sorted({top.name for top in tops})
+
+
+def containerd_toml(root: str, state: str, sock: str, cni_bin: str, cni_conf: str, sandbox_image: str,
+                    stream_addr: str, snapshotter: str = "overlayfs", runc_root: str = "") -> str:
+    """containerd 1.6's config (version 2) for a CRI runtime on this machine (also the runtimes
+    tier's, with its own paths)."""
+    runc_root_line = f'\n        Root = "{runc_root}"' if runc_root else ""
+    return f"""version = 2
+root = "{root}"
+state = "{state}"
+disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs",
+                    "io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.devmapper"]
+[grpc]
+  address = "{sock}"
+[ttrpc]
+  address = "{sock}.ttrpc"
+[metrics]
+  address = ""
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "{sandbox_image}"
+  # this machine withholds CAP_SYS_RESOURCE: no oom_score_adj below containerd's own
+  restrict_oom_score_adj = true
+  stream_server_address = "{stream_addr}"
+  stream_server_port = "0"
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "{cni_bin}"
+    conf_dir = "{cni_conf}"
+    max_conf_num = 1
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "{snapshotter}"
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        # no systemd here: runc manages cgroups through cgroupfs, as kubelet does
+        SystemdCgroup = false{runc_root_line}
+"""
+
+
 @dataclass
 class NodeHost:
     """One node: `name` (n1), its netns, its fabric address, under `work`/host-<name>."""
@@ -163,61 +223,13 @@ class NodeHost:
         return out
 
     def remove_cgroups(self) -> None:
-        """Kill what is left in the node's cgroups (containers), then remove them deepest first."""
-        for ctrl in _cgroup_controllers():
-            top = ctrl / self.cgroup.lstrip("/")
-            if not top.exists():
-                continue
-            for procs in top.rglob("cgroup.procs"):
-                for pid in procs.read_text().split():
-                    with contextlib.suppress(ProcessLookupError, ValueError):
-                        os.kill(int(pid), signal.SIGKILL)
-        for ctrl in _cgroup_controllers():
-            top = ctrl / self.cgroup.lstrip("/")
-            if not top.exists():
-                continue
-            dirs = sorted((d for d in top.rglob("*") if d.is_dir()), key=lambda d: -len(d.parts))
-            for d in [*dirs, top]:
-                for _ in range(50):
-                    try:
-                        d.rmdir()
-                        break
-                    except FileNotFoundError:
-                        break
-                    except OSError:
-                        time.sleep(0.05)       # a killed process still leaving
+        remove_cgroups(self.cgroup.lstrip("/"))
 
     # ------------------------------------------------------------ containerd
     def containerd_config(self) -> Path:
         cfg = self.dir / "containerd.toml"
-        cfg.write_text(f"""version = 2
-root = "/var/lib/containerd"
-state = "/run/containerd"
-disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs",
-                    "io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.devmapper"]
-[grpc]
-  address = "/run/containerd/containerd.sock"
-[metrics]
-  address = ""
-[plugins."io.containerd.grpc.v1.cri"]
-  sandbox_image = "{self.sandbox_image}"
-  # this machine withholds CAP_SYS_RESOURCE: no oom_score_adj below containerd's own
-  restrict_oom_score_adj = true
-  stream_server_address = "{self.addr}"
-  stream_server_port = "0"
-  [plugins."io.containerd.grpc.v1.cri".cni]
-    bin_dir = "/opt/cni/bin"
-    conf_dir = "/etc/cni/net.d"
-    max_conf_num = 1
-  [plugins."io.containerd.grpc.v1.cri".containerd]
-    snapshotter = "overlayfs"
-    default_runtime_name = "runc"
-    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
-      runtime_type = "io.containerd.runc.v2"
-      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
-        # no systemd here: runc manages cgroups through cgroupfs, as kubelet does
-        SystemdCgroup = false
-""")
+        cfg.write_text(containerd_toml("/var/lib/containerd", "/run/containerd", "/run/containerd/containerd.sock",
+                                       "/opt/cni/bin", "/etc/cni/net.d", self.sandbox_image, self.addr))
         return cfg
 
     def start_containerd(self, timeout: float = 30) -> None:
