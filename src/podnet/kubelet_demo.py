@@ -12,9 +12,9 @@ import time
 
 
 def run_kubelet_demo(nodes: int, backend: str = "vxlan", encryption: str = "", keep: bool = False) -> int:
-    from .cli.lab import STATE_DIR, lab_names, state_path
     from .lab import FABRIC_NET
     from .lab import kubechecks as kc
+    from .lab.cluster import STATE_DIR
     from .lab.images import PROBE
     from .lab.kubecluster import KubeletCluster
     t0 = time.perf_counter()
@@ -49,9 +49,9 @@ def run_kubelet_demo(nodes: int, backend: str = "vxlan", encryption: str = "", k
         print(f"hostPort 18080 on n1 ({FABRIC_NET}.1), from the fabric: {'ok' if answer == 'hostport' else 'FAILED'}")
         ok = not bad and served == len(pods) and answer == "hostport"
         if keep:
-            name = "demo" if "demo" not in lab_names() else f"demo-{lab.tag}"
             os.makedirs(STATE_DIR, exist_ok=True)
-            with open(state_path(name), "w") as f:
+            name = "demo" if not os.path.exists(os.path.join(STATE_DIR, "demo.json")) else f"demo-{lab.tag}"
+            with open(os.path.join(STATE_DIR, f"{name}.json"), "w") as f:     # what `podnet lab` reads
                 json.dump({"name": name, **lab.state()}, f, indent=2)
             print(f"kept as lab {name!r}: podnet lab kubectl --name {name} -- get pods -A; podnet lab down --name {name}")
     except Exception as e:  # noqa: BLE001 - the report says what failed; teardown still runs

@@ -21,7 +21,7 @@ def imports_of(path: Path) -> set[str]:
     return out
 
 
-NETLINK_MODULES = {"net/rtnl.py", "net/conntrack.py", "net/tc.py"}  # the only pyroute2 users
+NETLINK_MODULES = {"net/rtnl.py", "net/nlraw.py", "net/conntrack.py", "net/tc.py"}  # the only pyroute2 users
 
 
 def test_pyroute2_only_in_the_netlink_modules():
@@ -43,7 +43,7 @@ LAYERS: list[set[str]] = [
     {"install", "manifests"},             # launchers and lib dir on a node; the Kubernetes objects
     {"doctor", "lab"},                    # checks a node; the virtual cluster
     {"policy_demo"},                      # the NetworkPolicy demo
-    {"demo"},
+    {"demo", "kubelet_demo"},
     {"cli"},                              # argument parsing only
     {"__main__"},                         # `python -m podnet`: the cli
 ]

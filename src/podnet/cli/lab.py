@@ -13,7 +13,7 @@ from typing import Any
 
 from .common import table
 
-STATE_DIR = "/run/podnet-lab"
+STATE_DIR = "/run/podnet-lab"          # = lab.cluster.STATE_DIR (not imported: the CLI starts without the lab)
 
 
 def add_parsers(sub: Any) -> None:

@@ -10,6 +10,7 @@ import contextlib
 import errno
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from pyroute2 import IPRoute  # pinned in pyproject: pyroute2==0.9.7
 from pyroute2.netlink.exceptions import NetlinkError
@@ -31,7 +32,7 @@ class Tbf:
 
 @contextlib.contextmanager
 def _tc(what: str) -> Iterator[IPRoute]:
-    """The calling thread's cached host netlink socket (opening one costs ~0.7 ms)."""
+    """The calling thread's cached host netlink socket (opening one costs ~0.7 ms), for dumps."""
     with open_rtnl() as host:
         try:
             yield host.ipr
@@ -39,11 +40,25 @@ def _tc(what: str) -> Iterator[IPRoute]:
             raise NetError(f"{what}: {e.args[1] if len(e.args) > 1 else e}") from e
 
 
+def _request(what: str, command: str, kind: str | None, index: int, handle: int = 0, **kw: Any) -> None:
+    """One tc change, sent as IPRoute.tc(command, kind, index, handle, **kw) would send it (nlraw:
+    without pyroute2's per-request event loop)."""
+    if kind is not None:
+        kw["kind"] = kind
+    kw["index"] = index
+    if handle:
+        kw["handle"] = handle
+    with open_rtnl() as host:
+        try:
+            host.raw_request("tc", command, **kw)
+        except NetlinkError as e:
+            raise NetError(f"{what}: {e.args[1] if len(e.args) > 1 else e}") from e
+
+
 def set_tbf(index: int, rate_bits: int, burst_bits: int) -> None:
     """Replace the root qdisc of `index` with tbf rate/burst (bits, as CNI gives them)."""
-    with _tc(f"tbf on #{index}") as ipr:
-        ipr.tc("replace", "tbf", index, 0x10000, rate=f"{rate_bits}bit", burst=max(1, burst_bits // 8),
-               latency=LATENCY)
+    _request(f"tbf on #{index}", "replace", "tbf", index, 0x10000, rate=f"{rate_bits}bit",
+             burst=max(1, burst_bits // 8), latency=LATENCY)
 
 
 def tbf_of(index: int) -> Tbf | None:
@@ -58,15 +73,15 @@ def tbf_of(index: int) -> Tbf | None:
 
 def redirect_ingress(index: int, to_index: int) -> None:
     """Everything arriving on `index` (i.e. leaving the pod) goes out of `to_index` instead."""
-    with _tc(f"redirect #{index} to #{to_index}") as ipr:
-        try:
-            ipr.tc("add", "ingress", index, INGRESS_HANDLE)
-        except NetlinkError as e:
-            if e.code != errno.EEXIST:
-                raise
-        ipr.tc("add-filter", "u32", index, parent=INGRESS_HANDLE, protocol=ETH_P_ALL, prio=1, target=0x10001,
-               keys=["0x0/0x0+0"],
-               action={"kind": "mirred", "direction": "egress", "action": "redirect", "ifindex": to_index})
+    what = f"redirect #{index} to #{to_index}"
+    try:
+        _request(what, "add", "ingress", index, INGRESS_HANDLE)
+    except NetError as e:
+        if not isinstance(e.__cause__, NetlinkError) or e.__cause__.code != errno.EEXIST:
+            raise
+    _request(what, "add-filter", "u32", index, parent=INGRESS_HANDLE, protocol=ETH_P_ALL, prio=1, target=0x10001,
+             keys=["0x0/0x0+0"],
+             action={"kind": "mirred", "direction": "egress", "action": "redirect", "ifindex": to_index})
 
 
 def has_ingress_redirect(index: int) -> bool:
