@@ -67,6 +67,7 @@ class Breakdown:
         from pyroute2 import IPRoute
 
         from podnet.net import nft, sysctl
+        from podnet.net.nlraw import RawRtnl
         from podnet.plugins import delegate, pod
         self._wrap(delegate, "_call", "IPAM (delegate)")
         self._wrap(nft, "run", "nft transaction")
@@ -74,6 +75,7 @@ class Breakdown:
         # pyroute2 0.9's sync IPRoute runs every request through one of these (its __getattr__)
         for attr in ("_run_generic_rtnl", "_run_force_sync", "_generate_with_cleanup"):
             self._wrap(IPRoute, attr, "netlink request")
+        self._wrap(RawRtnl, "request", "netlink request")     # single-answer requests (net/nlraw.py)
         for name, plugin in {**pod.MODES, **{k: v[0] for k, v in pod.SECTIONS.items()}}.items():
             for op in ("add", "delete"):
                 self._wrap_plugin(plugin, op, f"step {name}")
@@ -89,7 +91,8 @@ class Breakdown:
             finally:
                 if os.environ.get("PROFILE_TRACE"):   # every call, with its wall time
                     print(f"{1000 * (time.perf_counter() - t):6.2f} ms  {label}",
-                          [getattr(x, "__name__", x) for x in args[1:3]], sorted(kw)[:4], file=sys.stderr)
+                          [getattr(x, "__name__", x) for x in args[1:3]], sorted(kw)[:4],
+                          kw.get("ifname", kw.get("index", "")), file=sys.stderr)
                 self.inside.discard(label)
                 key = f"{self.window}:{label}" if self.window else label
                 self.spent[key] = self.spent.get(key, 0.0) + time.perf_counter() - t

@@ -4,9 +4,9 @@ sends them and reads the answer itself.
 Why: pyroute2 0.9's synchronous API runs an asyncio event loop for every request — ~0.3 ms of
 Python each, while encoding the message and a send/recv on a plain socket cost ~0.04 ms.  A pod's
 ADD makes about seventeen requests (veth, addresses, routes, links up, lookups), so on the
-agent's hot path that loop was most of its netlink time.  Only single-answer requests go here
-(create/change/delete, and 'get' of one object); dumps stay with pyroute2, whose multi-part
-handling they need.
+agent's hot path that loop was most of its netlink time.  Single-answer requests go here
+(create/change/delete, and 'get' of one object), and the address dump a pod's path makes; other
+dumps stay with pyroute2.
 
 The message classes and the keyword → attribute translation (`get_arguments_processor`) are
 pyroute2's own, so a request here carries exactly the attributes pyroute2 would have sent; an
@@ -24,6 +24,7 @@ from pyroute2.netlink import (
     NLM_F_ACK,
     NLM_F_APPEND,
     NLM_F_CREATE,
+    NLM_F_DUMP,
     NLM_F_EXCL,
     NLM_F_REPLACE,
     NLM_F_REQUEST,
@@ -35,6 +36,7 @@ from pyroute2.netlink.rtnl import (
     RTM_DELNEIGH,
     RTM_DELQDISC,
     RTM_DELROUTE,
+    RTM_GETADDR,
     RTM_GETLINK,
     RTM_GETNEIGH,
     RTM_GETROUTE,
@@ -113,6 +115,19 @@ class RawRtnl:
         msg.encode()
         self.sock.send(msg.data)
         return self._answer(msg_class)
+
+    def dump_addrs(self, family: int = 0) -> list[Any]:
+        """Every address of this netns (family 0: both), as pyroute2's get_addr() messages —
+        the one dump on a pod's path (its interface's addresses), here so that a pod's netns
+        never needs pyroute2's IPRoute (~0.7 ms to open)."""
+        msg = ifaddrmsg()
+        msg["family"] = family
+        self.seq = (self.seq + 1) & 0xFFFFFFFF or 1
+        msg["header"]["type"], msg["header"]["flags"] = RTM_GETADDR, NLM_F_REQUEST | NLM_F_DUMP
+        msg["header"]["sequence_number"], msg["header"]["pid"] = self.seq, 0
+        msg.encode()
+        self.sock.send(msg.data)
+        return self._answer(ifaddrmsg)
 
     def _answer(self, msg_class: Any) -> list[Any]:
         out: list[Any] = []

@@ -268,11 +268,10 @@ class Rtnl:
     # --------------------------------------------------------- addresses
     def addrs(self, index: int, family: int | None = None) -> list[IPIface]:
         out: list[IPIface] = []
-        kw: dict[str, Any] = {"index": index}
-        if family:
-            kw["family"] = socket.AF_INET if family == 4 else socket.AF_INET6
-        for m in self._ipr.get_addr(**kw):
-            out.append(ipaddress.ip_interface(f"{m.get('IFA_ADDRESS')}/{m['prefixlen']}"))
+        fam = 0 if not family else socket.AF_INET if family == 4 else socket.AF_INET6
+        for m in self._raw.dump_addrs(fam):
+            if m["index"] == index:
+                out.append(ipaddress.ip_interface(f"{m.get('IFA_ADDRESS')}/{m['prefixlen']}"))
         return out
 
     def add_addr(self, index: int, iface: IPIface, nodad: bool = False) -> None:
