@@ -1,6 +1,6 @@
 """Real nodes: podnet installed by its DaemonSet against Debian's reference plugins, in one run.
 
-Usage (root): .venv/bin/python bench/kubelet_bench.py [--nodes 2] [--pods 50] [--rounds 5]
+Usage (root): .venv/bin/python bench/kubelet_bench.py [--nodes 2] [--pods 50] [--rounds 5] [--no-network-policy]
 
 Two labs with kubelet + containerd on every node (lab/kubecluster.py) live side by side: one gets
 podnet by `kubectl apply` of its manifest, the other Debian's bridge + host-local (+ portmap,
@@ -65,8 +65,10 @@ def main() -> None:
     ap.add_argument("--nodes", type=int, default=2)
     ap.add_argument("--pods", type=int, default=50)
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--no-network-policy", action="store_true", help="podnet's agents without NetworkPolicy")
     a = ap.parse_args()
-    labs = {"podnet": KubeletCluster(a.nodes), "reference": KubeletCluster(a.nodes, cni="reference")}
+    labs = {"podnet": KubeletCluster(a.nodes, network_policy=not a.no_network_policy),
+            "reference": KubeletCluster(a.nodes, cni="reference")}
     try:
         for lab in labs.values():
             lab.up()

@@ -115,3 +115,37 @@ def undo(ipr: Any, kind: str, command: str, args: tuple[Any, ...], kw: dict[str,
                         "root" if args[0] == "tbf" else "ingress"], capture_output=True)
     elif kind == "tc" and command == "add-filter":
         subprocess.run(["tc", "filter", "del", "dev", "pnbr", "parent", "ffff:"], capture_output=True)
+
+
+def test_links_parsed_directly_equal_pyroute2s_decoding(scratch: str) -> None:
+    """Rtnl.link() reads link replies without pyroute2's decoder: for links of every shape podnet
+    looks up, the Link equals the one made from pyroute2's decoded message (whose kind-specific
+    data Link.info carries only for macvlan, macvtap, vlan and ipvlan)."""
+    import dataclasses
+
+    from podnet.net.rtnl import _INFO_KINDS, RTEXT_FILTER_SKIP_STATS, _link_from_msg, open_rtnl
+    other = unique("pnt-nl2-")
+    netns_add(other)
+    try:
+        with netns.opened(f"/run/netns/{scratch}") as fd, netns.entered(fd), open_rtnl() as r, \
+                netns.opened(f"/run/netns/{other}") as ofd:
+            r.add_bridge("pnbr", mtu=1400)
+            br = r.require_link("pnbr")
+            r.add_veth("pnv0", "pnv1", ofd, mtu=1400, master=br.index, up=True)
+            r.add_link("pnifb", "ifb")
+            r.add_link("pnmv", "macvlan", link=r.require_link("pnifb").index, macvlan_mode="bridge")
+            r.set_link(br.index, ifalias="podnet test bridge")
+            r.set_promisc(r.require_link("pnifb").index, True)
+            for name in ("pnbr", "pnv0", "pnifb", "pnmv", "lo"):
+                direct = r.link(name)
+                msg = r._raw.request("link", "get", ifname=name, ext_mask=RTEXT_FILTER_SKIP_STATS)[0]
+                decoded = _link_from_msg(msg)
+                if decoded.kind not in _INFO_KINDS:      # Link.info: only for the kinds whose data podnet reads
+                    decoded = dataclasses.replace(decoded, info=())
+                assert direct == decoded, name
+                assert r.peer_netnsid(direct.index) == msg.get("IFLA_LINK_NETNSID"), name
+            assert r.link("pnmv").info_value("IFLA_MACVLAN_MODE") == "bridge"
+            assert r.link("pnbr").alias == "podnet test bridge" and r.link("pnifb").promisc
+            assert r.link("nonesuch") is None
+    finally:
+        netns_del(other)

@@ -39,8 +39,9 @@ class KubeletLabError(RuntimeError):
 
 class KubeletCluster(Cluster):
     def __init__(self, nodes: int = 2, backend: str = "vxlan", tag: str = "", work: str = "", cni: str = "podnet",
-                 encryption: str = "") -> None:
-        super().__init__(nodes, backend, tag=tag, work=work, datastore="kubernetes", encryption=encryption)
+                 encryption: str = "", network_policy: bool = True) -> None:
+        super().__init__(nodes, backend, tag=tag, work=work, datastore="kubernetes", encryption=encryption,
+                         network_policy=network_policy)
         self.cni_kind = cni
         self.hosts = [self._host(i) for i in range(nodes)]
         self.podnet_image = ""                  # the name of the podnet image the DaemonSet runs
@@ -98,7 +99,7 @@ class KubeletCluster(Cluster):
     def manifest(self, image: str = "") -> str:
         """podnet's manifest with the lab's values (what `podnet manifests` prints for them)."""
         docs = render(DeployConfig(cluster_cidr=CLUSTER_CIDR, backend=self.backend, image=image or self.podnet_image,
-                                   encryption=self.encryption))
+                                   encryption=self.encryption, network_policy=self.network_policy))
         path = os.path.join(self.work, "podnet.yaml")
         with open(path, "w") as f:
             f.write(to_yaml(docs))

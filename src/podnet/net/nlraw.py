@@ -93,6 +93,16 @@ class RawRtnl:
     def request(self, kind: str, command: str, /, **kw: Any) -> list[Any]:
         """What `IPRoute().<kind>(command, **kw)` answers for a non-dump command: the decoded
         reply messages ([] for a plain acknowledgement); NetlinkError on a kernel error."""
+        msg_class = KINDS[kind][0]
+        out = []
+        for chunk in self.request_bytes(kind, command, **kw):
+            reply = msg_class(chunk)
+            reply.decode()
+            out.append(reply)
+        return out
+
+    def request_bytes(self, kind: str, command: str, /, **kw: Any) -> list[bytes]:
+        """request(), the replies left undecoded (each a whole netlink message)."""
         msg_class, commands = KINDS[kind]
         msg_type, mode = commands[command]
         if kind == "route" and command in ("add", "replace"):     # as IPRoute.route does before its filters
@@ -114,7 +124,7 @@ class RawRtnl:
         msg["header"]["sequence_number"], msg["header"]["pid"] = self.seq, 0
         msg.encode()
         self.sock.send(msg.data)
-        return self._answer(msg_class)
+        return self._answer()
 
     def dump_addrs(self, family: int = 0) -> list[Any]:
         """Every address of this netns (family 0: both), as pyroute2's get_addr() messages —
@@ -127,10 +137,15 @@ class RawRtnl:
         msg["header"]["sequence_number"], msg["header"]["pid"] = self.seq, 0
         msg.encode()
         self.sock.send(msg.data)
-        return self._answer(ifaddrmsg)
+        out = []
+        for chunk in self._answer():
+            reply = ifaddrmsg(chunk)
+            reply.decode()
+            out.append(reply)
+        return out
 
-    def _answer(self, msg_class: Any) -> list[Any]:
-        out: list[Any] = []
+    def _answer(self) -> list[bytes]:
+        out: list[bytes] = []
         while True:
             data = self.sock.recv(1 << 16)
             offset = 0
@@ -149,6 +164,47 @@ class RawRtnl:
                     return out
                 if mtype == NLMSG_DONE:
                     return out
-                reply = msg_class(chunk)
-                reply.decode()
-                out.append(reply)
+                out.append(chunk)
+
+
+# ------------------------------------------------------------------ link replies, parsed directly
+_IFINFO = struct.Struct("=BxHiII")       # ifinfomsg: family, type, index, flags, change
+_NLA = struct.Struct("=HH")
+IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_LINK, IFLA_MASTER = 1, 3, 4, 5, 10
+IFLA_TXQLEN, IFLA_LINKINFO, IFLA_IFALIAS, IFLA_LINK_NETNSID = 13, 18, 20, 37
+IFLA_INFO_KIND, IFLA_INFO_DATA = 1, 2
+
+
+def _nlas(data: bytes, offset: int, end: int) -> dict[int, bytes]:
+    out = {}
+    while offset + 4 <= end:
+        length, nla_type = _NLA.unpack_from(data, offset)
+        if length < 4:
+            break
+        out[nla_type & 0x3FFF] = data[offset + 4:offset + length]
+        offset += (length + 3) & ~3
+    return out
+
+
+def _u32(raw: bytes | None) -> int:
+    return int.from_bytes(raw[:4], "little") if raw and len(raw) >= 4 else 0
+
+
+def _str(raw: bytes | None) -> str:
+    return raw.split(b"\0", 1)[0].decode(errors="replace") if raw else ""
+
+
+def parse_link(chunk: bytes) -> dict[str, Any]:
+    """The fields of an RTM_NEWLINK reply podnet reads, without pyroute2's decoder (~10× faster;
+    a lookup per pod step adds up).  `info_data`: IFLA_INFO_DATA undecoded (kind-specific)."""
+    _family, _type, index, flags, _change = _IFINFO.unpack_from(chunk, _HDR.size)
+    nlas = _nlas(chunk, _HDR.size + _IFINFO.size, len(chunk))
+    info = _nlas(nlas[IFLA_LINKINFO], 0, len(nlas[IFLA_LINKINFO])) if IFLA_LINKINFO in nlas else {}
+    mac = nlas.get(IFLA_ADDRESS, b"")
+    nsid = nlas.get(IFLA_LINK_NETNSID)
+    return {"index": index, "flags": flags, "name": _str(nlas.get(IFLA_IFNAME)), "mtu": _u32(nlas.get(IFLA_MTU)),
+            "mac": ":".join(f"{b:02x}" for b in mac), "master": _u32(nlas.get(IFLA_MASTER)),
+            "link": _u32(nlas.get(IFLA_LINK)), "alias": _str(nlas.get(IFLA_IFALIAS)),
+            "txqlen": _u32(nlas.get(IFLA_TXQLEN)), "kind": _str(info.get(IFLA_INFO_KIND)),
+            "info_data": info.get(IFLA_INFO_DATA, b""),
+            "netnsid": int.from_bytes(nsid[:4], "little", signed=True) if nsid else None}

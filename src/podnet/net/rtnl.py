@@ -19,10 +19,11 @@ from typing import Any
 from pyroute2 import IPRoute  # pinned in pyproject: pyroute2==0.9.7
 from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.rtnl import RTMGRP_IPV4_ROUTE, RTMGRP_IPV6_ROUTE, RTMGRP_NEIGH
+from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 
 from . import netns
 from .errors import LinkExists, LinkKindUnsupported, LinkNotFound, NetError
-from .nlraw import RawRtnl
+from .nlraw import RawRtnl, parse_link
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,8 @@ class Link:
     alias: str
     link: int          # IFLA_LINK: the peer's / lower device's index
     promisc: bool
-    info: tuple[tuple[str, Any], ...] = ()  # IFLA_INFO_DATA, e.g. (("IFLA_MACVLAN_MODE", "bridge"),)
+    # IFLA_INFO_DATA of macvlan/macvtap/vlan/ipvlan links (_INFO_KINDS), e.g. (("IFLA_MACVLAN_MODE", "bridge"),)
+    info: tuple[tuple[str, Any], ...] = ()
     txqlen: int = 0
     allmulti: bool = False
 
@@ -122,6 +124,22 @@ def _link_from_msg(msg: Any) -> Link:
                 allmulti=bool(msg["flags"] & 0x200))
 
 
+# kinds whose IFLA_INFO_DATA podnet reads (Link.info): their replies go through pyroute2's decoder
+_INFO_KINDS = {"macvlan", "macvtap", "vlan", "ipvlan"}
+
+
+def _link_from_bytes(chunk: bytes) -> Link:
+    f = parse_link(chunk)
+    if f["info_data"] and f["kind"] in _INFO_KINDS:
+        msg = ifinfmsg(chunk)
+        msg.decode()
+        return _link_from_msg(msg)
+    flags = f["flags"]
+    return Link(index=f["index"], name=f["name"], kind=f["kind"], mac=f["mac"], mtu=f["mtu"], up=bool(flags & 1),
+                master=f["master"], alias=f["alias"], link=f["link"], promisc=bool(flags & 0x100),
+                txqlen=f["txqlen"], allmulti=bool(flags & 0x200))
+
+
 class Rtnl:
     """A netlink route socket in one netns.  Not thread-safe: one per thread/request."""
 
@@ -165,20 +183,21 @@ class Rtnl:
     # ------------------------------------------------------------- links
     def link(self, name: str) -> Link | None:
         try:
-            msgs = self._get("link", ifname=name, ext_mask=RTEXT_FILTER_SKIP_STATS)
+            chunks = self._raw.request_bytes("link", "get", ifname=name, ext_mask=RTEXT_FILTER_SKIP_STATS)
         except NetlinkError as e:
             if e.code == errno.ENODEV:
                 return None
             raise _translate(e, f"link {name}") from e
-        return _link_from_msg(msgs[0])
+        return _link_from_bytes(chunks[0])
 
     def link_by_index(self, index: int) -> Link | None:
         try:
-            return _link_from_msg(self._get("link", index=index, ext_mask=RTEXT_FILTER_SKIP_STATS)[0])
+            chunks = self._raw.request_bytes("link", "get", index=index, ext_mask=RTEXT_FILTER_SKIP_STATS)
         except NetlinkError as e:
             if e.code == errno.ENODEV:
                 return None
             raise _translate(e, f"link #{index}") from e
+        return _link_from_bytes(chunks[0])
 
     def links(self) -> list[Link]:
         return [_link_from_msg(m) for m in self._ipr.get_links()]
@@ -445,10 +464,10 @@ class Rtnl:
     def peer_netnsid(self, index: int) -> int | None:
         """IFLA_LINK_NETNSID of a link (a veth's peer's netns, as this netns numbers it)."""
         try:
-            m = self._get("link", index=index, ext_mask=RTEXT_FILTER_SKIP_STATS)[0]
+            chunk = self._raw.request_bytes("link", "get", index=index, ext_mask=RTEXT_FILTER_SKIP_STATS)[0]
         except NetlinkError:
             return None
-        nsid = m.get("IFLA_LINK_NETNSID")
+        nsid = parse_link(chunk)["netnsid"]
         return int(nsid) if nsid is not None else None
 
     def netnsid(self, netns_fd: int) -> int | None:
