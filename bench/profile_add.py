@@ -185,7 +185,10 @@ def profile(a: argparse.Namespace) -> int:
         elif isinstance(prof, Breakdown):
             prof.report(n if a.phase == "add" else a.pods)
         else:
-            pstats.Stats(prof).sort_stats(a.sort).print_stats(a.top)
+            stats = pstats.Stats(prof).sort_stats(a.sort)
+            stats.print_stats(a.top)
+            if os.environ.get("PROFILE_CALLERS"):        # who calls the named function(s)
+                stats.print_callers(os.environ["PROFILE_CALLERS"])
     finally:
         subprocess.run(["rm", "-rf", data])
     return 0
