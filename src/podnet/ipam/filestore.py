@@ -30,11 +30,42 @@ COMPACT_MIN_BYTES = 64 * 1024
 DirStat = tuple[int, int, int]
 
 
+class _Index(dict[str, Handle]):
+    """ip → holder, with the ips of each container id beside it: finding a container's
+    addresses (every ADD and DEL asks) must not walk every lease — with 1000 pods on a node that
+    walk was most of the IPAM's growth.  Only item assignment and pop change it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.by_cid: dict[str, set[str]] = {}
+
+    def __setitem__(self, ip: str, handle: Handle) -> None:
+        old = self.get(ip)
+        if old is not None:
+            self._forget(ip, old)
+        super().__setitem__(ip, handle)
+        self.by_cid.setdefault(handle.container_id, set()).add(ip)
+
+    def pop(self, ip: str, default: Handle | None = None) -> Handle | None:  # type: ignore[override]
+        handle = super().pop(ip, None)
+        if handle is None:
+            return default
+        self._forget(ip, handle)
+        return handle
+
+    def _forget(self, ip: str, handle: Handle) -> None:
+        ips = self.by_cid.get(handle.container_id)
+        if ips is not None:
+            ips.discard(ip)
+            if not ips:
+                del self.by_cid[handle.container_id]
+
+
 @dataclass
 class _Cached:
     """A process's warm view of one directory: valid while the journal has this size."""
     journal_size: int
-    index: dict[str, Handle]
+    index: _Index
 
 
 # process-wide cache (the agent keeps it warm across requests); guarded by the flock of
@@ -58,7 +89,7 @@ def _journal_line(ip: str, handle: Handle | None) -> str:
     return f"+ {ip} {handle.container_id} {handle.ifname}".rstrip() + "\n"
 
 
-def _replay(text: str, index: dict[str, Handle]) -> None:
+def _replay(text: str, index: _Index) -> None:
     for line in text.splitlines():
         parts = line.split()
         if len(parts) >= 3 and parts[0] == "+":
@@ -68,7 +99,7 @@ def _replay(text: str, index: dict[str, Handle]) -> None:
 
 
 class FileSession:
-    def __init__(self, path: str, index: dict[str, Handle]) -> None:
+    def __init__(self, path: str, index: _Index) -> None:
         self.path = path
         self._index = index
         self.changes: list[str] = []   # journal lines, in order
@@ -77,7 +108,8 @@ class FileSession:
         return os.path.join(self.path, name)
 
     def get(self, handle: Handle) -> list[IPAddr]:
-        return sorted((ipaddress.ip_address(ip) for ip, h in self._index.items() if h.matches(handle)), key=str)
+        ips = self._index.by_cid.get(handle.container_id, ())
+        return sorted((ipaddress.ip_address(ip) for ip in ips if self._index[ip].matches(handle)), key=str)
 
     def reserve(self, ip: IPAddr, handle: Handle, range_id: int) -> bool:
         """Create the lease file with its content in one step: written aside, then hard-linked
@@ -152,9 +184,9 @@ class FileStore:
         except (OSError, ValueError):
             return None
 
-    def _scan(self) -> dict[str, Handle]:
+    def _scan(self) -> _Index:
         """Every reservation file, read: the slow path, after a foreign change."""
-        index = {}
+        index = _Index()
         for name in os.listdir(self.path):
             if not _is_reservation(name):
                 continue
@@ -165,7 +197,7 @@ class FileStore:
                 continue
         return index
 
-    def _load(self) -> tuple[dict[str, Handle], int, bool]:
+    def _load(self) -> tuple[_Index, int, bool]:
         """(index, journal size it reflects, whether the journal must be rewritten)."""
         journal = os.path.join(self.meta, JOURNAL_FILE)
         try:
@@ -183,11 +215,11 @@ class FileStore:
                 f.seek(cached.journal_size)
                 index = cached.index
             else:
-                index = {}
+                index = _Index()
             _replay(f.read().decode(errors="replace"), index)
         return index, size, False
 
-    def _write_journal(self, index: dict[str, Handle], size: int, changes: list[str], rewrite: bool) -> int:
+    def _write_journal(self, index: _Index, size: int, changes: list[str], rewrite: bool) -> int:
         """Append the session's lines, or write a fresh snapshot; the journal's new size."""
         journal = os.path.join(self.meta, JOURNAL_FILE)
         if rewrite or size > max(COMPACT_MIN_BYTES, 8 * 64 * len(index)):
