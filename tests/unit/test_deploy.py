@@ -132,3 +132,23 @@ def test_lab_podnet_image_has_the_containerfiles_packages() -> None:
     line = re.search(r"apt-get install -y --no-install-recommends ([^&]+)&&", text.replace("\\\n", " "))
     assert line is not None
     assert sorted(line.group(1).split()) == sorted(PODNET_PACKAGES)
+
+
+def test_every_writable_host_path_is_per_node_in_the_kubelet_lab() -> None:
+    """The kubelet lab gives each node its own copy of the paths podnet's DaemonSet mounts; a path
+    left out is shared by every node of the lab (two nodes' wireguard-go once fought over one
+    UAPI socket in /run/wireguard)."""
+    import os
+
+    from podnet.lab.kubelet import NODE_PATHS
+    docs = [d for variant in (DeployConfig(), DeployConfig(encryption="wireguard"), DeployConfig(backend="bgp"))
+            for d in render(variant)]
+    ds = next(d for d in docs if d["kind"] == "DaemonSet")
+    paths = set()
+    for d in docs:
+        if d["kind"] == "DaemonSet":
+            paths |= {v["hostPath"]["path"] for v in d["spec"]["template"]["spec"]["volumes"] if "hostPath" in v}
+    assert ds and paths
+    read_only = {"/usr/bin"}                              # the host's Python, read by the init container
+    canon = {os.path.normpath(p.replace("/var/run/", "/run/")) for p in paths - read_only}
+    assert canon <= set(NODE_PATHS), sorted(canon - set(NODE_PATHS))

@@ -33,9 +33,11 @@ from pathlib import Path
 from .control_plane import k8s_bin_dir, kubeconfig
 
 # Fixed paths of a Kubernetes node (what the DaemonSet's hostPaths name) → a directory per node.
+# Every writable hostPath of podnet's manifests must be here (tests/unit/test_deploy.py checks),
+# or the lab's nodes would share it: wireguard-go's UAPI sockets in /run/wireguard did.
 NODE_PATHS = ("/var/lib/kubelet", "/var/lib/containerd", "/run/containerd", "/var/log/pods", "/var/log/containers",
               "/opt/cni/bin", "/etc/cni/net.d", "/var/lib/cni", "/var/lib/podnet", "/run/podnet", "/opt/podnet",
-              "/run/netns", "/etc/kubernetes", "/var/log/podnet")
+              "/run/netns", "/etc/kubernetes", "/var/log/podnet", "/run/wireguard")
 # Kernel tunables kubelet's container manager sets machine-wide: kept per node instead.
 SHADOWED_SYSCTLS = ("vm/overcommit_memory", "vm/panic_on_oom", "kernel/panic", "kernel/panic_on_oops",
                     "kernel/keys/root_maxkeys", "kernel/keys/root_maxbytes")
