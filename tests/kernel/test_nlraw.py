@@ -123,7 +123,9 @@ def test_links_parsed_directly_equal_pyroute2s_decoding(scratch: str) -> None:
     data Link.info carries only for macvlan, macvtap, vlan and ipvlan)."""
     import dataclasses
 
-    from podnet.net.rtnl import _INFO_KINDS, RTEXT_FILTER_SKIP_STATS, _link_from_msg, open_rtnl
+    from podnet.net.nlraw import INFO_KINDS as _INFO_KINDS
+    from podnet.net.nlraw import link_from_msg as _link_from_msg
+    from podnet.net.rtnl import RTEXT_FILTER_SKIP_STATS, open_rtnl
     other = unique("pnt-nl2-")
     netns_add(other)
     try:

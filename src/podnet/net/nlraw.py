@@ -8,6 +8,9 @@ agent's hot path that loop was most of its netlink time.  Single-answer requests
 (create/change/delete, and 'get' of one object), and the address dump a pod's path makes; other
 dumps stay with pyroute2.
 
+Link replies are parsed here directly into the facade's `Link` record (parse_link,
+link_from_bytes), pyroute2's decoder kept for the kinds whose kind-specific data podnet reads.
+
 The message classes and the keyword → attribute translation (`get_arguments_processor`) are
 pyroute2's own, so a request here carries exactly the attributes pyroute2 would have sent; an
 error comes back as pyroute2's NetlinkError, so callers translate errors as before.
@@ -17,6 +20,7 @@ from __future__ import annotations
 import os
 import socket
 import struct
+from dataclasses import dataclass
 from typing import Any
 
 from pyroute2.iproute.linux import get_arguments_processor
@@ -168,6 +172,57 @@ class RawRtnl:
 
 
 # ------------------------------------------------------------------ link replies, parsed directly
+@dataclass(frozen=True)
+class Link:
+    index: int
+    name: str
+    kind: str
+    mac: str
+    mtu: int
+    up: bool
+    master: int
+    alias: str
+    link: int          # IFLA_LINK: the peer's / lower device's index
+    promisc: bool
+    # IFLA_INFO_DATA of macvlan/macvtap/vlan/ipvlan links (INFO_KINDS), e.g. (("IFLA_MACVLAN_MODE", "bridge"),)
+    info: tuple[tuple[str, Any], ...] = ()
+    txqlen: int = 0
+    allmulti: bool = False
+
+    def info_value(self, key: str) -> Any:
+        return next((v for k, v in self.info if k == key), None)
+
+
+def link_from_msg(msg: Any) -> Link:
+    info = msg.get("IFLA_LINKINFO")
+    kind = info.get("IFLA_INFO_KIND") if info else ""
+    data = info.get("IFLA_INFO_DATA") if info else None
+    attrs = tuple((k, v) for k, v in data["attrs"] if k != "UNKNOWN") if data else ()
+    return Link(info=attrs, index=msg["index"], name=msg.get("IFLA_IFNAME"), kind=kind or "",
+                mac=msg.get("IFLA_ADDRESS") or "", mtu=msg.get("IFLA_MTU") or 0,
+                up=bool(msg["flags"] & 1), master=msg.get("IFLA_MASTER") or 0,
+                alias=msg.get("IFLA_IFALIAS") or "", link=msg.get("IFLA_LINK") or 0,
+                promisc=bool(msg["flags"] & 0x100), txqlen=msg.get("IFLA_TXQLEN") or 0,
+                allmulti=bool(msg["flags"] & 0x200))
+
+
+# kinds whose IFLA_INFO_DATA podnet reads (Link.info): their replies go through pyroute2's decoder
+INFO_KINDS = {"macvlan", "macvtap", "vlan", "ipvlan"}
+
+
+def link_from_bytes(chunk: bytes) -> Link:
+    """A Link from a link reply, parsed directly (pyroute2's decoder only for INFO_KINDS)."""
+    f = parse_link(chunk)
+    if f["info_data"] and f["kind"] in INFO_KINDS:
+        msg = ifinfmsg(chunk)
+        msg.decode()
+        return link_from_msg(msg)
+    flags = f["flags"]
+    return Link(index=f["index"], name=f["name"], kind=f["kind"], mac=f["mac"], mtu=f["mtu"], up=bool(flags & 1),
+                master=f["master"], alias=f["alias"], link=f["link"], promisc=bool(flags & 0x100),
+                txqlen=f["txqlen"], allmulti=bool(flags & 0x200))
+
+
 _IFINFO = struct.Struct("=BxHiII")       # ifinfomsg: family, type, index, flags, change
 _NLA = struct.Struct("=HH")
 IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_LINK, IFLA_MASTER = 1, 3, 4, 5, 10

@@ -19,11 +19,11 @@ from typing import Any
 from pyroute2 import IPRoute  # pinned in pyproject: pyroute2==0.9.7
 from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.rtnl import RTMGRP_IPV4_ROUTE, RTMGRP_IPV6_ROUTE, RTMGRP_NEIGH
-from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 
 from . import netns
 from .errors import LinkExists, LinkKindUnsupported, LinkNotFound, NetError
-from .nlraw import RawRtnl, parse_link
+from .nlraw import Link as Link  # re-exported: the facade's link record
+from .nlraw import RawRtnl, link_from_bytes, link_from_msg, parse_link
 
 log = logging.getLogger(__name__)
 
@@ -43,27 +43,6 @@ PODNET_PROTO = 151   # marks the routes podnet's agent owns (cross-node routes),
 RTN_UNICAST = 1
 RTN_BLACKHOLE = 6    # a route that drops silently: a node's own pod CIDR under its pods' /32 routes
 RTN_UNREACHABLE = 7  # a route that answers "network unreachable": traffic that must not leave at all
-
-
-@dataclass(frozen=True)
-class Link:
-    index: int
-    name: str
-    kind: str
-    mac: str
-    mtu: int
-    up: bool
-    master: int
-    alias: str
-    link: int          # IFLA_LINK: the peer's / lower device's index
-    promisc: bool
-    # IFLA_INFO_DATA of macvlan/macvtap/vlan/ipvlan links (_INFO_KINDS), e.g. (("IFLA_MACVLAN_MODE", "bridge"),)
-    info: tuple[tuple[str, Any], ...] = ()
-    txqlen: int = 0
-    allmulti: bool = False
-
-    def info_value(self, key: str) -> Any:
-        return next((v for k, v in self.info if k == key), None)
 
 
 @dataclass(frozen=True)
@@ -111,35 +90,6 @@ RTEXT_FILTER_SKIP_STATS = 1 << 3
 RTM_F_FIB_MATCH = 0x2000     # a route lookup answers with the matched route (its prefix), not the result
 
 
-def _link_from_msg(msg: Any) -> Link:
-    info = msg.get("IFLA_LINKINFO")
-    kind = info.get("IFLA_INFO_KIND") if info else ""
-    data = info.get("IFLA_INFO_DATA") if info else None
-    attrs = tuple((k, v) for k, v in data["attrs"] if k != "UNKNOWN") if data else ()
-    return Link(info=attrs, index=msg["index"], name=msg.get("IFLA_IFNAME"), kind=kind or "",
-                mac=msg.get("IFLA_ADDRESS") or "", mtu=msg.get("IFLA_MTU") or 0,
-                up=bool(msg["flags"] & 1), master=msg.get("IFLA_MASTER") or 0,
-                alias=msg.get("IFLA_IFALIAS") or "", link=msg.get("IFLA_LINK") or 0,
-                promisc=bool(msg["flags"] & 0x100), txqlen=msg.get("IFLA_TXQLEN") or 0,
-                allmulti=bool(msg["flags"] & 0x200))
-
-
-# kinds whose IFLA_INFO_DATA podnet reads (Link.info): their replies go through pyroute2's decoder
-_INFO_KINDS = {"macvlan", "macvtap", "vlan", "ipvlan"}
-
-
-def _link_from_bytes(chunk: bytes) -> Link:
-    f = parse_link(chunk)
-    if f["info_data"] and f["kind"] in _INFO_KINDS:
-        msg = ifinfmsg(chunk)
-        msg.decode()
-        return _link_from_msg(msg)
-    flags = f["flags"]
-    return Link(index=f["index"], name=f["name"], kind=f["kind"], mac=f["mac"], mtu=f["mtu"], up=bool(flags & 1),
-                master=f["master"], alias=f["alias"], link=f["link"], promisc=bool(flags & 0x100),
-                txqlen=f["txqlen"], allmulti=bool(flags & 0x200))
-
-
 class Rtnl:
     """A netlink route socket in one netns.  Not thread-safe: one per thread/request."""
 
@@ -174,8 +124,6 @@ class Rtnl:
         """A single-answer request on the plain socket (nlraw.KINDS), for net/'s other modules (tc)."""
         return self._raw.request(kind, command, **kw)
 
-    _req = raw_request
-
     def _get(self, kind: str, /, **kw: Any) -> Any:
         """A netlink 'get' (one object, not a dump)."""
         return self._raw.request(kind, "get", **kw)
@@ -188,7 +136,7 @@ class Rtnl:
             if e.code == errno.ENODEV:
                 return None
             raise _translate(e, f"link {name}") from e
-        return _link_from_bytes(chunks[0])
+        return link_from_bytes(chunks[0])
 
     def link_by_index(self, index: int) -> Link | None:
         try:
@@ -197,10 +145,10 @@ class Rtnl:
             if e.code == errno.ENODEV:
                 return None
             raise _translate(e, f"link #{index}") from e
-        return _link_from_bytes(chunks[0])
+        return link_from_bytes(chunks[0])
 
     def links(self) -> list[Link]:
-        return [_link_from_msg(m) for m in self._ipr.get_links()]
+        return [link_from_msg(m) for m in self._ipr.get_links()]
 
     def link_holding(self, ip: IPAddr) -> Link | None:
         """The link that holds address `ip` (a node's underlay interface), None if none does."""
@@ -221,7 +169,7 @@ class Rtnl:
         if vlan_filtering:
             kw["br_vlan_filtering"] = 1
         with _nl(f"bridge {name}"):
-            self._req("link", "add", **kw)
+            self.raw_request("link", "add", **kw)
 
     def add_veth(self, name: str, peer: str, peer_netns_fd: int, mtu: int = 0, peer_mac: str = "",
                  mac: str = "", master: int = 0, up: bool = False) -> None:
@@ -242,7 +190,7 @@ class Rtnl:
             kw["mtu"] = mtu
             peer_spec["mtu"] = mtu
         with _nl(f"veth {name}"):
-            self._req("link", "add", **kw)
+            self.raw_request("link", "add", **kw)
 
     def add_link(self, name: str, kind: str, netns_fd: int | None = None, **attrs: Any) -> None:
         """A link of `kind` (macvlan, ipvlan, vlan, dummy…), created straight into `netns_fd`
@@ -251,12 +199,12 @@ class Rtnl:
         if netns_fd is not None:
             kw["net_ns_fd"] = netns_fd
         with _nl(f"{kind} {name}"):
-            self._req("link", "add", **kw)
+            self.raw_request("link", "add", **kw)
 
     def set_link(self, index: int, **attrs: Any) -> None:
         """attrs: state='up', mtu, address, master, ifname, net_ns_fd, ifalias, flags…"""
         with _nl(f"link #{index}"):
-            self._req("link", "set", index=index, **attrs)
+            self.raw_request("link", "set", index=index, **attrs)
 
     def set_promisc(self, index: int, on: bool) -> None:
         self.set_flag(index, 0x100, on)
@@ -264,16 +212,16 @@ class Rtnl:
     def set_flag(self, index: int, flag: int, on: bool) -> None:
         """One IFF_* flag (0x100 promisc, 0x200 allmulti), leaving the others alone."""
         with _nl(f"link #{index}"):
-            self._req("link", "set", index=index, flags=flag if on else 0, change=flag)
+            self.raw_request("link", "set", index=index, flags=flag if on else 0, change=flag)
 
     def del_link(self, index: int) -> None:
         with _nl(f"link #{index}"):
-            self._req("link", "del", index=index)
+            self.raw_request("link", "del", index=index)
 
     def del_group(self, group: int) -> None:
         """Delete every link of IFLA_GROUP `group` in this netns in one kernel batch."""
         with _nl(f"link group {group}"):
-            self._req("link", "del", group=group)
+            self.raw_request("link", "del", group=group)
 
     def set_brport(self, index: int, **attrs: Any) -> None:
         with _nl(f"bridge port #{index}"):
@@ -297,14 +245,14 @@ class Rtnl:
         kw: dict[str, Any] = {"flags": IFA_F_NODAD} if nodad and iface.version == 6 else {}
         with _nl(f"address {iface}"):
             try:
-                self._req("addr", "add", index=index, address=str(iface.ip), prefixlen=iface.network.prefixlen, **kw)
+                self.raw_request("addr", "add", index=index, address=str(iface.ip), prefixlen=iface.network.prefixlen, **kw)
             except NetlinkError as e:
                 if e.code != errno.EEXIST:
                     raise
 
     def del_addr(self, index: int, iface: IPIface) -> None:
         with _nl(f"address {iface}"):
-            self._req("addr", "del", index=index, address=str(iface.ip), prefixlen=iface.network.prefixlen)
+            self.raw_request("addr", "del", index=index, address=str(iface.ip), prefixlen=iface.network.prefixlen)
 
     # ------------------------------------------------------------ routes
     def routes(self, family: int, table: int | None = 254) -> list[RouteEntry]:
@@ -353,7 +301,7 @@ class Rtnl:
         if metrics:
             kw["metrics"] = metrics
         with _nl(f"route {dst}"):
-            self._req("route", "replace" if replace else "add", **kw)
+            self.raw_request("route", "replace" if replace else "add", **kw)
 
     # ------------------------------------------------------------- rules
     def rules(self, family: int) -> list[tuple[IPNet | None, int, int]]:
@@ -388,11 +336,11 @@ class Rtnl:
     def set_neigh(self, index: int, ip: IPAddr, mac: str) -> None:
         """A permanent neighbour entry (ip -> mac) on link `index`."""
         with _nl(f"neighbour {ip} on #{index}"):
-            self._req("neigh", "replace", ifindex=index, dst=str(ip), lladdr=mac, state=NUD_PERMANENT)
+            self.raw_request("neigh", "replace", ifindex=index, dst=str(ip), lladdr=mac, state=NUD_PERMANENT)
 
     def del_neigh(self, index: int, ip: IPAddr) -> None:
         with _nl(f"neighbour {ip} on #{index}"):
-            self._req("neigh", "del", ifindex=index, dst=str(ip))
+            self.raw_request("neigh", "del", ifindex=index, dst=str(ip))
 
     def neighbours(self, index: int) -> dict[str, str]:
         """ip -> mac of the permanent entries on link `index`."""
@@ -489,7 +437,7 @@ class Rtnl:
         if table is not None:
             kw["table"] = table
         with _nl(f"route {dst}"):
-            self._req("route", "del", **kw)
+            self.raw_request("route", "del", **kw)
 
 
 _host = threading.local()
