@@ -1,5 +1,5 @@
-"""net/nlraw.py sends what pyroute2's IPRoute would have sent: for each request the agent makes on
-its hot path, the bytes of both (sequence number and port id aside) are equal, and both are
+"""net/nlraw.py (net/nlencode.py's own encoders) sends what pyroute2's IPRoute would have sent: for
+each request the agent makes on its hot path, the bytes of both (sequence number and port id aside) are equal, and both are
 accepted by the kernel the same way — run in a scratch netns, one request at a time on each side.
 """
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from podnet.net import netns
+from podnet.net import netns, nlencode, nlraw
 from podnet.net.nlraw import RawRtnl
 from tests.helpers.cni import netns_add, netns_del, unique
 
@@ -48,7 +48,7 @@ def _pyroute2_bytes(ipr: Any, kind: str, command: str, args: tuple[Any, ...], kw
     return captured[-1]
 
 
-def test_hot_path_requests_are_byte_for_byte_pyroute2s(scratch: str) -> None:
+def test_hot_path_requests_are_byte_for_byte_pyroute2s(scratch: str, monkeypatch: pytest.MonkeyPatch) -> None:
     from pyroute2 import IPRoute
     with netns.opened(f"/run/netns/{scratch}") as fd, netns.entered(fd):
         ipr = IPRoute()
@@ -66,12 +66,17 @@ def test_hot_path_requests_are_byte_for_byte_pyroute2s(scratch: str) -> None:
             br = ipr.link_lookup(ifname="pnbr")[0]
             ipr.link("add", ifname="pnifb", kind="ifb")
             ifb = ipr.link_lookup(ifname="pnifb")[0]
+            ipr.link("add", ifname="pnp0", kind="veth", peer={"ifname": "pnp1"}, master=br)
+            port = ipr.link_lookup(ifname="pnp0")[0]
             # (kind, command, IPRoute.tc's positional arguments, keywords)
             cases: list[tuple[str, str, tuple[Any, ...], dict[str, Any]]] = [
                 ("link", "add", (), {"ifname": "pnv0", "kind": "veth", "peer": {"ifname": "pnv1", "flags": 1},
                                      "state": "up", "master": br, "mtu": 1400}),
+                ("link", "add", (), {"ifname": "pnifb2", "kind": "ifb", "mtu": 1500, "state": "up"}),
+                ("link", "get", (), {"ifname": "pnbr", "ext_mask": 8}),
                 ("link", "set", (), {"index": br, "state": "up"}),
                 ("link", "set", (), {"index": br, "flags": 0x100, "change": 0x100}),
+                ("brport", "set", (), {"index": port, "mode": 1}),        # hairpin
                 ("addr", "add", (), {"index": br, "address": "10.77.0.1", "prefixlen": 24}),
                 ("addr", "add", (), {"index": br, "address": "fd77::1", "prefixlen": 64, "flags": 2}),
                 ("route", "add", (), {"dst": "10.78.0.0/16", "gateway": "10.77.0.2", "oif": br,
@@ -81,26 +86,42 @@ def test_hot_path_requests_are_byte_for_byte_pyroute2s(scratch: str) -> None:
                 ("neigh", "replace", (), {"ifindex": br, "dst": "10.77.0.9", "lladdr": "02:00:00:00:00:09",
                                           "state": 0x80}),
                 ("tc", "replace", ("tbf", ifb, 0x10000), {"rate": "1000000bit", "burst": 12500, "latency": "25ms"}),
+                # the second tbf (same parameters, another link) comes from nlencode's cache of the first
+                ("tc", "replace", ("tbf", br, 0x10000), {"rate": "1000000bit", "burst": 12500, "latency": "25ms"}),
                 ("tc", "add", ("ingress", br, 0xFFFF0000), {}),
                 ("tc", "add-filter", ("u32", br), {"parent": 0xFFFF0000, "protocol": 3, "prio": 1, "target": 0x10001,
                                                    "keys": ["0x0/0x0+0"],
                                                    "action": {"kind": "mirred", "direction": "egress",
                                                               "action": "redirect", "ifindex": ifb}}),
             ]
+            names = {br: "pnbr", ifb: "pnifb"}
+            built_by_pyroute2: list[str] = []
+            real_body = nlraw.pyroute2_body
+
+            def counted(kind: str, command: str, kw: dict[str, Any]) -> bytes:
+                built_by_pyroute2.append(f"{kind} {command} {kw.get('kind', '')}")
+                return real_body(kind, command, kw)
+
+            monkeypatch.setattr(nlraw, "pyroute2_body", counted)
+            nlencode._TBF_CACHE.clear()
             for kind, command, args, kw in cases:
                 theirs = _pyroute2_bytes(ipr, kind, command, args, dict(kw))
-                undo(ipr, kind, command, args, kw)
+                undo(ipr, kind, command, args, kw, names)
                 mine_kw = dict(kw)
                 if kind == "tc":
                     mine_kw.update({"kind": args[0], "index": args[1], **({"handle": args[2]} if len(args) > 2 else {})})
+                if kind == "brport":                 # IPRoute.brport("set") is a link change of kind bridge_slave
+                    kind, mine_kw = "link", {"kind": "bridge_slave", **mine_kw}
                 raw.request(kind, command, **mine_kw)
                 assert _body(sent[-1]) == _body(theirs), (kind, command, kw)
+            # every hot-path message built by nlencode, except the first tbf of its parameters
+            assert built_by_pyroute2 == ["tc replace tbf"]
         finally:
             ipr.close()
             raw.close()
 
 
-def undo(ipr: Any, kind: str, command: str, args: tuple[Any, ...], kw: dict[str, Any]) -> None:
+def undo(ipr: Any, kind: str, command: str, args: tuple[Any, ...], kw: dict[str, Any], names: dict[int, str]) -> None:
     """Take back what pyroute2's request made, so the same request by nlraw is accepted too."""
     if kind == "link" and command == "add":
         ipr.link("del", ifname=kw["ifname"])
@@ -111,8 +132,8 @@ def undo(ipr: Any, kind: str, command: str, args: tuple[Any, ...], kw: dict[str,
     elif kind == "route" and command == "del":
         ipr.route("add", dst=kw["dst"], oif=kw["oif"], scope=253)
     elif kind == "tc" and command in ("replace", "add"):
-        subprocess.run(["tc", "qdisc", "del", "dev", "pnifb" if args[0] == "tbf" else "pnbr",
-                        "root" if args[0] == "tbf" else "ingress"], capture_output=True)
+        subprocess.run(["tc", "qdisc", "del", "dev", names[args[1]], "root" if args[0] == "tbf" else "ingress"],
+                       capture_output=True)
     elif kind == "tc" and command == "add-filter":
         subprocess.run(["tc", "filter", "del", "dev", "pnbr", "parent", "ffff:"], capture_output=True)
 

@@ -203,7 +203,12 @@ class AgentServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
                 code = int(json.loads(out.stdout).get("code", 999))
             except ValueError:
                 code = 999
-        metrics.observe(command, ptype, time.perf_counter() - start, code)
+        took = time.perf_counter() - start
+        metrics.observe(command, ptype, took, code)
+        # one line per request at debug level: which pod waited how long in the agent (a slow
+        # pod's time split between the agent and everything around it: runtime, launcher, exec)
+        log.debug("cni: %s %s container=%s %.2f ms code %d", command, ptype, env.get("CNI_CONTAINERID", "")[:12],
+                  took * 1e3, code)
         return out.exit_code, out.stdout, out.stderr
 
 

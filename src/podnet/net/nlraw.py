@@ -1,5 +1,4 @@
-"""rtnetlink requests on a plain socket: pyroute2 builds and parses the messages, this module
-sends them and reads the answer itself.
+"""rtnetlink requests on a plain socket: this module sends them and reads the answer itself.
 
 Why: pyroute2 0.9's synchronous API runs an asyncio event loop for every request — ~0.3 ms of
 Python each, while encoding the message and a send/recv on a plain socket cost ~0.04 ms.  A pod's
@@ -11,9 +10,11 @@ dumps stay with pyroute2.
 Link replies are parsed here directly into the facade's `Link` record (parse_link,
 link_from_bytes), pyroute2's decoder kept for the kinds whose kind-specific data podnet reads.
 
-The message classes and the keyword → attribute translation (`get_arguments_processor`) are
-pyroute2's own, so a request here carries exactly the attributes pyroute2 would have sent; an
-error comes back as pyroute2's NetlinkError, so callers translate errors as before.
+The messages of a pod's path are built by nlencode (our own struct packs, held byte-for-byte
+equal to pyroute2's encoding); any other shape by pyroute2's message classes and keyword →
+attribute translation (`get_arguments_processor`, pyroute2_body).  Either way a request here
+carries exactly the attributes pyroute2 would have sent; an error comes back as pyroute2's
+NetlinkError, so callers translate errors as before.
 """
 from __future__ import annotations
 
@@ -57,6 +58,8 @@ from pyroute2.netlink.rtnl.ndmsg import ndmsg
 from pyroute2.netlink.rtnl.rtmsg import rtmsg
 from pyroute2.netlink.rtnl.tcmsg import tcmsg
 
+from . import nlencode
+
 NLMSG_ERROR = 2
 NLMSG_DONE = 3
 SOL_NETLINK = 270
@@ -80,6 +83,25 @@ KINDS: dict[str, tuple[Any, dict[str, tuple[int, str]]]] = {
     "tc": (tcmsg, {"add": (RTM_NEWQDISC, "create"), "replace": (RTM_NEWQDISC, "replace"), "del": (RTM_DELQDISC, "req"),
                    "add-filter": (RTM_NEWTFILTER, "create")}),
 }
+
+
+def pyroute2_body(kind: str, command: str, kw: dict[str, Any]) -> bytes:
+    """The message body (after the netlink header) pyroute2's IPRoute would send for
+    `<kind>(command, **kw)`: its message class and keyword filters (get_arguments_processor)."""
+    msg_class = KINDS[kind][0]
+    # strict_check: whether the socket asked for strict dump checking (NETLINK_GET_STRICT_CHK) — not this one
+    args = get_arguments_processor(kind, command, kw, {"strict_check": False} if kind == "route" else None)
+    msg = msg_class()
+    for name, *_ in msg.fields:
+        msg[name] = args.get_value(name, default=0, mode="field")
+    for key, value in args.items():
+        nla = msg_class.name2nla(key)
+        if value is not None and msg.valid_nla(nla):
+            msg["attrs"].append([nla, value])
+    if "attrs" in args:
+        msg["attrs"].extend(args["attrs"])
+    msg.encode()
+    return bytes(msg.data[_HDR.size:])
 
 
 class RawRtnl:
@@ -107,27 +129,16 @@ class RawRtnl:
 
     def request_bytes(self, kind: str, command: str, /, **kw: Any) -> list[bytes]:
         """request(), the replies left undecoded (each a whole netlink message)."""
-        msg_class, commands = KINDS[kind]
-        msg_type, mode = commands[command]
+        msg_type, mode = KINDS[kind][1][command]
         if kind == "route" and command in ("add", "replace"):     # as IPRoute.route does before its filters
             kw["proto"] = kw.get("proto") or "static"
             kw["type"] = kw.get("type") or "unicast"
-        # strict_check: whether the socket asked for strict dump checking (NETLINK_GET_STRICT_CHK) — not this one
-        args = get_arguments_processor(kind, command, kw, {"strict_check": False} if kind == "route" else None)
-        msg = msg_class()
-        for name, *_ in msg.fields:
-            msg[name] = args.get_value(name, default=0, mode="field")
-        for key, value in args.items():
-            nla = msg_class.name2nla(key)
-            if value is not None and msg.valid_nla(nla):
-                msg["attrs"].append([nla, value])
-        if "attrs" in args:
-            msg["attrs"].extend(args["attrs"])
+        body = nlencode.encode(kind, command, kw)
+        if body is None:
+            body = pyroute2_body(kind, command, kw)
+            nlencode.remember_tbf(kw, body)
         self.seq = (self.seq + 1) & 0xFFFFFFFF or 1
-        msg["header"]["type"], msg["header"]["flags"] = msg_type, FLAGS[mode]
-        msg["header"]["sequence_number"], msg["header"]["pid"] = self.seq, 0
-        msg.encode()
-        self.sock.send(msg.data)
+        self.sock.send(_HDR.pack(_HDR.size + len(body), msg_type, FLAGS[mode], self.seq, 0) + body)
         return self._answer()
 
     def dump_addrs(self, family: int = 0) -> list[Any]:

@@ -225,7 +225,8 @@ class Rtnl:
 
     def set_brport(self, index: int, **attrs: Any) -> None:
         with _nl(f"bridge port #{index}"):
-            self._ipr.brport("set", index=index, **attrs)
+            # as IPRoute.brport("set") sends it: a link change of kind bridge_slave
+            self.raw_request("link", "set", index=index, kind="bridge_slave", **attrs)
 
     def add_bridge_vlan(self, index: int, vid: int, pvid: bool = True, untagged: bool = True) -> None:
         flags = (2 if pvid else 0) | (4 if untagged else 0)
