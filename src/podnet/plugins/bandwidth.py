@@ -104,6 +104,20 @@ def host_veth(req: Request, host: Rtnl, prev: Result | None = None) -> Link:
     return peer
 
 
+def add_ifb(host: Rtnl, name: str, mtu: int) -> Link:
+    """The pod's ifb, up, without an IPv6 link-local (it carries no IP traffic of its own, and
+    each link-local costs more the more links a node has).  A repeated ADD starts it over."""
+    try:
+        host.add_link(name, "ifb", mtu=mtu or None)
+    except LinkExists:
+        host.del_link(host.require_link(name).index)
+        host.add_link(name, "ifb", mtu=mtu or None)
+    ifb = host.require_link(name)
+    host.set_no_ipv6_link_local(ifb.index)
+    host.set_link(ifb.index, state="up")
+    return ifb
+
+
 def add(req: Request) -> Result:
     limits = parse_limits(req)
     prev = require_prev_result(req, "bandwidth")
@@ -116,13 +130,7 @@ def add(req: Request) -> Result:
             if limits.ingress_rate:
                 tc.set_tbf(hv.index, limits.ingress_rate, limits.ingress_burst)
             if limits.egress_rate:
-                name = ifb_name(req.network, req.container_id)
-                try:
-                    host.add_link(name, "ifb", mtu=hv.mtu or None, state="up")
-                except LinkExists:  # a repeated ADD: start over
-                    host.del_link(host.require_link(name).index)
-                    host.add_link(name, "ifb", mtu=hv.mtu or None, state="up")
-                ifb = host.require_link(name)
+                ifb = add_ifb(host, ifb_name(req.network, req.container_id), hv.mtu)
                 tc.redirect_ingress(hv.index, ifb.index)
                 tc.set_tbf(ifb.index, limits.egress_rate, limits.egress_burst)
         except BaseException:
