@@ -56,6 +56,7 @@ def test_flags_alone_still_work_and_comma_lists_split() -> None:
     ("routing: host-gw\nencryption: ipsec\n", "encryption"),
     ("encryption: wireguard\n", "encryption needs routing"),
     ("routing: vxlan\nencryption: wireguard\nwireguard-port: 70000\n", "wireguard-port"),
+    ("log-level: chatty\n", "log-level"),
     ("- a list\n", "mapping"),
     ("{unclosed\n", "YAML"),
 ])
@@ -64,6 +65,12 @@ def test_a_bad_setting_is_refused_naming_it(tmp_path: Path, content: str, named:
     f.write_text(content)
     with pytest.raises(ConfigError, match=named):
         NodeConfig.load(str(f))
+
+
+def test_log_level_in_any_case() -> None:
+    """`--log-level debug` as users type it (it crashed the agent with logging's ValueError)."""
+    for given in ("debug", "Debug", "DEBUG"):
+        assert NodeConfig.load("", {"log-level": given}).log_level == "DEBUG"
 
 
 def test_a_missing_config_file_is_an_error_naming_it(tmp_path: Path) -> None:

@@ -20,6 +20,9 @@ DEFAULT_SOCKET = "/run/podnet/agent.sock"
 IPNet = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
 class ConfigError(ValueError):
     """A setting is missing, unknown or invalid; the message names it."""
 
@@ -99,6 +102,10 @@ class NodeConfig:
     def validate(self) -> None:
         from .datastores import DATASTORES
         from .routing import BACKENDS
+        # any case (debug, Debug, DEBUG): the logging module wants upper case
+        self.log_level = self.log_level.upper()
+        if self.log_level not in LOG_LEVELS:
+            raise ConfigError(f"log-level: {self.log_level.lower()!r} is not one of {', '.join(LOG_LEVELS).lower()}")
         if self.routing and self.routing not in BACKENDS:
             raise ConfigError(f"routing: {self.routing!r} is not one of {', '.join(sorted(BACKENDS))}")
         if self.encryption not in ("", "wireguard"):
