@@ -54,6 +54,11 @@ def nsexec(ns: str, *argv: str, check: bool = True) -> subprocess.CompletedProce
     return subprocess.run(["ip", "netns", "exec", ns, *argv], capture_output=True, text=True, check=check)
 
 
+def disable_ipv6(ns: str, ifname: str) -> str:
+    """The link's net.ipv6.conf.<ifname>.disable_ipv6 in netns `ns` ("1": IPv6 off)."""
+    return nsexec(ns, "cat", f"/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6").stdout.strip()
+
+
 def links_in(ns: str) -> list[dict[str, Any]]:
     return json.loads(nsexec(ns, "ip", "-j", "link", "show").stdout)
 

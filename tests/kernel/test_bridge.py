@@ -11,7 +11,7 @@ import pytest
 
 from podnet.cni.version import SUPPORTED
 from podnet.net import probe
-from tests.helpers.cni import addrs_in, links_in, nsexec, routes_in, run_plugin
+from tests.helpers.cni import addrs_in, disable_ipv6, links_in, nsexec, routes_in, run_plugin
 from tests.helpers.state import bridge_conf, host_veths, nft_ruleset, reservations
 
 VERSIONS = list(SUPPORTED)
@@ -42,6 +42,9 @@ def test_add_check_del_every_version(version: str, bin_dir: str, sandbox: str, m
     assert any(r["dst"] == "default" and r["gateway"] == "10.77.0.1" for r in routes_in(os.path.basename(pod)))
     assert probe.ping(pod, "10.77.0.1"), "pod cannot ping its gateway"
     assert ip.split("/")[0] in nft_ruleset(sandbox)
+    if version not in ("0.1.0", "0.2.0"):    # an IPv4-only pod's bridge port carries no IPv6 of its own
+        port = res["interfaces"][1]["name"]
+        assert disable_ipv6(sandbox, port) == "1" and nsexec(sandbox, "ip", "-6", "addr", "show", "dev", port).stdout == ""
     if version >= "0.4.0":
         conf_check = dict(conf, prevResult=res)
         chk = run_plugin(b, "CHECK", conf_check, netns=pod, sandbox=sandbox)
@@ -152,6 +155,7 @@ def test_ipv6_dual_stack(bin_dir, sandbox, make_pod, mode, tmp_path):
     got = sorted(addrs_in(os.path.basename(pod), "eth0"))
     assert got == sorted(i["address"] for i in res.out["ips"])
     assert probe.ping(pod, "fd00:78::1") and probe.ping(pod, "10.78.0.1")
+    assert disable_ipv6(sandbox, res.out["interfaces"][1]["name"]) == "0"     # a dual-stack pod's port keeps IPv6
     assert run_plugin(b, "DEL", dict(conf, prevResult=res.out), netns=pod, sandbox=sandbox).rc == 0
     assert reservations(tmp_path) == []
 
@@ -179,4 +183,5 @@ def test_l2_only_bridge_without_ipam(bin_dir, sandbox, make_pod, mode, tmp_path)
     assert r.rc == 0, r.stdout
     assert "ips" not in r.out and len(r.out["interfaces"]) == 3
     assert addrs_in(os.path.basename(pod), "eth0") == []
+    assert disable_ipv6(sandbox, r.out["interfaces"][1]["name"]) == "0"     # no IPAM: the pod may use IPv6 itself
     assert run_plugin(b, "DEL", conf, netns=pod, sandbox=sandbox).rc == 0

@@ -9,7 +9,7 @@ import pytest
 
 from podnet.cni.version import SUPPORTED
 from podnet.net import probe
-from tests.helpers.cni import addrs_in, links_in, nsexec, routes_in, run_plugin
+from tests.helpers.cni import addrs_in, disable_ipv6, links_in, nsexec, routes_in, run_plugin
 from tests.helpers.state import reservations
 
 VERSIONS = [v for v in SUPPORTED if v >= "0.3.1"]   # interfaces in results
@@ -45,6 +45,8 @@ def test_add_routes_check_del(version: str, bin_dir: str, sandbox: str, make_pod
     assert not any(r["dst"] == "10.78.0.0/24" and "gateway" not in r for r in routes_in(pns))
     hv = res["interfaces"][0]["name"]
     assert addrs_in(sandbox, hv) == ["10.78.0.1/32"]
+    # an IPv4-only pod's host end carries no IPv6 (no link-local, no fe80::/64 route on the host)
+    assert disable_ipv6(sandbox, hv) == "1" and nsexec(sandbox, "ip", "-6", "addr", "show", "dev", hv).stdout == ""
     assert any(r["dst"] == ip.split("/")[0] and r["dev"] == hv for r in routes_in(sandbox))
     mtu = [lk["mtu"] for lk in links_in(pns) if lk["ifname"] == "eth0"]
     assert mtu == [1400]
@@ -84,6 +86,7 @@ def test_dual_stack(bin_dir: str, sandbox: str, make_pod, mode, tmp_path: Path) 
     add = run_plugin(f"{bin_dir}/podnet-ptp", "ADD", conf, netns=pod, sandbox=sandbox)
     assert add.rc == 0, add.stdout
     assert probe.ping(pod, "fd78::1"), "pod cannot reach its IPv6 gateway"
+    assert disable_ipv6(sandbox, add.out["interfaces"][0]["name"]) == "0"     # a dual-stack pod's host end keeps IPv6
     assert run_plugin(f"{bin_dir}/podnet-ptp", "DEL", conf, netns=pod, sandbox=sandbox).rc == 0
 
 

@@ -88,22 +88,10 @@ def _ip(value: Any) -> tuple[int, bytes]:
 
 
 # ---------------------------------------------------------------------------------------- links
-def _af_spec(value: Any) -> bytes:
-    """IFLA_AF_SPEC holding only IPv6's address generation mode (the one podnet sets)."""
-    try:
-        ((family, inner),) = value["attrs"]
-        ((key, mode),) = inner["attrs"]
-    except (TypeError, KeyError, ValueError):
-        raise Unsupported("af_spec") from None
-    if family != "AF_INET6" or key != "IFLA_INET6_ADDR_GEN_MODE" or type(mode) is not int or not 0 <= mode < 256:
-        raise Unsupported("af_spec")
-    return _attr(socket.AF_INET6, _attr(8, struct.pack("=B", mode)))
-
-
 # keyword -> (IFLA_* type, value encoder); the plain attributes a pod's path sets
 _LINK_ATTRS: dict[str, tuple[int, Callable[[Any], bytes]]] = {
     "ifname": (3, _asciiz), "address": (1, _mac), "master": (10, _u32), "mtu": (4, _u32),
-    "group": (27, _u32), "net_ns_fd": (28, _u32), "ext_mask": (29, _u32), "af_spec": (26, _af_spec)}
+    "group": (27, _u32), "net_ns_fd": (28, _u32), "ext_mask": (29, _u32)}
 IFLA_LINKINFO, IFLA_INFO_KIND, IFLA_INFO_DATA, IFLA_INFO_SLAVE_DATA, VETH_INFO_PEER = 18, 1, 2, 5, 1
 _BRPORT_ATTRS = {"mode": 4}         # IFLA_BRPORT_MODE: hairpin
 

@@ -15,7 +15,7 @@ from ..cni.errors import config_error
 from ..cni.request import Request
 from ..cni.skel import Plugin
 from ..cni.types import Interface, Result
-from ..net import netns, tc
+from ..net import netns, sysctl, tc
 from ..net.errors import LinkExists, NetnsGone
 from ..net.rtnl import Link, Rtnl, open_rtnl
 from . import podside
@@ -105,15 +105,15 @@ def host_veth(req: Request, host: Rtnl, prev: Result | None = None) -> Link:
 
 
 def add_ifb(host: Rtnl, name: str, mtu: int) -> Link:
-    """The pod's ifb, up, without an IPv6 link-local (it carries no IP traffic of its own, and
-    each link-local costs more the more links a node has).  A repeated ADD starts it over."""
+    """The pod's ifb, up, with IPv6 off (sysctl.disable_ipv6: it carries no IP traffic of its
+    own, and an IPv6-enabled link costs every later one).  A repeated ADD starts it over."""
     try:
         host.add_link(name, "ifb", mtu=mtu or None)
     except LinkExists:
         host.del_link(host.require_link(name).index)
         host.add_link(name, "ifb", mtu=mtu or None)
     ifb = host.require_link(name)
-    host.set_no_ipv6_link_local(ifb.index)
+    sysctl.disable_ipv6(name)
     host.set_link(ifb.index, state="up")
     return ifb
 

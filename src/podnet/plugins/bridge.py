@@ -108,6 +108,8 @@ def add(req: Request) -> Result:
         if conf.vlan:
             host.add_bridge_vlan(hv.index, conf.vlan)
         ips = tuple(IPConfig(i.address, i.gateway, 2) for i in ipam.ips)
+        if conf.has_ipam:         # (without IPAM the pod may configure IPv6 itself: the port keeps it)
+            podside.host_end_without_ipv6(hv.name, ips)
         routes = _routes(conf, ipam)
         with netns.entered(pod_fd):
             if any(i.family == 6 for i in ips):

@@ -4,17 +4,24 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..cni.request import Request
-from ..cni.types import DNS, Result
-from ..net import addr, masq, netns
+from ..cni.types import DNS, IPConfig, Result
+from ..net import addr, masq, netns, sysctl
 from ..net.errors import LinkNotFound, NetError, NetnsGone
 from ..net.rtnl import Link, Rtnl, open_rtnl
 from .errors import CheckFailed
 
 IPAddr = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def host_end_without_ipv6(host_end: str, ips: Sequence[IPConfig]) -> None:
+    """IPv6 off on the host end of a pod's veth when the pod has no IPv6 address — before the
+    pod's end comes up, so the host end never gets a link-local (sysctl.disable_ipv6 says why)."""
+    if not any(ip.family == 6 for ip in ips):
+        sysctl.disable_ipv6(host_end)
 
 
 def quietly(fn: Callable[..., Any], *args: Any) -> None:

@@ -78,6 +78,7 @@ def add(req: Request) -> Result:
                 raise config_error("ipam", f"no gateway for {ip.address}: ptp routes the pod through it")
             sysctl.ensure("net/ipv4/ip_forward" if ip.family == 4 else "net/ipv6/conf/all/forwarding", 1)
         ips = tuple(IPConfig(i.address, i.gateway, 1) for i in ipam.ips)
+        podside.host_end_without_ipv6(hv.name, ips)
         with netns.entered(pod_fd):
             if any(i.family == 6 for i in ips):
                 addr.prepare_ipv6(req.ifname)
