@@ -8,12 +8,13 @@ must never splice raw config strings in.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
 import json
 import shutil
 import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from .errors import NftError
@@ -53,14 +54,32 @@ def one_transaction() -> Iterator[None]:
     if getattr(_pending, "script", None) is not None:
         yield
         return
-    _pending.script = []
+    _pending.script, _pending.after = [], []
     try:
         yield
-        script = "".join(_pending.script)
+        script, after = "".join(_pending.script), _pending.after
     finally:
-        _pending.script = None
+        _pending.script = _pending.after = None
     if script:
         _execute(script, False)
+    for fn in after:
+        fn()
+
+
+def after_commit(fn: Callable[[], None]) -> None:
+    """Call `fn` once this thread's writes are in the kernel: at once, or inside one_transaction()
+    when its transaction has been committed (never when it fails)."""
+    after = getattr(_pending, "after", None)
+    if after is None:
+        fn()
+    else:
+        after.append(fn)
+
+
+def query(script: str) -> str:
+    """Run a read-only script (`get element …`) at once, even inside one_transaction(); its text
+    output.  NftError when an object is missing."""
+    return _execute(script, False)
 
 
 def run(script: str, json_output: bool = False) -> str:
@@ -129,11 +148,17 @@ def has_library() -> bool:
 COMMENT_MAX = 127
 
 
-def _h(text: str) -> str:
+@functools.lru_cache(maxsize=4096)
+def owner_hash(text: str) -> str:
+    """32 hex digits of SHA-256 (cached: GC and DEL check many elements of one network)."""
     import hashlib
     return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:32]
 
 
+_h = owner_hash
+
+
+@functools.lru_cache(maxsize=4096)
 def owner_tag(network: str, container_id: str) -> str:
     plain = f"{network} {container_id}"
     return plain if len(plain.encode("utf-8", "surrogateescape")) <= COMMENT_MAX \

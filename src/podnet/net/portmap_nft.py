@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from . import nft
+from . import nft, nft_records
 from .errors import NftError
 
 TABLE = "inet podnet_portmap"
@@ -70,30 +70,33 @@ def _base() -> list[str]:
     return cmds
 
 
-def _elements(m: Mapping, comment: str) -> list[str]:
+def _mapping_element(m: Mapping) -> tuple[str, str]:
+    """(map name, key text) of a mapping's element."""
     f = m.pod_ip.version
-    target = f"{m.pod_ip} . {m.container_port}"
     if m.host_ip is None:
-        return [f'create element {TABLE} any{f} {{ {m.protocol} . {m.host_port} comment "{comment}" : {target} }}']
-    return [f'create element {TABLE} bound{f} {{ {m.host_ip} . {m.protocol} . {m.host_port} '
-            f'comment "{comment}" : {target} }}']
+        return f"any{f}", f"{m.protocol} . {m.host_port}"
+    return f"bound{f}", f"{m.host_ip} . {m.protocol} . {m.host_port}"
 
 
 def add(network: str, container_id: str, mappings: list[Mapping], snat: bool, masq_all: bool) -> None:
-    """All of a pod's mappings in one transaction: either every element is in, or none."""
+    """All of a pod's mappings in one transaction: either every element is in, or none; then
+    the elements are recorded for the pod's DEL (nft_records)."""
     comment = nft.owner_tag(network, container_id)
     cmds = _base()
-    pods = {(m.pod_ip, m.pod_net) for m in mappings}
+    made: list[tuple[str, str]] = []
     for m in mappings:
-        cmds += _elements(m, comment)
-    for ip, net in sorted(pods, key=str):
+        name, key = _mapping_element(m)
+        cmds.append(f'create element {TABLE} {name} {{ {key} comment "{comment}" : {m.pod_ip} . {m.container_port} }}')
+        made.append((name, key))
+    for ip, net in sorted({(m.pod_ip, m.pod_net) for m in mappings}, key=str):
         f = ip.version
-        if snat:
-            cmds.append(f'add element {TABLE} hairpin{f} {{ {ip} . {net} comment "{comment}" }}')
-            cmds.append(f'add element {TABLE} localhost{f} {{ {ip} comment "{comment}" }}')
-        if masq_all:
-            cmds.append(f'add element {TABLE} masqall{f} {{ {ip} comment "{comment}" }}')
+        sets = ([(f"hairpin{f}", f"{ip} . {net}"), (f"localhost{f}", f"{ip}")] if snat else []) + \
+            ([(f"masqall{f}", f"{ip}")] if masq_all else [])
+        for name, key in sets:
+            cmds.append(f'add element {TABLE} {name} {{ {key} comment "{comment}" }}')
+            made.append((name, key))
     nft.run("\n".join(cmds) + "\n")
+    nft.after_commit(lambda: nft_records.remember(TABLE, network, container_id, made))
 
 
 _OWNED_KINDS = {"map": {"any4", "bound4", "any6", "bound6"},
@@ -128,13 +131,19 @@ def _key_text(val: object) -> str:
 
 
 def remove(network: str, container_id: str) -> int:
-    """Delete every element this container owns; 0 when there are none (DEL is idempotent)."""
-    return _delete(_owned(network, container_id))
+    """Delete every element this container owns; 0 when there are none (DEL is idempotent).
+    The elements its ADD recorded when the record checks out, else found by listing the table."""
+    recorded = nft_records.recalled(TABLE, network, container_id)
+    n = _delete(recorded if recorded is not None else _owned(network, container_id))
+    nft_records.forget(TABLE, network, container_id)
+    return n
 
 
 def remove_stale(network: str, valid_ids: set[str]) -> int:
-    """GC: delete this network's elements whose container is not in `valid_ids`."""
-    return _delete(_owned(network, None, valid_ids))
+    """GC: delete this network's elements whose container is not in `valid_ids` (and their records)."""
+    n = _delete(_owned(network, None, valid_ids))
+    nft_records.forget_all_but(TABLE, network, valid_ids)
+    return n
 
 
 def _delete(elements: list[tuple[str, str]]) -> int:
