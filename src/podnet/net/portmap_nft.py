@@ -5,7 +5,8 @@ Lookups, not chains: one map per family for mappings on every host address
 port → …), reached from nat prerouting/output for locally-addressed packets only.
 Masquerade sets say which DNATed flows need SNAT: hairpin (pod IP . source prefix),
 localhost (pod IPs whose mappings take 127.0.0.1 / ::1) and masqAll.  Every element
-carries the comment "<network> <containerID>"; DEL and GC delete by that comment.
+carries the comment "<network> <containerID>"; GC deletes by that comment, DEL the elements its
+ADD recorded once their comments check out (nft_records), else by the comment too.
 Only validated values (addresses, ints, protocol names, checked names) reach a script.
 """
 from __future__ import annotations
