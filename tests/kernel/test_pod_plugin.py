@@ -183,8 +183,8 @@ def test_everything_the_pod_needs_in_nftables_is_one_transaction(kind: str, bin_
             if select.select([mon.stdout], [], [], 0.2)[0]:
                 break
             assert time.monotonic() < deadline, "nft monitor did not start"
-        r = run_chain(bin_dir, one(kind, str(tmp_path / "d"), False, mode), "ADD", netns=make_pod(), sandbox=sandbox,
-                      container_id=CID, runtime_config=RUNTIME)
+        conf, pod = one(kind, str(tmp_path / "d"), False, mode), make_pod()
+        r = run_chain(bin_dir, conf, "ADD", netns=pod, sandbox=sandbox, container_id=CID, runtime_config=RUNTIME)
         assert r.rc == 0, r.stdout
         nsexec(sandbox, "nft", "add", "table", "inet", "pnend")          # marks the end of the ADD's events
         lines: list[str] = []
@@ -198,4 +198,6 @@ def test_everything_the_pod_needs_in_nftables_is_one_transaction(kind: str, bin_
     during = lines[start + 1:]
     gens = [ln for ln in during if ln.startswith("# new generation") and not ln.rstrip().endswith("(nft)")]
     assert len(gens) == 1, "".join(during)
+    assert run_chain(bin_dir, conf, "DEL", netns=pod, sandbox=sandbox, container_id=CID, runtime_config=RUNTIME,
+                     prev=r.out).rc == 0
     assert any("18080" in ln for ln in during) and any("pods4" in ln for ln in during), "".join(during)
