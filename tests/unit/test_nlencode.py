@@ -95,6 +95,8 @@ def test_tbf_reuses_pyroute2s_encoding_with_the_pods_ifindex() -> None:
     ("link", "add", {"ifname": "mv0", "kind": "macvlan", "link": 3, "macvlan_mode": "bridge"}),
     ("link", "set", {"index": 7, "state": "down"}),
     ("link", "set", {"index": 7, "kind": "bridge_slave", "cost": 200}),
+    ("link", "set", {"index": 7, "kind": "bridge_slave", "mode": 256}),
+    ("link", "set", {"index": 7, "mode": 1}),
     ("link", "set", {"index": 7, "ifalias": "x"}),
     ("link", "set", {"index": "7"}),
     ("link", "add", {"ifname": "v", "kind": "veth", "peer": "eth0"}),

@@ -56,6 +56,12 @@ def _uint(value: Any) -> int:
     return value
 
 
+def _u8(value: Any) -> int:
+    if type(value) is not int or not 0 <= value < 256:
+        raise Unsupported(value)
+    return value
+
+
 def _u32(value: Any) -> bytes:
     return _U32.pack(_uint(value))
 
@@ -121,8 +127,10 @@ def _link(command: str, kw: dict[str, Any]) -> bytes:
         raise Unsupported("index/flags")
     if command not in ("add", "set", "del", "get"):
         raise Unsupported(command)
-    body = _link_attrs(kw, ("index", "state", "flags", "change", "kind", "peer", *_BRPORT_ATTRS))
     kind = kw.get("kind")
+    if kind != "bridge_slave" and any(k in kw for k in _BRPORT_ATTRS):
+        raise Unsupported("bridge port option without kind bridge_slave")
+    body = _link_attrs(kw, ("index", "state", "flags", "change", "kind", "peer", *_BRPORT_ATTRS))
     if command == "add" and kind in ("veth", "ifb"):
         info = _attr(IFLA_INFO_KIND, _asciiz(kind))
         if kind == "veth":
@@ -137,7 +145,7 @@ def _link(command: str, kw: dict[str, Any]) -> bytes:
         body += _attr(IFLA_LINKINFO, info)
     elif command == "set" and kind == "bridge_slave" and "peer" not in kw:
         # a bridge port's options (IPRoute.brport): IFLA_INFO_SLAVE_DATA, one byte each
-        data = b"".join(_attr(t, struct.pack("=B", _uint(kw[k]) & 0xFF)) for k, t in _BRPORT_ATTRS.items() if k in kw)
+        data = b"".join(_attr(t, struct.pack("=B", _u8(kw[k]))) for k, t in _BRPORT_ATTRS.items() if k in kw)
         body += _attr(IFLA_LINKINFO, _attr(IFLA_INFO_KIND, b"bridge_slave\0") + _attr(IFLA_INFO_SLAVE_DATA, data))
     elif kind is not None or "peer" in kw:
         raise Unsupported(f"link kind {kind}")
