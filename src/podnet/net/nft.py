@@ -155,22 +155,19 @@ def owner_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:32]
 
 
-_h = owner_hash
-
-
 @functools.lru_cache(maxsize=4096)
 def owner_tag(network: str, container_id: str) -> str:
     plain = f"{network} {container_id}"
     return plain if len(plain.encode("utf-8", "surrogateescape")) <= COMMENT_MAX \
-        else f"#{_h(network)} #{_h(container_id)}"
+        else f"#{owner_hash(network)} #{owner_hash(container_id)}"
 
 
 def owned(comment: str, network: str, container_id: str | None = None, keep: set[str] | None = None) -> bool:
     """Whether an element's comment is `network`'s — and then, with container_id, that container's;
     without it, a container not in `keep` (GC)."""
     net, _, cid = comment.partition(" ")
-    if net not in (network, f"#{_h(network)}"):
+    if net not in (network, f"#{owner_hash(network)}"):
         return False
     if container_id is not None:
         return comment == owner_tag(network, container_id)
-    return cid not in {k for c in (keep or set()) for k in (c, f"#{_h(c)}")}
+    return cid not in {k for c in (keep or set()) for k in (c, f"#{owner_hash(c)}")}
