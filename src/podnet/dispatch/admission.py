@@ -2,10 +2,12 @@
 plugin's own work — today, its NetworkPolicy memberships (no startup window: programmed before
 ADD returns).
 
-The plugins that give a pod its interface and addresses (POD_INTERFACE_TYPES) are wrapped: after
-a successful ADD of a pod that CNI_ARGS names (K8S_POD_NAMESPACE, K8S_POD_NAME), the installed
-`Admission` programs it; if that fails, the ADD is undone (the plugin's DEL) and answered code 11
-(try again later) — a pod never runs unpoliced.  After DEL, the pod's addresses are released.
+The plugins that give a pod its interface and addresses (POD_INTERFACE_TYPES) are wrapped: for
+a pod that CNI_ARGS names (K8S_POD_NAMESPACE, K8S_POD_NAME), the installed `Admission` programs it
+the moment IPAM has given its addresses — before they are on its interface, so not even a process
+already running in the sandbox gets a packet through first — or after the ADD when no IPAM gave
+them.  If that fails, the ADD is undone and answered code 11 (try again later) — a pod never runs
+unpoliced.  After DEL (or a failed ADD), the pod's addresses are released.
 
 The agent installs its policy engine (agent/node.py).  Without one (the in-process path, when
 the agent is away, or an agent without --network-policy) the default refuses a pod's ADD while
@@ -24,6 +26,7 @@ from ..cni.errors import TRY_AGAIN_LATER, CNIError
 from ..cni.request import Request
 from ..cni.skel import Plugin
 from ..cni.types import Result
+from ..plugins import delegate
 
 log = logging.getLogger(__name__)
 
@@ -80,36 +83,66 @@ def _prev_ips(req: Request) -> list[IPAddr]:
     return out
 
 
+def _admit(pod: tuple[str, str], container: str, ips: list[IPAddr]) -> None:
+    """Program the pod, or raise code 11 (the caller undoes the ADD)."""
+    try:
+        _installed.admit(*pod, container, ips)
+    except Exception as e:  # whatever stopped it, the runtime is told to try again
+        if isinstance(e, CNIError) and e.code == TRY_AGAIN_LATER:
+            raise
+        raise CNIError(TRY_AGAIN_LATER, f"pod {pod[0]}/{pod[1]}: its NetworkPolicy could not be programmed "
+                                        f"({type(e).__name__}: {e}); the ADD was undone") from None
+
+
 def wrap(plugin: Plugin) -> Plugin:
-    """The plugin with admission around its ADD and DEL."""
+    """The plugin with admission around its ADD and DEL.  The pod is programmed the moment IPAM
+    gives its addresses (delegate.addresses_given), before the plugin configures its interface;
+    after the ADD only if that did not happen (no IPAM: chained, or static addresses set by the
+    plugin) or the result's addresses differ."""
     inner_add: Callable[[Request], Result] = plugin.add
     inner_del: Callable[[Request], None] = plugin.delete
 
     def add(req: Request) -> Result:
-        result = inner_add(req)
         pod = pod_of(req)
         if pod is None:
-            return result
+            return inner_add(req)
+        admitted: list[IPAddr] = []
+
+        def before_addresses(ips: list[IPAddr]) -> None:
+            _admit(pod, req.container_id, ips)
+            admitted[:] = ips
+        token = delegate.addresses_given.set(before_addresses)
         try:
-            _installed.admit(*pod, req.container_id, [c.address.ip for c in result.ips])
-        except Exception as e:
+            result = inner_add(req)
+        except BaseException:
+            if admitted:
+                _release_quietly(pod, req.container_id, admitted)
+            raise
+        finally:
+            delegate.addresses_given.reset(token)
+        ips = [c.address.ip for c in result.ips]
+        if set(ips) != set(admitted) or not admitted:
             try:
-                inner_del(req)
-            except Exception as undo:  # noqa: BLE001 - report the admission failure, log the undo's
-                log.warning("undoing the ADD of %s/%s after its admission failed: %s", *pod, undo)
-            if isinstance(e, CNIError) and e.code == TRY_AGAIN_LATER:
+                _admit(pod, req.container_id, ips)
+            except CNIError:
+                try:
+                    inner_del(req)
+                except Exception as undo:  # noqa: BLE001 - report the admission failure, log the undo's
+                    log.warning("undoing the ADD of %s/%s after its admission failed: %s", *pod, undo)
                 raise
-            raise CNIError(TRY_AGAIN_LATER, f"pod {pod[0]}/{pod[1]}: its NetworkPolicy could not be programmed "
-                                            f"({type(e).__name__}: {e}); the ADD was undone") from None
         return result
 
     def delete(req: Request) -> None:
         inner_del(req)
         pod = pod_of(req)
         if pod is not None:
-            try:
-                _installed.release(*pod, req.container_id, _prev_ips(req))
-            except Exception as e:  # noqa: BLE001 - DEL must succeed; the agent's resync corrects the table
-                log.warning("releasing %s/%s from NetworkPolicy: %s", *pod, e)
+            _release_quietly(pod, req.container_id, _prev_ips(req))
 
     return replace(plugin, add=add, delete=delete)
+
+
+def _release_quietly(pod: tuple[str, str], container: str, ips: list[IPAddr]) -> None:
+    try:
+        _installed.release(*pod, container, ips)
+    except Exception as e:  # noqa: BLE001 - DEL must succeed; the agent's resync corrects the table
+        log.warning("releasing %s/%s from NetworkPolicy: %s", *pod, e)

@@ -7,6 +7,10 @@ directly (identical behaviour, no fork).
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
+import logging
+from collections.abc import Callable
+from contextvars import ContextVar
 
 from ..cni.invoke import exec_plugin
 from ..cni.request import Request
@@ -15,6 +19,13 @@ from ..cni.types import Result
 from .common import ipam_conf
 
 PREFIX = "podnet-"
+log = logging.getLogger(__name__)
+IPAddr = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+# Called with a pod's addresses the moment IPAM has given them, before any plugin puts them on an
+# interface: dispatch/admission.py programs the pod's NetworkPolicy here, so not one packet of it
+# crosses unpoliced (set per request; a thread's context starts without one).
+addresses_given: ContextVar[Callable[[list[IPAddr]], None] | None] = ContextVar("addresses_given", default=None)
 
 
 def _local(ipam_type: str) -> Plugin | None:
@@ -41,8 +52,20 @@ def _call(req: Request, command: str) -> Result | None:
 
 
 def ipam_add(req: Request) -> Result:
+    """IPAM's ADD, then the addresses_given hook; when the hook refuses the addresses, IPAM's
+    DEL releases them before the refusal goes up (the caller has not yet taken them)."""
     res = _call(req, "ADD")
     assert res is not None
+    hook = addresses_given.get()
+    if hook is not None and res.ips:
+        try:
+            hook([i.address.ip for i in res.ips])
+        except BaseException:
+            try:
+                ipam_del(req)
+            except Exception as e:  # noqa: BLE001 - the hook's refusal is what the runtime must see
+                log.warning("releasing the addresses of a refused ADD: %s", e)
+            raise
     return res
 
 
