@@ -97,6 +97,7 @@ class Bgp:
         self.config_error = ""                 # the last render BIRD's check refused (doctor shows it)
         self.neighbours: dict[str, str] = {}   # BIRD protocol name → node name or "peer ADDR"
         self.skipped: list[str] = []           # nodes left out of the render, and why
+        self.reachable_nodes: set[str] = set()  # the other nodes whose blocks BIRD should learn
         self.wake: Any = None                  # the loop's wake(): BIRD exited, or its table changed
         self._died = False                     # BIRD exited without being asked: restart it with -R
         self._bird_pid, self._since, self._is_settled = 0, 0.0, False
@@ -143,7 +144,9 @@ class Bgp:
                 for e in host.routes(fam, table=BGP_TABLE):
                     if e.gw is not None and e.dst not in want and e.dst not in self.leave_alone:
                         learned[e.dst] = e.gw
-        if not (running and self._settled()):
+        expected = {c for c, n in owners.items() if n in self.reachable_nodes and c.version == self.me.addr.version
+                    and c not in want and c not in self.leave_alone}
+        if not (running and self._settled(expected <= learned.keys())):
             # BIRD is (re)starting, or relearning after a restart: keep what it had taught us
             # (its table may be empty or partial for a moment), add what it already knows
             want.update({dst: hop for dst, hop in have if dst not in want})
@@ -168,9 +171,10 @@ class Bgp:
         neighbours: list[Neighbour] = []
         names: dict[str, str] = {}
         skipped: list[str] = []
+        reachable: set[str] = set()
         for n, info in sorted(nodes.items()):
-            if n == self.me.name or (reflectors and self.me.name not in reflectors and n not in reflectors):
-                continue                         # clients peer only with the reflectors
+            if n == self.me.name:
+                continue
             try:
                 addr = ipaddress.ip_address(info["addr"])
                 asn = int(info.get("bgp_as") or DEFAULT_AS)
@@ -181,6 +185,9 @@ class Bgp:
                 continue
             if addr.version != self.me.addr.version:
                 continue
+            reachable.add(n)
+            if reflectors and self.me.name not in reflectors and n not in reflectors:
+                continue                         # clients peer only with the reflectors (who pass the rest on)
             name = protocol_name("node_", n)
             names[name] = n
             neighbours.append(Neighbour(name, str(addr), asn,
@@ -189,7 +196,7 @@ class Bgp:
             name = protocol_name("peer_", p.addr)
             names[name] = f"peer {p.addr}"
             neighbours.append(Neighbour(name, p.addr, p.asn, password=p.password, external=True))
-        self.neighbours, self.skipped = names, skipped
+        self.neighbours, self.skipped, self.reachable_nodes = names, skipped, reachable
         return BirdView(str(self.me.addr), self.asn, tuple(map(str, own)), tuple(neighbours), self.hold_time,
                         graceful_restart_time=self.gr_time, log_path=os.path.join(self.dir, "bird.log"),
                         families=(self.me.addr.version,), next_hop={self.me.addr.version: str(self.me.addr)})
@@ -218,16 +225,17 @@ class Bgp:
                 self._bird_pid, self._since, self._is_settled = pid, time.monotonic(), False
             return True
 
-    def _settled(self) -> bool:
+    def _settled(self, relearned: bool) -> bool:
         """Whether BIRD's table can be mirrored as it is, removals included: every session to a
-        node is Established (it has relearned), or it has had a hold time and more to get there
-        (a peer that is still down is down for real)."""
+        node is Established and every other node's block is back in its table (`relearned`: a
+        session is Established a moment before its peer's updates arrive), or it has had a hold
+        time and more to get there (a peer that is still down is down for real)."""
         if not self._is_settled:
             try:
                 sessions = [p for p in self.birdc.protocols().values() if p.proto == "BGP" and p.name.startswith("node_")]
             except BirdError:
                 return False
-            self._is_settled = all(p.info.startswith("Established") for p in sessions) or \
+            self._is_settled = (relearned and all(p.info.startswith("Established") for p in sessions)) or \
                 time.monotonic() - self._since > self.hold_time + 5
         return self._is_settled
 
