@@ -5,14 +5,19 @@ from __future__ import annotations
 
 import ipaddress
 import shutil
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from podnet.agent.config import ConfigError, NodeConfig
 from podnet.agent.routing.base import NodeIdentity
 from podnet.agent.routing.bgp import Bgp, parse_peer
-from podnet.agent.routing.birdconf import BirdView, Neighbour, render
+from podnet.agent.routing.birdconf import BGP_TABLE, BirdView, Neighbour, render
+from podnet.net.birdc import Protocol
+from podnet.net.rtnl import RouteEntry
+from tests.helpers.fakenet import FakeHost
 
 needs_bird = pytest.mark.skipif(shutil.which("bird") is None, reason="BIRD 2 is not installed (apt install bird2)")
 
@@ -99,3 +104,53 @@ def test_a_render_bird_refuses_is_kept_away_from_the_running_config(tmp_path: Pa
     assert not b._check(render(bad))
     assert "bird.conf.new" in b.config_error or "line" in b.config_error, b.config_error
     assert (tmp_path / "bird" / "bird.conf").read_text() == good
+
+
+class HostWithBgpTable(FakeHost):
+    """The fake host plus BIRD's kernel table (what BIRD has learned)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bgp: dict[Any, RouteEntry] = {}
+
+    def routes(self, family: int, table: int | None = 254) -> list[RouteEntry]:
+        if table == BGP_TABLE:
+            return [r for r in self.bgp.values() if r.dst.version == family]
+        return super().routes(family, table)
+
+    def learn(self, cidr: str, gw: str) -> None:
+        dst = ipaddress.ip_network(cidr)
+        self.bgp[dst] = RouteEntry(dst, ipaddress.ip_address(gw), 2, 0, BGP_TABLE, 0, 12)
+
+
+def test_after_a_bird_restart_routes_stay_until_every_block_is_relearned(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """A session is Established a moment before its peer's updates arrive: until every other
+    node's block is back in BIRD's table, what it had taught stays (then the mirror is strict)."""
+    b = backend(tmp_path)
+    monkeypatch.setattr(b, "_bird", lambda view: True)        # BIRD runs (its pid is tracked by hand below)
+    monkeypatch.setattr(b.birdc, "protocols", lambda: {
+        f"node_n{i}": Protocol(f"node_n{i}", "BGP", "up", "now", "Established") for i in (2, 3)})
+
+    def bird_restarted() -> None:                 # what _bird notes when it sees a new pid
+        b._since, b._is_settled = time.monotonic(), False
+
+    n2, n3 = "10.244.0.64/26", "10.244.0.128/26"
+    own = {ipaddress.ip_network("10.244.0.0/26"): "n1", ipaddress.ip_network(n2): "n2", ipaddress.ip_network(n3): "n3"}
+    host = HostWithBgpTable()
+    host.learn(n2, "10.97.0.2")
+    host.learn(n3, "10.97.0.3")
+    bird_restarted()
+    b.apply(host, nodes(3), own)
+    assert host.podnet_routes() == {n2: "10.97.0.2", n3: "10.97.0.3", "10.244.0.0/26": "None"}
+    # BIRD restarts: its table starts empty; the sessions come back before the updates do
+    host.bgp = {}
+    bird_restarted()
+    host.learn(n3, "10.97.0.3")
+    b.apply(host, nodes(3), own)
+    assert n2 in host.podnet_routes(), "n2's route dropped while BIRD was still relearning it"
+    host.learn(n2, "10.97.0.2")
+    b.apply(host, nodes(3), own)
+    del host.bgp[ipaddress.ip_network(n2)]       # relearned, then withdrawn for real: it goes
+    b.apply(host, nodes(3), own)
+    assert host.podnet_routes() == {n3: "10.97.0.3", "10.244.0.0/26": "None"}
