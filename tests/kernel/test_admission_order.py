@@ -73,8 +73,7 @@ def run(command: str, plugin: str, pod_ns: str, config: dict[str, Any]) -> tuple
     env = {"CNI_COMMAND": command, "CNI_CONTAINERID": CID, "CNI_NETNS": f"/run/netns/{pod_ns}",
            "CNI_IFNAME": "eth0", "CNI_PATH": "/nonexistent",
            "CNI_ARGS": "K8S_POD_NAMESPACE=x;K8S_POD_NAME=web;K8S_POD_INFRA_CONTAINER_ID=" + CID}
-    out = handle(plugin.removeprefix("podnet-") if plugin != "podnet" else "podnet", env,
-                 json.dumps(config).encode())
+    out = handle(plugin.removeprefix("podnet-"), env, json.dumps(config).encode())
     return out.exit_code, json.loads(out.stdout or b"{}")
 
 
