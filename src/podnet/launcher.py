@@ -15,7 +15,7 @@ from .wire import (
     ENV_LENGTH_HEADER,
     EXIT_HEADER,
     LATEST_VERSION,
-    MAX_CONFIG,
+    MAX_STDIN,
     STDERR_HEADER,
     SUPPORTED_VERSIONS,
     encode_env,
@@ -151,7 +151,7 @@ def execute(plugin_type: str, environ: dict[str, str], stdin: bytes) -> tuple[in
     if command is None:
         from .cni.skel import about
         return 0, b"", about(plugin_type)
-    if environ.get(NO_AGENT_ENV) or len(stdin) > MAX_CONFIG:
+    if environ.get(NO_AGENT_ENV) or len(stdin) > MAX_STDIN:
         return run_in_process(plugin_type, env, stdin)       # (an oversized config is refused there)
     try:
         request = encode_request(plugin_type, env, stdin)
@@ -182,7 +182,7 @@ def log_call(path: str, plugin_type: str, environ: dict[str, str], code: int) ->
 def main(plugin_type: str) -> int:
     environ = process_env()
     # never more than the limit + 1 byte: a larger config is refused, not held in memory
-    stdin = b"" if environ.get("CNI_COMMAND") is None else sys.stdin.buffer.read(MAX_CONFIG + 1)
+    stdin = b"" if environ.get("CNI_COMMAND") is None else sys.stdin.buffer.read(MAX_STDIN + 1)
     code, out, err = execute(plugin_type, environ, stdin)
     if environ.get(CALL_LOG_ENV):
         log_call(environ[CALL_LOG_ENV], plugin_type, environ, code)

@@ -18,9 +18,17 @@ ENV_LENGTH_HEADER = "X-Cni-Env-Length"
 EXIT_HEADER = "X-CNI-Exit"
 STDERR_HEADER = "X-CNI-Stderr-Length"
 
-MAX_CONFIG = 4 * 1024 * 1024     # a network config (stdin) larger than this is refused, on both paths
+# Size limits, the same on both paths.  A runtime sends an ADD's result back inside the DEL and
+# CHECK configs (prevResult), so whatever ADD accepts, DEL and CHECK must accept with the result
+# in it: ADD's config (its prevResult aside) is held to MAX_CONFIG, its result to MAX_RESULT as a
+# runtime may re-encode it (cni/skel.py: a larger one is undone and refused), and any stdin —
+# DEL, CHECK, a chained plugin's ADD — may carry both.
+MAX_CONFIG = 4 * 1024 * 1024     # a network config, its prevResult aside
+MAX_RESULT = 4 * 1024 * 1024     # a result, as Go's encoder would write it back in prevResult
+PREV_RESULT_SLACK = 64 * 1024    # the "prevResult" key and a runtime's own re-encoding of the config
+MAX_STDIN = MAX_CONFIG + MAX_RESULT + PREV_RESULT_SLACK
 MAX_ENV = 4 * 1024 * 1024        # the CNI variables (Linux caps a whole environment at 2 MiB)
-MAX_BODY = MAX_CONFIG + MAX_ENV + 1
+MAX_BODY = MAX_STDIN + MAX_ENV + 1
 
 
 def encode_env(env: dict[str, str]) -> bytes:

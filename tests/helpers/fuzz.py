@@ -16,6 +16,7 @@ tests/reliability/test_fuzz.py; `--fuzz-cases N --fuzz-seed S` (pytest options) 
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
@@ -23,8 +24,13 @@ import random
 import re
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+from tests.helpers.cni import netns_add, netns_del, nsexec, unique
+from tests.helpers.etcd import Etcd, have_etcd
 
 CASE_TIMEOUT = 20.0
 PY_EXCEPTION = re.compile(r"^(AttributeError|TypeError|KeyError|IndexError|ValueError|UnicodeEncodeError|"
@@ -69,6 +75,31 @@ class Rig:
     agent_socket: str             # "" in-process (a path nobody listens on is used)
     etcd_url: str = ""
     master: str = "fzm0"          # macvlan / dhcp master in the sandbox
+    agent_log: str = ""
+
+
+@contextlib.contextmanager
+def one_rig(bin_dir: str, tmp: Path) -> Iterator[Rig]:
+    """One sandbox (the node), a macvlan master in it, etcd for the cluster IPAM, an agent."""
+    from tests.conftest import Agent
+    sandbox = unique("pnt-fz-")
+    netns_add(sandbox)
+    nsexec(sandbox, "ip", "link", "set", "lo", "up")
+    nsexec(sandbox, "ip", "link", "add", "fzm0", "type", "veth", "peer", "name", "fzm0p")
+    nsexec(sandbox, "ip", "link", "set", "fzm0", "up")
+    etcd = Etcd(netns=sandbox) if have_etcd() else None          # where the launchers can reach it
+    agent = None
+    try:
+        if etcd is not None:
+            etcd.wait_healthy()
+        agent = Agent(sandbox, str(tmp / "agent.sock"), str(tmp / "agent.log"), ["--state-dir", str(tmp / "state")])
+        yield Rig(bin_dir, sandbox, str(tmp / "data"), agent.sock, etcd.url if etcd else "", agent_log=agent.log)
+    finally:
+        if agent is not None:
+            agent.stop()
+        if etcd is not None:
+            etcd.remove()
+        netns_del(sandbox)
 
 
 def bases(rig: Rig, device: str, port: int) -> dict[str, dict[str, Any]]:

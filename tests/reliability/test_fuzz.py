@@ -9,6 +9,7 @@ import contextlib
 import json
 import os
 import random
+import re
 import subprocess
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -17,9 +18,7 @@ from typing import Any
 import pytest
 
 from podnet.install import TYPES, launcher_name
-from tests.conftest import Agent
 from tests.helpers.cni import netns_add, netns_del, nsexec, unique
-from tests.helpers.etcd import Etcd, have_etcd
 from tests.helpers.fuzz import (
     CARRIER,
     CHAINED,
@@ -29,6 +28,7 @@ from tests.helpers.fuzz import (
     bases,
     code_of,
     make_case,
+    one_rig,
     problems_of,
     run_launcher,
     stdin_of,
@@ -42,31 +42,13 @@ IN_PROCESS_EVERY = 20  # every 20th case also runs in-process (~0.35 s a launche
 def rigs(bin_dir: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Rig]]:
     """A node of its own per worker (the leak checks look at the whole node)."""
     with contextlib.ExitStack() as stack:
-        yield [stack.enter_context(one_rig(bin_dir, tmp_path_factory)) for _ in range(WORKERS)]
+        yield [stack.enter_context(one_rig(bin_dir, tmp_path_factory.mktemp("fuzz"))) for _ in range(WORKERS)]
 
 
-@contextlib.contextmanager
-def one_rig(bin_dir: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
-    """One sandbox (the node), a macvlan master in it, etcd for the cluster IPAM, an agent."""
-    tmp = tmp_path_factory.mktemp("fuzz")
-    sandbox = unique("pnt-fz-")
-    netns_add(sandbox)
-    nsexec(sandbox, "ip", "link", "set", "lo", "up")
-    nsexec(sandbox, "ip", "link", "add", "fzm0", "type", "veth", "peer", "name", "fzm0p")
-    nsexec(sandbox, "ip", "link", "set", "fzm0", "up")
-    etcd = Etcd(netns=sandbox) if have_etcd() else None          # where the launchers can reach it
-    agent = None
-    try:
-        if etcd is not None:
-            etcd.wait_healthy()
-        agent = Agent(sandbox, str(tmp / "agent.sock"), str(tmp / "agent.log"), ["--state-dir", str(tmp / "state")])
-        yield Rig(bin_dir, sandbox, str(tmp / "data"), agent.sock, etcd.url if etcd else "")
-    finally:
-        if agent is not None:
-            agent.stop()
-        if etcd is not None:
-            etcd.remove()
-        netns_del(sandbox)
+def agent_log_since(path: str, offset: int) -> str:
+    with open(path, errors="replace") as f:
+        f.seek(offset)
+        return f.read()
 
 
 def links(ns: str) -> dict[str, str]:
@@ -228,6 +210,7 @@ def test_fuzz(rigs: list[Rig], ptype: str, request: pytest.FixtureRequest) -> No
         pytest.skip("etcd-server is not installed")
     runners = [Runner(rig, ptype, seed) for rig in rigs]
     cases = runners[0].cases(n)
+    logged_before = [os.path.getsize(rig.agent_log) for rig in rigs]
     try:
         with ThreadPoolExecutor(WORKERS) as pool:
             list(pool.map(lambda k: runners[k].run(cases[k::WORKERS], in_process_every=IN_PROCESS_EVERY),
@@ -241,4 +224,13 @@ def test_fuzz(rigs: list[Rig], ptype: str, request: pytest.FixtureRequest) -> No
     problems = sorted((p for r in runners for p in r.problems), key=lambda p: int(p.split(" case ")[1].split()[0])
                       if " case " in p else -1)
     counts = {k: sum(r.counts[k] for r in runners) for k in ("ok", "error")}
+    logged = [agent_log_since(rig.agent_log, at) for rig, at in zip(rigs, logged_before, strict=True)]
+    for text in logged:
+        # a bad request is the client's error: one line with its code and reason, never a traceback
+        if "Traceback" in text:
+            at = text.index("Traceback")
+            problems.append(f"a traceback in the agent's log:\n{text[max(0, at - 300):at + 3000]}")
+    if counts["error"]:
+        assert re.search(r"refused (ADD|DEL|CHECK|GC|STATUS) \S+ container=\S* ?: code \d+: ", "".join(logged)), \
+            "the agent logged no line (command, type, code, reason) for the requests it refused"
     assert not problems, f"{len(problems)} problem(s) in {n} cases ({counts}):\n" + "\n".join(problems[:40])

@@ -1,6 +1,7 @@
 """The launcher's request framing and the agent's error table (no root, no kernel)."""
 from __future__ import annotations
 
+import errno
 import json
 
 import pytest
@@ -57,9 +58,15 @@ def test_unreachable_agent_runs_version_without_it(tmp_path):
     assert code == 0 and "supportedVersions" in json.loads(out)
 
 
-@pytest.mark.parametrize("exc,code", [
-    (NetnsGone("/run/netns/x"), 4), (RangeExhausted("10.0.0.1-10.0.0.6"), 11), (StoreUnavailable("ro"), 11),
-    (NetError("boom"), 999), (ValueError("odd"), 999), (CNIError(7, "x"), 7),
+@pytest.mark.parametrize("exc,code,expected", [
+    (NetnsGone("/run/netns/x"), 4, True), (RangeExhausted("10.0.0.1-10.0.0.6"), 11, True),
+    (StoreUnavailable("ro"), 11, True), (NetError("boom"), 999, True), (CNIError(7, "x"), 7, True),
+    (OSError(errno.ENAMETOOLONG, "File name too long", "/var/lib/x" + "a" * 300), 999, True),
+    (ValueError("odd"), 999, False), (KeyError("k"), 999, False),
+    (FileNotFoundError(errno.ENOENT, "No such file or directory", "/x"), 999, False),
 ])
-def test_error_table(exc, code):
-    assert to_cni_error(exc).code == code
+def test_error_table(exc, code, expected):
+    """Typed errors and the node's file-system refusals are expected (a log line); anything else is
+    a bug (its traceback is logged)."""
+    err, was_expected = to_cni_error(exc)
+    assert (err.code, was_expected) == (code, expected)

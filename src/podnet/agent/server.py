@@ -199,10 +199,11 @@ class AgentServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
                                 raw)
         code = 0
         if out.exit_code:
-            try:
-                code = int(json.loads(out.stdout).get("code", 999))
-            except ValueError:
-                code = 999
+            code, msg = _error_of(out.stdout)
+            # one line per refused request, with its code and the reason (which names the field);
+            # a traceback is logged only for an unexpected exception (cni/skel.py)
+            log.info("refused %s %s container=%s: code %d: %s", command, ptype, env.get("CNI_CONTAINERID", "")[:64],
+                     code, msg)
         took = time.perf_counter() - start
         metrics.observe(command, ptype, took, code)
         # one line per request at debug level: which pod waited how long in the agent (a slow
@@ -210,6 +211,15 @@ class AgentServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
         log.debug("cni: %s %s container=%s %.2f ms code %d", command, ptype, env.get("CNI_CONTAINERID", "")[:12],
                   took * 1e3, code)
         return out.exit_code, out.stdout, out.stderr
+
+
+def _error_of(stdout: bytes) -> tuple[int, str]:
+    """(code, msg) of a CNI error answer."""
+    try:
+        doc = json.loads(stdout)
+        return int(doc.get("code", 999)), str(doc.get("msg", ""))[:500]
+    except (ValueError, TypeError, AttributeError):
+        return 999, stdout[:200].decode(errors="replace")
 
 
 def serve(path: str, request_timeout: float = 50.0) -> None:

@@ -24,6 +24,7 @@ REQUIRED_ENV: dict[str, tuple[str, ...]] = {
 
 _ID_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$")
 _NAME_RE = _ID_RE
+MAX_NAME = 255      # a file name's limit: host-local and tuning keep a directory per network
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,9 @@ def from_env(env: Mapping[str, str], stdin: bytes) -> Request:
         raise CNIError(INVALID_CONFIG, "invalid config: name: missing network name")
     if not _NAME_RE.match(name):
         raise CNIError(INVALID_CONFIG, f"invalid config: name: {name!r} has illegal characters")
+    if len(name) > MAX_NAME:
+        raise CNIError(INVALID_CONFIG, f"invalid config: name: longer than {MAX_NAME} characters "
+                                       "(the network's name is a directory name in plugins' data dirs)")
     path = tuple(p for p in env.get("CNI_PATH", "").split(":") if p)
     return Request(command=command, container_id=cid, netns=env.get("CNI_NETNS", ""),
                    ifname=env.get("CNI_IFNAME", ""), args=args, path=path, config=conf,

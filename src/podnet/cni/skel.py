@@ -5,6 +5,7 @@ answer byte for byte alike.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -12,10 +13,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..wire import MAX_CONFIG
+from ..wire import MAX_STDIN
+from . import limits
 from . import version as V
 from .convert import render_result
-from .errors import DECODE_FAILURE, INTERNAL, INVALID_ENV, INVALID_NETNS, CNIError
+from .errors import INTERNAL, INVALID_ENV, INVALID_NETNS, CNIError
 from .request import COMMANDS, Request, decode_config, from_env
 from .types import Result
 
@@ -41,11 +43,14 @@ class Outcome:
     stderr: str = ""
 
 
-Translate = Callable[[BaseException], CNIError]
+# exception → (the CNI error, whether it was expected): an expected error — a typed failure the
+# plugin reports, caused by the request or the node — costs one log line; an unexpected one is a
+# bug in podnet and logs its traceback, so an operator can alert on tracebacks.
+Translate = Callable[[BaseException], tuple[CNIError, bool]]
 
 
-def _default_translate(exc: BaseException) -> CNIError:
-    return CNIError(INTERNAL, f"{type(exc).__name__}: {exc}")
+def _default_translate(exc: BaseException) -> tuple[CNIError, bool]:
+    return CNIError(INTERNAL, f"{type(exc).__name__}: {exc}"), False
 
 
 def version_outcome(stdin: bytes) -> Outcome:
@@ -70,7 +75,7 @@ def about(plugin_name: str) -> str:
 def error_version(stdin: bytes) -> str:
     """The version an error is printed in: the request's cniVersion when it can be read and is
     supported, else the newest."""
-    if len(stdin) > MAX_CONFIG:
+    if len(stdin) > MAX_STDIN:
         return V.LATEST
     try:
         ver = decode_config(stdin).get("cniVersion")
@@ -124,18 +129,30 @@ def run(plugin: Plugin, env: Mapping[str, str], stdin: bytes,
     try:
         if command not in COMMANDS:
             raise CNIError(INVALID_ENV, f"unknown CNI_COMMAND: {command}")
-        if len(stdin) > MAX_CONFIG:
-            raise CNIError(DECODE_FAILURE, f"network config exceeds the {MAX_CONFIG}-byte limit")
+        limits.check_stdin(stdin)
         req = from_env(env, stdin)
+        limits.check_config(command, stdin, req.config)
         result = _dispatch(plugin, req)
         if result is None:
             return Outcome(b"", 0)
         body: Any = render_result(result, req.cni_version)
-        return Outcome(json.dumps(body).encode() + b"\n", 0)
+        out = json.dumps(body).encode() + b"\n"
+        if size := limits.result_overflow(body, out):
+            _undo_add(plugin, req)
+            raise limits.result_too_large(size)
+        return Outcome(out, 0)
     except CNIError as e:
         err = e
     except Exception as e:  # the edge: anything else becomes a CNI error with a code
-        err = translate(e)
-        if err.code == INTERNAL:
+        err, expected = translate(e)
+        if not expected:
             log.exception("%s %s failed", plugin.name, command)
     return error_outcome(err, stdin, f"podnet-{plugin.name}")
+
+
+def _undo_add(plugin: Plugin, req: Request) -> None:
+    """An ADD that cannot answer: what it made is removed as the runtime's DEL would remove it."""
+    try:
+        plugin.delete(dataclasses.replace(req, command="DEL"))
+    except Exception:  # the ADD's own error is the answer; the undo's goes to the log
+        log.exception("%s: undoing an ADD whose result was too large failed", plugin.name)

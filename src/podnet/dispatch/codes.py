@@ -7,6 +7,8 @@ gates, config errors naming their field.
 """
 from __future__ import annotations
 
+import errno
+
 from ..cni.errors import INTERNAL, INVALID_ENV, NOT_AVAILABLE, TRY_AGAIN_LATER, CNIError
 from ..ipam.errors import AddressUnavailable, Conflict, IpamError, RangeExhausted, StoreUnavailable
 from ..net.errors import AddressConflict, NetError, NetnsGone, NotANetns
@@ -34,10 +36,22 @@ TABLE: tuple[tuple[type[BaseException], int], ...] = (
 PREFIX: dict[type[BaseException], str] = {NetnsGone: "CNI_NETNS: no such network namespace: ", NotANetns: "CNI_NETNS: "}
 
 
-def to_cni_error(exc: BaseException) -> CNIError:
+# a file-system refusal caused by the request or the node (a path too long, a disk full or read-only,
+# no permission): the answer names the path; it is not a bug in podnet
+NODE_ERRNOS = frozenset({errno.ENAMETOOLONG, errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM,
+                         errno.EMFILE, errno.ENFILE, errno.EIO, errno.ENOTDIR, errno.EISDIR, errno.ELOOP})
+
+
+def to_cni_error(exc: BaseException) -> tuple[CNIError, bool]:
+    """(the CNI error, whether the exception was expected).  Expected: the typed errors of the
+    table and the node's file-system refusals — the request's or the node's fault, worth a log
+    line.  Anything else is a bug in podnet: its traceback goes to the log (cni/skel.py)."""
     if isinstance(exc, CNIError):
-        return exc
+        return exc, True
     for cls, code in TABLE:
         if isinstance(exc, cls):
-            return CNIError(code, PREFIX.get(cls, "") + str(exc))
-    return CNIError(INTERNAL, f"{type(exc).__name__}: {exc}".splitlines()[0])
+            return CNIError(code, PREFIX.get(cls, "") + str(exc)), True
+    if isinstance(exc, OSError) and exc.errno in NODE_ERRNOS:
+        where = f": {exc.filename}" if exc.filename else ""
+        return CNIError(INTERNAL, f"{exc.strerror or exc}{where}"), True
+    return CNIError(INTERNAL, f"{type(exc).__name__}: {exc}".splitlines()[0]), False
