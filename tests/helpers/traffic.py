@@ -34,13 +34,17 @@ else:
 CLIENT = r"""
 import socket, sys
 proto, host, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+source = sys.argv[5] if len(sys.argv) > 5 else ""
 fam = socket.AF_INET6 if ":" in host else socket.AF_INET
 try:
     if proto == "tcp":
-        s = socket.create_connection((host, port), timeout=float(sys.argv[4]))
+        s = socket.create_connection((host, port), timeout=float(sys.argv[4]),
+                                     source_address=(source, 0) if source else None)
         print(s.recv(200).decode().strip())
     else:
         s = socket.socket(fam, socket.SOCK_DGRAM); s.settimeout(float(sys.argv[4]))
+        if source:
+            s.bind((source, 0))
         s.sendto(b"hi", (host, port)); print(s.recv(200).decode().strip())
 except OSError as e:
     print("ERROR", e)
@@ -63,13 +67,14 @@ def server(netns: str, proto: str, port: int, banner: str, addr: str = "0.0.0.0"
         p.wait()
 
 
-def fetch(netns: str, proto: str, host: str, port: int, timeout: float = 2.0) -> str:
-    """The banner a client in `netns` gets from host:port ('ERROR …' when nothing answers)."""
+def fetch(netns: str, proto: str, host: str, port: int, timeout: float = 2.0, source: str = "") -> str:
+    """The banner a client in `netns` gets from host:port ('ERROR …' when nothing answers);
+    source: the address the client binds (as `curl --interface ADDRESS`)."""
     deadline = time.monotonic() + 3 * timeout
     out = ""
     while time.monotonic() < deadline:
-        out = subprocess.run(["ip", "netns", "exec", netns, PY, "-c", CLIENT, proto, host, str(port), str(timeout)],
-                             capture_output=True, text=True).stdout.strip()
+        out = subprocess.run(["ip", "netns", "exec", netns, PY, "-c", CLIENT, proto, host, str(port), str(timeout),
+                              *([source] if source else [])], capture_output=True, text=True).stdout.strip()
         if not out.startswith("ERROR") or proto == "tcp":
             return out
     return out

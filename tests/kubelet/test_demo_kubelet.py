@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.kubernetes import have_kubernetes
+from tests.helpers.lab import lab_processes
 
 missing = have_kubernetes() or ", ".join(t for t in ("containerd", "ctr", "runc", "mmdebstrap", "go")
                                          if not shutil.which(t))
@@ -36,7 +37,10 @@ def lab_traces() -> dict[str, set[str]]:
             if "pnlab-" in cmd or "pnprobe" in cmd:
                 procs.add(cmd)
     return {"netns": {n for n in netns if n.startswith("pnlab-")}, "cgroups": cgroups, "dirs": dirs,
-            "mounts": mounts, "procs": procs}
+            "mounts": mounts, "procs": procs,
+            # kubelet, containerd, its shims, kube-proxy, the control plane, etcd, agents: gone the
+            # moment the demo returns (issue 37), not a moment later
+            "daemons": {f"{pid} {kind}" for pid, kind in lab_processes().items()}}
 
 
 def test_demo_kubelet_passes_and_leaves_nothing() -> None:

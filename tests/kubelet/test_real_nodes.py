@@ -20,6 +20,7 @@ import pytest
 from podnet.lab import FABRIC_NET
 from podnet.lab import kubechecks as kc
 from podnet.lab.continuity import Pinger
+from podnet.lab.control_plane import k8s_bin_dir
 from podnet.lab.images import PROBE
 from tests.helpers.kubernetes import have_kubernetes
 
@@ -112,6 +113,38 @@ def test_host_port_on_the_node_address_then_gone_with_the_pod(klab) -> None:  # 
     assert kc.http_from(klab.fab, f"{FABRIC_NET}.2", HOST_PORT, timeout=1) == ""
 
 
+def test_one_host_port_three_pods_reached_from_a_host_network_pod(klab) -> None:  # type: ignore[no-untyped-def]
+    """Kubernetes' conformance case (issue 37): pod1 127.0.0.1 TCP, pod2 the node's address TCP,
+    pod3 the node's address UDP, all on one hostPort; a hostNetwork client on that node reaches
+    pod1 at 127.0.0.1 with its source bound to the node's address (`curl --interface NODE_IP`),
+    pod2 and pod3 at the node's address, and pod1 at 127.0.0.1 without binding too."""
+    node_ip, port = f"{FABRIC_NET}.1", 54323
+    specs = {"hpa": ("127.0.0.1", "TCP"), "hpb": (node_ip, "TCP"), "hpc": (node_ip, "UDP")}
+    for name, (host_ip, proto) in specs.items():
+        pod = kc.host_port_pod(name, PROBE, "n1", port)
+        pod["spec"]["containers"][0]["ports"] = [{"containerPort": 80, "hostPort": port, "hostIP": host_ip,
+                                                  "protocol": proto}]
+        if proto == "UDP":
+            pod["spec"]["containers"][0]["readinessProbe"] = {"exec": {"command": ["true"]}, "periodSeconds": 1}
+        kc.apply(klab, pod)
+        klab.kubectl("wait", "--for=condition=Ready", f"pod/{name}", "--timeout=60s", timeout=70)
+    client = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "hostexec", "namespace": "default"},
+              "spec": {"hostNetwork": True, "nodeName": "n1", "terminationGracePeriodSeconds": 1, "containers": [
+                  {"name": "c", "image": PROBE, "imagePullPolicy": "Never", "command": ["/bin/pnprobe", "pause"]}]}}
+    kc.apply(klab, client)
+    klab.kubectl("wait", "--for=condition=Ready", "pod/hostexec", "--timeout=60s", timeout=70)
+    try:
+        def via(*argv: str) -> str:
+            return str(klab.kubectl("exec", "hostexec", "--", "pnprobe", "probe", "-t", "5", *argv, check=False,
+                                    timeout=40)).strip()
+        assert via("-s", node_ip, "tcp", "127.0.0.1", str(port)) == "hpa", "127.0.0.1 with the node's source"
+        assert via("tcp", node_ip, str(port)) == "hpb", "the node's address, TCP"
+        assert via("udp", node_ip, str(port)) == "hpc", "the node's address, UDP"
+        assert via("tcp", "127.0.0.1", str(port)) == "hpa", "127.0.0.1 without binding (masqueraded)"
+    finally:
+        klab.kubectl("delete", "pod", "hpa", "hpb", "hpc", "hostexec", "--wait=true")
+
+
 def test_kubectl_delete_pod_releases_its_address(klab, web) -> None:  # type: ignore[no-untyped-def]
     victim = next(p for p in web if p.node == "n1")
     leases = klab.hosts[0].path("/var/lib/cni") / "networks" / "podnet"
@@ -145,6 +178,79 @@ def test_kubelet_call_sequence_is_what_the_runtimes_tier_expects(klab) -> None: 
         assert all(d["netns"] == "" for d in dels[1:]), steps
         assert all(c["rc"] == "0" for c in seq), seq
         assert not [c for c in seq if c["command"] in ("VERSION", "CHECK")], steps
+
+
+def test_the_api_server_proxies_to_a_pod_and_to_a_service(klab, web) -> None:  # type: ignore[no-untyped-def]
+    """The control plane reaches pods as a control-plane node does (kubectl get --raw …/proxy/)."""
+    names = {p.name for p in kc.running_pods(klab, f"{kc.PROBE_LABEL}=web")}
+    for node in ("n1", "n2"):
+        pod = next(p for p in kc.running_pods(klab, f"{kc.PROBE_LABEL}=web") if p.node == node)
+        assert kc.via_api_proxy(klab, "default", "pods", pod.name, 80) == pod.name, f"API server → pod on {node}"
+    assert kc.via_api_proxy(klab, "default", "services", "web", 80) in names, "API server → Service web"
+
+
+def test_a_validating_webhook_served_by_a_pod_is_called_and_refuses(klab) -> None:  # type: ignore[no-untyped-def]
+    klab.kubectl("create", "namespace", "podnet-webhook")
+    kc.apply(klab, *kc.webhook_objects(klab, "pnhook", PROBE, guarded="podnet-webhook"))
+    try:
+        klab.kubectl("rollout", "status", "deployment/pnhook", "--timeout=120s", timeout=130)
+        allowed = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "fine", "namespace": "podnet-webhook"}}
+        refused = {**allowed, "metadata": {"name": "bad", "namespace": "podnet-webhook",
+                                           "labels": {"podnet.io/deny": "yes"}}}
+        # the webhook may need a moment after Ready to be in the API server's endpoints cache
+        deadline, err = time.monotonic() + 30, ""
+        while True:
+            p = subprocess.run(["ip", "netns", "exec", klab.fab, os.path.join(k8s_bin_dir(), "kubectl"),
+                                f"--kubeconfig={klab.cp.admin_kubeconfig()}", "create", "-f", "-"],
+                               input=json.dumps(allowed), capture_output=True, text=True, timeout=60)
+            if p.returncode == 0:
+                break
+            err = p.stderr
+            assert time.monotonic() < deadline, f"an allowed ConfigMap was refused: {err}"
+            time.sleep(0.5)
+        p = subprocess.run(["ip", "netns", "exec", klab.fab, os.path.join(k8s_bin_dir(), "kubectl"),
+                            f"--kubeconfig={klab.cp.admin_kubeconfig()}", "create", "-f", "-"],
+                           input=json.dumps(refused), capture_output=True, text=True, timeout=60)
+        assert p.returncode != 0 and "refused by pnprobe webhook" in p.stderr, (p.stdout, p.stderr)
+        assert klab.kubectl("get", "configmap", "-n", "podnet-webhook", "bad", check=False) == ""
+    finally:
+        klab.kubectl("delete", "validatingwebhookconfiguration", "pnhook", "--ignore-not-found")
+        klab.kubectl("delete", "namespace", "podnet-webhook", "--wait=false")
+        klab.kubectl("delete", "deployment/pnhook", "service/pnhook", "secret/pnhook-tls", "--ignore-not-found")
+
+
+def test_control_plane_traffic_to_pods_meets_network_policy_as_a_nodes_does(klab) -> None:  # type: ignore[no-untyped-def]
+    """A pod on n1 under default-deny ingress: neither the API server (the fabric) nor node n2 reaches
+    it; a policy allowing the fabric's addresses lets both in (only the pod's own node always passes)."""
+    klab.kubectl("create", "namespace", "cpnp")
+    try:
+        pod = {**kc.host_port_pod("guarded", PROBE, "n1", 0), "metadata": {
+            "name": "guarded", "namespace": "cpnp", "labels": {kc.PROBE_LABEL: "guarded"}}}
+        del pod["spec"]["containers"][0]["ports"][0]["hostPort"]
+        # the deny first: the API server keeps its proxy connections open (established connections
+        # are not cut by a new policy), so it must not have reached this pod before
+        deny = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                "metadata": {"name": "deny", "namespace": "cpnp"}, "spec": {"podSelector": {}, "policyTypes": ["Ingress"]}}
+        kc.apply(klab, deny, pod)
+        ip = kc.wait_pods(klab, f"{kc.PROBE_LABEL}=guarded", 1, namespace="cpnp")[0].ip
+        assert kc.http_from(klab.nodes[1], ip, 80, timeout=1) == "", "n2 → pod under default-deny"
+        assert kc.via_api_proxy(klab, "cpnp", "pods", "guarded", 80, timeout=3) != "guarded", "API server under deny"
+        assert kc.http_from(klab.nodes[0], ip, 80) == "guarded", "the pod's own node (kubelet probes) always passes"
+        allow = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                 "metadata": {"name": "from-fabric", "namespace": "cpnp"},
+                 "spec": {"podSelector": {}, "ingress": [{"from": [{"ipBlock": {"cidr": f"{FABRIC_NET}.0/24"}}]}]}}
+        kc.apply(klab, allow)
+        wait_for(lambda: kc.http_from(klab.nodes[1], ip, 80, timeout=1) == "guarded", "n2 → pod after the allow")
+        assert kc.via_api_proxy(klab, "cpnp", "pods", "guarded", 80) == "guarded", "API server after the allow"
+    finally:
+        klab.kubectl("delete", "namespace", "cpnp", "--wait=false")
+
+
+def wait_for(cond, what: str, timeout: float = 10) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, f"{what}: not within {timeout:.0f}s"
+        time.sleep(0.2)
 
 
 def _cross_node_pinger(klab, web) -> Pinger:  # type: ignore[no-untyped-def]

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import install
+from . import procs
 from .neighbours import NeighbourLimits
 
 FABRIC_NET = "10.97.0"
@@ -534,12 +535,9 @@ class Cluster:
         if self.cp is not None:
             self.cp.stop()
         for proc in list(self.procs.values()):
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+            procs.stop_popen(proc)
         for pid in self.pids.values():            # processes of a lab loaded from its state
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pid, signal.SIGKILL)
+            procs.kill_group(pid)
         for i, ns in enumerate([*self.nodes, self.fab]):
             if i not in self.removed:
                 _kill_inside(ns)     # daemons the agents left running on purpose (BIRD, wireguard-go)
@@ -574,11 +572,9 @@ def ends_cleanly_on_signals() -> Iterator[None]:
 
 
 def _kill_inside(ns: str) -> None:
-    """SIGKILL every process in a namespace (a deleted netns lives on while one holds it)."""
-    pids = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True).stdout.split()
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError, ValueError):
-            os.kill(int(pid), signal.SIGKILL)
+    """SIGKILL every process in a namespace (a deleted netns lives on while one holds it), and wait
+    until they are gone."""
+    procs.kill_and_wait(procs.in_netns(ns))
 
 
 def remove_kept(tag: str = "") -> list[str]:

@@ -106,7 +106,11 @@ class ControlPlane:
             f"--service-cluster-ip-range={SERVICE_CIDR}", "--authorization-mode=Node,RBAC",
             "--enable-admission-plugins=NodeRestriction", "--allow-privileged=true",
             f"--kubelet-client-certificate={kubelet_client.cert}", f"--kubelet-client-key={kubelet_client.key}",
-            "--kubelet-preferred-address-types=InternalIP", "--event-ttl=1h", "--profiling=false"])
+            "--kubelet-preferred-address-types=InternalIP", "--event-ttl=1h", "--profiling=false",
+            # webhooks and aggregated APIs are called at their Service's endpoints (pod addresses,
+            # which the fabric routes to their nodes), not at its ClusterIP: the fabric runs no
+            # kube-proxy, as a control plane without a node agent (managed clusters) does not
+            "--enable-aggregator-routing=true"])
         self.wait_ready()
         return time.monotonic() - t0
 
@@ -183,8 +187,8 @@ class ControlPlane:
         self.wait_ready()
 
     def stop(self) -> None:
+        from .procs import stop_popen
         for name in ("kube-scheduler", "kube-controller-manager", "kube-apiserver"):
             proc = self.procs.pop(name, None)
-            if proc is not None and proc.poll() is None:
-                proc.kill()
-                proc.wait()
+            if proc is not None:
+                stop_popen(proc)

@@ -67,10 +67,10 @@ def deploy_probe(lab: Any, name: str, replicas: int, image: str, timeout: float 
     return wait_pods(lab, f"{PROBE_LABEL}={name}", replicas, timeout)
 
 
-def wait_pods(lab: Any, selector: str, count: int, timeout: float = 120) -> list[RunningPod]:
+def wait_pods(lab: Any, selector: str, count: int, timeout: float = 120, namespace: str = "default") -> list[RunningPod]:
     deadline = time.monotonic() + timeout
     while True:
-        pods = running_pods(lab, selector)
+        pods = running_pods(lab, selector, namespace)
         if len(pods) == count and all(p.ip for p in pods):
             return pods
         if time.monotonic() > deadline:
@@ -127,3 +127,54 @@ def http_from(netns_name: str, addr: str, port: int, timeout: float = 2) -> str:
         except OSError:
             return ""
     return b"".join(chunks).split(b"\r\n\r\n", 1)[-1].decode().strip()
+
+
+def via_api_proxy(lab: Any, namespace: str, kind: str, name: str, port: int, timeout: float = 10) -> str:
+    """GET / through the API server's proxy to a pod or a Service (`kubectl get --raw …/proxy/`):
+    the API server itself connects to the pod — what `kubectl port-forward`-less tooling,
+    dashboards and metrics pipelines rely on.  The answer's body, "" if it failed."""
+    out = lab.kubectl("get", "--raw", f"/api/v1/namespaces/{namespace}/{kind}/{name}:{port}/proxy/",
+                      f"--request-timeout={int(timeout)}s", check=False, timeout=timeout + 20)
+    return str(out).strip()
+
+
+def webhook_objects(lab: Any, name: str, image: str, namespace: str = "default",
+                    guarded: str = "podnet-webhook") -> list[dict[str, Any]]:
+    """A validating admission webhook served by a pod (`pnprobe webhook`, TLS with a certificate of
+    the lab's CA for the Service's DNS name): a Secret, a Deployment, a Service and the
+    ValidatingWebhookConfiguration, which guards ConfigMaps in the namespace `guarded` and refuses
+    those labelled podnet.io/deny (failurePolicy Fail: an unreachable webhook refuses too)."""
+    import base64
+    pair = lab.cp.pki.issue(f"webhook-{name}", f"{name}.{namespace}.svc", server=True,
+                            dns=(f"{name}.{namespace}.svc", f"{name}.{namespace}.svc.cluster.local"))
+    with open(pair.cert, "rb") as c, open(pair.key, "rb") as k, open(lab.cp.pki.ca.cert, "rb") as ca:
+        crt, key, ca_bundle = c.read(), k.read(), ca.read()
+    labels = {PROBE_LABEL: name}
+
+    def b64(raw: bytes) -> str:
+        return base64.b64encode(raw).decode()
+    return [
+        {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+         "metadata": {"name": f"{name}-tls", "namespace": namespace}, "data": {"tls.crt": b64(crt), "tls.key": b64(key)}},
+        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": namespace},
+         "spec": {"replicas": 1, "selector": {"matchLabels": labels}, "template": {
+             "metadata": {"labels": labels}, "spec": {
+                 "terminationGracePeriodSeconds": 2,
+                 "volumes": [{"name": "tls", "secret": {"secretName": f"{name}-tls"}}],
+                 "containers": [{"name": "webhook", "image": image, "imagePullPolicy": "Never",
+                                 "args": ["webhook", "-cert", "/tls/tls.crt", "-key", "/tls/tls.key", "-port", "8443"],
+                                 "ports": [{"containerPort": 8443}],
+                                 "volumeMounts": [{"name": "tls", "mountPath": "/tls", "readOnly": True}],
+                                 "readinessProbe": {"tcpSocket": {"port": 8443}, "periodSeconds": 1}}]}}}},
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": namespace},
+         "spec": {"selector": labels, "ports": [{"port": 443, "targetPort": 8443, "protocol": "TCP"}]}},
+        {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",
+         "metadata": {"name": name}, "webhooks": [{
+             "name": f"{name}.podnet.io", "admissionReviewVersions": ["v1"], "sideEffects": "None",
+             "failurePolicy": "Fail", "timeoutSeconds": 5,
+             "clientConfig": {"service": {"name": name, "namespace": namespace, "path": "/validate", "port": 443},
+                              "caBundle": b64(ca_bundle)},
+             "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": guarded}},
+             "rules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"],
+                        "resources": ["configmaps"]}]}]},
+    ]

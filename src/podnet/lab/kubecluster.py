@@ -30,6 +30,7 @@ from .kubelet import NodeHost
 
 CALL_LOG = "/var/log/podnet/cni-calls.log"      # on each node: every CNI call its runtime made
 REFERENCE_DIR = "/usr/lib/cni"                   # Debian's containernetworking-plugins
+LAB_ROUTE_PROTO = "150"                          # the fabric's routes to the Nodes' podCIDRs (route_pod_cidrs)
 SOURCE = Path(__file__).resolve().parents[3]     # the checkout the podnet image is built from
 
 
@@ -82,6 +83,7 @@ class KubeletCluster(Cluster):
                 self.install_reference(i)
             if wait_ready:
                 self.wait_nodes(ready=True, timeout=300)
+                self.route_pod_cidrs()
 
     def start_node(self, i: int) -> None:
         """Node i's holder, containerd (images imported), kubelet (registers the Node with its
@@ -115,6 +117,33 @@ class KubeletCluster(Cluster):
         if wait_ready:
             self.wait_nodes(ready=True, timeout=300)
             self.timings["apply_to_ready"] = time.monotonic() - t0
+            self.route_pod_cidrs()
+
+    def route_pod_cidrs(self) -> dict[str, str]:
+        """The control plane reaches pods as a control-plane node does: the fabric — where the API
+        server runs — routes each Node's spec.podCIDRs to that Node's InternalIP, as a cloud's
+        route controller programs the VPC router (kube-controller-manager --configure-cloud-routes).
+        The node forwards to its pods like any routed traffic, so NetworkPolicy sees the API
+        server's address (not a pod's, not the pod's own node): the rules a remote node's
+        traffic meets.  Routes of Nodes that are gone are removed.  Returns CIDR → next hop."""
+        want: dict[str, str] = {}
+        for n in self.get("nodes").get("items", []):
+            addr = next((a["address"] for a in n.get("status", {}).get("addresses", []) if a["type"] == "InternalIP"), "")
+            for cidr in n.get("spec", {}).get("podCIDRs", []) if addr else []:
+                if (":" in cidr) == (":" in addr):
+                    want[cidr] = addr
+        have = {}
+        for family in ("-4", "-6"):
+            out = subprocess.run(["ip", "-n", self.fab, "-j", family, "route", "show", "proto", LAB_ROUTE_PROTO],
+                                 capture_output=True, text=True).stdout
+            have.update({r["dst"]: r.get("gateway", "") for r in json.loads(out or "[]")})
+        for cidr in set(have) - set(want):
+            subprocess.run(["ip", "-n", self.fab, "route", "del", cidr, "proto", LAB_ROUTE_PROTO], capture_output=True)
+        for cidr, via in want.items():
+            if have.get(cidr) != via:
+                subprocess.run(["ip", "-n", self.fab, "route", "replace", cidr, "via", via, "proto", LAB_ROUTE_PROTO],
+                               check=True, capture_output=True)
+        return want
 
     def load_image(self, tar: str, nodes: list[int] | None = None) -> None:
         """`podnet lab image-load`: an OCI or Docker archive into every (or the given) node's containerd."""
@@ -208,6 +237,7 @@ class KubeletCluster(Cluster):
         self.stop_node(i)
         self.kubectl("delete", "node", self.hosts[i].name, "--wait=true")
         self.remove_node_namespaces(i)
+        self.route_pod_cidrs()
 
     # ------------------------------------------------------------ state, teardown
     def state(self) -> dict[str, Any]:

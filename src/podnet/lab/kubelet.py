@@ -20,16 +20,15 @@ What this machine needs of the node's settings, and why (also beside each in the
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import procs
 from .control_plane import k8s_bin_dir, kubeconfig
 
 # Fixed paths of a Kubernetes node (what the DaemonSet's hostPaths name) → a directory per node.
@@ -62,11 +61,9 @@ def remove_cgroups(pattern: str) -> list[str]:
     """Kill what is left in the top-level cgroups matching `pattern` (a node's containers), then
     remove them deepest first; returns the ones removed."""
     tops = [top for ctrl in _cgroup_controllers() for top in ctrl.glob(pattern) if top.is_dir()]
-    for top in tops:
-        for procs in top.rglob("cgroup.procs"):
-            for pid in procs.read_text().split():
-                with contextlib.suppress(ProcessLookupError, ValueError):
-                    os.kill(int(pid), signal.SIGKILL)
+    members = {int(pid) for top in tops for listed in top.rglob("cgroup.procs")
+               for pid in listed.read_text().split() if pid.isdigit()}
+    procs.kill_and_wait(members)
     for top in tops:
         dirs = sorted((d for d in top.rglob("*") if d.is_dir()), key=lambda d: -len(d.parts))
         for d in [*dirs, top]:
@@ -218,8 +215,8 @@ class NodeHost:
                 continue
             top = ctrl / self.cgroup.lstrip("/")
             for pod in top.rglob(f"pod{uid}"):
-                for procs in sorted(pod.rglob("cgroup.procs")):
-                    pids = [int(p) for p in procs.read_text().split()]
+                for listed in sorted(pod.rglob("cgroup.procs")):
+                    pids = [int(p) for p in listed.read_text().split()]
                     if pids:
                         out.append(pids)
         return out
@@ -305,8 +302,7 @@ class NodeHost:
     def stop_daemon(self, name: str) -> None:
         pid = self.pids.pop(name, 0)
         if pid:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pid, signal.SIGKILL)
+            procs.kill_group(pid)
 
     def stop(self) -> None:
         """Stop every daemon and container of the node and remove its cgroups and directories
@@ -324,12 +320,5 @@ class NodeHost:
         """containerd's shims (their own sessions) and anything else still in the node's mount
         namespace go."""
         holder = self.pids.get("holder", 0)
-        try:
-            mine = os.readlink(f"/proc/{holder}/ns/mnt")
-        except OSError:
-            return
-        for pid in os.listdir("/proc"):
-            if pid.isdigit() and int(pid) != holder:
-                with contextlib.suppress(OSError):
-                    if os.readlink(f"/proc/{pid}/ns/mnt") == mine:
-                        os.kill(int(pid), signal.SIGKILL)
+        if holder:
+            procs.kill_and_wait(procs.in_mount_ns(holder))

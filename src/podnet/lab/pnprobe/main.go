@@ -3,14 +3,20 @@
 //
 //	pnprobe serve                       answer on TCP and UDP ports 80 and 81 with the hostname
 //	                                    (HTTP on TCP: GET / → hostname; UDP: any datagram → hostname)
-//	pnprobe probe tcp|udp HOST PORT     one request; prints the answer, exit 1 if none within -t
+//	pnprobe probe [-t S] [-s SRC] tcp|udp HOST PORT
+//	                                    one request (from source address SRC); prints the answer,
+//	                                    exit 1 if none within -t
 //	pnprobe pause                       the pod sandbox's process: sleeps until SIGTERM/SIGINT
+//	pnprobe webhook -cert F -key F [-port 8443] [-deny-label KEY]
+//	                                    a validating admission webhook over TLS: POST /validate
+//	                                    refuses an object carrying the label KEY, allows the rest
 //
 // TCP answers are HTTP so `wget -qO- http://POD/` and Services' clients work as well.
 package main
 
 import (
 	"bufio"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -33,6 +39,8 @@ func main() {
 		serve()
 	case "probe":
 		os.Exit(probe(os.Args[2:]))
+	case "webhook":
+		os.Exit(webhook(os.Args[2:]))
 	case "pause":
 		stop := make(chan os.Signal, 1)
 		signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
@@ -74,13 +82,27 @@ func serve() {
 func probe(args []string) int {
 	fs := flag.NewFlagSet("probe", flag.ContinueOnError)
 	timeout := fs.Float64("t", 2, "seconds to wait for the answer")
+	source := fs.String("s", "", "source address to bind (as curl --interface ADDRESS)")
 	if fs.Parse(args) != nil || fs.NArg() != 3 {
-		fmt.Fprintln(os.Stderr, "usage: pnprobe probe [-t SECONDS] tcp|udp HOST PORT")
+		fmt.Fprintln(os.Stderr, "usage: pnprobe probe [-t SECONDS] [-s SOURCE] tcp|udp HOST PORT")
 		return 2
 	}
 	proto, addr := fs.Arg(0), net.JoinHostPort(fs.Arg(1), fs.Arg(2))
 	deadline := time.Now().Add(time.Duration(*timeout * float64(time.Second)))
-	conn, err := net.DialTimeout(proto, addr, time.Until(deadline))
+	dialer := net.Dialer{Deadline: deadline}
+	if *source != "" {
+		ip := net.ParseIP(*source)
+		if ip == nil {
+			fmt.Fprintf(os.Stderr, "pnprobe: -s %q is not an address\n", *source)
+			return 2
+		}
+		if proto == "udp" {
+			dialer.LocalAddr = &net.UDPAddr{IP: ip}
+		} else {
+			dialer.LocalAddr = &net.TCPAddr{IP: ip}
+		}
+	}
+	conn, err := dialer.Dial(proto, addr)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -117,4 +139,54 @@ func probe(args []string) int {
 	}
 	fmt.Println(strings.TrimSpace(body))
 	return 0
+}
+
+// review is the part of an admission.k8s.io/v1 AdmissionReview the webhook reads and answers.
+type review struct {
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"`
+	Request    *struct {
+		UID    string `json:"uid"`
+		Object struct {
+			Metadata struct {
+				Name   string            `json:"name"`
+				Labels map[string]string `json:"labels"`
+			} `json:"metadata"`
+		} `json:"object"`
+	} `json:"request,omitempty"`
+	Response map[string]any `json:"response,omitempty"`
+}
+
+func webhook(args []string) int {
+	fs := flag.NewFlagSet("webhook", flag.ContinueOnError)
+	cert := fs.String("cert", "", "TLS certificate (PEM)")
+	key := fs.String("key", "", "TLS key (PEM)")
+	port := fs.String("port", "8443", "port")
+	deny := fs.String("deny-label", "podnet.io/deny", "refuse objects carrying this label")
+	if fs.Parse(args) != nil || *cert == "" || *key == "" {
+		fmt.Fprintln(os.Stderr, "usage: pnprobe webhook -cert F -key F [-port 8443] [-deny-label KEY]")
+		return 2
+	}
+	name, _ := os.Hostname()
+	mux := http.NewServeMux()
+	mux.HandleFunc("/validate", func(w http.ResponseWriter, r *http.Request) {
+		var rv review
+		if err := json.NewDecoder(r.Body).Decode(&rv); err != nil || rv.Request == nil {
+			http.Error(w, "not an AdmissionReview", http.StatusBadRequest)
+			return
+		}
+		obj := rv.Request.Object.Metadata
+		_, refused := obj.Labels[*deny]
+		resp := map[string]any{"uid": rv.Request.UID, "allowed": !refused}
+		if refused {
+			resp["status"] = map[string]any{"code": 403,
+				"message": fmt.Sprintf("refused by pnprobe webhook %s: %s carries %s", name, obj.Name, *deny)}
+		}
+		fmt.Fprintf(os.Stderr, "webhook: %s allowed=%v\n", obj.Name, !refused)
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(review{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview", Response: resp})
+	})
+	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, name) })
+	fmt.Fprintln(os.Stderr, http.ListenAndServeTLS(":"+*port, *cert, *key, mux))
+	return 1
 }
