@@ -15,7 +15,7 @@ import pytest
 
 from podnet.cni.errors import TRY_AGAIN_LATER, CNIError
 from podnet.dispatch import admission, handle
-from podnet.net import netns, nft
+from podnet.net import netns
 from tests.helpers.cni import netns_add, netns_del, nsexec, unique
 
 CID = "feedface" * 8
@@ -50,7 +50,6 @@ def node(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, str]]:
     netns_add(pod)
     try:
         with netns.opened(f"/run/netns/{host}") as fd, netns.entered(fd):
-            monkeypatch.setattr(nft, "_ctx", None)      # libnftables' context keeps the netns it was made in
             yield host, pod
     finally:
         admission.install(None)

@@ -29,10 +29,7 @@ def scratch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     netns_add(name)
     try:
         with netns.opened(f"/run/netns/{name}") as fd, netns.entered(fd):
-            # libnftables' context keeps the netns it was made in: a fresh one, made in here
-            monkeypatch.setattr(nft, "_ctx", None)
-            nft._context()
-            yield name
+            yield name               # (nft gives each netns a libnftables context of its own)
     finally:
         netns_del(name)
 

@@ -21,24 +21,57 @@ from .errors import NftError
 
 _LIB_PATH = "/usr/lib/python3/dist-packages/nftables/nftables.py"
 _lock = threading.Lock()
-_ctx: Any = None
+_module: Any = None
+_ctx: Any = None               # the context of the netns it was made in (_ctx_netns)
+_ctx_netns = 0
 
 
-def _context() -> Any:
-    global _ctx
-    if _ctx is None:
+def _library() -> Any:
+    """Debian's nftables binding, loaded once (False: not installed)."""
+    global _module
+    if _module is None:
         try:
             spec = importlib.util.spec_from_file_location("_podnet_libnftables", _LIB_PATH)
             if spec is None or spec.loader is None:
                 raise ImportError(_LIB_PATH)
             mod = importlib.util.module_from_spec(spec)
             spec.loader.exec_module(mod)
-            ctx = mod.Nftables()
-            ctx.set_json_output(False)
-            _ctx = ctx
+            _module = mod
         except (ImportError, OSError, FileNotFoundError):
-            _ctx = False
-    return _ctx
+            _module = False
+    return _module
+
+
+def _current_netns() -> int:
+    """The calling thread's network namespace (threads enter pods' namespaces on their own)."""
+    import os
+    return os.stat("/proc/thread-self/ns/net").st_ino
+
+
+def _process_netns() -> int:
+    """The process's own netns (its main thread's), the only one whose context is kept."""
+    import os
+    return os.stat("/proc/self/ns/net").st_ino
+
+
+def _context() -> Any:
+    """A libnftables context for the calling thread's netns.  A context's netlink socket stays in
+    the netns it was opened in, so the cached one serves only that netns; another netns (a pod's:
+    underlay NetworkPolicy, the leg's reply routing) gets a context of its own, freed after use, so
+    no pod's namespace is held alive by a cached socket."""
+    global _ctx, _ctx_netns
+    mod = _library()
+    if not mod:
+        return False
+    here = _current_netns()
+    if _ctx is None and here == _process_netns():
+        _ctx, _ctx_netns = mod.Nftables(), here
+        _ctx.set_json_output(False)
+    if _ctx is not None and here == _ctx_netns:
+        return _ctx
+    ctx = mod.Nftables()
+    ctx.set_json_output(False)
+    return ctx
 
 
 _pending = threading.local()      # .script: writes held for one_transaction(), per thread
@@ -49,12 +82,13 @@ def one_transaction() -> Iterator[None]:
     """Every write (`run`) in this thread inside the block becomes part of ONE nft transaction,
     run when the block ends without an error — all of it or none of it, and one netlink round
     trip instead of one per writer (the pod plugin: masquerade and hostPort mappings together).
-    Reads (`list_json`) and `run_ignoring_missing` still run at once; an error inside the block
-    drops the held writes.  Nested blocks join the outer one."""
+    Reads (`list_json`) and `run_ignoring_missing` still run at once, and so does a write made
+    while the thread stands in another netns (a pod's); an error inside the block drops the held
+    writes.  Nested blocks join the outer one."""
     if getattr(_pending, "script", None) is not None:
         yield
         return
-    _pending.script, _pending.after = [], []
+    _pending.script, _pending.after, _pending.netns = [], [], _current_netns()
     try:
         yield
         script, after = "".join(_pending.script), _pending.after
@@ -86,7 +120,8 @@ def run(script: str, json_output: bool = False) -> str:
     """Run an nft script as one transaction (or, inside one_transaction(), hold it for the
     block's); raise NftError with nft's message."""
     held = getattr(_pending, "script", None)
-    if held is not None and not json_output:
+    # a write in another netns (a pod's, entered meanwhile) is not this transaction's: at once, there
+    if held is not None and not json_output and _current_netns() == _pending.netns:
         held.append(script if script.endswith("\n") else script + "\n")
         return ""
     return _execute(script, json_output)

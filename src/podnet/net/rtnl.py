@@ -328,6 +328,17 @@ class Rtnl:
                 if e.code != errno.EEXIST:
                     raise
 
+    def fwmark_rule(self, action: str, family: int, mark: int, table: int, priority: int) -> None:
+        """`ip rule add|del fwmark MARK lookup TABLE priority P`; adding one that exists, or deleting
+        one that does not, is fine."""
+        fam = socket.AF_INET if family == 4 else socket.AF_INET6
+        with _nl(f"rule fwmark {mark:#x} table {table}"):
+            try:
+                self._ipr.rule(action, family=fam, table=table, fwmark=mark, priority=priority)
+            except NetlinkError as e:
+                if e.code not in ((errno.EEXIST,) if action == "add" else (errno.ENOENT, errno.ESRCH)):
+                    raise
+
     def del_rule(self, src: IPNet, table: int) -> None:
         fam = socket.AF_INET if src.version == 4 else socket.AF_INET6
         with _nl(f"rule from {src} table {table}"):

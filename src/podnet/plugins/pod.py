@@ -1,8 +1,10 @@
 """podnet (type `podnet`): a Kubernetes pod's whole network in one exec — what the chain
 bridge|ptp → portmap → bandwidth → tuning does, in one call.
 
-    {"type": "podnet", "mode": "bridge" | "ptp",
-     <that reference plugin's keys: bridge, isGateway, ipMasq, mtu, hairpinMode, …, ipam>,
+    {"type": "podnet", "mode": "bridge" | "ptp" | "macvlan" | "ipvlan",
+     <that reference plugin's keys: bridge, isGateway, ipMasq, mtu, hairpinMode, …, ipam;
+      macvlan's and ipvlan's own `mode` is written macvlanMode / ipvlanMode>,
+     "leg":       {<leg's keys: ifname, routes, nodeIPs>},   macvlan/ipvlan (underlay): always on
      "portmap":   {<portmap's keys: snat, masqAll, …>},          optional sections: present = on
      "bandwidth": {<bandwidth's keys: ingressRate, …>},
      "tuning":    {<tuning's keys: sysctl, mtu, mac, promisc, allmulti, …>},
@@ -30,9 +32,14 @@ from ..cni.types import Result
 from ..net import link, netns, nft
 from ..net.errors import NetError
 from ..net.rtnl import open_rtnl, sharing_netns_sockets
-from . import bandwidth, bridge, portmap, ptp, tuning
+from . import bandwidth, bridge, ipvlan, leg, macvlan, portmap, ptp, tuning
 
-MODES: dict[str, Plugin] = {"bridge": bridge.PLUGIN, "ptp": ptp.PLUGIN}
+MODES: dict[str, Plugin] = {"bridge": bridge.PLUGIN, "ptp": ptp.PLUGIN, "macvlan": macvlan.PLUGIN,
+                            "ipvlan": ipvlan.PLUGIN}
+# underlay modes: eth0 on the datacenter network, a leg to the node (plugins/leg.py) right after it;
+# the link type's own `mode` key is spelled <type>Mode here (`mode` picks the pod's mode)
+UNDERLAY = {"macvlan": "macvlanMode", "ipvlan": "ipvlanMode"}
+LEG_KEYS = ("ifname", "routes", "nodeIPs")
 # section → (its plugin, the runtimeConfig keys it takes)
 SECTIONS: dict[str, tuple[Plugin, tuple[str, ...]]] = {
     "portmap": (portmap.PLUGIN, ("portMappings",)),
@@ -40,7 +47,7 @@ SECTIONS: dict[str, tuple[Plugin, tuple[str, ...]]] = {
     "tuning": (tuning.PLUGIN, ()),
 }
 MAIN_RUNTIME_KEYS = ("ips", "mac")          # the interface plugin (and its IPAM) take these
-OWN_KEYS = ("mode", *SECTIONS)
+OWN_KEYS = ("mode", "leg", *UNDERLAY.values(), *SECTIONS)
 
 
 @dataclass(frozen=True)
@@ -59,13 +66,19 @@ def steps(req: Request) -> list[Step]:
     c = req.config
     mode = c.get("mode", "bridge")
     if mode not in MODES:
-        raise config_error("mode", f"must be bridge or ptp, not {mode!r}")
+        raise config_error("mode", f"must be one of {', '.join(MODES)}, not {mode!r}")
     rc = req.runtime_config
     main = {k: v for k, v in c.items() if k not in OWN_KEYS and k not in ("runtimeConfig", "prevResult")}
     main_rc = {k: rc[k] for k in MAIN_RUNTIME_KEYS if k in rc}
     if main_rc:
         main["runtimeConfig"] = main_rc
     out = [Step(mode, MODES[mode], main)]
+    if mode in UNDERLAY:
+        out[0] = Step(mode, MODES[mode], _underlay_main(c, main, mode))
+        out.append(Step("leg", leg.PLUGIN, _leg_conf(req, c)))
+        if c.get("bandwidth") is not None:
+            raise config_error("bandwidth", f"not in {mode} mode: there is no host-side veth of eth0 to shape "
+                                            "(the reference bandwidth plugin needs one too)")
     for name, (plugin, rc_keys) in SECTIONS.items():
         if name not in c:
             continue
@@ -75,12 +88,31 @@ def steps(req: Request) -> list[Step]:
         if not isinstance(section, dict):
             raise config_error(name, f"must be an object of {name}'s settings, not {section!r}")
         conf = {**_base(req), **{k: v for k, v in c.items() if k.startswith("cni.dev/")},
+                **({"hairpinScope": "pod"} if name == "portmap" and mode in UNDERLAY else {}),
                 **{k: v for k, v in section.items() if k not in ("cniVersion", "name", "type")}}
         sub_rc = {k: rc[k] for k in rc_keys if k in rc}
         if sub_rc:
             conf["runtimeConfig"] = sub_rc
         out.append(Step(name, plugin, conf))
     return out
+
+
+def _underlay_main(c: dict[str, Any], main: dict[str, Any], mode: str) -> dict[str, Any]:
+    """The macvlan/ipvlan step's config: its own mode key back under its own name."""
+    out = {k: v for k, v in main.items() if k != "mode"}
+    if UNDERLAY[mode] in c:
+        out["mode"] = c[UNDERLAY[mode]]
+    return out
+
+
+def _leg_conf(req: Request, c: dict[str, Any]) -> dict[str, Any]:
+    raw = c.get("leg") or {}
+    if not isinstance(raw, dict):
+        raise config_error("leg", f"must be an object of the leg's settings, not {raw!r}")
+    unknown = sorted(set(raw) - set(LEG_KEYS))
+    if unknown:
+        raise config_error(f"leg.{unknown[0]}", f"unknown setting (the leg takes {', '.join(LEG_KEYS)})")
+    return {**_base(req), **{k: c[k] for k in ("master", "mtu") if k in c}, **raw}
 
 
 def _sub(req: Request, step: Step, prev: Result | dict[str, Any] | None) -> Request:
@@ -99,7 +131,7 @@ def _named(step: Step, fn: Callable[[Request], Any], sub: Request) -> Any:
         return fn(sub)
     except CNIError as e:
         lead = "invalid config: "
-        if step.name in SECTIONS and e.msg.startswith(lead) and not e.msg.startswith(f"{lead}{step.name}."):
+        if step.name in (*SECTIONS, "leg") and e.msg.startswith(lead) and not e.msg.startswith(f"{lead}{step.name}."):
             e.msg = f"{lead}{step.name}.{e.msg[len(lead):]}"
             e.args = (e.msg,)
         raise

@@ -3,7 +3,10 @@
 A chained plugin: reads `runtimeConfig.portMappings` (containerd's capitalised keys
 too), maps each onto the pod's address from prevResult, and passes prevResult on.
 `snat` (default true) masquerades hairpin and localhost flows; `masqAll` every
-mapped flow.  The iptables-only keys (markMasqBit, externalSetMarkChain) are
+mapped flow.  `hairpinScope` (podnet's): "subnet" (default) — a mapped flow from any address of
+the pod's subnet is masqueraded, since such a client could be answered around the node (on a
+bridge); "pod" — only the pod's own flows to its host port (the underlay modes: their answers
+go back through the leg, so clients keep their address).  The iptables-only keys (markMasqBit, externalSetMarkChain) are
 accepted and have no effect; raw match fragments (conditionsV4/V6) are refused,
 because config strings never reach an nft script.
 """
@@ -71,6 +74,13 @@ def parse_mappings(req: Request) -> list[dict[str, Any]]:
     return out
 
 
+def hairpin_scope(req: Request) -> str:
+    scope = get_str(req.config, "hairpinScope", "subnet") or "subnet"
+    if scope not in ("subnet", "pod"):
+        raise config_error("hairpinScope", f"must be subnet or pod, not {scope!r}")
+    return scope
+
+
 def parse_conf(req: Request) -> tuple[bool, bool]:
     c = req.config
     for key in ("conditionsV4", "conditionsV6"):
@@ -95,12 +105,14 @@ def pod_addresses(prev: Result) -> list[ipaddress.IPv4Interface | ipaddress.IPv6
 
 
 def build(req: Request, prev: Result, mappings: list[dict[str, Any]]) -> list[pm.Mapping]:
+    own = hairpin_scope(req) == "pod"
     out = []
     for m in mappings:
         for a in pod_addresses(prev):
             if m["hostIP"] is not None and m["hostIP"].version != a.version:
                 continue
-            out.append(pm.Mapping(m["hostPort"], m["containerPort"], m["protocol"], m["hostIP"], a.ip, a.network))
+            hairpin = ipaddress.ip_network(f"{a.ip}/{a.max_prefixlen}") if own else a.network
+            out.append(pm.Mapping(m["hostPort"], m["containerPort"], m["protocol"], m["hostIP"], a.ip, hairpin))
     return out
 
 

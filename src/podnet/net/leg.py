@@ -1,0 +1,97 @@
+"""An underlay pod's leg to its own node: a veth pair beside the pod's macvlan/ipvlan eth0.
+
+A macvlan (or ipvlan) child cannot talk to its parent, so without a leg the node — kubelet's
+probes, hostNetwork pods — and every ClusterIP (kube-proxy's rules live in the node) are out of
+the pod's reach.  The leg is unnumbered (the unnumbered-ptp idea): no address of its own in the pod.
+
+  node   the host end holds a link-local gateway (169.254.1.1/32, fe80::1/64 — the same on every
+         leg, never routed) and a /32 (/128) route to each of the pod's addresses, source the
+         node's own address, so the node reaches the pod through its leg
+  pod    `gateway dev leg scope link`, then each routed destination (the node's addresses, the
+         service CIDR, …) `via gateway dev leg src <pod address>`; everything else keeps using eth0
+  reply  a connection that came in through the leg (a Service's client, a hostPort's, a probe)
+         is answered through it too: its first packet marks the connection (nftables, table
+         `inet podnet_leg` in the pod), the mark selects a routing table whose default route is
+         the leg.  Without it the pod would answer a ClusterIP client straight over eth0, around
+         the node's conntrack, and the client would drop the answer.  No NAT anywhere: the pod
+         sees its clients' own addresses, so NetworkPolicy can judge them.
+"""
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+
+from . import netns, nft
+from .errors import NetError
+from .rtnl import RT_SCOPE_LINK, Link, Rtnl
+
+IPAddr = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNet = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+GATEWAY: dict[int, IPAddr] = {4: ipaddress.IPv4Address("169.254.1.1"), 6: ipaddress.IPv6Address("fe80::1")}
+REPLY_MARK = 0x4C4547            # "LEG": connections that came in through the leg
+REPLY_TABLE = 0x4C4547           # their answers' routing table
+RULE_PRIORITY = 1000
+NFT_TABLE = "inet podnet_leg"
+
+
+def _gateway_iface(family: int) -> ipaddress.IPv4Interface | ipaddress.IPv6Interface:
+    return ipaddress.ip_interface(f"{GATEWAY[family]}/{32 if family == 4 else 64}")
+
+
+def host_side(host: Rtnl, hv: Link, pod_ips: Iterable[IPAddr], node_ips: dict[int, IPAddr]) -> None:
+    """The node's end: the gateway address and a route to each pod address (source: the node's)."""
+    ips = list(pod_ips)
+    for fam in sorted({ip.version for ip in ips}):
+        host.add_addr(hv.index, _gateway_iface(fam), nodad=True)
+    for ip in ips:
+        host.add_route(ipaddress.ip_network(f"{ip}/{ip.max_prefixlen}"), oif=hv.index, scope=RT_SCOPE_LINK,
+                       src=node_ips.get(ip.version), replace=True)
+
+
+def pod_side(pod: Rtnl, pod_fd: int, cv: Link, pod_ips: Iterable[IPAddr], routed: Iterable[IPNet]) -> None:
+    """The pod's end: the link-local gateway on it, the routed destinations through it (source the
+    pod's own address), and answers to connections that came in through it sent back the same way."""
+    by_family = {ip.version: ip for ip in pod_ips}
+    if not cv.up:
+        pod.set_link(cv.index, state="up")
+    for fam, src in sorted(by_family.items()):
+        gw = GATEWAY[fam]
+        if fam == 4:
+            pod.add_route(ipaddress.ip_network(f"{gw}/32"), oif=cv.index, scope=RT_SCOPE_LINK, src=src)
+        pod.add_route(ipaddress.ip_network("0.0.0.0/0" if fam == 4 else "::/0"), gw=gw, oif=cv.index,
+                      table=REPLY_TABLE, src=src, onlink=fam == 4)
+        pod.fwmark_rule("add", fam, REPLY_MARK, REPLY_TABLE, RULE_PRIORITY)
+    for dst in routed:
+        if dst.version in by_family:
+            pod.add_route(dst, gw=GATEWAY[dst.version], oif=cv.index, src=by_family[dst.version], replace=True,
+                          onlink=dst.version == 4)
+    with netns.entered(pod_fd):
+        nft.run(reply_marks_script(cv.name))
+
+
+def reply_marks_script(leg: str) -> str:
+    """The pod's table marking connections that arrive through the leg (`leg` is a checked link name)."""
+    return "\n".join([
+        f"add table {NFT_TABLE}", f"delete table {NFT_TABLE}", f"add table {NFT_TABLE}",
+        f"add chain {NFT_TABLE} prerouting {{ type filter hook prerouting priority mangle; policy accept; }}",
+        f"add rule {NFT_TABLE} prerouting iifname \"{leg}\" ct state new ct mark set {REPLY_MARK:#x}",
+        f"add chain {NFT_TABLE} output {{ type route hook output priority mangle; policy accept; }}",
+        f"add rule {NFT_TABLE} output ct mark {REPLY_MARK:#x} meta mark set {REPLY_MARK:#x}",
+    ]) + "\n"
+
+
+def remove_pod_side(pod: Rtnl, pod_fd: int) -> None:
+    """The reply routing (rules, table) goes; the leg's own routes go with the link."""
+    for fam in (4, 6):
+        try:
+            pod.fwmark_rule("del", fam, REPLY_MARK, REPLY_TABLE, RULE_PRIORITY)
+        except NetError:
+            pass
+    with netns.entered(pod_fd):
+        nft.run_ignoring_missing(f"delete table {NFT_TABLE}\n")
+
+
+def has_reply_routing(pod_fd: int) -> bool:
+    with netns.entered(pod_fd):
+        return bool(nft.list_json(f"table {NFT_TABLE}"))
