@@ -65,6 +65,20 @@ def cluster_conflist(network: str, ipam: dict[str, Any], mtu: int = 0, agent_soc
     return {"cniVersion": cni_version, "name": network, "plugins": [pod]}
 
 
+def underlay_conflist(network: str, ipam: dict[str, Any], link: str, master: str, service_cidrs: list[str],
+                      agent_socket: str = DEFAULT_SOCKET, cni_version: str = "1.0.0") -> dict[str, Any]:
+    """The node conflist in pod-network underlay: one `podnet` plugin per pod in macvlan (bridge
+    mode) or ipvlan (l2) mode on the node's uplink — eth0 on the datacenter network with an address
+    of it and the default route via its gateway — plus the leg to the node for the node's own
+    addresses and the service CIDR, and the portmap section (hostPort).  No masquerade anywhere:
+    the pods' addresses are routable.  No bandwidth section: eth0 has no host-side veth to shape."""
+    pod: dict[str, Any] = {"type": "podnet", "mode": link, "master": master, "agentSocket": agent_socket,
+                           f"{link}Mode": "bridge" if link == "macvlan" else "l2", "ipam": ipam,
+                           "leg": {"routes": service_cidrs}, "portmap": {"snat": True},
+                           "capabilities": {"portMappings": True}}
+    return {"cniVersion": cni_version, "name": network, "plugins": [pod]}
+
+
 def write_conflist(conf_dir: str, conflist: dict[str, Any], priority: int = 10) -> str:
     os.makedirs(conf_dir, exist_ok=True)
     dest = os.path.join(conf_dir, f"{priority}-{conflist['name']}.conflist")

@@ -34,6 +34,13 @@ class DeployConfig:
     encryption: str = ""                      # wireguard: pod traffic between nodes encrypted
     bgp_peers: str = ""                       # bgp: external peers ADDR/AS[/PASSWORD], comma-separated
     no_nat: bool = False                      # bgp: the network routes the pod CIDRs (no masquerade)
+    pod_network: str = "routed"               # routed | underlay (eth0 on the datacenter network, etcd datastore)
+    underlay_link: str = "macvlan"            # underlay: macvlan | ipvlan
+    underlay_interface: str = ""              # underlay: the NIC (default: the one holding the node's address)
+    underlay_subnet: str = ""                 # underlay: the datacenter subnet(s), comma-separated
+    underlay_gateway: str = ""                # underlay: its gateway(s), comma-separated
+    service_cidr: str = "10.96.0.0/12"        # underlay: routed through the node (the leg)
+    block_size: int = 26                      # etcd datastore, cluster IPAM: addresses per node block (/26 = 64)
 
 
 def _meta(name: str, namespaced: bool = True) -> dict[str, Any]:
@@ -83,11 +90,20 @@ def agent_settings(c: DeployConfig) -> dict[str, Any]:
         s["bgp-peers"] = [p for p in c.bgp_peers.split(",") if p]
         if c.no_nat:
             s["no-nat-cidr"] = list(s["cluster-cidr"])
+    if c.pod_network == "underlay":
+        del s["routing"]                      # nothing to route: the datacenter network carries pod traffic
+        s.update({"pod-network": "underlay", "underlay-link": c.underlay_link,
+                  "underlay-subnet": [x for x in c.underlay_subnet.split(",") if x],
+                  "underlay-gateway": [x for x in c.underlay_gateway.split(",") if x],
+                  "service-cidr": [x for x in c.service_cidr.split(",") if x], "network-policy": c.network_policy})
+        if c.underlay_interface:
+            s["underlay-interface"] = c.underlay_interface
     if c.datastore == "kubernetes":
         s["network-policy"] = c.network_policy
     if c.datastore == "etcd":
         s["etcd"] = [e for e in c.etcd_endpoints.split(",") if e]
         s["ipam-mode"] = c.ipam_mode
+        s["block-size"] = c.block_size
         if c.etcd_tls_secret:
             s.update({"etcd-ca-file": "/etc/podnet/etcd/ca.crt", "etcd-cert-file": "/etc/podnet/etcd/tls.crt",
                       "etcd-key-file": "/etc/podnet/etcd/tls.key"})

@@ -36,7 +36,7 @@ CASE_TIMEOUT = 20.0
 PY_EXCEPTION = re.compile(r"^(AttributeError|TypeError|KeyError|IndexError|ValueError|UnicodeEncodeError|"
                           r"UnicodeDecodeError|RecursionError|AssertionError|ZeroDivisionError|OverflowError|"
                           r"NameError|RuntimeError|UnboundLocalError|StopIteration|NotImplementedError)\b")
-CHAINED = {"portmap", "bandwidth", "tuning", "firewall", "sbr"}
+CHAINED = {"portmap", "bandwidth", "tuning", "firewall", "sbr", "leg"}
 NOT_IN_KERNEL = {"ipvlan", "vlan", "dummy"}           # this kernel has none of these link types
 
 STRINGS = ["", " ", "eth0", "lo", "a" * 16, "a" * 300, "../../etc/passwd", "a/b", "x\ny", "x\x00y", "%d", "eth%d",
@@ -87,6 +87,7 @@ def one_rig(bin_dir: str, tmp: Path) -> Iterator[Rig]:
     nsexec(sandbox, "ip", "link", "set", "lo", "up")
     nsexec(sandbox, "ip", "link", "add", "fzm0", "type", "veth", "peer", "name", "fzm0p")
     nsexec(sandbox, "ip", "link", "set", "fzm0", "up")
+    nsexec(sandbox, "ip", "addr", "add", "192.0.2.1/24", "dev", "fzm0")      # the node's address (the leg's)
     etcd = Etcd(netns=sandbox) if have_etcd() else None          # where the launchers can reach it
     agent = None
     try:
@@ -129,6 +130,7 @@ def bases(rig: Rig, device: str, port: int) -> dict[str, dict[str, Any]]:
                    "dataDir": os.path.join(dd, "tuning")},
         "firewall": {"type": "podnet-firewall", "ingressPolicy": "same-bridge"},
         "sbr": {"type": "podnet-sbr"},
+        "leg": {"type": "podnet-leg", "master": rig.master, "routes": ["10.96.0.0/16"]},
         "cluster-ipam": {"type": "podnet-cluster-ipam", "ipam": {
             "type": "podnet-cluster-ipam", "etcdEndpoints": [rig.etcd_url or "http://127.0.0.1:9"],
             "prefix": "/fuzz/", "subnet": "10.127.0.0/16", "node": "fz"}},

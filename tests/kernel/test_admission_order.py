@@ -15,7 +15,7 @@ import pytest
 
 from podnet.cni.errors import TRY_AGAIN_LATER, CNIError
 from podnet.dispatch import admission, handle
-from podnet.net import netns
+from podnet.net import addr, netns, nft, policy_nft
 from tests.helpers.cni import netns_add, netns_del, nsexec, unique
 
 CID = "feedface" * 8
@@ -30,7 +30,7 @@ class Recording:
         self.admitted: list[tuple[str, list[str], list[str]]] = []   # (pod, ips, eth0's addresses then)
         self.released: list[tuple[str, list[str]]] = []
 
-    def admit(self, namespace: str, name: str, container: str, ips: list[IPAddr]) -> None:
+    def admit(self, namespace: str, name: str, container: str, ips: list[IPAddr], netns: str = "") -> None:
         shown = nsexec(self.pod_ns, "ip", "-j", "addr", "show", "dev", "eth0", check=False)
         on_eth0 = [a["local"] for lk in json.loads(shown.stdout or "[]") for a in lk.get("addr_info", [])
                    if a.get("scope") == "global"]
@@ -126,3 +126,40 @@ def test_a_step_failing_after_admission_releases_it(node: tuple[str, str], tmp_p
     assert rec.released == [("x/web", ip)], "the admitted pod was not released after its ADD failed"
     assert "eth0" not in nsexec(pod, "ip", "link", "show").stdout
     assert held(str(tmp_path)) == []
+
+
+class Programming(Recording):
+    """An Admission that writes to nftables as the policy engine does (policy_nft.apply)."""
+
+    def admit(self, namespace: str, name: str, container: str, ips: list[IPAddr], netns: str = "") -> None:
+        super().admit(namespace, name, container, ips, netns)
+        policy_nft.apply(f"add table {TEST_TABLE}\nadd set {TEST_TABLE} admitted {{ type ipv4_addr; }}\n"
+                         f"add element {TEST_TABLE} admitted {{ {', '.join(map(str, ips))} }}\n")
+
+
+TEST_TABLE = "inet pnadmtest"
+
+
+@pytest.mark.parametrize("plugin", ["podnet-ptp", "podnet-bridge", "podnet"])
+def test_the_admissions_rules_are_in_the_kernel_before_the_address_is_on_the_interface(
+        node: tuple[str, str], tmp_path: Path, plugin: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The one-exec plugin holds its nftables writes for one transaction at the end of its ADD; the
+    admission's must not wait for it (found: they did, so a pod's addresses were on its interface
+    before its policy was in the kernel)."""
+    host, pod = node
+    admission.install(Programming(pod))
+    seen: list[bool] = []
+    original = addr.configure
+
+    def configure(*a: Any, **kw: Any) -> None:
+        seen.append(bool(nft.list_json(f"table {TEST_TABLE}")))
+        original(*a, **kw)
+    monkeypatch.setattr(addr, "configure", configure)
+    try:
+        code, result = run("ADD", plugin, pod, conf(plugin, str(tmp_path)))
+        assert code == 0, result
+        assert seen and all(seen), "the admission's rules were not in the kernel when the addresses went on eth0"
+        code, _ = run("DEL", plugin, pod, {**conf(plugin, str(tmp_path)), "prevResult": result})
+        assert code == 0
+    finally:
+        nsexec(host, "nft", "delete", "table", *TEST_TABLE.split(), check=False)

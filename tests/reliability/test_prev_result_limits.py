@@ -15,7 +15,7 @@ import pytest
 from podnet.install import TYPES, launcher_name
 from podnet.wire import MAX_CONFIG, MAX_RESULT, MAX_STDIN
 from tests.helpers.cni import netns_add, netns_del, nsexec, unique
-from tests.helpers.fuzz import CARRIER, NOT_IN_KERNEL, Rig, bases, one_rig, run_launcher
+from tests.helpers.fuzz import CARRIER, CHAINED, NOT_IN_KERNEL, Rig, bases, one_rig, run_launcher
 
 PAD = "x-padding"
 NO_ADD_HERE = {t: "this kernel has no such link type" for t in NOT_IN_KERNEL} | {
@@ -72,7 +72,7 @@ def base_conf(rig: Rig, ptype: str, socket: str) -> dict[str, Any]:
 @contextlib.contextmanager
 def carrier(rig: Rig, ptype: str, pod: str, cid: str, in_process: bool, socket: str) -> Iterator[Any]:
     """Chained types ride on a bridge attachment, as in a conflist."""
-    if ptype not in {"portmap", "bandwidth", "tuning", "firewall", "sbr"}:
+    if ptype not in CHAINED:
         yield None
         return
     conf = {"cniVersion": "1.0.0", "name": "big", **CARRIER, "agentSocket": socket,

@@ -69,6 +69,14 @@ class NodeConfig:
     etcd_key_file: str = ""
     lease_ttl: int = 30                # renewed every ttl/3 = the default route-interval: one wakeup per interval at rest
     reclaim_after: float = 300.0
+    # where pods live: routed (a veth to the node, routes or tunnels between nodes) or underlay
+    # (eth0 a macvlan/ipvlan child of the node's NIC on the datacenter network, a leg to the node)
+    pod_network: str = "routed"
+    underlay_interface: str = ""       # underlay: the NIC pods hang off (default: the one holding underlay-addr)
+    underlay_link: str = "macvlan"     # underlay: macvlan | ipvlan
+    underlay_subnet: list[str] = field(default_factory=list)    # underlay: the datacenter subnet(s) pods are on
+    underlay_gateway: list[str] = field(default_factory=list)   # underlay: its gateway(s): the pods' default route
+    service_cidr: list[str] = field(default_factory=list)       # underlay: routed through the node (the leg)
     # the pods' addresses and the node's conflist
     cluster_cidr: list[str] = field(default_factory=list)
     ipam_mode: str = "cluster"
@@ -133,15 +141,64 @@ class NodeConfig:
             raise ConfigError(f"datastore: {self.datastore!r} is not one of {', '.join(sorted(DATASTORES))}")
         if self.ipam_mode not in ("cluster", "host-local"):
             raise ConfigError(f"ipam-mode: {self.ipam_mode!r} is not cluster or host-local")
-        if self.network_policy and self.datastore != "kubernetes":
-            raise ConfigError("network-policy needs the kubernetes datastore (policies, pods and namespaces come "
-                              "from the API server)")
+        if self.network_policy and self.datastore != "kubernetes" and self.pod_network != "underlay":
+            raise ConfigError("network-policy needs the kubernetes datastore, or pod-network underlay (policies, "
+                              "pods and namespaces come from the API server)")
+        self._validate_pod_network()
         for c in self.no_nat_cidr:
             if c not in self.cluster_cidr:
                 raise ConfigError(f"no-nat-cidr: {c} is not one of cluster-cidr ({', '.join(self.cluster_cidr)})")
         if self.cni_conf_dir and not self.cluster_cidr:
             raise ConfigError("cni-conf-dir needs cluster-cidr (the pods' address space)")
         self.cidrs()
+
+    def _validate_pod_network(self) -> None:
+        if self.pod_network not in ("routed", "underlay"):
+            raise ConfigError(f"pod-network: {self.pod_network!r} is not routed or underlay")
+        if self.pod_network == "routed":
+            if self.routing == "underlay":
+                raise ConfigError("routing: underlay is pod-network underlay's (set pod-network: underlay)")
+            return
+        if self.routing not in ("", "underlay"):
+            raise ConfigError(f"routing: {self.routing!r} has nothing to route in pod-network underlay (pods are "
+                              "on the datacenter network: it carries their traffic between nodes)")
+        self.routing = "underlay"
+        if self.encryption:
+            raise ConfigError("encryption: not with pod-network underlay (pods talk over the datacenter network "
+                              "directly; no node-to-node tunnel carries their traffic)")
+        if self.datastore == "kubernetes":
+            raise ConfigError("datastore: kubernetes cannot give underlay addresses (a Node's podCIDR is not on "
+                              "the datacenter subnet): use etcd (the cluster IPAM, or host-local ranges per node)")
+        if self.underlay_link not in ("macvlan", "ipvlan"):
+            raise ConfigError(f"underlay-link: {self.underlay_link!r} is not macvlan or ipvlan")
+        nets = self._networks("underlay-subnet", self.underlay_subnet)
+        gws = self._addresses("underlay-gateway", self.underlay_gateway)
+        if not nets:
+            raise ConfigError("underlay-subnet: pod-network underlay needs the datacenter subnet(s) pods are on")
+        for gw in gws:
+            if not any(gw in n for n in nets):
+                raise ConfigError(f"underlay-gateway: {gw} is not in underlay-subnet ({', '.join(map(str, nets))})")
+        for c in self.cidrs():
+            if not any(c.version == n.version and c.subnet_of(n) for n in nets):   # type: ignore[arg-type]
+                raise ConfigError(f"cluster-cidr: {c} (the pods' pool) is not inside underlay-subnet "
+                                  f"({', '.join(map(str, nets))})")
+        self._networks("service-cidr", self.service_cidr)
+        if self.cni_conf_dir and not self.service_cidr:
+            raise ConfigError("service-cidr: pod-network underlay routes the service CIDR through the node: give it")
+
+    @staticmethod
+    def _networks(key: str, values: list[str]) -> list[IPNet]:
+        try:
+            return [ipaddress.ip_network(v) for v in values]
+        except ValueError as e:
+            raise ConfigError(f"{key}: {e}") from None
+
+    @staticmethod
+    def _addresses(key: str, values: list[str]) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+        try:
+            return [ipaddress.ip_address(v) for v in values]
+        except ValueError as e:
+            raise ConfigError(f"{key}: {e}") from None
 
     def cidrs(self) -> list[IPNet]:
         try:

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from .config import ConfigError, NodeConfig
-from .nodenet import NodeNetwork
+from .nodenet import NodeNetwork, Underlay
 from .peers import Peers
 
 log = logging.getLogger(__name__)
@@ -47,8 +47,12 @@ class EtcdDatastore:
                                       ("etcdKeyFile", cfg.etcd_key_file)) if v}
         self.network = NodeNetwork(cfg.network, cfg.ipam_mode, cfg.cidrs(), cfg.etcd, self.ipam.prefix, cfg.socket,
                                    cfg.block_size, cfg.node_subnet_size, cfg.cni_conf_dir, cfg.ipam_data_dir,
-                                   etcd_tls=tls_keys)
+                                   etcd_tls=tls_keys, underlay=underlay_of(cfg))
         self.peers: Peers = EtcdPeers(NodeRegistry(self.ipam), cfg.lease_ttl, cfg.reclaim_after)
+        self.kube: Any = None
+        if cfg.network_policy:        # policies, pods and namespaces come from the API server
+            from .kubepeers import KubePeers
+            self.kube = KubePeers(node, cfg.kubeconfig, watch_timeout=cfg.watch_timeout)
 
     def underlay(self) -> str:
         return self.cfg.underlay_addr
@@ -57,8 +61,13 @@ class EtcdDatastore:
         self.network.claim(self.ipam)
 
     def announce(self, reason: str, message: str) -> None:
-        """etcd has no events: the log says it."""
+        """etcd has no events: the log says it (and the Node's Events, when the API is there)."""
         log.info("%s: %s", reason, message)
+        if self.kube is not None:
+            try:
+                self.kube.event(reason, message)
+            except Exception as e:  # noqa: BLE001 - an Event is a courtesy; the log has it
+                log.debug("event %s not sent: %s", reason, e)
 
 
 class KubeDatastore:
@@ -88,6 +97,16 @@ class KubeDatastore:
 
     def announce(self, reason: str, message: str) -> None:
         self.kube.event(reason, message)
+
+
+def underlay_of(cfg: NodeConfig) -> Underlay | None:
+    """pod-network underlay's settings for the node's network (None: routed)."""
+    if cfg.pod_network != "underlay":
+        return None
+    import ipaddress
+    return Underlay(cfg.underlay_link, cfg.underlay_interface, [ipaddress.ip_network(n) for n in cfg.underlay_subnet],
+                    [ipaddress.ip_address(g) for g in cfg.underlay_gateway],
+                    [ipaddress.ip_network(n) for n in cfg.service_cidr])
 
 
 def _tls(cfg: NodeConfig):  # type: ignore[no-untyped-def]

@@ -22,6 +22,8 @@ def backend_options(cfg: NodeConfig) -> dict[str, Any]:
     """The settings of the configured backend (each backend takes only its own)."""
     if cfg.routing == "vxlan":
         return {"vni": cfg.vxlan_vni, "port": cfg.vxlan_port}
+    if cfg.routing == "underlay":
+        return {"interface": cfg.underlay_interface, "link": cfg.underlay_link, "pools": cfg.cidrs()}
     if cfg.routing == "bgp":
         return {"state_dir": cfg.state_dir, "asn": cfg.bgp_as, "route_reflector": cfg.bgp_route_reflector,
                 "peers": tuple(cfg.bgp_peers), "hold_time": cfg.bgp_hold_time,
@@ -63,7 +65,10 @@ class Node:
         from ..net import masq, sysctl
         from . import readiness
         cidrs = self.cfg.cidrs()
-        if cidrs:
+        if self.store.network.underlay is not None:
+            # the pods are on the datacenter network: their addresses are routable, nothing to masquerade
+            self.store.network.underlay.interface = self.backend.interface
+        elif cidrs:
             masq.set_cluster_masquerade(cidrs, keep_source=[c for c in cidrs if str(c) in self.cfg.no_nat_cidr])
             for fam in {c.version for c in cidrs}:
                 sysctl.ensure("net/ipv4/ip_forward" if fam == 4 else "net/ipv6/conf/all/forwarding", 1)

@@ -25,6 +25,22 @@ MODES = ("cluster", "host-local")
 
 
 @dataclass
+class Underlay:
+    """pod-network underlay: where pods hang off and how they reach the rest (agent/config.py)."""
+    link: str = "macvlan"                       # macvlan | ipvlan
+    interface: str = ""                         # the uplink (the backend resolves it)
+    subnets: list[IPNet] = field(default_factory=list)
+    gateways: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = field(default_factory=list)
+    service_cidrs: list[IPNet] = field(default_factory=list)
+
+    def subnet_of(self, cidr: IPNet) -> IPNet:
+        return next(n for n in self.subnets if n.version == cidr.version and cidr.subnet_of(n))  # type: ignore[arg-type]
+
+    def gateway_of(self, family: int) -> str:
+        return next((str(g) for g in self.gateways if g.version == family), "")
+
+
+@dataclass
 class NodeNetwork:
     network: str
     mode: str                              # "cluster" or "host-local"
@@ -38,6 +54,7 @@ class NodeNetwork:
     data_dir: str = ""                     # host-local's lease store ("" = its default)
     subnets: list[IPNet] = field(default_factory=list)
     etcd_tls: dict[str, str] = field(default_factory=dict)   # etcdCAFile… for the cluster IPAM's config
+    underlay: Underlay | None = None       # pod-network underlay (None: routed)
 
     def pools(self) -> list[Pool]:
         """One pool per cluster CIDR.  IPv6 sizes follow the IPv4 ones' host bits (a /26 block
@@ -61,19 +78,39 @@ class NodeNetwork:
     def ipam_conf(self, node: str) -> dict[str, Any]:
         default_routes = [{"dst": "0.0.0.0/0" if c.version == 4 else "::/0"} for c in self.cluster_cidrs]
         if self.mode == "host-local":
-            conf: dict[str, Any] = {"type": "podnet-host-local", "ranges": [[{"subnet": str(s)}] for s in self.subnets],
+            conf: dict[str, Any] = {"type": "podnet-host-local", "ranges": [[self._range(s)] for s in self.subnets],
                                     "routes": default_routes}
             if self.data_dir:
                 conf["dataDir"] = self.data_dir
             return conf
         pools = []
         for p in self.pools():
+            if self.underlay is not None:       # addresses of the pool, on the datacenter subnet, its gateway
+                pools.append({"name": p.name, "cidr": str(p.cidr), "blockSize": p.block_size,
+                              "network": str(self.underlay.subnet_of(p.cidr)),
+                              **({"gateway": g} if (g := self.underlay.gateway_of(p.cidr.version)) else {})})
+                continue
             pools.append({"name": p.name, "cidr": str(p.cidr), "blockSize": p.block_size,
                           "gateway": str(next(p.cidr.hosts()))})
         return {"type": "podnet-cluster-ipam", "etcdEndpoints": self.etcd, "prefix": self.prefix, "node": node,
                 "pools": pools, "routes": default_routes, **self.etcd_tls}
 
+    def _range(self, leased: IPNet) -> dict[str, str]:
+        """host-local's range for the node's leased subnet: routed, the subnet itself; underlay, the
+        lease's addresses on the datacenter subnet, with its gateway."""
+        if self.underlay is None:
+            return {"subnet": str(leased)}
+        subnet = self.underlay.subnet_of(leased)
+        out = {"subnet": str(subnet), "rangeStart": str(max(leased[0], subnet[1])),
+               "rangeEnd": str(min(leased[-1], subnet[-2]))}
+        gw = self.underlay.gateway_of(leased.version)
+        return {**out, "gateway": gw} if gw else out
+
     def conflist(self, node: str, mtu: int) -> dict[str, Any]:
+        if self.underlay is not None:
+            u = self.underlay
+            return conflists.underlay_conflist(self.network, self.ipam_conf(node), u.link, u.interface,
+                                               [str(c) for c in u.service_cidrs], self.agent_socket)
         return conflists.cluster_conflist(self.network, self.ipam_conf(node), mtu, self.agent_socket)
 
     def write_conflist(self, node: str, mtu: int) -> str:

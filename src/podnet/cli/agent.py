@@ -72,6 +72,13 @@ AGENT_FLAGS: list[tuple[str, dict[str, Any]]] = [
                                  "(kubernetes datastore: default the Node's InternalIP)"}),
     ("--lease-ttl", {"type": int}),
     ("--route-interval", {"type": float, "help": "seconds between full passes (datastore changes trigger a pass at once)"}),
+    ("--pod-network", {"help": "routed: a veth to the node, routes or tunnels between nodes; underlay: eth0 a "
+                               "macvlan/ipvlan child of the node's NIC on the datacenter network, a leg to the node"}),
+    ("--underlay-interface", {"help": "underlay: the NIC pods hang off (default: the one holding underlay-addr)"}),
+    ("--underlay-link", {"help": "underlay: macvlan or ipvlan"}),
+    ("--underlay-subnet", {"action": "append", "help": "underlay: the datacenter subnet pods are on (one per family)"}),
+    ("--underlay-gateway", {"action": "append", "help": "underlay: the datacenter gateway (the pods' default route)"}),
+    ("--service-cidr", {"action": "append", "help": "underlay: the Services' CIDR, routed through the node"}),
     ("--cluster-cidr", {"action": "append", "help": "the pods' address space (repeatable or comma-separated: one per "
                                                     "family); traffic leaving it is masqueraded"}),
     ("--ipam-mode", {"help": "cluster: podnet-cluster-ipam blocks; host-local: a subnet per node (flannel style)"}),

@@ -25,6 +25,8 @@ def add_parsers(sub: Any) -> None:
     d.add_argument("--kubelet", action="store_true",
                    help="real nodes: kubelet + containerd on every node, podnet installed by its own DaemonSet "
                         "(kubectl apply), a Deployment, a ClusterIP Service (kube-proxy nftables) and a hostPort checked")
+    d.add_argument("--pod-network", choices=("routed", "underlay"), default="routed",
+                   help="--kubelet: underlay puts pods on the fabric (macvlan + a leg to the node)")
     d.add_argument("--keep", action="store_true")
     d.add_argument("--down", action="store_true", help="remove a lab kept with --keep")
     d.add_argument("--single-node", action="store_true",
@@ -42,10 +44,16 @@ def cmd_demo(a: argparse.Namespace) -> int:
         print("podnet demo: --policy needs --datastore kubernetes (policies, pods and namespaces are API objects)",
               file=sys.stderr)
         return 2
+    if a.pod_network != "routed" and not a.kubelet:
+        print("podnet demo: --pod-network underlay needs --kubelet", file=sys.stderr)
+        return 2
     if a.kubelet:
-        from ..kubelet_demo import run_kubelet_demo
         from ..lab import ends_cleanly_on_signals
         with ends_cleanly_on_signals():
+            if a.pod_network == "underlay":
+                from ..underlay_demo import run_underlay_demo
+                return run_underlay_demo(a.nodes, a.keep)
+            from ..kubelet_demo import run_kubelet_demo
             return run_kubelet_demo(a.nodes, a.backend, a.encryption, a.keep)
     from ..demo import DemoSpec, run_demo
     return run_demo(DemoSpec(a.nodes, a.pods, a.backend, a.ipam, a.datastore, a.keep, a.policy, a.encryption),

@@ -48,6 +48,14 @@ def add_parsers(sub: Any) -> None:
     m.add_argument("--no-network-policy", action="store_true", help="kubernetes datastore: do not enforce NetworkPolicy")
     m.add_argument("--encryption", choices=("wireguard",), default="",
                    help="encrypt pod traffic between nodes (adds the wireguard-go container)")
+    m.add_argument("--pod-network", choices=("routed", "underlay"), default="routed",
+                   help="underlay: eth0 a macvlan/ipvlan child of the node's NIC on the datacenter network, a "
+                        "leg to the node (needs --datastore etcd; --cluster-cidr is the pods' pool in the subnet)")
+    m.add_argument("--underlay-link", choices=("macvlan", "ipvlan"), default="macvlan")
+    m.add_argument("--underlay-interface", default="", help="underlay: the NIC (default: the one holding the node's IP)")
+    m.add_argument("--underlay-subnet", default="", help="underlay: the datacenter subnet(s), comma-separated")
+    m.add_argument("--underlay-gateway", default="", help="underlay: the datacenter gateway(s), comma-separated")
+    m.add_argument("--service-cidr", default="10.96.0.0/12", help="underlay: the Services' CIDR (through the node)")
     m.set_defaults(fn=cmd_manifests)
 
 
@@ -93,9 +101,14 @@ def cmd_manifests(a: argparse.Namespace) -> int:
     from ..manifests import DeployConfig, render, to_yaml
     conf = DeployConfig(a.cluster_cidr, a.cluster_cidr_v6, a.backend, a.datastore, a.ipam_mode, a.etcd,
                         a.etcd_tls_secret, a.network, a.image, not a.no_network_policy, a.encryption,
-                        a.bgp_peers, a.no_nat)
+                        a.bgp_peers, a.no_nat, a.pod_network, a.underlay_link, a.underlay_interface,
+                        a.underlay_subnet, a.underlay_gateway, a.service_cidr)
     if conf.datastore == "etcd" and not conf.etcd_endpoints:
         print("podnet manifests: --datastore etcd needs --etcd", file=sys.stderr)
+        return 2
+    if conf.pod_network == "underlay" and (conf.datastore != "etcd" or not conf.underlay_subnet):
+        print("podnet manifests: --pod-network underlay needs --datastore etcd (a Node's podCIDR is not on the "
+              "datacenter subnet) and --underlay-subnet", file=sys.stderr)
         return 2
     sys.stdout.write(to_yaml(render(conf)))
     return 0

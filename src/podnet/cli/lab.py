@@ -32,6 +32,9 @@ def add_parsers(sub: Any) -> None:
     up.add_argument("--kubelet", action="store_true",
                     help="real nodes: containerd, kubelet and kube-proxy on every node, podnet installed by its "
                          "own DaemonSet (kubectl apply), images built here (no registry)")
+    up.add_argument("--pod-network", choices=("routed", "underlay"), default="routed",
+                    help="--kubelet: underlay puts pods on the fabric (macvlan + a leg to the node, addresses from "
+                         "the lab's etcd)")
     up.add_argument("--name", default="")
     up.set_defaults(fn=cmd_up)
     st = lp.add_parser("status", help="nodes, pods, the admin kubeconfig, the etcd endpoint")
@@ -95,9 +98,12 @@ def cmd_up(a: argparse.Namespace) -> int:
     if not name or name in lab_names():
         print(f"podnet lab: a lab named {a.name or 'lab'!r} is up already: give another --name", file=sys.stderr)
         return 2
+    if a.pod_network != "routed" and not a.kubelet:
+        print("podnet lab: --pod-network underlay needs --kubelet", file=sys.stderr)
+        return 2
     if a.kubelet:
         from ..lab.kubecluster import KubeletCluster
-        lab: Cluster = KubeletCluster(a.nodes, a.backend, encryption=a.encryption)
+        lab: Cluster = KubeletCluster(a.nodes, a.backend, encryption=a.encryption, pod_network=a.pod_network)
     else:
         lab = Cluster(a.nodes, a.backend, ipam_mode=a.ipam, datastore=a.datastore, encryption=a.encryption)
     os.makedirs(STATE_DIR, exist_ok=True)
@@ -117,8 +123,9 @@ def cmd_up(a: argparse.Namespace) -> int:
         json.dump(st, f, indent=2)
     enc = f", {a.encryption}" if a.encryption else ""
     if a.kubelet:
+        how = "underlay: pods on the fabric" if a.pod_network == "underlay" else f"{a.backend}{enc}"
         print(f"lab {name!r} is up: {a.nodes} Kubernetes nodes (kubelet + containerd, podnet by its DaemonSet, "
-              f"{a.backend}{enc}), all Ready")
+              f"{how}), all Ready")
         print(f"  podnet lab kubectl --name {name} -- get pods -A -o wide")
     else:
         print(f"lab {name!r} is up: {a.nodes} nodes ({a.backend}{enc}, {a.datastore} datastore), {len(lab.pods)} pods")

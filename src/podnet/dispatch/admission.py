@@ -35,8 +35,9 @@ IPAddr = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 class Admission(Protocol):
-    def admit(self, namespace: str, name: str, container: str, ips: list[IPAddr]) -> None:
-        """Program the pod (raise if that cannot be done: the ADD is undone)."""
+    def admit(self, namespace: str, name: str, container: str, ips: list[IPAddr], netns: str = "") -> None:
+        """Program the pod (raise if that cannot be done: the ADD is undone); netns: the pod's
+        (pod-network underlay programs a table inside it)."""
 
     def release(self, namespace: str, name: str, container: str, ips: list[IPAddr]) -> None:
         """The sandbox is gone (best effort; DEL succeeds regardless)."""
@@ -45,7 +46,7 @@ class Admission(Protocol):
 class WithoutAgent:
     """No policy engine in this process: refuse a pod's ADD while the node's policy table exists."""
 
-    def admit(self, namespace: str, name: str, container: str, ips: list[IPAddr]) -> None:
+    def admit(self, namespace: str, name: str, container: str, ips: list[IPAddr], netns: str = "") -> None:
         from ..net import policy_nft
         if policy_nft.table_exists():
             raise CNIError(TRY_AGAIN_LATER, f"pod {namespace}/{name}: NetworkPolicy is enforced on this node "
@@ -83,10 +84,10 @@ def _prev_ips(req: Request) -> list[IPAddr]:
     return out
 
 
-def _admit(pod: tuple[str, str], container: str, ips: list[IPAddr]) -> None:
+def _admit(pod: tuple[str, str], container: str, ips: list[IPAddr], netns: str) -> None:
     """Program the pod, or raise code 11 (the caller undoes the ADD)."""
     try:
-        _installed.admit(*pod, container, ips)
+        _installed.admit(*pod, container, ips, netns=netns)
     except Exception as e:  # whatever stopped it, the runtime is told to try again
         if isinstance(e, CNIError) and e.code == TRY_AGAIN_LATER:
             raise
@@ -109,7 +110,7 @@ def wrap(plugin: Plugin) -> Plugin:
         admitted: list[IPAddr] = []
 
         def before_addresses(ips: list[IPAddr]) -> None:
-            _admit(pod, req.container_id, ips)
+            _admit(pod, req.container_id, ips, req.netns)
             admitted[:] = ips
         token = delegate.addresses_given.set(before_addresses)
         try:
@@ -123,7 +124,7 @@ def wrap(plugin: Plugin) -> Plugin:
         ips = [c.address.ip for c in result.ips]
         if set(ips) != set(admitted) or not admitted:
             try:
-                _admit(pod, req.container_id, ips)
+                _admit(pod, req.container_id, ips, req.netns)
             except CNIError:
                 try:
                     inner_del(req)

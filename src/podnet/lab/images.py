@@ -35,7 +35,7 @@ DEBIAN_SUITE = "bookworm"
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
 # = deploy/Containerfile's apt-get install line (a unit test keeps them equal)
 PODNET_PACKAGES = ("python3", "python3-venv", "python3-nftables", "nftables", "iproute2", "kmod",
-                   "wireguard-go", "bird2")
+                   "wireguard-go", "bird2", "libstdc++6")   # libstdc++6: grpcio (the etcd datastore)
 
 
 class ImageError(RuntimeError):

@@ -29,9 +29,12 @@ class RunningPod:
     namespace: str = "default"
 
 
-def deployment(name: str, image: str, replicas: int, namespace: str = "default") -> dict[str, Any]:
-    """The probe server as a Deployment whose pods spread evenly over the nodes."""
+def deployment(name: str, image: str, replicas: int, namespace: str = "default",
+               http_ready: bool = False) -> dict[str, Any]:
+    """The probe server as a Deployment whose pods spread evenly over the nodes; http_ready: its
+    readinessProbe is an HTTP GET (kubelet, from the node, to the pod), else a TCP connect."""
     labels = {PROBE_LABEL: name}
+    ready = {"httpGet": {"path": "/", "port": 80}} if http_ready else {"tcpSocket": {"port": 80}}
     return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": namespace},
             "spec": {"replicas": replicas, "selector": {"matchLabels": labels},
                      "template": {"metadata": {"labels": labels}, "spec": {
@@ -41,7 +44,7 @@ def deployment(name: str, image: str, replicas: int, namespace: str = "default")
                                                         "labelSelector": {"matchLabels": labels}}],
                          "containers": [{"name": "probe", "image": image, "imagePullPolicy": "Never",
                                          "ports": [{"containerPort": 80}, {"containerPort": 81, "protocol": "UDP"}],
-                                         "readinessProbe": {"tcpSocket": {"port": 80}, "periodSeconds": 1}}]}}}}
+                                         "readinessProbe": {**ready, "periodSeconds": 1}}]}}}}
 
 
 def service(name: str, namespace: str = "default") -> dict[str, Any]:
@@ -60,9 +63,10 @@ def running_pods(lab: Any, selector: str, namespace: str = "default") -> list[Ru
             for p in items if p["status"].get("phase") == "Running" and not p["metadata"].get("deletionTimestamp")]
 
 
-def deploy_probe(lab: Any, name: str, replicas: int, image: str, timeout: float = 180) -> list[RunningPod]:
+def deploy_probe(lab: Any, name: str, replicas: int, image: str, timeout: float = 180,
+                 http_ready: bool = False) -> list[RunningPod]:
     """The Deployment and its Service; returns its pods once every replica is Ready."""
-    apply(lab, deployment(name, image, replicas), service(name))
+    apply(lab, deployment(name, image, replicas, http_ready=http_ready), service(name))
     lab.kubectl("rollout", "status", f"deployment/{name}", f"--timeout={int(timeout)}s", timeout=timeout + 10)
     return wait_pods(lab, f"{PROBE_LABEL}={name}", replicas, timeout)
 

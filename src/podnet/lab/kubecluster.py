@@ -31,6 +31,9 @@ from .kubelet import NodeHost
 CALL_LOG = "/var/log/podnet/cni-calls.log"      # on each node: every CNI call its runtime made
 REFERENCE_DIR = "/usr/lib/cni"                   # Debian's containernetworking-plugins
 LAB_ROUTE_PROTO = "150"                          # the fabric's routes to the Nodes' podCIDRs (route_pod_cidrs)
+FABRIC_SUBNET = f"{FABRIC_NET}.0/24"             # the lab's datacenter network
+UNDERLAY_POOL = f"{FABRIC_NET}.128/25"           # pod-network underlay: the pods' addresses on it
+UNDERLAY_BLOCK = 28                              # … in blocks of 16 per node
 SOURCE = Path(__file__).resolve().parents[3]     # the checkout the podnet image is built from
 
 
@@ -40,16 +43,19 @@ class KubeletLabError(RuntimeError):
 
 class KubeletCluster(Cluster):
     def __init__(self, nodes: int = 2, backend: str = "vxlan", tag: str = "", work: str = "", cni: str = "podnet",
-                 encryption: str = "", network_policy: bool = True) -> None:
+                 encryption: str = "", network_policy: bool = True, pod_network: str = "routed") -> None:
         super().__init__(nodes, backend, tag=tag, work=work, datastore="kubernetes", encryption=encryption,
                          network_policy=network_policy)
         self.cni_kind = cni
+        self.pod_network = pod_network          # underlay: pods on the fabric (UNDERLAY_POOL), etcd for addresses
         self.hosts = [self._host(i) for i in range(nodes)]
         self.podnet_image = ""                  # the name of the podnet image the DaemonSet runs
         self.image_tars: dict[str, str] = {}    # image name → OCI tar (imported on every node)
 
     def _host(self, i: int) -> NodeHost:
-        return NodeHost(f"n{i + 1}", self.nodes[i], f"{FABRIC_NET}.{i + 1}", self.work, self.tag, CLUSTER_CIDR,
+        # kube-proxy's clusterCIDR is where pods' addresses are: traffic from it is not masqueraded
+        pods = UNDERLAY_POOL if self.pod_network == "underlay" else CLUSTER_CIDR
+        return NodeHost(f"n{i + 1}", self.nodes[i], f"{FABRIC_NET}.{i + 1}", self.work, self.tag, pods,
                         SERVICE_CIDR, images.PAUSE, env={"PODNET_CALL_LOG": CALL_LOG})
 
     # ------------------------------------------------------------ build
@@ -100,8 +106,15 @@ class KubeletCluster(Cluster):
 
     def manifest(self, image: str = "") -> str:
         """podnet's manifest with the lab's values (what `podnet manifests` prints for them)."""
-        docs = render(DeployConfig(cluster_cidr=CLUSTER_CIDR, backend=self.backend, image=image or self.podnet_image,
-                                   encryption=self.encryption, network_policy=self.network_policy))
+        if self.pod_network == "underlay":       # pods on the fabric: addresses from the lab's etcd
+            cfg = DeployConfig(cluster_cidr=UNDERLAY_POOL, image=image or self.podnet_image, datastore="etcd",
+                               etcd_endpoints=self.etcd_url, network_policy=self.network_policy,
+                               pod_network="underlay", underlay_subnet=FABRIC_SUBNET, underlay_gateway=ETCD_ADDR,
+                               service_cidr=SERVICE_CIDR, block_size=UNDERLAY_BLOCK)
+        else:
+            cfg = DeployConfig(cluster_cidr=CLUSTER_CIDR, backend=self.backend, image=image or self.podnet_image,
+                               encryption=self.encryption, network_policy=self.network_policy)
+        docs = render(cfg)
         path = os.path.join(self.work, "podnet.yaml")
         with open(path, "w") as f:
             f.write(to_yaml(docs))
@@ -127,7 +140,7 @@ class KubeletCluster(Cluster):
         server's address (not a pod's, not the pod's own node): the rules a remote node's
         traffic meets.  Routes of Nodes that are gone are removed.  Returns CIDR → next hop."""
         want: dict[str, str] = {}
-        for n in self.get("nodes").get("items", []):
+        for n in self.get("nodes").get("items", []) if self.pod_network != "underlay" else []:   # underlay: on-link
             addr = next((a["address"] for a in n.get("status", {}).get("addresses", []) if a["type"] == "InternalIP"), "")
             for cidr in n.get("spec", {}).get("podCIDRs", []) if addr else []:
                 if (":" in cidr) == (":" in addr):
@@ -241,13 +254,14 @@ class KubeletCluster(Cluster):
 
     # ------------------------------------------------------------ state, teardown
     def state(self) -> dict[str, Any]:
-        return {**super().state(), "kubelet": True, "cni": self.cni_kind, "podnet_image": self.podnet_image,
+        return {**super().state(), "kubelet": True, "cni": self.cni_kind, "pod_network": self.pod_network,
+                "podnet_image": self.podnet_image,
                 "images": self.image_tars, "hosts": [h.pids for h in self.hosts]}
 
     @classmethod
     def from_state(cls, st: dict[str, Any]) -> KubeletCluster:
         c = cls(len(st["nodes"]), st["backend"], tag=st["tag"], work=st["work"], cni=st.get("cni", "podnet"),
-                encryption=st.get("encryption", ""))
+                encryption=st.get("encryption", ""), pod_network=st.get("pod_network", "routed"))
         c.nodes, c.removed = list(st["nodes"]), set(st["removed"])
         c.pids = dict(st.get("pids") or {})
         c.podnet_image, c.image_tars = st.get("podnet_image", ""), dict(st.get("images") or {})

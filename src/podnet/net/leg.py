@@ -29,6 +29,7 @@ IPAddr = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNet = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 GATEWAY: dict[int, IPAddr] = {4: ipaddress.IPv4Address("169.254.1.1"), 6: ipaddress.IPv6Address("fe80::1")}
+HOST_PREFIX = "pnl"              # every leg's host end: pnl + 8 hex digits (the node's rules match it)
 REPLY_MARK = 0x4C4547            # "LEG": connections that came in through the leg
 REPLY_TABLE = 0x4C4547           # their answers' routing table
 RULE_PRIORITY = 1000
@@ -90,6 +91,35 @@ def remove_pod_side(pod: Rtnl, pod_fd: int) -> None:
             pass
     with netns.entered(pod_fd):
         nft.run_ignoring_missing(f"delete table {NFT_TABLE}\n")
+
+
+# ------------------------------------------------------------------ the node's side of every leg
+NODE_TABLE = "inet podnet_underlay"
+FORWARD_MARK = 0x4C4546          # "LEF": a packet the node forwards from one of its pods' legs
+FORWARD_TABLE = 0x4C4546         # … routed by this table first: other nodes' blocks via their node
+
+
+def node_script(pools: Iterable[IPNet]) -> str:
+    """The node's table for its legs, in one transaction (replacing what was there):
+      - a packet arriving from a leg is marked, so it is routed by FORWARD_TABLE first: a Service
+        client's packet, DNATed here to a pod on another node, goes to that pod *through its node*
+        (and the answer comes back the same way, so this node's conntrack turns it back into the
+        Service's address) — the client keeps its address, policy can judge it;
+      - a packet from a leg DNATed to something that is not a pod (a hostNetwork backend, the API
+        server) is masqueraded: that peer would answer the pod straight over the datacenter network."""
+    lines = [f"add table {NODE_TABLE}", f"delete table {NODE_TABLE}", f"add table {NODE_TABLE}",
+             f"add set {NODE_TABLE} pods4 {{ type ipv4_addr; flags interval; }}",
+             f"add set {NODE_TABLE} pods6 {{ type ipv6_addr; flags interval; }}",
+             f"add chain {NODE_TABLE} prerouting {{ type filter hook prerouting priority mangle; policy accept; }}",
+             f"add rule {NODE_TABLE} prerouting iifname \"{HOST_PREFIX}*\" meta mark set {FORWARD_MARK:#x}",
+             f"add chain {NODE_TABLE} postrouting {{ type nat hook postrouting priority srcnat; policy accept; }}",
+             f"add rule {NODE_TABLE} postrouting iifname \"{HOST_PREFIX}*\" ct status dnat ip daddr != @pods4 masquerade",
+             f"add rule {NODE_TABLE} postrouting iifname \"{HOST_PREFIX}*\" ct status dnat ip6 daddr != @pods6 masquerade"]
+    for fam in (4, 6):
+        nets = sorted(str(p) for p in pools if p.version == fam)
+        if nets:
+            lines.append(f"add element {NODE_TABLE} pods{fam} {{ {', '.join(nets)} }}")
+    return "\n".join(lines) + "\n"
 
 
 def has_reply_routing(pod_fd: int) -> bool:

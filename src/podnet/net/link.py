@@ -9,9 +9,9 @@ from .errors import LinkExists, NetError
 from .rtnl import Link, Rtnl
 
 
-def random_veth_name() -> str:
-    """'veth' + 8 hex digits, as the reference plugins name host ends."""
-    return "veth" + os.urandom(4).hex()
+def random_veth_name(prefix: str = "veth") -> str:
+    """'veth' + 8 hex digits, as the reference plugins name host ends (or another prefix)."""
+    return prefix + os.urandom(4).hex()
 
 
 def random_mac() -> str:
@@ -66,7 +66,7 @@ def ensure_bridge(host: Rtnl, name: str, mtu: int = 0, vlan_filtering: bool = Fa
 
 
 def make_veth_into(host: Rtnl, pod: Rtnl, pod_netns_fd: int, ifname: str, mtu: int = 0,
-                   mac: str = "", master: int = 0) -> tuple[Link, Link]:
+                   mac: str = "", master: int = 0, prefix: str = "veth") -> tuple[Link, Link]:
     """A veth pair, both ends up: the host end (random name, MAC, optionally on `master`)
     here, the `ifname` end inside the pod.
 
@@ -75,7 +75,7 @@ def make_veth_into(host: Rtnl, pod: Rtnl, pod_netns_fd: int, ifname: str, mtu: i
     Raises LinkExists when `ifname` already exists in the pod.
     """
     for _ in range(5):
-        name, host_mac = random_veth_name(), random_mac()
+        name, host_mac = random_veth_name(prefix), random_mac()
         try:
             host.add_veth(name, ifname, pod_netns_fd, mtu=mtu, peer_mac=mac, mac=host_mac, master=master, up=True)
         except LinkExists:

@@ -116,6 +116,13 @@ def query(script: str) -> str:
     return _execute(script, False)
 
 
+def run_now(script: str) -> str:
+    """Run a write at once, as its own transaction, even inside one_transaction(): for writes that
+    must be in the kernel before the caller goes on (a pod's NetworkPolicy, programmed before its
+    addresses are on its interface, must not wait for the end of the pod's ADD)."""
+    return _execute(script, False)
+
+
 def run(script: str, json_output: bool = False) -> str:
     """Run an nft script as one transaction (or, inside one_transaction(), hold it for the
     block's); raise NftError with nft's message."""

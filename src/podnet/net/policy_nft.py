@@ -193,9 +193,10 @@ def diff_script(old: Model, new: Model) -> str:
 
 
 def apply(script: str) -> None:
-    """One transaction: all of it, or (an error) none of it."""
+    """One transaction: all of it, or (an error) none of it — at once, never held for a pod's ADD
+    transaction (nft.one_transaction): admission must be in the kernel before the ADD goes on."""
     if script:
-        nft.run(script)
+        nft.run_now(script)
 
 
 def frame_script() -> str:

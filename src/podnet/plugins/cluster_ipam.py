@@ -40,6 +40,7 @@ class ClusterConf:
     tls: tuple[bytes, bytes | None, bytes | None] | None   # CA, client cert, client key (PEM)
     prefix: str
     pools: tuple[Pool, ...]
+    networks: dict[str, ipaddress.IPv4Network | ipaddress.IPv6Network]   # pool name → its on-link subnet, if wider
     node: str
     routes: tuple[Route, ...]
     dns: DNS
@@ -78,10 +79,30 @@ def _pool(raw: Any, field: str, default_name: str, block_field: str = "") -> Poo
         exclude = frozenset(ipaddress.ip_address(x) for x in exclude_raw)
     except ValueError as e:
         raise config_error(field, f"bad address: {e}") from None
-    if gw is not None and gw not in cidr:
-        raise config_error(f"{field}.gateway", f"{gw} is not in {cidr}")
+    network = _network(raw, field, cidr)
+    if gw is not None and gw not in network:
+        raise config_error(f"{field}.gateway", f"{gw} is not in {network}")
     name = get_str(raw, "name") or (default_name if cidr.version == 4 else f"{default_name}-v6")
     return Pool(name, cidr, block, gw, exclude)
+
+
+def _network(raw: dict[str, Any], field: str, cidr: ipaddress.IPv4Network | ipaddress.IPv6Network
+             ) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    """The pool's `network`: the on-link subnet its addresses are given in (a pool carved out of a
+    datacenter subnet: the pods' addresses carry the subnet's prefix, so they reach its other
+    hosts directly), default the pool itself."""
+    text = raw.get("network")
+    if text is None:
+        return cidr
+    try:
+        if not isinstance(text, str):
+            raise ValueError
+        net = ipaddress.ip_network(text, strict=True)
+    except ValueError:
+        raise config_error(f"{field}.network", f"{text!r} is not a network (a CIDR string)") from None
+    if net.version != cidr.version or not cidr.subnet_of(net):  # type: ignore[arg-type]
+        raise config_error(f"{field}.network", f"{net} does not contain the pool {cidr}")
+    return net
 
 
 def _tls_files(ipam: dict[str, Any]) -> tuple[bytes, bytes | None, bytes | None] | None:
@@ -140,8 +161,17 @@ def parse_conf(req: Request) -> ClusterConf:
     if not prefix.startswith("/") or ".." in prefix:
         raise config_error("ipam.prefix", f"{prefix!r} must be an absolute key prefix")
     node = get_str(ipam, "node") or os.environ.get(NODE_ENV, "") or socket.gethostname()
-    return ClusterConf(tuple(eps), tls, prefix, pools, node, parse_routes(ipam.get("routes"), "ipam.routes"),
-                       dns_from_dict(ipam.get("dns")))
+    return ClusterConf(tuple(eps), tls, prefix, pools, _networks(ipam, pools), node,
+                       parse_routes(ipam.get("routes"), "ipam.routes"), dns_from_dict(ipam.get("dns")))
+
+
+def _networks(ipam: dict[str, Any], pools: tuple[Pool, ...]) -> dict[str, ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    raws = ipam["pools"] if isinstance(ipam.get("pools"), list) else [ipam["pool"]] if "pool" in ipam else []
+    out = {}
+    for raw, pool in zip(raws, pools, strict=False):
+        if isinstance(raw, dict) and "network" in raw:
+            out[pool.name] = _network(raw, "ipam.pool", pool.cidr)
+    return out
 
 
 def _ipam(conf: ClusterConf) -> ClusterIpam:
@@ -172,7 +202,10 @@ def add(req: Request) -> Result:
     configs = []
     for ip in ips:
         pool = next(p for p in pools if p.cidr.version == ip.version)
-        configs.append(IPConfig(ipaddress.ip_interface(f"{ip}/{pool.cidr.prefixlen}"), pool.gateway))
+        asked = next(p for p in conf.pools if p.name == pool.name)
+        onlink = conf.networks.get(pool.name, pool.cidr)
+        # the gateway is the network's, not the allocation's: the config's wins over the stored pool's
+        configs.append(IPConfig(ipaddress.ip_interface(f"{ip}/{onlink.prefixlen}"), asked.gateway or pool.gateway))
     return Result(req.cni_version, (), tuple(configs), conf.routes, conf.dns)
 
 

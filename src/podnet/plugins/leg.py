@@ -72,6 +72,9 @@ def parse_conf(req: Request) -> LegConf:
 def node_addresses(host: Rtnl, conf: LegConf) -> dict[int, IPAddr]:
     """The node's own address per family: given, or the first global address of its uplink."""
     if conf.node_ips:
+        for ip in conf.node_ips:
+            if host.link_holding(ip) is None:
+                raise config_error("nodeIPs", f"{ip} is not an address of this node")
         return {ip.version: ip for ip in reversed(conf.node_ips)}
     name = conf.master or lowerdev.default_route_link(host)
     up = host.link(name)
@@ -102,7 +105,7 @@ def add(req: Request) -> Result:
         pod = undo.enter_context(open_rtnl(pod_fd))
         node_ips = node_addresses(host, conf)
         try:
-            hv, cv = link.make_veth_into(host, pod, pod_fd, conf.ifname, conf.mtu)
+            hv, cv = link.make_veth_into(host, pod, pod_fd, conf.ifname, conf.mtu, prefix=leg.HOST_PREFIX)
         except LinkExists:
             raise config_error("ifname", f"interface {conf.ifname!r} already exists in {req.netns}") from None
         undo.callback(podside.quietly, pod.del_link, cv.index)

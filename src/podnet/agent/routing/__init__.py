@@ -6,8 +6,9 @@ from .base import Backend, NodeIdentity, Reconcile
 from .bgp import Bgp
 from .hostgw import HostGw
 from .loop import RoutingAgent
+from .underlay import Underlay
 from .vxlan import Vxlan
 
-BACKENDS: dict[str, type] = {"host-gw": HostGw, "vxlan": Vxlan, "bgp": Bgp}
+BACKENDS: dict[str, type] = {"host-gw": HostGw, "vxlan": Vxlan, "bgp": Bgp, "underlay": Underlay}
 
-__all__ = ["BACKENDS", "Backend", "Bgp", "HostGw", "NodeIdentity", "Reconcile", "RoutingAgent", "Vxlan"]
+__all__ = ["BACKENDS", "Backend", "Bgp", "HostGw", "NodeIdentity", "Reconcile", "RoutingAgent", "Underlay", "Vxlan"]

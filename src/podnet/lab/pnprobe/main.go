@@ -2,8 +2,9 @@
 // registry here to pull agnhost from).
 //
 //	pnprobe serve                       answer on TCP and UDP ports 80 and 81 with the hostname
-//	                                    (HTTP on TCP: GET / → hostname; UDP: any datagram → hostname)
-//	pnprobe probe [-t S] [-s SRC] tcp|udp HOST PORT
+//	                                    (HTTP on TCP: GET / → hostname, GET /ip → the client's
+//	                                    address as seen here; UDP: any datagram → hostname)
+//	pnprobe probe [-t S] [-s SRC] [-p PATH] tcp|udp HOST PORT
 //	                                    one request (from source address SRC); prints the answer,
 //	                                    exit 1 if none within -t
 //	pnprobe pause                       the pod sandbox's process: sleeps until SIGTERM/SIGINT
@@ -54,10 +55,16 @@ func main() {
 func serve() {
 	name, _ := os.Hostname()
 	answer := func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, name) }
+	// GET /ip: the client's address as this server sees it (NAT or not, from where)
+	client := func(w http.ResponseWriter, r *http.Request) {
+		host, _, _ := net.SplitHostPort(r.RemoteAddr)
+		fmt.Fprintln(w, host)
+	}
 	for _, port := range []string{"80", "81"} {
 		go func(port string) {
 			mux := http.NewServeMux()
 			mux.HandleFunc("/", answer)
+			mux.HandleFunc("/ip", client)
 			fmt.Fprintln(os.Stderr, http.ListenAndServe(":"+port, mux))
 			os.Exit(1)
 		}(port)
@@ -83,6 +90,7 @@ func probe(args []string) int {
 	fs := flag.NewFlagSet("probe", flag.ContinueOnError)
 	timeout := fs.Float64("t", 2, "seconds to wait for the answer")
 	source := fs.String("s", "", "source address to bind (as curl --interface ADDRESS)")
+	path := fs.String("p", "/", "tcp: the HTTP path to GET (/ip: the address the server saw)")
 	if fs.Parse(args) != nil || fs.NArg() != 3 {
 		fmt.Fprintln(os.Stderr, "usage: pnprobe probe [-t SECONDS] [-s SOURCE] tcp|udp HOST PORT")
 		return 2
@@ -112,7 +120,7 @@ func probe(args []string) int {
 	if proto == "udp" {
 		_, err = conn.Write([]byte("probe\n"))
 	} else {
-		_, err = fmt.Fprintf(conn, "GET / HTTP/1.0\r\nHost: %s\r\n\r\n", fs.Arg(1))
+		_, err = fmt.Fprintf(conn, "GET %s HTTP/1.0\r\nHost: %s\r\n\r\n", *path, fs.Arg(1))
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -1,0 +1,101 @@
+"""What a user checks on a lab in pod-network underlay (pods on the fabric, macvlan + a leg to the
+node) — shared by `podnet demo --kubelet --pod-network underlay` and the kubelet tier.
+
+  routes_clean       no podnet route in any node's main table, and every node reaches every other
+                     node's pods on-link over the fabric (`ip route get`): pod ↔ pod needs no route
+  from_fabric        a fabric host that is not a node → each pod directly (HTTP GET /)
+  seen_by_fabric     each pod → a server on the fabric: the address it saw is the pod's own (no NAT)
+  node_port          a NodePort Service from the fabric
+  policy_deny_allow  deny-all ingress then an allow, probed pod → pod across nodes and fabric → pod
+"""
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import json
+import subprocess
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from . import kubechecks as kc
+from .cluster import FABRIC_NET
+
+NODE_UPLINK = "up0"
+
+
+def main_routes(lab: Any, i: int) -> list[dict[str, Any]]:
+    out = subprocess.run(["ip", "-n", lab.nodes[i], "-j", "route", "show", "table", "main"], capture_output=True,
+                         text=True).stdout
+    return list(json.loads(out or "[]"))
+
+
+def routes_clean(lab: Any, pods: list[kc.RunningPod]) -> list[str]:
+    """Why pod ↔ pod would depend on a podnet route ([] when it does not): a route of podnet's
+    protocol in a node's main table, or a remote pod a node would not reach on-link over the fabric."""
+    problems = []
+    for i in lab.live:
+        name = f"n{i + 1}"
+        problems += [f"{name}: podnet route {r['dst']}" for r in main_routes(lab, i) if r.get("protocol") == "151"]
+        for p in pods:
+            if p.node == name:
+                continue
+            got = json.loads(subprocess.run(["ip", "-n", lab.nodes[i], "-j", "route", "get", p.ip], capture_output=True,
+                                            text=True).stdout or "[{}]")[0]
+            if got.get("dev") != NODE_UPLINK or got.get("gateway"):
+                problems.append(f"{name} → {p.ip} ({p.node}): {got}")
+    return problems
+
+
+def from_fabric(lab: Any, pods: list[kc.RunningPod]) -> dict[str, bool]:
+    return {p.name: kc.http_from(lab.fab, p.ip, 80) == p.name for p in pods}
+
+
+@contextlib.contextmanager
+def fabric_server(lab: Any) -> Iterator[str]:
+    """pnprobe's server on the fabric (the datacenter host, not a node); yields its address."""
+    from .images import pnprobe_binary
+    proc = subprocess.Popen(["ip", "netns", "exec", lab.fab, str(pnprobe_binary()), "serve"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    addr = f"{FABRIC_NET}.254"
+    try:
+        deadline = time.monotonic() + 10
+        while kc.http_from(lab.fab, addr, 80, timeout=0.5) == "":
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("pnprobe serve did not start on the fabric")
+            time.sleep(0.05)
+        yield addr
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def seen_by_fabric(lab: Any, pods: list[kc.RunningPod], server: str) -> dict[str, str]:
+    """pod → the source address the fabric's server saw (its own address: no NAT)."""
+    out = {}
+    for p in pods:
+        answer = lab.kubectl("exec", p.name, "--", "pnprobe", "probe", "-p", "/ip", "tcp", server, "80", check=False,
+                             timeout=30)
+        out[p.name] = str(answer).strip()
+    return out
+
+
+def node_port(lab: Any, name: str) -> tuple[int, dict[str, str]]:
+    """A NodePort Service for the probe Deployment `name`; (its port, node → the pod that answered)."""
+    svc = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": f"{name}-np", "namespace": "default"},
+           "spec": {"type": "NodePort", "selector": {kc.PROBE_LABEL: name},
+                    "ports": [{"port": 80, "protocol": "TCP"}]}}
+    kc.apply(lab, svc)
+    port = int(lab.get("service", f"{name}-np")["spec"]["ports"][0]["nodePort"])
+    answers = {}
+    for i in lab.live:
+        addr = f"{FABRIC_NET}.{i + 1}"
+        deadline, got = time.monotonic() + 20, ""
+        while not got and time.monotonic() < deadline:
+            got = kc.http_from(lab.fab, addr, port)
+        answers[f"n{i + 1}"] = got
+    return port, answers
+
+
+def in_pool(ip: str, pool: str) -> bool:
+    return ipaddress.ip_address(ip) in ipaddress.ip_network(pool)
