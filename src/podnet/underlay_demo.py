@@ -34,6 +34,11 @@ def run_underlay_demo(nodes: int, keep: bool = False) -> int:
         for i in lab.live:
             for r in uc.main_routes(lab, i):
                 print(f"  n{i + 1}: {r['dst']}" + (f" via {r['gateway']}" if "gateway" in r else "") + f" dev {r['dev']}")
+        print("tables for what a node forwards from its pods' legs only (a Service answer must cross the node "
+              "that did the DNAT): each other node's block via that node")
+        for i in lab.live:
+            for r in uc.leg_table_routes(lab, i):
+                print(f"  n{i + 1}: {r}")
         bad_routes = uc.routes_clean(lab, pods)
         results["no podnet route; every node reaches the other nodes' pods on-link"] = not bad_routes
         for b in bad_routes:
@@ -59,6 +64,10 @@ def run_underlay_demo(nodes: int, keep: bool = False) -> int:
               f"{', '.join(sorted({by_node[b] for b in backends}))}")
         results["ClusterIP Service, backends on both nodes"] = (all(via.values()) and
                                                                 {by_node[b] for b in backends} == set(by_node.values()))
+        kept = uc.service_sees_clients(lab, pods, cluster_ip)
+        print(f"  … and the backends saw each client's own address: {sum(kept.values())}/{len(pods)} "
+              "(no NAT for pod → Service, whichever node the backend is on)")
+        results["Service backends see the client pod's address"] = all(kept.values())
         kc.apply(lab, kc.host_port_pod("hostport", PROBE, "n1", 18080))
         kc.wait_pods(lab, f"{kc.PROBE_LABEL}=hostport", 1)
         deadline, answer = time.monotonic() + 20, ""

@@ -16,6 +16,7 @@ from typing import Any
 from .config import NodeConfig
 
 log = logging.getLogger(__name__)
+POD_INTERFACE = "eth0"      # the pod's interface kubelet's runtime asks for (CNI_IFNAME)
 
 
 def backend_options(cfg: NodeConfig) -> dict[str, Any]:
@@ -59,7 +60,8 @@ class Node:
         self._ready_lock = threading.Lock()
         if cfg.network_policy:
             from .policy.node import NodePolicy
-            self.policy = NodePolicy(self.store, self.name, cfg.state_dir, cfg.watch_timeout, on_synced=self._policy_synced)
+            self.policy = NodePolicy(self.store, self.name, cfg.state_dir, cfg.watch_timeout, on_synced=self._policy_synced,
+                                     pod_interface=POD_INTERFACE if cfg.pod_network == "underlay" else "")
 
     def start(self) -> None:
         from ..net import masq, sysctl
@@ -70,8 +72,8 @@ class Node:
             self.store.network.underlay.interface = self.backend.interface
         elif cidrs:
             masq.set_cluster_masquerade(cidrs, keep_source=[c for c in cidrs if str(c) in self.cfg.no_nat_cidr])
-            for fam in {c.version for c in cidrs}:
-                sysctl.ensure("net/ipv4/ip_forward" if fam == 4 else "net/ipv6/conf/all/forwarding", 1)
+        for fam in {c.version for c in cidrs}:     # routed: pods' traffic; underlay: what their legs carry
+            sysctl.ensure("net/ipv4/ip_forward" if fam == 4 else "net/ipv6/conf/all/forwarding", 1)
         readiness.not_ready(f"joining the cluster ({self.cfg.datastore} datastore)")
         if self.policy is not None:
             self.policy.start()

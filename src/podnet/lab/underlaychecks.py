@@ -30,6 +30,23 @@ def main_routes(lab: Any, i: int) -> list[dict[str, Any]]:
     return list(json.loads(out or "[]"))
 
 
+def leg_table_routes(lab: Any, i: int) -> list[str]:
+    from ..net.leg import FORWARD_TABLE
+    out = subprocess.run(["ip", "-n", lab.nodes[i], "route", "show", "table", str(FORWARD_TABLE)], capture_output=True,
+                         text=True).stdout
+    return [line.strip() for line in out.splitlines() if line.strip()]
+
+
+def service_sees_clients(lab: Any, pods: list[kc.RunningPod], cluster_ip: str, tries: int = 4) -> dict[str, bool]:
+    """pod → the Service's GET /ip, `tries` times: every backend that answered saw the pod's own address."""
+    out = {}
+    for p in pods:
+        seen = {str(lab.kubectl("exec", p.name, "--", "pnprobe", "probe", "-p", "/ip", "tcp", cluster_ip, "80",
+                                check=False, timeout=30)).strip() for _ in range(tries)}
+        out[p.name] = seen == {p.ip}
+    return out
+
+
 def routes_clean(lab: Any, pods: list[kc.RunningPod]) -> list[str]:
     """Why pod ↔ pod would depend on a podnet route ([] when it does not): a route of podnet's
     protocol in a node's main table, or a remote pod a node would not reach on-link over the fabric."""
@@ -99,3 +116,52 @@ def node_port(lab: Any, name: str) -> tuple[int, dict[str, str]]:
 
 def in_pool(ip: str, pool: str) -> bool:
     return ipaddress.ip_address(ip) in ipaddress.ip_network(pool)
+
+
+def _probe_pod(name: str, node: str, image: str, namespace: str) -> dict[str, Any]:
+    pod = kc.host_port_pod(name, image, node, 0)
+    pod["metadata"] = {"name": name, "namespace": namespace, "labels": {kc.PROBE_LABEL: name}}
+    pod["spec"]["containers"][0]["ports"] = [{"containerPort": 80}]
+    return pod
+
+
+def _until(cond: Any, within: float = 15.0) -> bool:
+    deadline = time.monotonic() + within
+    while not cond():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.3)
+    return True
+
+
+def policy_deny_allow(lab: Any, image: str, namespace: str = "ulpolicy") -> dict[str, bool]:
+    """A server pod on n2 and a client pod on n1 (their traffic: macvlan to macvlan, never through
+    a node): deny-all ingress in the server's namespace, then an allow from the client's label.
+    Probed for real: pod → pod across nodes and the fabric → the server."""
+    lab.kubectl("create", "namespace", namespace)
+    try:
+        kc.apply(lab, _probe_pod("srv", "n2" if len(lab.live) > 1 else "n1", image, namespace),
+                 _probe_pod("cli", "n1", image, namespace))
+        pods = {p.name: p for p in kc.wait_pods(lab, f"{kc.PROBE_LABEL} in (srv,cli)", 2, namespace=namespace)}
+        srv, cli = pods["srv"], pods["cli"]
+
+        def cli_to_srv() -> bool:
+            return kc.probe(lab, cli, "tcp", srv.ip, 80, timeout=1) == "srv"
+
+        def fabric_to_srv() -> bool:
+            return kc.http_from(lab.fab, srv.ip, 80, timeout=1) == "srv"
+        out = {"open before any policy (pod across nodes, fabric)": _until(lambda: cli_to_srv() and fabric_to_srv())}
+        kc.apply(lab, {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                       "metadata": {"name": "deny-all", "namespace": namespace},
+                       "spec": {"podSelector": {}, "policyTypes": ["Ingress"]}})
+        out["deny-all ingress stops the pod across nodes and the fabric"] = _until(
+            lambda: not cli_to_srv() and not fabric_to_srv())
+        kc.apply(lab, {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                       "metadata": {"name": "from-cli", "namespace": namespace},
+                       "spec": {"podSelector": {"matchLabels": {kc.PROBE_LABEL: "srv"}},
+                                "ingress": [{"from": [{"podSelector": {"matchLabels": {kc.PROBE_LABEL: "cli"}}}]}]}})
+        out["an allow from the client's label lets it in, the fabric stays out"] = _until(
+            lambda: cli_to_srv() and not fabric_to_srv())
+        return out
+    finally:
+        lab.kubectl("delete", "namespace", namespace, "--wait=false", check=False)

@@ -113,12 +113,22 @@ def _base() -> list[str]:
     return lines
 
 
-def _base_chains() -> list[str]:
-    lines = [f"add chain {TABLE} egress {{ type filter hook forward priority 0; policy accept; }}",
-             f"add chain {TABLE} ingress {{ type filter hook forward priority 10; policy accept; }}",
+def _base_chains(pod_interface: str = "") -> list[str]:
+    """The node's base chains (forward hook), or — pod_interface given — a pod's own (pod-network
+    underlay: its eth0 traffic never crosses the node, so the pod's netns holds the same table,
+    hooked on its output and input for that interface only; what uses the leg is the node's)."""
+    if pod_interface:
+        hooks = ("output priority 0", "input priority 0")
+        skip = (f'oifname != "{pod_interface}" accept', f'iifname != "{pod_interface}" accept')
+    else:
+        hooks, skip = ("forward priority 0", "forward priority 10"), ("", "")
+    lines = [f"add chain {TABLE} egress {{ type filter hook {hooks[0]}; policy accept; }}",
+             f"add chain {TABLE} ingress {{ type filter hook {hooks[1]}; policy accept; }}",
              f"flush chain {TABLE} egress", f"flush chain {TABLE} ingress", f"flush chain {TABLE} {DENY_CHAIN}",
              f"add rule {TABLE} {DENY_CHAIN} drop"]
-    for chain, maps in (("egress", ("eg4", "eg6")), ("ingress", ("in4", "in6"))):
+    for (chain, maps), first in zip((("egress", ("eg4", "eg6")), ("ingress", ("in4", "in6"))), skip, strict=True):
+        if first:
+            lines.append(f"add rule {TABLE} {chain} {first}")
         lines.append(f"add rule {TABLE} {chain} ct state established,related accept")
         # IPv6 neighbour discovery is IPv6's ARP: never policy's business (ARP never reaches an ip hook)
         lines.append(f"add rule {TABLE} {chain} icmpv6 type {{ {', '.join(ND_TYPES)} }} accept")
@@ -135,9 +145,9 @@ def _elements(name: str, elems: Iterable[str], verb: str) -> list[str]:
             for i in range(0, len(elems), 500)]
 
 
-def full_script(model: Model) -> str:
+def full_script(model: Model, pod_interface: str = "") -> str:
     """Replace the table with `model` in one transaction (start, resync after a restart): packets
-    see the old table or the new one, never a half-made one."""
+    see the old table or the new one, never a half-made one.  pod_interface: a pod's table."""
     lines = [f"add table {TABLE}", f"delete table {TABLE}", *_base()]
     lines += [spec.declaration(name) for name, spec in sorted(model.sets.items())]
     lines += [f"add chain {TABLE} {name}" for name in sorted(model.chains)]
@@ -148,7 +158,7 @@ def full_script(model: Model) -> str:
     for m, elems in model.maps.items():
         for ip, chain in sorted(elems.items()):
             lines.append(f"add element {TABLE} {m} {{ {ip} : goto {chain} }}")
-    lines += _base_chains()
+    lines += _base_chains(pod_interface)
     return "\n".join(lines) + "\n"
 
 
@@ -197,6 +207,25 @@ def apply(script: str) -> None:
     transaction (nft.one_transaction): admission must be in the kernel before the ADD goes on."""
     if script:
         nft.run_now(script)
+
+
+def apply_in(netns_path: str, script: str) -> None:
+    """One transaction in a pod's netns (NetnsGone when the pod is gone)."""
+    from . import netns
+    if script:
+        with netns.opened(netns_path) as fd, netns.entered(fd):
+            nft.run_now(script)
+
+
+def remove_in(netns_path: str) -> None:
+    """A pod's own table goes (its DEL, the netns still there); nothing to do when the pod is gone."""
+    from . import netns
+    from .errors import NetnsGone
+    try:
+        with netns.opened(netns_path) as fd, netns.entered(fd):
+            nft.run_ignoring_missing(f"delete table {TABLE}\n")
+    except NetnsGone:
+        pass
 
 
 def frame_script() -> str:

@@ -25,7 +25,7 @@ from ..cni.errors import config_error
 from ..cni.request import Request
 from ..cni.skel import Plugin
 from ..cni.types import Interface, Result
-from ..net import leg, link, netns
+from ..net import leg, link, netns, sysctl
 from ..net.errors import LinkExists, NetnsGone
 from ..net.rtnl import Rtnl, open_rtnl
 from . import lowerdev, podside
@@ -112,6 +112,8 @@ def add(req: Request) -> Result:
         undo.callback(podside.quietly, leg.remove_pod_side, pod, pod_fd)
         if not any(ip.version == 6 for ip in ips):
             podside.host_end_without_ipv6(hv.name, ())
+        for fam in {ip.version for ip in ips}:      # the node forwards what legs carry (Services, hostPorts)
+            sysctl.ensure("net/ipv4/ip_forward" if fam == 4 else "net/ipv6/conf/all/forwarding", 1)
         leg.host_side(host, hv, ips, node_ips)
         routed = [ipaddress.ip_network(f"{a}/{a.max_prefixlen}") for a in node_ips.values()] + list(conf.routes)
         leg.pod_side(pod, pod_fd, cv, ips, routed)

@@ -13,6 +13,11 @@ for this node's pods.
   release   CNI DEL: the pod's addresses leave every set and map.
 Local pods' addresses are persisted under the state dir, so a restarted agent knows them before
 kubelet has reported them.
+
+Pod-network underlay (pod_interface set): a pod's eth0 traffic never crosses the node, so every
+local pod's netns holds the same table too, hooked on that interface (net/policy_nft.py); each
+transaction goes to the node and to every local pod's table, and a pod's table is made whole at
+its admission, before its ADD goes on.  Traffic through a pod's leg is the node table's.
 """
 from __future__ import annotations
 
@@ -41,10 +46,12 @@ def _sctp_in_kernel() -> bool:
 class PolicyEngine:
     def __init__(self, node: str, state_dir: str, fetch_pod: Callable[[str, str], dict[str, Any] | None] | None = None,
                  announce: Callable[[str, str, str, str, str], None] | None = None,
-                 apply: Callable[[str], None] | None = None) -> None:
+                 apply: Callable[[str], None] | None = None, pod_interface: str = "") -> None:
         """fetch_pod(namespace, name): the Pod's JSON from the API (None: not found), for a pod
         the watch has not shown yet; announce(kind, namespace, name, reason, message): an Event;
-        apply(script): runs one nftables transaction (default: in this process's netns)."""
+        apply(script): runs one nftables transaction (default: in this process's netns);
+        pod_interface: pod-network underlay — each local pod's netns gets the table too, for
+        this interface of the pod."""
         self.view = ClusterView(node)
         self.compiler = Compiler(self.view)
         self.programmed = policy_nft.Model()
@@ -56,6 +63,8 @@ class PolicyEngine:
         self.ready = False
         self.seen: dict[str, str] = {}      # "Kind/namespace/name" → the resourceVersion programmed
         self.sctp = _sctp_in_kernel()
+        self.pod_interface = pod_interface
+        self.pod_tables: dict[str, str] = {}      # underlay: local pod key → its netns path
         self._load_local()
         self.apply(policy_nft.frame_script())   # denials need the table; a previous agent's rules stay as they are
 
@@ -66,14 +75,19 @@ class PolicyEngine:
                 raw = json.load(f)
             for key, entry in raw.items():
                 self.view.claim(key, str(entry["container"]), tuple(ipaddress.ip_address(i) for i in entry["ips"]))
+                if self.pod_interface and entry.get("netns"):
+                    self.pod_tables[key] = str(entry["netns"])
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             self.view.local.clear()
+            self.pod_tables.clear()
 
     def _save_local(self) -> None:
         os.makedirs(os.path.dirname(self.state_path) or ".", exist_ok=True)
         tmp = self.state_path + ".tmp"
         with open(tmp, "w") as f:
-            json.dump({k: {"container": lp.container, "ips": [str(i) for i in lp.ips]} for k, lp in self.view.local.items()}, f)
+            json.dump({k: {"container": lp.container, "ips": [str(i) for i in lp.ips],
+                           **({"netns": self.pod_tables[k]} if k in self.pod_tables else {})}
+                       for k, lp in self.view.local.items()}, f)
         os.replace(tmp, self.state_path)
 
     # ------------------------------------------------------------ programming
@@ -86,11 +100,32 @@ class PolicyEngine:
                 raise
             log.warning("policy transaction failed (%s): resyncing the whole table", e)
             self.apply(policy_nft.full_script(new))
+        self._program_pods(policy_nft.full_script(new, self.pod_interface) if full
+                           else policy_nft.diff_script(self.programmed, new), new)
         self.programmed = new
         took = time.perf_counter() - t0
         self.latencies = [*self.latencies[-999:], took]
         from ..metrics import observe_policy
         observe_policy(took, self.programmed.counts(), len(self.view.denied))
+
+    def _program_pods(self, script: str, new: policy_nft.Model, only: str = "") -> None:
+        """The same transaction in every local pod's own table (underlay); a pod whose netns is
+        gone is forgotten, a table that refuses the diff is replaced whole."""
+        from ...net.errors import NetnsGone
+        for key, path in list(self.pod_tables.items()):
+            if only and key != only:
+                continue
+            try:
+                policy_nft.apply_in(path, script)
+            except NetnsGone:
+                self.pod_tables.pop(key, None)
+            except NftError as e:
+                log.warning("policy table of pod %s (%s): %s: replacing it whole", key, path, e)
+                try:
+                    policy_nft.apply_in(path, policy_nft.full_script(new, self.pod_interface))
+                except (NftError, NetnsGone) as again:
+                    log.warning("policy table of pod %s: %s", key, again)
+                    raise
 
     def resync(self) -> None:
         """Everything from scratch, one transaction."""
@@ -182,10 +217,13 @@ class PolicyEngine:
                           "this node's kernel has no SCTP: SCTP rules of this policy allow nothing here")
 
     # ------------------------------------------------------------ CNI
-    def admit(self, namespace: str, name: str, container: str, ips: list[IPAddr]) -> None:
-        """CNI ADD: program the pod's memberships (or its denial) before ADD returns."""
+    def admit(self, namespace: str, name: str, container: str, ips: list[IPAddr], netns: str = "") -> None:
+        """CNI ADD: program the pod's memberships (or its denial) before ADD returns — and, in
+        underlay, the pod's own table whole, in its netns."""
         key = f"{namespace}/{name}"
         with self.lock:
+            if self.pod_interface and netns:
+                self.pod_tables.pop(key, None)      # made whole below, after the node's transaction
             known = self.view.pods.get(key)
             before = {str(ip) for ip in self.view.pod_ips(known)} if known is not None else set()
             previous = self.view.local.get(key)
@@ -206,6 +244,11 @@ class PolicyEngine:
                 self.view.denied.pop(key, None)
                 self.view.put_pod(info)
             self._program(self.compiler.on_addresses(before | {str(ip) for ip in ips}))
+            if self.pod_interface and netns:
+                self.pod_tables[key] = netns
+                self._program_pods(policy_nft.full_script(self.programmed, self.pod_interface), self.programmed,
+                                   only=key)
+                self._save_local()
 
     def _pod_info(self, namespace: str, name: str, known: PodInfo | None) -> tuple[PodInfo | None, str]:
         """(the pod as the API has it, or None and why not)."""
@@ -231,6 +274,9 @@ class PolicyEngine:
                 return
             self.view.unclaim(key)
             self.view.denied.pop(key, None)
+            path = self.pod_tables.pop(key, "")
+            if path:
+                policy_nft.remove_in(path)          # DEL before the netns goes: nothing left in it
             self._save_local()
             pod = self.view.pods.get(key)
             if pod is not None and pod.node != self.view.node:
@@ -243,7 +289,7 @@ class PolicyEngine:
             ns, _, name = key.partition("/")
             mine = self.view.local.get(key)
             if mine is not None:
-                self.admit(ns, name, mine.container, list(mine.ips))
+                self.admit(ns, name, mine.container, list(mine.ips), self.pod_tables.get(key, ""))
 
     # ------------------------------------------------------------ introspection (podnet policy …)
     def explain(self, src: str, dst: str, port: int, protocol: str) -> dict[str, Any]:

@@ -14,11 +14,12 @@ log = logging.getLogger(__name__)
 
 class NodePolicy:
     def __init__(self, store: Any, node: str, state_dir: str, watch_timeout: int,
-                 on_synced: Callable[[], None] | None = None) -> None:
-        """store: the KubeDatastore (its API client and Events)."""
+                 on_synced: Callable[[], None] | None = None, pod_interface: str = "") -> None:
+        """store: a datastore with an API client (`kube`: its client and Events); pod_interface:
+        pod-network underlay (each pod's netns gets the table, for that interface)."""
         from .watch import PolicyWatch
         kube = store.kube
-        self.engine = PolicyEngine(node, state_dir, announce=kube.object_event)
+        self.engine = PolicyEngine(node, state_dir, announce=kube.object_event, pod_interface=pod_interface)
         self.watch = PolicyWatch(kube.client, self.engine, watch_timeout, on_synced=on_synced)
         self.engine.fetch_pod = self.watch.fetch_pod
 

@@ -82,11 +82,11 @@ class Underlay:
                     r.added.append(f"{dst} via {gw} (leg table)")
                 except NetError as e:
                     r.refused.append(f"{dst} via {gw} (leg table): {e}")
-        for dst, gw in have:
-            if want.get(dst) != gw:
+        for dst, old in have:
+            if want.get(dst) != old:
                 try:
-                    host.del_route(dst, gw=gw, table=leg.FORWARD_TABLE)
-                    r.removed.append(f"{dst} via {gw} (leg table)")
+                    host.del_route(dst, gw=old, table=leg.FORWARD_TABLE)
+                    r.removed.append(f"{dst} via {old} (leg table)")
                 except NetError:
                     pass
         return r
