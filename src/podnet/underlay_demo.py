@@ -37,10 +37,10 @@ def run_underlay_demo(nodes: int, keep: bool = False) -> int:
         print("tables for what a node forwards from its pods' legs only (a Service answer must cross the node "
               "that did the DNAT): each other node's block via that node")
         for i in lab.live:
-            for r in uc.leg_table_routes(lab, i):
-                print(f"  n{i + 1}: {r}")
+            for line in uc.leg_table_routes(lab, i):
+                print(f"  n{i + 1}: {line}")
         bad_routes = uc.routes_clean(lab, pods)
-        results["no podnet route; every node reaches the other nodes' pods on-link"] = not bad_routes
+        results["no podnet route in any main table; every node reaches the others' pods on-link"] = not bad_routes
         for b in bad_routes:
             print(f"  FAILED {b}")
         pairs = kc.pod_pairs(lab, pods)
