@@ -53,3 +53,23 @@ def test_demo_kubelet_passes_and_leaves_nothing() -> None:
     after = lab_traces()
     left = {kind: after[kind] - before[kind] for kind in after if after[kind] - before[kind]}
     assert left == {}, left
+
+
+def test_underlay_demo_passes_every_check_and_leaves_nothing() -> None:
+    """`podnet demo --kubelet --pod-network underlay --nodes 2` (issue 30): pods on the fabric, every
+    check printed and held, nothing of the lab left the moment it returns."""
+    before = lab_traces()
+    p = subprocess.run([sys.executable, "-m", "podnet.cli", "demo", "--kubelet", "--pod-network", "underlay", "--nodes",
+                        "2"], capture_output=True, text=True, timeout=540)
+    assert p.returncode == 0 and "podnet demo: PASS" in p.stdout, p.stdout + p.stderr
+    for line in (r"pod → pod by Pod IP: (\d+)/\1 ", r"fabric host \S+ \(not a node\) → pods directly: (\d+)/\1",
+                 r"seen with their own address \(no NAT\)", r"backends on n1, n2", r"client's own address: (\d+)/\1",
+                 r"hostPort 18080 on n1 from the fabric: ok", r"NodePort \d+ from the fabric: n1 → web-\S+, n2 → web-",
+                 r"deny-all ingress stops the pod across nodes and the fabric: ok",
+                 r"an allow from the client's label lets it in, the fabric stays out: ok"):
+        assert re.search(line, p.stdout), f"missing: {line}\n{p.stdout}"
+    main_tables = p.stdout.split("nodes' main routing tables")[1].split("tables for what")[0]
+    assert "via 10.97.0.1 " not in main_tables and "via 10.97.0.2 " not in main_tables, main_tables
+    after = lab_traces()
+    left = {kind: after[kind] - before[kind] for kind in after if after[kind] - before[kind]}
+    assert left == {}, left

@@ -91,7 +91,8 @@ class Runner:
         template = Rig(self.rig.bin_dir, "", "@DATA@", "@SOCK@", "@ETCD@")   # each worker fills in its own node
         for i in range(n):
             port = 20000 + self.rng.randrange(10000)
-            base = {**bases(template, f"fzd{i % 100}", port)[self.ptype], "agentSocket": "@SOCK@"}
+            kind = "podnet-underlay" if self.ptype == "podnet" and i % 2 else self.ptype
+            base = {**bases(template, f"fzd{i % 100}", port)[kind], "agentSocket": "@SOCK@"}
             out.append(make_case(self.rng, i, self.ptype, base, f"fz{self.seed}x{i}x{self.rng.randrange(10**9)}",
                                  "@POD@"))
         return out

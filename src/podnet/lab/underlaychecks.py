@@ -38,12 +38,16 @@ def leg_table_routes(lab: Any, i: int) -> list[str]:
 
 
 def service_sees_clients(lab: Any, pods: list[kc.RunningPod], cluster_ip: str, tries: int = 4) -> dict[str, bool]:
-    """pod → the Service's GET /ip, `tries` times: every backend that answered saw the pod's own address."""
+    """pod → the Service's GET /who, `tries` times: every other backend that answered saw the pod's
+    own address (a pod that reaches itself through its Service is masqueraded by kube-proxy —
+    hairpin — on every network plugin)."""
     out = {}
     for p in pods:
-        seen = {str(lab.kubectl("exec", p.name, "--", "pnprobe", "probe", "-p", "/ip", "tcp", cluster_ip, "80",
-                                check=False, timeout=30)).strip() for _ in range(tries)}
-        out[p.name] = seen == {p.ip}
+        answers = [str(lab.kubectl("exec", p.name, "--", "pnprobe", "probe", "-p", "/who", "tcp", cluster_ip, "80",
+                                   check=False, timeout=30)).split() for _ in range(tries)]
+        others = [a for a in answers if len(a) == 2 and a[0] != p.name]
+        out[p.name] = len(others) + sum(1 for a in answers if len(a) == 2 and a[0] == p.name) == tries and \
+            all(a[1] == p.ip for a in others)
     return out
 
 

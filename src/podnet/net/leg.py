@@ -30,8 +30,11 @@ IPNet = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 GATEWAY: dict[int, IPAddr] = {4: ipaddress.IPv4Address("169.254.1.1"), 6: ipaddress.IPv6Address("fe80::1")}
 HOST_PREFIX = "pnl"              # every leg's host end: pnl + 8 hex digits (the node's rules match it)
-REPLY_MARK = 0x4C4547            # "LEG": connections that came in through the leg
-REPLY_TABLE = 0x4C4547           # their answers' routing table
+# Marks are single bits, set with `|` and matched under their own mask, so they never disturb (or
+# take) another's bits: kube-proxy masquerades what carries 0x4000 and drops 0x8000, Cilium and
+# Weave use bits 8-11 and 17.
+REPLY_MARK = 0x100000            # connections that came in through the leg (in the pod)
+REPLY_TABLE = 0x4C4547           # their answers' routing table ("LEG")
 RULE_PRIORITY = 1000
 NFT_TABLE = "inet podnet_leg"
 
@@ -76,9 +79,9 @@ def reply_marks_script(leg: str) -> str:
     return "\n".join([
         f"add table {NFT_TABLE}", f"delete table {NFT_TABLE}", f"add table {NFT_TABLE}",
         f"add chain {NFT_TABLE} prerouting {{ type filter hook prerouting priority mangle; policy accept; }}",
-        f"add rule {NFT_TABLE} prerouting iifname \"{leg}\" ct state new ct mark set {REPLY_MARK:#x}",
+        f"add rule {NFT_TABLE} prerouting iifname \"{leg}\" ct state new ct mark set ct mark | {REPLY_MARK:#x}",
         f"add chain {NFT_TABLE} output {{ type route hook output priority mangle; policy accept; }}",
-        f"add rule {NFT_TABLE} output ct mark {REPLY_MARK:#x} meta mark set {REPLY_MARK:#x}",
+        f"add rule {NFT_TABLE} output ct mark & {REPLY_MARK:#x} == {REPLY_MARK:#x} meta mark set meta mark | {REPLY_MARK:#x}",
     ]) + "\n"
 
 
@@ -95,8 +98,8 @@ def remove_pod_side(pod: Rtnl, pod_fd: int) -> None:
 
 # ------------------------------------------------------------------ the node's side of every leg
 NODE_TABLE = "inet podnet_underlay"
-FORWARD_MARK = 0x4C4546          # "LEF": a packet the node forwards from one of its pods' legs
-FORWARD_TABLE = 0x4C4546         # … routed by this table first: other nodes' blocks via their node
+FORWARD_MARK = 0x200000          # a packet the node forwards from one of its pods' legs (one bit, as above)
+FORWARD_TABLE = 0x4C4546         # … routed by this table first: other nodes' blocks via their node ("LEF")
 
 
 def node_script(pools: Iterable[IPNet]) -> str:
@@ -111,7 +114,7 @@ def node_script(pools: Iterable[IPNet]) -> str:
              f"add set {NODE_TABLE} pods4 {{ type ipv4_addr; flags interval; }}",
              f"add set {NODE_TABLE} pods6 {{ type ipv6_addr; flags interval; }}",
              f"add chain {NODE_TABLE} prerouting {{ type filter hook prerouting priority mangle; policy accept; }}",
-             f"add rule {NODE_TABLE} prerouting iifname \"{HOST_PREFIX}*\" meta mark set {FORWARD_MARK:#x}",
+             f"add rule {NODE_TABLE} prerouting iifname \"{HOST_PREFIX}*\" meta mark set meta mark | {FORWARD_MARK:#x}",
              f"add chain {NODE_TABLE} postrouting {{ type nat hook postrouting priority srcnat; policy accept; }}",
              f"add rule {NODE_TABLE} postrouting iifname \"{HOST_PREFIX}*\" ct status dnat ip daddr != @pods4 masquerade",
              f"add rule {NODE_TABLE} postrouting iifname \"{HOST_PREFIX}*\" ct status dnat ip6 daddr != @pods6 masquerade"]

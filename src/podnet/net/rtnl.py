@@ -329,12 +329,13 @@ class Rtnl:
                     raise
 
     def fwmark_rule(self, action: str, family: int, mark: int, table: int, priority: int) -> None:
-        """`ip rule add|del fwmark MARK lookup TABLE priority P`; adding one that exists, or deleting
-        one that does not, is fine."""
+        """`ip rule add|del fwmark MARK/MARK lookup TABLE priority P` (the mark's own bits only: other
+        software's bits in the same packet do not matter); adding one that exists, or deleting one
+        that does not, is fine."""
         fam = socket.AF_INET if family == 4 else socket.AF_INET6
         with _nl(f"rule fwmark {mark:#x} table {table}"):
             try:
-                self._ipr.rule(action, family=fam, table=table, fwmark=mark, priority=priority)
+                self._ipr.rule(action, family=fam, table=table, fwmark=mark, fwmask=mark, priority=priority)
             except NetlinkError as e:
                 if e.code not in ((errno.EEXIST,) if action == "add" else (errno.ENOENT, errno.ESRCH)):
                     raise

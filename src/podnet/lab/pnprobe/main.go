@@ -3,7 +3,8 @@
 //
 //	pnprobe serve                       answer on TCP and UDP ports 80 and 81 with the hostname
 //	                                    (HTTP on TCP: GET / → hostname, GET /ip → the client's
-//	                                    address as seen here; UDP: any datagram → hostname)
+//	                                    address as seen here, GET /who → both; UDP: any datagram
+//	                                    → hostname)
 //	pnprobe probe [-t S] [-s SRC] [-p PATH] tcp|udp HOST PORT
 //	                                    one request (from source address SRC); prints the answer,
 //	                                    exit 1 if none within -t
@@ -65,6 +66,10 @@ func serve() {
 			mux := http.NewServeMux()
 			mux.HandleFunc("/", answer)
 			mux.HandleFunc("/ip", client)
+			mux.HandleFunc("/who", func(w http.ResponseWriter, r *http.Request) {
+				host, _, _ := net.SplitHostPort(r.RemoteAddr)
+				fmt.Fprintln(w, name, host)
+			})
 			fmt.Fprintln(os.Stderr, http.ListenAndServe(":"+port, mux))
 			os.Exit(1)
 		}(port)
