@@ -43,7 +43,8 @@ STRINGS = ["", " ", "eth0", "lo", "a" * 16, "a" * 300, "../../etc/passwd", "a/b"
            "é", "🙂", "\udcff" * 0 + "\\", "'", '"', "0", "-1", "true", "null", "10.0.0.1", "10.0.0.0/8",
            "fd00::1", "fd00::/64", "::", "0.0.0.0/0", "256.1.1.1", "10.0.0.1/33", "02:00:00:00:00:01",
            "ff:ff:ff:ff:ff:ff", "zz:zz", "tcp", "udp", "sctp", "TCP", "bridge", "private", "vepa", "passthru",
-           "l2", "l3", "l3s", "open", "isolated", "same-bridge", "macvlan", "ipvlan", "ptp", "leg0", "/", "/proc/self/ns/net", "/dev/null",
+           "l2", "l3", "l3s", "open", "isolated", "same-bridge", "macvlan", "ipvlan", "ptp", "leg0", "/",
+           "/proc/self/ns/net", "/dev/null",
            "net.ipv4.ip_forward", "net/ipv4/conf/eth0/mtu", "kernel.panic", "${IFNAME}", "1.1.0", "0.3.1",
            "9.9.9"]
 NUMBERS = [0, 1, -1, 7, 15, 16, 24, 26, 29, 32, 64, 80, 128, 1400, 1500, 65535, 65536, 2**31, 2**63, -2**63, 10**30,
