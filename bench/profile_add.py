@@ -35,6 +35,9 @@ def main() -> int:
                     help="wall time per category (step, IPAM, nft, sysctl, netlink) instead of cProfile")
     ap.add_argument("--growth", action="store_true",
                     help="with --breakdown: the first and the last tenth of the ADDs side by side")
+    ap.add_argument("--host-setup", action="append", default=[], metavar="CMD",
+                    help="a command run in the scratch netns first (as cnibench's), e.g. an uplink for macvlan: "
+                         "'ip link add mvmaster0 type veth peer name mvpeer0' (repeatable)")
     ap.add_argument("--inner", default="", help=argparse.SUPPRESS)  # set when re-run inside the scratch netns
     a = ap.parse_args()
     if a.inner:
@@ -45,6 +48,8 @@ def main() -> int:
     try:
         for p in pods:
             subprocess.run(["ip", "netns", "add", p], check=True)
+        for cmd in a.host_setup:
+            subprocess.run(["ip", "netns", "exec", tag, "sh", "-c", cmd], check=True)
         # the whole process runs inside the scratch netns: nothing can land in the host's
         return subprocess.run(["ip", "netns", "exec", tag, sys.executable, *sys.argv, "--inner", tag]).returncode
     finally:

@@ -77,7 +77,9 @@ def pod_side(pod: Rtnl, pod_fd: int, cv: Link, pod_ips: Iterable[IPAddr], routed
 def reply_marks_script(leg: str) -> str:
     """The pod's table marking connections that arrive through the leg (`leg` is a checked link name)."""
     return "\n".join([
-        f"add table {NFT_TABLE}", f"delete table {NFT_TABLE}", f"add table {NFT_TABLE}",
+        # add + flush, not delete + add: a table's deletion costs the transaction a kernel grace
+        # period (~10 ms), and the pod's netns is new
+        f"add table {NFT_TABLE}", f"flush table {NFT_TABLE}",
         f"add chain {NFT_TABLE} prerouting {{ type filter hook prerouting priority mangle; policy accept; }}",
         f"add rule {NFT_TABLE} prerouting iifname \"{leg}\" ct state new ct mark set ct mark | {REPLY_MARK:#x}",
         f"add chain {NFT_TABLE} output {{ type route hook output priority mangle; policy accept; }}",

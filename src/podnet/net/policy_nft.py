@@ -145,10 +145,12 @@ def _elements(name: str, elems: Iterable[str], verb: str) -> list[str]:
             for i in range(0, len(elems), 500)]
 
 
-def full_script(model: Model, pod_interface: str = "") -> str:
+def full_script(model: Model, pod_interface: str = "", fresh: bool = False) -> str:
     """Replace the table with `model` in one transaction (start, resync after a restart): packets
-    see the old table or the new one, never a half-made one.  pod_interface: a pod's table."""
-    lines = [f"add table {TABLE}", f"delete table {TABLE}", *_base()]
+    see the old table or the new one, never a half-made one.  pod_interface: a pod's table.
+    fresh: there is no table yet (a new pod's netns) — no delete, which would cost the transaction
+    a kernel grace period (~10 ms)."""
+    lines = [f"add table {TABLE}", *([] if fresh else [f"delete table {TABLE}"]), *_base()]
     lines += [spec.declaration(name) for name, spec in sorted(model.sets.items())]
     lines += [f"add chain {TABLE} {name}" for name in sorted(model.chains)]
     for name in sorted(model.sets):

@@ -29,6 +29,7 @@ from ..cni.errors import CNIError, config_error
 from ..cni.request import Request
 from ..cni.skel import Plugin
 from ..cni.types import Result
+from ..net import leg as leg_net
 from ..net import link, netns, nft
 from ..net.errors import NetError
 from ..net.rtnl import open_rtnl, sharing_netns_sockets
@@ -190,8 +191,27 @@ def delete(req: Request) -> None:
         _delete(req)
 
 
+def _delete_underlay_links_together(req: Request) -> None:
+    """Underlay: the pod's eth0 and its leg in one kernel batch (each link deletion alone waits a
+    kernel grace period), after the leg's reply routing is gone.  Best effort: the steps that
+    follow remove whatever is left and release IPAM."""
+    mode = req.config.get("mode")
+    if mode not in UNDERLAY or not req.netns:
+        return
+    try:
+        conf = leg.parse_conf(dataclasses.replace(req, config=_leg_conf(req, req.config)))
+        with netns.opened(req.netns) as fd, open_rtnl(fd) as pod:
+            found = [lk for lk in (pod.link(req.ifname), pod.link(conf.ifname)) if lk is not None]
+            if len(found) == 2:
+                leg_net.remove_pod_side(pod, fd)
+                link.delete_together(pod, [lk.index for lk in found])
+    except (NetError, CNIError):
+        pass
+
+
 def _delete(req: Request) -> None:
     _delete_host_links_together(req)
+    _delete_underlay_links_together(req)
     first: BaseException | None = None
     for step in reversed(steps(req)):
         try:

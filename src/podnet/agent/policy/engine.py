@@ -222,8 +222,9 @@ class PolicyEngine:
         underlay, the pod's own table whole, in its netns."""
         key = f"{namespace}/{name}"
         with self.lock:
+            had_table = False
             if self.pod_interface and netns:
-                self.pod_tables.pop(key, None)      # made whole below, after the node's transaction
+                had_table = self.pod_tables.pop(key, None) == netns   # made whole below, after the node's
             known = self.view.pods.get(key)
             before = {str(ip) for ip in self.view.pod_ips(known)} if known is not None else set()
             previous = self.view.local.get(key)
@@ -246,8 +247,8 @@ class PolicyEngine:
             self._program(self.compiler.on_addresses(before | {str(ip) for ip in ips}))
             if self.pod_interface and netns:
                 self.pod_tables[key] = netns
-                self._program_pods(policy_nft.full_script(self.programmed, self.pod_interface), self.programmed,
-                                   only=key)
+                self._program_pods(policy_nft.full_script(self.programmed, self.pod_interface, fresh=not had_table),
+                                   self.programmed, only=key)
                 self._save_local()
 
     def _pod_info(self, namespace: str, name: str, known: PodInfo | None) -> tuple[PodInfo | None, str]:
