@@ -6,7 +6,8 @@ per-round ratios B/A are reported (median [min..max]), as cnibench reports its o
 Usage (root, from the checkout; `podnet install --bin-dir BIN` first):
   .venv/bin/python bench/paired_cnibench.py --bin BIN --a-label underlay --a-conf bench/configs/podnet-underlay.conflist \\
       --b-label routed --b-conf bench/configs/podnet-ptp-portmap.conflist --pods 50 --rounds 5 \\
-      -- --runtime-config @PATH/k8s-chain.runtime.json --host-link mvmaster0 --host-setup "ip addr add 10.242.0.2/16 dev mvmaster0"
+      -- --runtime-config @PATH/k8s-chain.runtime.json --host-link mvmaster0 \\
+      --host-setup "ip addr add 10.242.0.2/16 dev mvmaster0"
 Arguments after -- go to every cnibench run.  CNIBENCH: the harness (default ../shared/bench/cnibench.py).
 """
 from __future__ import annotations
