@@ -5,6 +5,7 @@ waiting.  Before the fix the demos' BIRD and wireguard-go processes (the agents 
 sessions of their own) were still there for up to a second."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -46,6 +47,13 @@ def test_lab_down_returns_only_when_all_the_lab_started_is_gone() -> None:
         started = {pid: what for pid, what in lab_processes().items() if pid not in procs}
         kinds = set(started.values())
         assert {"bird", "wireguard-go", "etcd", "podnet agent"} <= kinds, kinds
+        # commands that need the datastore find the lab's, as kubectl finds its context (issue 34)
+        ls = podnet("node", "ls", "--lab", "teardown", "--json")
+        assert ls.returncode == 0 and {n["node"] for n in json.loads(ls.stdout)} >= {"n1", "n2"}, ls.stdout + ls.stderr
+        pods = json.loads(podnet("lab", "status", "--name", "teardown", "--json").stdout)["pods"]
+        a, b = (next(p["netns"].rsplit("/", 1)[1] for p in pods if p["node"] == n) for n in ("n1", "n2"))
+        tr = podnet("trace", "--lab", "teardown", a, b)
+        assert tr.returncode == 0 and "path works" in tr.stdout, tr.stdout + tr.stderr
     finally:
         down = podnet("lab", "down", "--name", "teardown")
     assert down.returncode == 0, down.stdout + down.stderr

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
 
 from .. import __version__
 from . import agent, demo, dhcp, install, ipam, lab, node, policy, trace
@@ -29,4 +31,13 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     a = parser().parse_args(argv)
-    return int(a.fn(a))
+    try:
+        return int(a.fn(a))
+    except KeyboardInterrupt:
+        return 130
+    except Exception as e:
+        from .errors import explain
+        if os.environ.get("PODNET_DEBUG"):
+            raise
+        print(f"podnet {a.cmd}: {explain(e)}", file=sys.stderr)
+        return 1

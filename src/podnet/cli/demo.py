@@ -5,11 +5,13 @@ import argparse
 import sys
 from typing import Any
 
+from .common import non_negative, positive
+
 
 def add_parsers(sub: Any) -> None:
     d = sub.add_parser("demo", help="a virtual cluster of node namespaces, pods on every node, all pairs checked")
-    d.add_argument("--nodes", type=int, default=3)
-    d.add_argument("--pods", "--pods-per-node", dest="pods", type=int, default=2)
+    d.add_argument("--nodes", type=positive, default=3)
+    d.add_argument("--pods", "--pods-per-node", dest="pods", type=non_negative, default=2)
     d.add_argument("--backend", choices=("vxlan", "host-gw", "bgp"), default="vxlan",
                    help="bgp: BIRD on every node, a top-of-rack router and an external host reached without NAT")
     d.add_argument("--ipam", choices=("cluster", "host-local"), default="cluster",

@@ -19,7 +19,11 @@ def add_parsers(sub: Any) -> None:
 
 
 def run(a: argparse.Namespace) -> int:
+    import os
+
     from ..dhcp.keeper import LeaseKeeper
+    if not os.path.isdir(a.state_dir):
+        raise FileNotFoundError(2, "the agent's state dir does not exist (give --state-dir)", a.state_dir)
     now = time.time()
     leases = [lease for _, lease in LeaseKeeper(a.state_dir).stored()]
     data = [{"container": x.container_id, "network": x.network, "ifname": x.ifname, "ip": x.ip,

@@ -19,7 +19,7 @@ from typing import Any
 
 from ..ipam.cluster import DEFAULT_BLOCK, ClusterIpam, Pool
 from ..ipam.registry import NodeRegistry
-from .common import connect, emit, etcd_command
+from .common import connect, emit, etcd_command, share_options
 
 
 def add_parsers(sub: Any) -> None:
@@ -48,6 +48,7 @@ def add_parsers(sub: Any) -> None:
     rc = ip.add_parser("reclaim", help="take back blocks of nodes whose lease expired (run twice: "
                                         "the first pass only marks them dead)")
     rc.add_argument("--grace", type=float, default=300.0, help="seconds a node must stay dead (default 300)")
+    share_options(p)
     p.set_defaults(fn=run)
 
 

@@ -11,7 +11,7 @@ import os
 import sys
 from typing import Any
 
-from .common import table
+from .common import non_negative, positive, table
 
 STATE_DIR = "/run/podnet-lab"          # = lab.cluster.STATE_DIR (not imported: the CLI starts without the lab)
 
@@ -20,8 +20,8 @@ def add_parsers(sub: Any) -> None:
     p = sub.add_parser("lab", help="a throwaway multi-node cluster on this machine (up, status, exec, down)")
     lp = p.add_subparsers(dest="lab_cmd", required=True)
     up = lp.add_parser("up", help="build a lab and leave it running")
-    up.add_argument("--nodes", type=int, default=3)
-    up.add_argument("--pods-per-node", type=int, default=2)
+    up.add_argument("--nodes", type=positive, default=3)
+    up.add_argument("--pods-per-node", type=non_negative, default=2)
     up.add_argument("--backend", choices=("vxlan", "host-gw", "bgp"), default="vxlan")
     up.add_argument("--ipam", choices=("cluster", "host-local"), default="cluster",
                     help="etcd datastore: cluster IPAM blocks, or a host-local subnet per node")

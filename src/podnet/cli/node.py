@@ -17,7 +17,7 @@ from typing import Any
 
 from ..ipam.registry import NodeRegistry
 from ..net.wguapi import fingerprint
-from .common import connect, emit, etcd_command
+from .common import connect, emit, etcd_command, share_options
 
 
 def add_parsers(sub: Any) -> None:
@@ -29,6 +29,7 @@ def add_parsers(sub: Any) -> None:
     rm.add_argument("name")
     rk = np.add_parser("rotate-key")
     rk.add_argument("name")
+    share_options(p)
     p.set_defaults(fn=run)
 
 

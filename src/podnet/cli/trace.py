@@ -23,7 +23,7 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
-from .common import connect, etcd_command
+from .common import connect, etcd_command, use_lab
 
 MAX_NODES = 4          # origin, at most two nodes between (a hostPort bounce), the destination
 
@@ -155,6 +155,7 @@ def trace(src: End, dst: End, nodes: dict[str, dict[str, str]], a: argparse.Name
 def _datastore(a: argparse.Namespace) -> tuple[dict[str, dict[str, str]], dict[Any, str], dict[str, Any],
                                               dict[str, str]]:
     """(nodes, pod CIDR → node, IPAM handles, pods by namespace/name) from etcd or Kubernetes."""
+    use_lab(a)
     if a.kubeconfig:
         from ..agent.kubepeers import cluster_snapshot
         nodes, owners, pods = cluster_snapshot(a.kubeconfig)
