@@ -7,7 +7,7 @@ import threading
 import time
 from typing import Any
 
-from podnet.agent.routing import BACKENDS, Bgp, HostGw, NodeIdentity, Reconcile, RoutingAgent, Vxlan
+from podnet.agent.routing import BACKENDS, Bgp, HostGw, NodeIdentity, Reconcile, RoutingAgent, Underlay, Vxlan
 from podnet.agent.routing.vxlan import VXLAN_DEV, vtep_mac
 from podnet.net.rtnl import PODNET_PROTO, RouteEntry
 from tests.helpers.fakenet import FakeHost, FakePeers
@@ -95,7 +95,7 @@ def test_vxlan_makes_its_device_then_a_neighbour_fdb_entry_and_onlink_route_per_
 
 
 def test_backends_are_chosen_by_name_from_one_map() -> None:
-    assert BACKENDS == {"host-gw": HostGw, "vxlan": Vxlan, "bgp": Bgp}
+    assert BACKENDS == {"host-gw": HostGw, "vxlan": Vxlan, "bgp": Bgp, "underlay": Underlay}
 
 
 class RecordingBackend:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..manifests import DeployConfig, render, to_yaml
-from . import images
+from . import dns, images
 from .cluster import CLUSTER_CIDR, ETCD_ADDR, FABRIC_NET, Cluster
 from .control_plane import SERVICE_CIDR, ControlPlane, k8s_bin_dir
 from .kubelet import NodeHost
@@ -43,11 +43,13 @@ class KubeletLabError(RuntimeError):
 
 class KubeletCluster(Cluster):
     def __init__(self, nodes: int = 2, backend: str = "vxlan", tag: str = "", work: str = "", cni: str = "podnet",
-                 encryption: str = "", network_policy: bool = True, pod_network: str = "routed") -> None:
+                 encryption: str = "", network_policy: bool = True, pod_network: str = "routed",
+                 dns: bool = True) -> None:
         super().__init__(nodes, backend, tag=tag, work=work, datastore="kubernetes", encryption=encryption,
                          network_policy=network_policy)
         self.cni_kind = cni
         self.pod_network = pod_network          # underlay: pods on the fabric (UNDERLAY_POOL), etcd for addresses
+        self.with_dns = dns                     # CoreDNS (lab/dns.py), as kind has it
         self.hosts = [self._host(i) for i in range(nodes)]
         self.podnet_image = ""                  # the name of the podnet image the DaemonSet runs
         self.image_tars: dict[str, str] = {}    # image name → OCI tar (imported on every node)
@@ -56,7 +58,13 @@ class KubeletCluster(Cluster):
         # kube-proxy's clusterCIDR is where pods' addresses are: traffic from it is not masqueraded
         pods = UNDERLAY_POOL if self.pod_network == "underlay" else CLUSTER_CIDR
         return NodeHost(f"n{i + 1}", self.nodes[i], f"{FABRIC_NET}.{i + 1}", self.work, self.tag, pods,
-                        SERVICE_CIDR, images.PAUSE, env={"PODNET_CALL_LOG": CALL_LOG})
+                        SERVICE_CIDR, images.PAUSE, cluster_dns=self.dns_ips() if self.with_dns else [],
+                        env={"PODNET_CALL_LOG": CALL_LOG})
+
+    def dns_ips(self) -> list[str]:
+        """kube-dns's addresses: the tenth of each service CIDR (kubeadm's and kind's choice)."""
+        import ipaddress
+        return [str(ipaddress.ip_network(SERVICE_CIDR)[10])]
 
     # ------------------------------------------------------------ build
     def up(self, wait_ready: bool = True, install: bool = True) -> None:
@@ -64,7 +72,7 @@ class KubeletCluster(Cluster):
         "podnet"; install False: not yet — the caller applies it with install_podnet());
         wait_ready: until every node is Ready."""
         t0 = time.monotonic()
-        for name, tar in (images.pause_image(), images.probe_image()):
+        for name, tar in (images.pause_image(), images.probe_image(), *([dns.image()] if self.with_dns else [])):
             self.image_tars[name] = str(tar)
         if self.cni_kind == "podnet":
             name, tar = images.podnet_image(SOURCE)
@@ -90,6 +98,7 @@ class KubeletCluster(Cluster):
             if wait_ready:
                 self.wait_nodes(ready=True, timeout=300)
                 self.route_pod_cidrs()
+                self.install_dns()
 
     def start_node(self, i: int) -> None:
         """Node i's holder, containerd (images imported), kubelet (registers the Node with its
@@ -124,13 +133,27 @@ class KubeletCluster(Cluster):
         self.kubectl("apply", "-f", self.manifest(image))
 
     def install_podnet(self, wait_ready: bool = True) -> None:
-        """`kubectl apply` of podnet's manifest; wait_ready: until every node is Ready (timed)."""
+        """`kubectl apply` of podnet's manifest; wait_ready: until every node is Ready (timed), then
+        the cluster DNS (it needs the pod network)."""
         t0 = time.monotonic()
         self.apply_podnet()
         if wait_ready:
             self.wait_nodes(ready=True, timeout=300)
             self.timings["apply_to_ready"] = time.monotonic() - t0
             self.route_pod_cidrs()
+            self.install_dns()
+
+    def install_dns(self, timeout: float = 180) -> None:
+        """CoreDNS's objects, until its Deployment is available (lab/dns.py)."""
+        if not self.with_dns:
+            return
+        import json as _json
+        t0 = time.monotonic()
+        docs = dns.objects(self.dns_ips())
+        self.kubectl("apply", "-f", "-", stdin=_json.dumps({"apiVersion": "v1", "kind": "List", "items": docs}))
+        self.kubectl("rollout", "status", "-n", dns.NAMESPACE, "deployment/coredns", f"--timeout={int(timeout)}s",
+                     timeout=timeout + 10)
+        self.timings["dns_ready"] = time.monotonic() - t0
 
     def route_pod_cidrs(self) -> dict[str, str]:
         """The control plane reaches pods as a control-plane node does: the fabric — where the API

@@ -126,6 +126,7 @@ class NodeHost:
     cluster_cidr: str
     service_cidr: str
     sandbox_image: str
+    cluster_dns: list[str] = field(default_factory=list)    # kubelet's clusterDNS (the lab's CoreDNS); [] none
     env: dict[str, str] = field(default_factory=dict)      # containerd's extra environment (its plugins inherit it)
     pids: dict[str, int] = field(default_factory=dict)     # "holder", "containerd", "kubelet", "kube-proxy"
     _children: list[subprocess.Popen[bytes]] = field(default_factory=list)   # reaped at stop (this process only)
@@ -158,7 +159,7 @@ class NodeHost:
         keep.mkdir(exist_ok=True)
         ready = self.dir / "holder-ready"
         ready.unlink(missing_ok=True)
-        (self.dir / "resolv.conf").write_text("nameserver 127.0.0.1\n")     # pods get no DNS in the lab
+        (self.dir / "resolv.conf").write_text("nameserver 127.0.0.1\n")     # the node resolves nothing outside
         script = "set -e; " + "; ".join([
             *binds, f"mount --rbind {CGROUP_ROOT} {keep}", "mount -t sysfs sysfs /sys",
             f"mount --rbind {keep} {CGROUP_ROOT}", "mount --make-rshared /", f"touch {ready}"]) + "; exec sleep infinity"
@@ -260,7 +261,8 @@ class NodeHost:
             "authentication": {"anonymous": {"enabled": False}, "webhook": {"enabled": True},
                                "x509": {"clientCAFile": ca}},
             "authorization": {"mode": "Webhook"},
-            "resolvConf": str(self.dir / "resolv.conf"),     # the lab has no cluster DNS
+            "resolvConf": str(self.dir / "resolv.conf"),     # the node's own (pods with dnsPolicy Default)
+            **({"clusterDNS": self.cluster_dns, "clusterDomain": "cluster.local"} if self.cluster_dns else {}),
             "localStorageCapacityIsolation": False,          # the disk is the machine's, shared by every node
             "evictionHard": {"memory.available": "1%", "nodefs.available": "1%", "imagefs.available": "1%"},
             "imageGCHighThresholdPercent": 100,              # images were imported, never pulled: keep them
