@@ -24,4 +24,5 @@ fi
 .venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
 if [ "${PODNET_WITH_K8S:-0}" = 1 ]; then
   bash scripts/k8s-build.sh >/dev/null
+  bash scripts/coredns-build.sh >/dev/null      # the kubelet lab's cluster DNS (~1.5 min once, then cached)
 fi

@@ -99,6 +99,52 @@ def test_cluster_ip_service_reaches_pods_on_both_nodes(klab, web) -> None:  # ty
     assert udp in by_name, f"UDP through the ClusterIP: {udp!r}"
 
 
+def test_services_resolve_by_name_through_coredns(klab, web) -> None:  # type: ignore[no-untyped-def]
+    """Cluster DNS as kind has it: CoreDNS in kube-system behind kube-dns on 10.96.0.10, kubelet's
+    clusterDNS in every pod's resolv.conf; a Service by its short and its full name."""
+    dns = klab.get("service", "-n", "kube-system", "kube-dns")["spec"]
+    assert dns["clusterIP"] == "10.96.0.10", dns
+    names = {p.name for p in web}
+    src = next(p for p in web if p.node == "n2")
+    conf = klab.kubectl("exec", src.name, "--", "cat", "/etc/resolv.conf")
+    assert "nameserver 10.96.0.10" in conf and "search default.svc.cluster.local" in conf, conf
+    for host in ("web", "web.default.svc.cluster.local"):
+        assert kc.probe(klab, src, "tcp", host, 80, timeout=5) in names, f"{host}: not resolved or not reached"
+    assert kc.probe(klab, src, "udp", "web", 81, timeout=5) in names
+
+
+def test_dns_under_default_deny_egress_only_when_a_policy_allows_it(klab, web) -> None:  # type: ignore[no-untyped-def]
+    """As upstream: a default-deny egress policy stops name resolution too, until an egress rule
+    allows port 53 to the cluster DNS."""
+    klab.kubectl("create", "namespace", "dnsdeny")
+    try:
+        pod = {**kc.host_port_pod("asker", PROBE, "n1", 0), "metadata": {
+            "name": "asker", "namespace": "dnsdeny", "labels": {kc.PROBE_LABEL: "asker"}}}
+        pod["spec"]["containers"][0]["ports"] = [{"containerPort": 80}]
+        kc.apply(klab, pod)
+        asker = kc.wait_pods(klab, f"{kc.PROBE_LABEL}=asker", 1, namespace="dnsdeny")[0]
+        names = {p.name for p in web}
+        full = "web.default.svc.cluster.local"
+        assert kc.probe(klab, asker, "tcp", full, 80, timeout=5) in names
+        kc.apply(klab, {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                        "metadata": {"name": "deny-egress", "namespace": "dnsdeny"},
+                        "spec": {"podSelector": {}, "policyTypes": ["Egress"],
+                                 "egress": [{"to": [{"namespaceSelector": {"matchLabels": {
+                                     "kubernetes.io/metadata.name": "default"}}}], "ports": [{"port": 80}]}]}})
+        wait_for(lambda: kc.probe(klab, asker, "tcp", full, 80, timeout=3) == "", "name resolution after deny", 20)
+        web_ip = next(p.ip for p in web)
+        assert kc.probe(klab, asker, "tcp", web_ip, 80, timeout=3) in names, "web by address stays allowed"
+        kc.apply(klab, {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                        "metadata": {"name": "allow-dns", "namespace": "dnsdeny"},
+                        "spec": {"podSelector": {}, "policyTypes": ["Egress"], "egress": [{
+                            "to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+                                    "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
+                            "ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]}]}})
+        wait_for(lambda: kc.probe(klab, asker, "tcp", full, 80, timeout=3) in names, "resolution after allow-dns", 20)
+    finally:
+        klab.kubectl("delete", "namespace", "dnsdeny", "--wait=false")
+
+
 def test_host_port_on_the_node_address_then_gone_with_the_pod(klab) -> None:  # type: ignore[no-untyped-def]
     kc.apply(klab, kc.host_port_pod("hp", PROBE, "n2", HOST_PORT))
     kc.wait_pods(klab, f"{kc.PROBE_LABEL}=hp", 1)

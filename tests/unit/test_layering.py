@@ -180,3 +180,9 @@ def test_the_lab_pins_the_kubernetes_release_it_builds():
     from podnet.lab.control_plane import KUBERNETES_VERSION
     go_mod = (SRC.parents[1] / "scripts" / "k8s-build" / "go.mod").read_text()
     assert f"k8s.io/kubernetes {KUBERNETES_VERSION}" in go_mod
+
+
+def test_the_coredns_build_and_the_lab_pin_one_release() -> None:
+    from podnet.lab.dns import COREDNS_VERSION
+    script = (SRC.parent.parent / "scripts" / "coredns-build.sh").read_text()
+    assert f'version="{COREDNS_VERSION}"' in script
