@@ -27,6 +27,24 @@ def _is_root() -> bool:
     return os.geteuid() == 0
 
 
+TIER_SECONDS: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Seconds spent per tier (setup, call and teardown of its tests: module fixtures included)."""
+    parts = report.nodeid.split("/")
+    tier = parts[1] if len(parts) > 2 and parts[0] == "tests" else "other"
+    TIER_SECONDS[tier] = TIER_SECONDS.get(tier, 0.0) + report.duration
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """What each tier cost this run (the README's table of tier times comes from these lines)."""
+    if TIER_SECONDS:
+        total = sum(TIER_SECONDS.values())
+        parts = ", ".join(f"{t} {s / 60:.1f} min" for t, s in sorted(TIER_SECONDS.items(), key=lambda x: -x[1]))
+        terminalreporter.write_line(f"tier times: {parts}; total {total / 60:.1f} min")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         path = str(item.fspath)

@@ -22,6 +22,7 @@ from podnet.lab import TOR_ADDR, Cluster
 from podnet.lab.continuity import Pinger
 from podnet.net import probe
 from tests.helpers.etcd import have_etcd
+from tests.helpers.load import condition, load_conditions
 
 pytestmark = [
     pytest.mark.skipif(not have_etcd(), reason="etcd-server is not installed (apt install etcd-server)"),
@@ -187,11 +188,13 @@ def pair() -> Iterator[Cluster]:
         lab.down()
 
 
-def test_bird_killed_is_restarted_and_graceful_restart_loses_no_probe(pair: Cluster) -> None:
+@pytest.mark.parametrize("machine", load_conditions())
+def test_bird_killed_is_restarted_and_graceful_restart_loses_no_probe(pair: Cluster, machine: str) -> None:
+    """Also with every core busy (issue 34)."""
     lab = pair
     a, b = lab.pods
     old = bird_pid(lab, 0)
-    with Pinger(a.netns, b.ip) as pinger:
+    with condition(machine), Pinger(a.netns, b.ip) as pinger:
         time.sleep(0.3)
         os.kill(old, signal.SIGKILL)
         wait_for(lambda: bird_pid(lab, 0) not in (0, old), 15, "BIRD restarted by the agent")

@@ -23,6 +23,7 @@ from podnet.lab.continuity import Pinger
 from podnet.lab.control_plane import k8s_bin_dir
 from podnet.lab.images import PROBE
 from tests.helpers.kubernetes import have_kubernetes
+from tests.helpers.load import condition, load_conditions
 
 NODES = 2
 HOST_PORT = 18081
@@ -305,9 +306,11 @@ def _cross_node_pinger(klab, web) -> Pinger:  # type: ignore[no-untyped-def]
     return Pinger(klab.pod_netns("default", src.name), dst.ip, interval=0.05)
 
 
-def test_agent_pod_killed_pods_keep_their_traffic(klab, web) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("machine", load_conditions())
+def test_agent_pod_killed_pods_keep_their_traffic(klab, web, machine: str) -> None:  # type: ignore[no-untyped-def]
+    """Also with every core busy (issue 34)."""
     agent = next(p for p in klab.get("pods", "-n", "podnet-system")["items"] if p["spec"]["nodeName"] == "n1")
-    with _cross_node_pinger(klab, web) as pinger:
+    with condition(machine), _cross_node_pinger(klab, web) as pinger:
         klab.kubectl("delete", "pod", "-n", "podnet-system", agent["metadata"]["name"], "--wait=true")
         klab.kubectl("rollout", "status", "-n", "podnet-system", "daemonset/podnet-agent", "--timeout=120s",
                      timeout=130)
@@ -317,12 +320,14 @@ def test_agent_pod_killed_pods_keep_their_traffic(klab, web) -> None:  # type: i
     kc.wait_pods(klab, f"{kc.PROBE_LABEL}=web", 6)
 
 
-def test_rolling_update_to_a_new_image_tag_keeps_traffic(klab, web) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("machine", load_conditions())
+def test_rolling_update_to_a_new_image_tag_keeps_traffic(klab, web, machine: str) -> None:  # type: ignore[no-untyped-def]
+    """Also with every core busy (issue 34): each condition rolls to a tag of its own."""
     from podnet.lab.images import podnet_image
     from podnet.lab.kubecluster import SOURCE
-    name, tar = podnet_image(SOURCE, tag="next")
+    name, tar = podnet_image(SOURCE, tag=f"next-{machine}")
     klab.load_image(str(tar))
-    with _cross_node_pinger(klab, web) as pinger:
+    with condition(machine), _cross_node_pinger(klab, web) as pinger:
         klab.apply_podnet(name)
         klab.kubectl("rollout", "status", "-n", "podnet-system", "daemonset/podnet-agent", "--timeout=240s",
                      timeout=250)

@@ -50,10 +50,14 @@ def _pod_cidrs(node: Any) -> list[IPNet]:
 
 
 def _internal_ip(node: Any) -> str:
-    for a in (node.status.addresses or []) if node.status is not None else []:
-        if a.type == "InternalIP":
-            return str(a.address)
-    return ""
+    ips = _internal_ips(node)
+    return ips[0] if ips else ""
+
+
+def _internal_ips(node: Any) -> list[str]:
+    """The Node's InternalIPs in its order (a dual-stack node has one per family)."""
+    return [str(a.address) for a in ((node.status.addresses or []) if node.status is not None else [])
+            if a.type == "InternalIP"]
 
 
 class KubePeers:
@@ -174,7 +178,8 @@ class KubePeers:
                 continue
             published = {k[len(ANNOTATION):].replace("-", "_"): v for k, v in ann.items() if k.startswith(ANNOTATION)}
             published.pop("underlay_addr", None)
-            out[name] = {"backend": "", "vtep_mac": "", **published, "node": name, "addr": addr}
+            other = _other_family(addr, _internal_ips(n))    # a dual-stack underlay: the other family's
+            out[name] = {"backend": "", "vtep_mac": "", **published, "node": name, "addr": addr, **other}
         return out
 
     def owners(self) -> dict[IPNet, str]:
@@ -187,6 +192,19 @@ class KubePeers:
         self.informer.on_relist = lambda _objs: wake()
         self.informer.on_trouble = wake
         return self.informer.start()
+
+
+def _other_family(addr: str, ips: list[str]) -> dict[str, str]:
+    """{"addr6": …} (or "addr4") when the Node has an InternalIP of the other family than `addr`."""
+    family = ipaddress.ip_address(addr).version
+    for ip in ips:
+        try:
+            v = ipaddress.ip_address(ip).version
+        except ValueError:
+            continue
+        if v != family:
+            return {f"addr{v}": ip}
+    return {}
 
 
 def cluster_snapshot(kubeconfig: str) -> tuple[dict[str, dict[str, str]], dict[IPNet, str], dict[str, str]]:

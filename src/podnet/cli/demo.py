@@ -29,6 +29,8 @@ def add_parsers(sub: Any) -> None:
                         "(kubectl apply), a Deployment, a ClusterIP Service (kube-proxy nftables) and a hostPort checked")
     d.add_argument("--pod-network", choices=("routed", "underlay"), default="routed",
                    help="--kubelet: underlay puts pods on the fabric (macvlan + a leg to the node)")
+    d.add_argument("--ip-family", choices=("ipv4", "dual"), default="ipv4",
+                   help="--kubelet: dual puts the fabric, pods and Services in both families")
     d.add_argument("--keep", action="store_true")
     d.add_argument("--down", action="store_true", help="remove a lab kept with --keep")
     d.add_argument("--single-node", action="store_true",
@@ -46,8 +48,8 @@ def cmd_demo(a: argparse.Namespace) -> int:
         print("podnet demo: --policy needs --datastore kubernetes (policies, pods and namespaces are API objects)",
               file=sys.stderr)
         return 2
-    if a.pod_network != "routed" and not a.kubelet:
-        print("podnet demo: --pod-network underlay needs --kubelet", file=sys.stderr)
+    if (a.pod_network != "routed" or a.ip_family != "ipv4") and not a.kubelet:
+        print("podnet demo: --pod-network and --ip-family need --kubelet", file=sys.stderr)
         return 2
     if a.kubelet:
         from ..lab import ends_cleanly_on_signals
@@ -56,7 +58,7 @@ def cmd_demo(a: argparse.Namespace) -> int:
                 from ..underlay_demo import run_underlay_demo
                 return run_underlay_demo(a.nodes, a.keep)
             from ..kubelet_demo import run_kubelet_demo
-            return run_kubelet_demo(a.nodes, a.backend, a.encryption, a.keep)
+            return run_kubelet_demo(a.nodes, a.backend, a.encryption, a.keep, a.ip_family)
     from ..demo import DemoSpec, run_demo
     return run_demo(DemoSpec(a.nodes, a.pods, a.backend, a.ipam, a.datastore, a.keep, a.policy, a.encryption),
                     single_node=a.single_node)

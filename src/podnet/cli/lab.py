@@ -35,6 +35,8 @@ def add_parsers(sub: Any) -> None:
     up.add_argument("--pod-network", choices=("routed", "underlay"), default="routed",
                     help="--kubelet: underlay puts pods on the fabric (macvlan + a leg to the node, addresses from "
                          "the lab's etcd)")
+    up.add_argument("--ip-family", choices=("ipv4", "dual"), default="ipv4",
+                    help="--kubelet: dual puts the fabric, pods and Services in both families")
     up.add_argument("--name", default="")
     up.set_defaults(fn=cmd_up)
     st = lp.add_parser("status", help="nodes, pods, the admin kubeconfig, the etcd endpoint")
@@ -98,12 +100,13 @@ def cmd_up(a: argparse.Namespace) -> int:
     if not name or name in lab_names():
         print(f"podnet lab: a lab named {a.name or 'lab'!r} is up already: give another --name", file=sys.stderr)
         return 2
-    if a.pod_network != "routed" and not a.kubelet:
-        print("podnet lab: --pod-network underlay needs --kubelet", file=sys.stderr)
+    if (a.pod_network != "routed" or a.ip_family != "ipv4") and not a.kubelet:
+        print("podnet lab: --pod-network and --ip-family need --kubelet", file=sys.stderr)
         return 2
     if a.kubelet:
         from ..lab.kubecluster import KubeletCluster
-        lab: Cluster = KubeletCluster(a.nodes, a.backend, encryption=a.encryption, pod_network=a.pod_network)
+        lab: Cluster = KubeletCluster(a.nodes, a.backend, encryption=a.encryption, pod_network=a.pod_network,
+                                      ip_family=a.ip_family)
     else:
         lab = Cluster(a.nodes, a.backend, ipam_mode=a.ipam, datastore=a.datastore, encryption=a.encryption)
     os.makedirs(STATE_DIR, exist_ok=True)

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from ..net import netns
 from ..net.probe import icmp_checksum
 
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)     # Linux: the kernel's receive time as a timespec
+
 
 @dataclass
 class Continuity:
@@ -36,12 +38,19 @@ class Continuity:
 
 class Pinger:
     """ICMP echo from `netns_path` to `dst` (IPv4) every `interval` s; an echo not answered
-    within `timeout` counts as lost."""
+    within `timeout` counts as lost.
+
+    "Answered within" is judged by the kernel's receive timestamp of the reply (SO_TIMESTAMPNS),
+    not by when this thread gets to read it: on a busy machine (the tests that run this under a
+    CPU hog) the measuring thread itself may be late by seconds, and must not count the network's
+    answers as lost for its own lateness.  Every reply waiting in the socket is read each turn."""
 
     def __init__(self, netns_path: str, dst: str, interval: float = 0.02, timeout: float = 1.0) -> None:
         self.dst, self.interval, self.timeout = dst, interval, timeout
         with netns.opened(netns_path) as fd, netns.entered(fd):
             self.sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+        self.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        self.sock.setblocking(False)
         self.result = Continuity()
         self._stop = threading.Event()
         self._sent_at: dict[int, float] = {}
@@ -76,31 +85,47 @@ class Pinger:
             elif now >= next_send:
                 seq = (seq + 1) & 0xFFFF
                 hdr = struct.pack("!BBHHH", 8, 0, 0, self._ident, seq)
-                body = struct.pack("!d", now)
+                sent_wall = time.time()                    # the reply's kernel timestamp is wall-clock
+                body = struct.pack("!d", sent_wall)
                 pkt = struct.pack("!BBHHH", 8, 0, icmp_checksum(hdr + body), self._ident, seq) + body
                 try:
                     self.sock.sendto(pkt, (self.dst, 0))
                 except OSError:
                     pass                                   # e.g. unreachable for a moment: counted lost
-                self._sent_at[seq] = now
+                self._sent_at[seq] = sent_wall
                 self.result.sent += 1
                 next_send += self.interval
             wait = max(0.0, min(next_send - time.monotonic(), 0.05))
             if select.select([self.sock], [], [], wait)[0]:
-                data = self.sock.recv(2048)
-                icmp = data[(data[0] & 0x0F) * 4:]
-                if len(icmp) >= 8 and icmp[0] == 0:
-                    ident, got = struct.unpack("!HH", icmp[4:8])
-                    if ident == self._ident and got in self._sent_at:
-                        self._sent_at.pop(got)
-                        self.result.answered += 1
-                        t = time.monotonic()
-                        if self._last_answer:
-                            self.result.longest_gap = max(self.result.longest_gap, t - self._last_answer)
-                        self._last_answer = t
-            cutoff = time.monotonic() - self.timeout
+                self._read_replies()
+            cutoff = time.time() - self.timeout
             for s in [s for s, t in self._sent_at.items() if t < cutoff]:
-                self._sent_at.pop(s)                       # lost
+                self._sent_at.pop(s)                       # lost: every reply that had arrived was read above
+
+    def _read_replies(self) -> None:
+        """Every reply waiting in the socket, each judged by its kernel receive time."""
+        while True:
+            try:
+                data, anc, _flags, _addr = self.sock.recvmsg(2048, 64)
+            except (BlockingIOError, InterruptedError):
+                return
+            arrived = time.time()
+            for level, kind, raw in anc:
+                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(raw) >= 16:
+                    sec, nsec = struct.unpack("qq", raw[:16])
+                    arrived = sec + nsec / 1e9
+            icmp = data[(data[0] & 0x0F) * 4:]
+            if len(icmp) < 8 or icmp[0] != 0:
+                continue
+            ident, got = struct.unpack("!HH", icmp[4:8])
+            sent = self._sent_at.get(got)
+            if ident != self._ident or sent is None or arrived - sent > self.timeout:
+                continue
+            self._sent_at.pop(got)
+            self.result.answered += 1
+            if self._last_answer:
+                self.result.longest_gap = max(self.result.longest_gap, arrived - self._last_answer)
+            self._last_answer = max(self._last_answer, arrived)
 
 
 class Stream:

@@ -23,6 +23,8 @@ from .pki import Pki
 
 KUBERNETES_VERSION = "v1.37.2"           # = scripts/k8s-build/go.mod (a unit test keeps them equal)
 SERVICE_CIDR = "10.96.0.0/16"
+SERVICE_CIDR6 = "fd96::/112"           # the dual-stack lab's second service range
+CLUSTER_CIDR6 = "fd44::/56"            # … and pod range (a /64 per node)
 API_PORT = 6443
 BIN_ENV = "PODNET_K8S_BIN"
 
@@ -65,8 +67,9 @@ class ControlPlane:
     netns: str                      # the fabric namespace the components run in
     addr: str                       # the API server's address on the fabric
     etcd_url: str
-    cluster_cidr: str
+    cluster_cidr: str                  # one CIDR, or "v4,v6" (dual-stack)
     node_mask: int = 24
+    service_cidr: str = SERVICE_CIDR   # one CIDR, or "v4,v6" (dual-stack)
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     args: dict[str, list[str]] = field(default_factory=dict)
 
@@ -103,7 +106,7 @@ class ControlPlane:
             f"--secure-port={API_PORT}", f"--tls-cert-file={api.cert}", f"--tls-private-key-file={api.key}",
             f"--client-ca-file={p.ca.cert}", "--service-account-issuer=https://kubernetes.default.svc",
             f"--service-account-key-file={sa.cert}", f"--service-account-signing-key-file={sa.key}",
-            f"--service-cluster-ip-range={SERVICE_CIDR}", "--authorization-mode=Node,RBAC",
+            f"--service-cluster-ip-range={self.service_cidr}", "--authorization-mode=Node,RBAC",
             "--enable-admission-plugins=NodeRestriction", "--allow-privileged=true",
             f"--kubelet-client-certificate={kubelet_client.cert}", f"--kubelet-client-key={kubelet_client.key}",
             "--kubelet-preferred-address-types=InternalIP", "--event-ttl=1h", "--profiling=false",
@@ -122,8 +125,8 @@ class ControlPlane:
             f"--kubeconfig={os.path.join(self.dir, 'controller-manager.kubeconfig')}",
             f"--authentication-kubeconfig={os.path.join(self.dir, 'controller-manager.kubeconfig')}",
             f"--authorization-kubeconfig={os.path.join(self.dir, 'controller-manager.kubeconfig')}",
-            "--allocate-node-cidrs", f"--cluster-cidr={self.cluster_cidr}", f"--node-cidr-mask-size={self.node_mask}",
-            f"--service-cluster-ip-range={SERVICE_CIDR}", "--use-service-account-credentials",
+            "--allocate-node-cidrs", f"--cluster-cidr={self.cluster_cidr}", *self._mask_flags(),
+            f"--service-cluster-ip-range={self.service_cidr}", "--use-service-account-credentials",
             f"--service-account-private-key-file={sa.key}", f"--root-ca-file={p.ca.cert}",
             "--leader-elect=false", "--bind-address=127.0.0.1", "--profiling=false",
             "--node-monitor-grace-period=40s"])
@@ -132,6 +135,12 @@ class ControlPlane:
             f"--authentication-kubeconfig={os.path.join(self.dir, 'scheduler.kubeconfig')}",
             f"--authorization-kubeconfig={os.path.join(self.dir, 'scheduler.kubeconfig')}",
             "--leader-elect=false", "--bind-address=127.0.0.1", "--profiling=false"])
+
+    def _mask_flags(self) -> list[str]:
+        """Per-family node CIDR sizes on a dual-stack cluster (a /64 per node for IPv6)."""
+        if "," in self.cluster_cidr:
+            return [f"--node-cidr-mask-size-ipv4={self.node_mask}", "--node-cidr-mask-size-ipv6=64"]
+        return [f"--node-cidr-mask-size={self.node_mask}"]
 
     def _run(self, name: str, bins: str, args: list[str]) -> None:
         self.args[name] = args

@@ -27,6 +27,10 @@ class RunningPod:
     ip: str
     node: str
     namespace: str = "default"
+    ips: tuple[str, ...] = ()          # status.podIPs (a dual-stack pod: one per family)
+
+    def ip_of(self, family: int) -> str:
+        return next((a for a in self.ips or (self.ip,) if (":" in a) == (family == 6)), "")
 
 
 def deployment(name: str, image: str, replicas: int, namespace: str = "default",
@@ -47,9 +51,10 @@ def deployment(name: str, image: str, replicas: int, namespace: str = "default",
                                          "readinessProbe": {**ready, "periodSeconds": 1}}]}}}}
 
 
-def service(name: str, namespace: str = "default") -> dict[str, Any]:
+def service(name: str, namespace: str = "default", dual: bool = False) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": namespace},
-            "spec": {"selector": {PROBE_LABEL: name}, "ports": [
+            "spec": {"selector": {PROBE_LABEL: name}, **({"ipFamilyPolicy": "RequireDualStack"} if dual else {}),
+                     "ports": [
                 {"name": "http", "port": 80, "protocol": "TCP"}, {"name": "udp", "port": 81, "protocol": "UDP"}]}}
 
 
@@ -59,14 +64,15 @@ def apply(lab: Any, *docs: dict[str, Any]) -> None:
 
 def running_pods(lab: Any, selector: str, namespace: str = "default") -> list[RunningPod]:
     items = lab.get("pods", "-n", namespace, "-l", selector)["items"]
-    return [RunningPod(p["metadata"]["name"], p["status"].get("podIP", ""), p["spec"].get("nodeName", ""), namespace)
+    return [RunningPod(p["metadata"]["name"], p["status"].get("podIP", ""), p["spec"].get("nodeName", ""), namespace,
+                       tuple(a["ip"] for a in p["status"].get("podIPs") or []))
             for p in items if p["status"].get("phase") == "Running" and not p["metadata"].get("deletionTimestamp")]
 
 
 def deploy_probe(lab: Any, name: str, replicas: int, image: str, timeout: float = 180,
-                 http_ready: bool = False) -> list[RunningPod]:
-    """The Deployment and its Service; returns its pods once every replica is Ready."""
-    apply(lab, deployment(name, image, replicas, http_ready=http_ready), service(name))
+                 http_ready: bool = False, dual: bool = False) -> list[RunningPod]:
+    """The Deployment and its Service (dual: a dual-stack one); its pods once every replica is Ready."""
+    apply(lab, deployment(name, image, replicas, http_ready=http_ready), service(name, dual=dual))
     lab.kubectl("rollout", "status", f"deployment/{name}", f"--timeout={int(timeout)}s", timeout=timeout + 10)
     return wait_pods(lab, f"{PROBE_LABEL}={name}", replicas, timeout)
 
@@ -89,11 +95,14 @@ def probe(lab: Any, src: RunningPod, proto: str, host: str, port: int, timeout: 
     return str(out).strip()
 
 
-def pod_pairs(lab: Any, pods: list[RunningPod], protos: tuple[str, ...] = ("tcp", "udp")) -> dict[tuple[str, str, str], bool]:
-    """(src, dst, proto) → the dst pod answered with its own name (TCP to 80, UDP to 81)."""
+def pod_pairs(lab: Any, pods: list[RunningPod], protos: tuple[str, ...] = ("tcp", "udp"),
+              family: int = 0) -> dict[tuple[str, str, str], bool]:
+    """(src, dst, proto) → the dst pod answered with its own name (TCP to 80, UDP to 81), to its
+    Pod IP (family 4/6: its address of that family)."""
     jobs = [(s, d, proto) for s in pods for d in pods if s != d for proto in protos]
     with ThreadPoolExecutor(4) as pool:
-        answers = list(pool.map(lambda j: probe(lab, j[0], j[2], j[1].ip, 80 if j[2] == "tcp" else 81), jobs))
+        answers = list(pool.map(lambda j: probe(lab, j[0], j[2], j[1].ip_of(family) if family else j[1].ip,
+                                                80 if j[2] == "tcp" else 81), jobs))
     return {(s.name, d.name, proto): answer == d.name for (s, d, proto), answer in zip(jobs, answers, strict=True)}
 
 

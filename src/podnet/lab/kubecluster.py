@@ -25,13 +25,14 @@ from typing import Any
 from ..manifests import DeployConfig, render, to_yaml
 from . import dns, images
 from .cluster import CLUSTER_CIDR, ETCD_ADDR, FABRIC_NET, Cluster
-from .control_plane import SERVICE_CIDR, ControlPlane, k8s_bin_dir
+from .control_plane import CLUSTER_CIDR6, SERVICE_CIDR, SERVICE_CIDR6, ControlPlane, k8s_bin_dir
 from .kubelet import NodeHost
 
 CALL_LOG = "/var/log/podnet/cni-calls.log"      # on each node: every CNI call its runtime made
 REFERENCE_DIR = "/usr/lib/cni"                   # Debian's containernetworking-plugins
 LAB_ROUTE_PROTO = "150"                          # the fabric's routes to the Nodes' podCIDRs (route_pod_cidrs)
 FABRIC_SUBNET = f"{FABRIC_NET}.0/24"             # the lab's datacenter network
+FABRIC_NET6 = "fd97::"                           # … and its IPv6 side on a dual-stack lab (fd97::N/64)
 UNDERLAY_POOL = f"{FABRIC_NET}.128/25"           # pod-network underlay: the pods' addresses on it
 UNDERLAY_BLOCK = 28                              # … in blocks of 16 per node
 SOURCE = Path(__file__).resolve().parents[3]     # the checkout the podnet image is built from
@@ -44,12 +45,18 @@ class KubeletLabError(RuntimeError):
 class KubeletCluster(Cluster):
     def __init__(self, nodes: int = 2, backend: str = "vxlan", tag: str = "", work: str = "", cni: str = "podnet",
                  encryption: str = "", network_policy: bool = True, pod_network: str = "routed",
-                 dns: bool = True) -> None:
+                 dns: bool = True, ip_family: str = "ipv4") -> None:
         super().__init__(nodes, backend, tag=tag, work=work, datastore="kubernetes", encryption=encryption,
                          network_policy=network_policy)
         self.cni_kind = cni
         self.pod_network = pod_network          # underlay: pods on the fabric (UNDERLAY_POOL), etcd for addresses
         self.with_dns = dns                     # CoreDNS (lab/dns.py), as kind has it
+        if ip_family not in ("ipv4", "dual"):
+            raise KubeletLabError(f"ip-family {ip_family}: the lab runs ipv4 or dual (an IPv6-only fabric would "
+                                  "need every node, the API server and etcd addressed in IPv6: not built yet)")
+        if ip_family == "dual" and pod_network != "routed":
+            raise KubeletLabError("ip-family dual: with pod-network routed only")
+        self.ip_family = ip_family              # dual: the fabric, pods and Services in both families
         self.hosts = [self._host(i) for i in range(nodes)]
         self.podnet_image = ""                  # the name of the podnet image the DaemonSet runs
         self.image_tars: dict[str, str] = {}    # image name → OCI tar (imported on every node)
@@ -57,14 +64,24 @@ class KubeletCluster(Cluster):
     def _host(self, i: int) -> NodeHost:
         # kube-proxy's clusterCIDR is where pods' addresses are: traffic from it is not masqueraded
         pods = UNDERLAY_POOL if self.pod_network == "underlay" else CLUSTER_CIDR
-        return NodeHost(f"n{i + 1}", self.nodes[i], f"{FABRIC_NET}.{i + 1}", self.work, self.tag, pods,
-                        SERVICE_CIDR, images.PAUSE, cluster_dns=self.dns_ips() if self.with_dns else [],
-                        env={"PODNET_CALL_LOG": CALL_LOG})
+        dual = self.ip_family == "dual"
+        return NodeHost(f"n{i + 1}", self.nodes[i], f"{FABRIC_NET}.{i + 1}", self.work, self.tag,
+                        f"{pods},{CLUSTER_CIDR6}" if dual else pods, self.service_cidr, images.PAUSE,
+                        cluster_dns=self.dns_ips() if self.with_dns else [],
+                        addr6=f"{FABRIC_NET6}{i + 1}" if dual else "", env={"PODNET_CALL_LOG": CALL_LOG})
+
+    @property
+    def service_cidr(self) -> str:
+        return f"{SERVICE_CIDR},{SERVICE_CIDR6}" if self.ip_family == "dual" else SERVICE_CIDR
+
+    @property
+    def cluster_cidr(self) -> str:
+        return f"{CLUSTER_CIDR},{CLUSTER_CIDR6}" if self.ip_family == "dual" else CLUSTER_CIDR
 
     def dns_ips(self) -> list[str]:
         """kube-dns's addresses: the tenth of each service CIDR (kubeadm's and kind's choice)."""
         import ipaddress
-        return [str(ipaddress.ip_network(SERVICE_CIDR)[10])]
+        return [str(ipaddress.ip_network(c)[10]) for c in self.service_cidr.split(",")]
 
     # ------------------------------------------------------------ build
     def up(self, wait_ready: bool = True, install: bool = True) -> None:
@@ -79,8 +96,11 @@ class KubeletCluster(Cluster):
             self.podnet_image, self.image_tars[name] = name, str(tar)
         self.timings["images"] = time.monotonic() - t0
         self._build_fabric()
+        if self.ip_family == "dual":
+            self._fabric_ipv6()
         self._start_etcd()
-        self.cp = ControlPlane(self.work, self.fab, ETCD_ADDR, self.etcd_url, CLUSTER_CIDR)
+        self.cp = ControlPlane(self.work, self.fab, ETCD_ADDR, self.etcd_url, self.cluster_cidr,
+                               service_cidr=self.service_cidr)
         self.timings["apiserver_ready"] = self.cp.start_apiserver()
         self.cp.start_controllers()
         t1 = time.monotonic()
@@ -99,6 +119,14 @@ class KubeletCluster(Cluster):
                 self.wait_nodes(ready=True, timeout=300)
                 self.route_pod_cidrs()
                 self.install_dns()
+
+    def _fabric_ipv6(self) -> None:
+        """A dual-stack fabric: the router (FABRIC_NET6 + fe) and every node on fd97::/64 too."""
+        subprocess.run(["ip", "-n", self.fab, "addr", "add", f"{FABRIC_NET6}fe/64", "dev", "fabbr", "nodad"],
+                       check=True)
+        for i, ns in enumerate(self.nodes):
+            subprocess.run(["ip", "-n", ns, "addr", "add", f"{FABRIC_NET6}{i + 1}/64", "dev", "up0", "nodad"], check=True)
+            subprocess.run(["ip", "-n", ns, "-6", "route", "add", "default", "via", f"{FABRIC_NET6}fe"], check=True)
 
     def start_node(self, i: int) -> None:
         """Node i's holder, containerd (images imported), kubelet (registers the Node with its
@@ -122,7 +150,8 @@ class KubeletCluster(Cluster):
                                service_cidr=SERVICE_CIDR, block_size=UNDERLAY_BLOCK)
         else:
             cfg = DeployConfig(cluster_cidr=CLUSTER_CIDR, backend=self.backend, image=image or self.podnet_image,
-                               encryption=self.encryption, network_policy=self.network_policy)
+                               encryption=self.encryption, network_policy=self.network_policy,
+                               cluster_cidr_v6=CLUSTER_CIDR6 if self.ip_family == "dual" else "")
         docs = render(cfg)
         path = os.path.join(self.work, "podnet.yaml")
         with open(path, "w") as f:
@@ -164,9 +193,10 @@ class KubeletCluster(Cluster):
         traffic meets.  Routes of Nodes that are gone are removed.  Returns CIDR → next hop."""
         want: dict[str, str] = {}
         for n in self.get("nodes").get("items", []) if self.pod_network != "underlay" else []:   # underlay: on-link
-            addr = next((a["address"] for a in n.get("status", {}).get("addresses", []) if a["type"] == "InternalIP"), "")
-            for cidr in n.get("spec", {}).get("podCIDRs", []) if addr else []:
-                if (":" in cidr) == (":" in addr):
+            addrs = [a["address"] for a in n.get("status", {}).get("addresses", []) if a["type"] == "InternalIP"]
+            for cidr in n.get("spec", {}).get("podCIDRs", []):
+                addr = next((a for a in addrs if (":" in a) == (":" in cidr)), "")      # the CIDR's family's
+                if addr:
                     want[cidr] = addr
         have = {}
         for family in ("-4", "-6"):
@@ -278,17 +308,19 @@ class KubeletCluster(Cluster):
     # ------------------------------------------------------------ state, teardown
     def state(self) -> dict[str, Any]:
         return {**super().state(), "kubelet": True, "cni": self.cni_kind, "pod_network": self.pod_network,
+                "ip_family": self.ip_family,
                 "podnet_image": self.podnet_image,
                 "images": self.image_tars, "hosts": [h.pids for h in self.hosts]}
 
     @classmethod
     def from_state(cls, st: dict[str, Any]) -> KubeletCluster:
         c = cls(len(st["nodes"]), st["backend"], tag=st["tag"], work=st["work"], cni=st.get("cni", "podnet"),
-                encryption=st.get("encryption", ""), pod_network=st.get("pod_network", "routed"))
+                encryption=st.get("encryption", ""), pod_network=st.get("pod_network", "routed"),
+                ip_family=st.get("ip_family", "ipv4"))
         c.nodes, c.removed = list(st["nodes"]), set(st["removed"])
         c.pids = dict(st.get("pids") or {})
         c.podnet_image, c.image_tars = st.get("podnet_image", ""), dict(st.get("images") or {})
-        c.cp = ControlPlane(c.work, c.fab, ETCD_ADDR, st["etcd"], CLUSTER_CIDR)
+        c.cp = ControlPlane(c.work, c.fab, ETCD_ADDR, st["etcd"], c.cluster_cidr, service_cidr=c.service_cidr)
         for h, pids in zip(c.hosts, st.get("hosts") or [], strict=False):
             h.pids = dict(pids)
         return c

@@ -127,6 +127,7 @@ class NodeHost:
     service_cidr: str
     sandbox_image: str
     cluster_dns: list[str] = field(default_factory=list)    # kubelet's clusterDNS (the lab's CoreDNS); [] none
+    addr6: str = ""                                         # a dual-stack node's IPv6 address on the fabric
     env: dict[str, str] = field(default_factory=dict)      # containerd's extra environment (its plugins inherit it)
     pids: dict[str, int] = field(default_factory=dict)     # "holder", "containerd", "kubelet", "kube-proxy"
     _children: list[subprocess.Popen[bytes]] = field(default_factory=list)   # reaped at stop (this process only)
@@ -134,6 +135,11 @@ class NodeHost:
     @property
     def dir(self) -> Path:
         return Path(self.work) / f"host-{self.name}"
+
+    @property
+    def node_ips(self) -> str:
+        """kubelet's --node-ip: the fabric address, and on a dual-stack lab the IPv6 one too."""
+        return f"{self.addr},{self.addr6}" if self.addr6 else self.addr
 
     @property
     def cgroup(self) -> str:
@@ -281,7 +287,7 @@ class NodeHost:
         config = self.kubelet_config(ca)
         self._daemon("kubelet", [os.path.join(k8s_bin_dir(), "kubelet"), f"--config={config}",
                                  "--kubeconfig=/etc/kubernetes/kubelet.kubeconfig",
-                                 f"--hostname-override={self.name}", f"--node-ip={self.addr}",
+                                 f"--hostname-override={self.name}", f"--node-ip={self.node_ips}",
                                  "--cert-dir=/var/lib/kubelet/pki", "--v=2"])
 
     # ------------------------------------------------------------ kube-proxy

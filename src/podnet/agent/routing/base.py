@@ -62,17 +62,25 @@ class Backend(Protocol):
         """The agent is stopping: leave routes and devices in place."""
 
 
-def remote_next_hops(me: str, nodes: dict[str, NodeInfo], owners: dict[IPNet, str]) -> dict[IPNet, IPAddr]:
-    """pod CIDR → the owning node's underlay address, for CIDRs of other live nodes whose
-    address has the CIDR's family."""
-    addrs: dict[str, IPAddr] = {}
-    for name, info in nodes.items():
+def node_addresses(info: NodeInfo) -> dict[int, IPAddr]:
+    """A node's underlay addresses by family: its `addr`, and on a dual-stack underlay the other
+    family's (`addr6` or `addr4`: the Node's second InternalIP)."""
+    out: dict[int, IPAddr] = {}
+    for key in ("addr", "addr4", "addr6"):
         try:
-            addrs[name] = ipaddress.ip_address(info["addr"])
+            ip = ipaddress.ip_address(info[key])
         except (KeyError, ValueError):
             continue
-    return {cidr: addrs[node] for cidr, node in owners.items()
-            if node and node != me and node in addrs and addrs[node].version == cidr.version}
+        out.setdefault(ip.version, ip)
+    return out
+
+
+def remote_next_hops(me: str, nodes: dict[str, NodeInfo], owners: dict[IPNet, str]) -> dict[IPNet, IPAddr]:
+    """pod CIDR → the owning node's underlay address of the CIDR's family, for CIDRs of other live
+    nodes that have one (a dual-stack cluster's IPv6 pod CIDRs go via the nodes' IPv6 addresses)."""
+    addrs = {name: node_addresses(info) for name, info in nodes.items()}
+    return {cidr: addrs[node][cidr.version] for cidr, node in owners.items()
+            if node and node != me and node in addrs and cidr.version in addrs[node]}
 
 
 ENCRYPTION_KEY = "wg_pubkey"     # a node record with this key sends and accepts pod traffic only encrypted
@@ -126,10 +134,7 @@ class Families:
     def update(self, nodes: dict[str, NodeInfo], owners: dict[IPNet, str]) -> tuple[int, ...]:
         self.seen |= {c.version for c in owners}
         for info in nodes.values():
-            try:
-                self.seen.add(ipaddress.ip_address(info["addr"]).version)
-            except (KeyError, ValueError):
-                continue
+            self.seen |= set(node_addresses(info))
         if self.first:
             self.first = False
             return (4, 6)

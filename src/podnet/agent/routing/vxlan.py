@@ -18,6 +18,7 @@ from .base import (
     NodeInfo,
     Reconcile,
     encryption_mismatches,
+    node_addresses,
     podnet_routes,
     remote_next_hops,
     sync_routes,
@@ -64,12 +65,17 @@ class Vxlan:
 
     def apply(self, host: Rtnl, nodes: dict[str, NodeInfo], owners: dict[IPNet, str]) -> Reconcile:
         idx = self._device(host)
+        # the VTEP: the node's primary address (the tunnel's outer family); a dual-stack cluster's
+        # other family is routed onlink via the node's address of that family, whose neighbour
+        # entry gives the same VTEP MAC (the FDB then sends it to the VTEP)
         vteps = {ipaddress.ip_address(i["addr"]): i["vtep_mac"] for n, i in nodes.items()
                  if n != self.me.name and i.get("vtep_mac")}
-        self._sync_vteps(host, idx, vteps)
+        hops = {a: i["vtep_mac"] for n, i in nodes.items() if n != self.me.name and i.get("vtep_mac")
+                for a in node_addresses(i).values()}
+        self._sync_vteps(host, idx, vteps, hops)
         why = unreachable_for(encryption_mismatches(self.me.name, False, nodes), owners)
         want: dict[IPNet, Hop] = {cidr: gw for cidr, gw in remote_next_hops(self.me.name, nodes, owners).items()
-                                  if gw in vteps}
+                                  if gw in hops}
         want.update(dict.fromkeys(why, UNREACHABLE))
 
         def add(dst: IPNet, gw: Hop) -> None:
@@ -77,20 +83,22 @@ class Vxlan:
             host.add_route(dst, gw=gw, oif=idx, onlink=True, replace=True, proto=PODNET_PROTO)
         return sync_routes(host, want, add, have=podnet_routes(host, self.families.update(nodes, owners)), why=why)
 
-    def _sync_vteps(self, host: Rtnl, idx: int, vteps: dict[IPAddr, str]) -> None:
-        """A neighbour and an FDB entry per remote VTEP; stale ones removed.  What is already
-        right is left alone: writing every entry on every pass was 2 netlink writes per remote
-        node per pass — on every agent at once, at each node's join or leave (20 nodes: ~0.4 s of
-        CPU per event on this machine)."""
+    def _sync_vteps(self, host: Rtnl, idx: int, vteps: dict[IPAddr, str], hops: dict[IPAddr, str] | None = None) -> None:
+        """A neighbour entry per remote next hop (each address of each remote node) and an FDB entry
+        per remote VTEP; stale ones removed.  What is already right is left alone: writing every
+        entry on every pass was 2 netlink writes per remote node per pass — on every agent at once,
+        at each node's join or leave (20 nodes: ~0.4 s of CPU per event on this machine)."""
+        hops = vteps if hops is None else hops
         have_neigh = {ip: mac.lower() for ip, mac in host.neighbours(idx).items()}
         have_fdb = {(mac.lower(), dst) for mac, dst in host.fdb_entries(idx)}
+        for addr, mac in hops.items():
+            if have_neigh.get(str(addr)) != mac.lower():
+                host.set_neigh(idx, addr, mac.lower())
         for addr, mac in vteps.items():
             mac = mac.lower()
-            if have_neigh.get(str(addr)) != mac:
-                host.set_neigh(idx, addr, mac)
             if (mac, str(addr)) not in have_fdb:
                 host.set_fdb(idx, mac, addr)
-        keep_neigh = {str(a) for a in vteps}
+        keep_neigh = {str(a) for a in hops}
         for ip in have_neigh:
             if ip not in keep_neigh:
                 try:
