@@ -41,6 +41,7 @@ class DeployConfig:
     underlay_gateway: str = ""                # underlay: its gateway(s), comma-separated
     service_cidr: str = "10.96.0.0/12"        # underlay: routed through the node (the leg)
     block_size: int = 26                      # etcd datastore, cluster IPAM: addresses per node block (/26 = 64)
+    attachments: bool = True                  # pods' k8s.v1.cni.cncf.io/networks (the NAD CRD ships here too)
 
 
 def _meta(name: str, namespaced: bool = True) -> dict[str, Any]:
@@ -60,6 +61,10 @@ def rbac() -> list[dict[str, Any]]:
          "rules": [
              {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list", "watch", "patch"]},
              {"apiGroups": [""], "resources": ["pods", "namespaces"], "verbs": ["get", "list", "watch"]},
+             # a pod's network-status annotation (its attachments)
+             {"apiGroups": [""], "resources": ["pods"], "verbs": ["patch"]},
+             {"apiGroups": ["k8s.cni.cncf.io"], "resources": ["network-attachment-definitions"],
+              "verbs": ["get", "list", "watch"]},
              {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": ["get", "list", "watch"]},
              {"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
          ]},
@@ -100,6 +105,7 @@ def agent_settings(c: DeployConfig) -> dict[str, Any]:
             s["underlay-interface"] = c.underlay_interface
     if c.datastore == "kubernetes":
         s["network-policy"] = c.network_policy
+    s["attachments"] = c.attachments
     if c.datastore == "etcd":
         s["etcd"] = [e for e in c.etcd_endpoints.split(",") if e]
         s["ipam-mode"] = c.ipam_mode
@@ -220,10 +226,25 @@ def daemonset(c: DeployConfig) -> dict[str, Any]:
     }
 
 
+def nad_crd() -> dict[str, Any]:
+    """The Network Plumbing Working Group's NetworkAttachmentDefinition (k8s.cni.cncf.io/v1), as
+    Multus installs it: a namespaced object whose spec.config is a CNI config as a string."""
+    return {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+            "metadata": {"name": "network-attachment-definitions.k8s.cni.cncf.io"},
+            "spec": {"group": "k8s.cni.cncf.io", "scope": "Namespaced",
+                     "names": {"plural": "network-attachment-definitions", "singular": "network-attachment-definition",
+                               "kind": "NetworkAttachmentDefinition", "shortNames": ["net-attach-def"]},
+                     "versions": [{"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": {
+                         "description": "A network a pod can attach to (k8s.v1.cni.cncf.io/networks): a CNI config",
+                         "type": "object", "properties": {
+                             "apiVersion": {"type": "string"}, "kind": {"type": "string"}, "metadata": {"type": "object"},
+                             "spec": {"type": "object", "properties": {"config": {"type": "string"}}}}}}}]}}
+
+
 def render(c: DeployConfig) -> list[dict[str, Any]]:
     ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE,
                                                                 "labels": {"app.kubernetes.io/name": "podnet"}}}
-    return [ns, *rbac(), config_map(c), daemonset(c)]
+    return [ns, *([nad_crd()] if c.attachments else []), *rbac(), config_map(c), daemonset(c)]
 
 
 def to_yaml(docs: list[dict[str, Any]]) -> str:

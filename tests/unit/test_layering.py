@@ -172,7 +172,7 @@ def test_kubernetes_client_only_in_kubepeers_and_the_labs_api_module():
     """The agent loads lightkube only with the Kubernetes datastore; the lab only for its cluster."""
     users = {p.relative_to(SRC).as_posix() for p in SRC.rglob("*.py")
              if any(m.split(".")[0] == "lightkube" for m in imports_of(p))}
-    assert users == {"agent/kubepeers.py", "agent/kubewatch.py", "agent/policy/watch.py", "lab/kube.py",
+    assert users == {"agent/kubepeers.py", "agent/kubewatch.py", "agent/policy/watch.py", "agent/kubeattach.py", "lab/kube.py",
                      "lab/heartbeat.py"}, users
 
 

@@ -62,6 +62,7 @@ class NodeConfig:
     leak_gc_interval: float = 60.0
     watch_timeout: int = 300           # kubernetes datastore: seconds before the API server ends a watch
     network_policy: bool = False       # kubernetes datastore: enforce NetworkPolicy (table inet podnet_policy)
+    attachments: bool = False          # pods' k8s.v1.cni.cncf.io/networks (NetworkAttachmentDefinitions): API access
     etcd: list[str] = field(default_factory=list)
     etcd_prefix: str = "/podnet/"
     etcd_ca_file: str = ""

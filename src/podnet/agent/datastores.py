@@ -50,7 +50,7 @@ class EtcdDatastore:
                                    etcd_tls=tls_keys, underlay=underlay_of(cfg))
         self.peers: Peers = EtcdPeers(NodeRegistry(self.ipam), cfg.lease_ttl, cfg.reclaim_after)
         self.kube: Any = None
-        if cfg.network_policy:        # policies, pods and namespaces come from the API server
+        if cfg.network_policy or cfg.attachments:   # policies, pods, NADs come from the API server
             from .kubepeers import KubePeers
             self.kube = KubePeers(node, cfg.kubeconfig, watch_timeout=cfg.watch_timeout)
 

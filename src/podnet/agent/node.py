@@ -66,6 +66,12 @@ class Node:
     def start(self) -> None:
         from ..net import masq, sysctl
         from . import readiness
+        if self.cfg.attachments:
+            from ..dispatch import attachments
+            from .kubeattach import KubeAttachments
+            kube = self.store.kube         # type: ignore[attr-defined]
+            attachments.install(KubeAttachments(kube.client, kube))
+            self.store.network.attachments = True
         cidrs = self.cfg.cidrs()
         if self.store.network.underlay is not None:
             # the pods are on the datacenter network: their addresses are routable, nothing to masquerade

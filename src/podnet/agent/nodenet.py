@@ -55,6 +55,7 @@ class NodeNetwork:
     subnets: list[IPNet] = field(default_factory=list)
     etcd_tls: dict[str, str] = field(default_factory=dict)   # etcdCAFile… for the cluster IPAM's config
     underlay: Underlay | None = None       # pod-network underlay (None: routed)
+    attachments: bool = False              # the conflist's `attachments` section (the agent runs them)
 
     def pools(self) -> list[Pool]:
         """One pool per cluster CIDR.  IPv6 sizes follow the IPv4 ones' host bits (a /26 block
@@ -109,9 +110,13 @@ class NodeNetwork:
     def conflist(self, node: str, mtu: int) -> dict[str, Any]:
         if self.underlay is not None:
             u = self.underlay
-            return conflists.underlay_conflist(self.network, self.ipam_conf(node), u.link, u.interface,
-                                               [str(c) for c in u.service_cidrs], self.agent_socket)
-        return conflists.cluster_conflist(self.network, self.ipam_conf(node), mtu, self.agent_socket)
+            out = conflists.underlay_conflist(self.network, self.ipam_conf(node), u.link, u.interface,
+                                              [str(c) for c in u.service_cidrs], self.agent_socket)
+        else:
+            out = conflists.cluster_conflist(self.network, self.ipam_conf(node), mtu, self.agent_socket)
+        if self.attachments:
+            out["plugins"][0]["attachments"] = {}
+        return out
 
     def write_conflist(self, node: str, mtu: int) -> str:
         path = conflists.write_conflist(self.conf_dir, self.conflist(node, mtu))

@@ -63,6 +63,9 @@ AGENT_FLAGS: list[tuple[str, dict[str, Any]]] = [
     ("--network-policy", {"type": _flag_bool, "nargs": "?", "const": True,
                           "help": "kubernetes datastore: enforce NetworkPolicy for this node's pods (nftables table "
                                   "inet podnet_policy); --network-policy=false turns it off and removes the table"}),
+    ("--attachments", {"type": _flag_bool, "nargs": "?", "const": True,
+                       "help": "run the NetworkAttachmentDefinitions a pod's k8s.v1.cni.cncf.io/networks annotation "
+                               "names on its net1, net2, … (needs the API server)"}),
     ("--etcd", {"action": "append", "help": "etcd endpoint (repeatable, or comma-separated)"}),
     ("--etcd-prefix", {}),
     ("--etcd-ca-file", {"help": "TLS to etcd: the CA that signed its certificate"}),

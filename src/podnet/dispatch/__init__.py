@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from ..cni.errors import INVALID_CONFIG, CNIError
 from ..cni.skel import Outcome, error_outcome, run, version_outcome
 from ..plugins import REGISTRY
-from . import admission
+from . import admission, attachments
 from .admission import POD_INTERFACE_TYPES
 from .codes import to_cni_error
 
@@ -23,6 +23,8 @@ def handle(plugin_type: str, env: Mapping[str, str], stdin: bytes) -> Outcome:
         return error_outcome(CNIError(INVALID_CONFIG, f"podnet has no plugin type {plugin_type!r}"), stdin)
     if plugin_type in POD_INTERFACE_TYPES:
         plugin = admission.wrap(plugin)
+    if plugin_type == "podnet":
+        plugin = attachments.wrap(plugin)      # the pod's other networks, after its policed primary
     return run(plugin, env, stdin, to_cni_error)
 
 

@@ -48,7 +48,7 @@ SECTIONS: dict[str, tuple[Plugin, tuple[str, ...]]] = {
     "tuning": (tuning.PLUGIN, ()),
 }
 MAIN_RUNTIME_KEYS = ("ips", "mac")          # the interface plugin (and its IPAM) take these
-OWN_KEYS = ("mode", "leg", *UNDERLAY.values(), *SECTIONS)
+OWN_KEYS = ("mode", "leg", "attachments", *UNDERLAY.values(), *SECTIONS)
 
 
 @dataclass(frozen=True)
