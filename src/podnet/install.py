@@ -23,7 +23,7 @@ import sys
 
 INTERPRETER = "/usr/bin/python3"
 TYPES = ("bridge", "host-local", "static", "loopback", "ptp", "macvlan", "ipvlan", "vlan", "host-device", "dummy",
-         "portmap", "bandwidth", "tuning", "firewall", "sbr", "leg",
+         "portmap", "bandwidth", "tuning", "firewall", "sbr", "leg", "sriov",
          "cluster-ipam", "dhcp", "podnet")
 
 TEMPLATE = """#!{interpreter} -IS

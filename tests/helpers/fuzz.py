@@ -37,7 +37,7 @@ PY_EXCEPTION = re.compile(r"^(AttributeError|TypeError|KeyError|IndexError|Value
                           r"UnicodeDecodeError|RecursionError|AssertionError|ZeroDivisionError|OverflowError|"
                           r"NameError|RuntimeError|UnboundLocalError|StopIteration|NotImplementedError)\b")
 CHAINED = {"portmap", "bandwidth", "tuning", "firewall", "sbr", "leg"}
-NOT_IN_KERNEL = {"ipvlan", "vlan", "dummy"}           # this kernel has none of these link types
+NOT_IN_KERNEL = {"ipvlan", "vlan", "dummy", "sriov"}  # no such link type in this kernel; no SR-IOV hardware
 
 STRINGS = ["", " ", "eth0", "lo", "a" * 16, "a" * 300, "../../etc/passwd", "a/b", "x\ny", "x\x00y", "%d", "eth%d",
            "é", "🙂", "\udcff" * 0 + "\\", "'", '"', "0", "-1", "true", "null", "10.0.0.1", "10.0.0.0/8",
@@ -131,6 +131,7 @@ def bases(rig: Rig, device: str, port: int) -> dict[str, dict[str, Any]]:
                    "dataDir": os.path.join(dd, "tuning")},
         "firewall": {"type": "podnet-firewall", "ingressPolicy": "same-bridge"},
         "sbr": {"type": "podnet-sbr"},
+        "sriov": {"type": "podnet-sriov", "deviceID": "0000:af:06.0", "vlan": 10, "spoofchk": "on"},
         "leg": {"type": "podnet-leg", "master": rig.master, "routes": ["10.96.0.0/16"]},
         "cluster-ipam": {"type": "podnet-cluster-ipam", "ipam": {
             "type": "podnet-cluster-ipam", "etcdEndpoints": [rig.etcd_url or "http://127.0.0.1:9"],

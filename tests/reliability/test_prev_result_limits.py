@@ -19,7 +19,8 @@ from tests.helpers.fuzz import CARRIER, CHAINED, NOT_IN_KERNEL, Rig, bases, one_
 
 PAD = "x-padding"
 NO_ADD_HERE = {t: "this kernel has no such link type" for t in NOT_IN_KERNEL} | {
-    "dhcp": "an ADD needs a DHCP server (tests/kernel/test_dhcp.py runs one)"}
+    "dhcp": "an ADD needs a DHCP server (tests/kernel/test_dhcp.py runs one)",
+    "sriov": "no SR-IOV hardware (tests/kernel/test_sriov.py runs it on a fake sysfs tree)"}
 
 
 def go_json(doc: Any) -> bytes:

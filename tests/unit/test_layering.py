@@ -21,7 +21,7 @@ def imports_of(path: Path) -> set[str]:
     return out
 
 
-NETLINK_MODULES = {"net/rtnl.py", "net/nlraw.py", "net/conntrack.py", "net/tc.py"}  # the only pyroute2 users
+NETLINK_MODULES = {"net/rtnl.py", "net/nlraw.py", "net/conntrack.py", "net/tc.py", "net/vfnl.py"}  # the only pyroute2 users
 
 
 def test_pyroute2_only_in_the_netlink_modules():

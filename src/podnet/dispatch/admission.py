@@ -30,7 +30,8 @@ from ..plugins import delegate
 
 log = logging.getLogger(__name__)
 
-POD_INTERFACE_TYPES = frozenset({"bridge", "ptp", "macvlan", "ipvlan", "vlan", "host-device", "dummy", "podnet"})
+POD_INTERFACE_TYPES = frozenset({"bridge", "ptp", "macvlan", "ipvlan", "vlan", "host-device", "dummy", "sriov",
+                                 "podnet"})
 IPAddr = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
