@@ -13,7 +13,6 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -32,20 +31,6 @@ missing = have_kubernetes() or ", ".join(t for t in ("containerd", "ctr", "runc"
                                          if not shutil.which(t))
 pytestmark = [pytest.mark.skipif(bool(missing) and not os.environ.get("CI"), reason=f"needs {missing}"),
               pytest.mark.timeout(900)]
-
-
-@pytest.fixture(scope="module")
-def klab() -> Iterator[object]:
-    from podnet.lab.kubecluster import KubeletCluster
-    lab = KubeletCluster(NODES)
-    try:
-        lab.up(install=False)
-        # before podnet: registered, NotReady because the runtime reports no network
-        lab.before = {n["metadata"]["name"]: lab.ready(n) for n in lab.get("nodes")["items"]}  # type: ignore[attr-defined]
-        lab.install_podnet()
-        yield lab
-    finally:
-        lab.down()
 
 
 @pytest.fixture(scope="module")

@@ -167,8 +167,18 @@ def _pod(req: Request) -> tuple[str, str] | None:
     return (ns, name) if ns and name else None
 
 
+def _api(what: str, fn: Callable[[], Any]) -> Any:
+    """An API call; the API away is code 11 (the runtime retries), naming what was asked."""
+    try:
+        return fn()
+    except CNIError:
+        raise
+    except Exception as e:  # noqa: BLE001 - lightkube/httpx errors: the API is away or refuses
+        raise CNIError(TRY_AGAIN_LATER, f"{what}: the API server did not answer ({type(e).__name__}: {e})") from None
+
+
 def _selections(src: Source, pod: tuple[str, str]) -> list[netselect.Selection]:
-    annotations = src.pod_annotations(*pod)
+    annotations = _api(f"pod {pod[0]}/{pod[1]}'s annotations", lambda: src.pod_annotations(*pod))
     try:
         return netselect.parse(annotations.get(netselect.NETWORKS, ""), pod[0])
     except ValueError as e:
@@ -177,7 +187,7 @@ def _selections(src: Source, pod: tuple[str, str]) -> list[netselect.Selection]:
 
 
 def _resolve(src: Source, pod: tuple[str, str], sel: netselect.Selection) -> dict[str, Any]:
-    nad = src.nad(sel.namespace, sel.name)
+    nad = _api(f"NetworkAttachmentDefinition {sel.key}", lambda: src.nad(sel.namespace, sel.name))
     if nad is None:
         msg = f"NetworkAttachmentDefinition {sel.key} not found (asked for by {netselect.NETWORKS})"
         src.event(*pod, "NetworkNotFound", msg)
