@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from podnet.lab import attachchecks as ac
 from podnet.lab import kubechecks as kc
 from podnet.lab import underlaychecks as uc
 from podnet.lab.images import PROBE
@@ -26,52 +27,26 @@ missing = have_kubernetes() or ", ".join(t for t in ("containerd", "ctr", "runc"
 pytestmark = [pytest.mark.skipif(bool(missing) and not os.environ.get("CI"), reason=f"needs {missing}"),
               pytest.mark.timeout(900)]
 
-NETWORKS = "k8s.v1.cni.cncf.io/networks"
-STATUS = "k8s.v1.cni.cncf.io/network-status"
-
-
-def nad(name: str, namespace: str, config: dict[str, Any]) -> dict[str, Any]:
-    return {"apiVersion": "k8s.cni.cncf.io/v1", "kind": "NetworkAttachmentDefinition",
-            "metadata": {"name": name, "namespace": namespace}, "spec": {"config": json.dumps(config)}}
-
-
-def fabric_macvlan(name: str, first: int) -> dict[str, Any]:
-    """macvlan on the node's fabric uplink, host-local addresses .first–.first+7 of the fabric."""
-    return {"cniVersion": "1.0.0", "name": name, "type": "podnet-macvlan", "master": "up0", "mode": "bridge",
-            "ipam": {"type": "podnet-host-local", "ranges": [[{"subnet": "10.97.0.0/24", "rangeStart": f"10.97.0.{first}",
-                                                               "rangeEnd": f"10.97.0.{first + 7}"}]]}}
-
-
-STATIC = {"cniVersion": "1.0.0", "name": "mvstatic", "type": "podnet-macvlan", "master": "up0", "mode": "bridge",
-          "capabilities": {"ips": True, "mac": True}, "ipam": {"type": "podnet-static"}}
+STATIC = ac.static_macvlan("mvstatic")
 
 
 def pod(name: str, networks: str, node: str = "n1") -> dict[str, Any]:
-    doc = kc.host_port_pod(name, PROBE, node, 0)
-    doc["metadata"]["annotations"] = {NETWORKS: networks}
-    doc["spec"]["containers"][0]["ports"] = [{"containerPort": 80}]
-    return doc
+    return ac.pod_with_networks(name, PROBE, node, networks)
 
 
 def running(klab: Any, name: str, timeout: float = 90) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        p = klab.get("pod", name)
-        if p["status"].get("phase") == "Running" and p["status"].get("podIP"):
-            return p
-        assert time.monotonic() < deadline, f"{name}: {p['status']}"
-        time.sleep(0.5)
+    return ac.wait_running(klab, name, timeout)
 
 
 def in_pod(klab: Any, name: str, *argv: str) -> str:
-    return str(klab.kubectl("exec", name, "--", *argv, check=False, timeout=60))
+    return ac.in_pod(klab, name, *argv)
 
 
 @pytest.fixture(scope="module")
 def nads(klab: Any) -> Any:
     klab.kubectl("create", "namespace", "other")
-    kc.apply(klab, nad("mvlan", "default", fabric_macvlan("mvlan", 64)), nad("mvlan", "other", fabric_macvlan("mvlan", 72)),
-             nad("mvstatic", "default", STATIC))
+    kc.apply(klab, ac.nad("mvlan", "default", ac.fabric_macvlan("mvlan", 64)),
+             ac.nad("mvlan", "other", ac.fabric_macvlan("mvlan", 72)), ac.nad("mvstatic", "default", STATIC))
     yield klab
     klab.kubectl("delete", "namespace", "other", "--wait=false")
 
@@ -86,7 +61,7 @@ def test_text_forms_and_the_exact_network_status(nads: Any, form: str, want: lis
     kc.apply(klab, pod(name, form))
     try:
         p = running(klab, name)
-        status = json.loads(p["metadata"]["annotations"][STATUS])
+        status = json.loads(p["metadata"]["annotations"][ac.STATUS])
         ip_a = in_pod(klab, name, "ip", "-o", "addr")
         assert status[0] == {"name": "podnet", "interface": "eth0", "ips": [p["status"]["podIP"]],
                              "mac": status[0]["mac"], "default": True}, status
@@ -111,7 +86,7 @@ def test_json_form_with_ips_mac_and_default_route(nads: Any) -> None:
     kc.apply(klab, pod("att-json", json.dumps(sel), node="n2"))
     try:
         p = running(klab, "att-json")
-        status = json.loads(p["metadata"]["annotations"][STATUS])
+        status = json.loads(p["metadata"]["annotations"][ac.STATUS])
         assert status[1] == {"name": "default/mvstatic", "interface": "fab0", "ips": ["10.97.0.90"],
                              "mac": "02:97:00:00:00:90", "default": True}, status
         assert "default" not in status[0], "the cluster network is not the default route any more"
@@ -139,9 +114,9 @@ def test_a_missing_nad_keeps_the_pod_waiting_with_an_event_then_it_starts(nads: 
         assert set(os.listdir(leases)) == before, "a pod waiting for its NAD holds a cluster address"
         records = klab.hosts[0].path("/var/lib/cni") / "podnet" / "attachments" / "podnet"
         assert not list(records.glob("*.json")) if records.exists() else True
-        kc.apply(klab, nad("notyet", "default", fabric_macvlan("notyet", 80)))
+        kc.apply(klab, ac.nad("notyet", "default", ac.fabric_macvlan("notyet", 80)))
         p = running(klab, "att-wait", timeout=120)              # kubelet retries; now it works
-        assert json.loads(p["metadata"]["annotations"][STATUS])[1]["name"] == "default/notyet"
+        assert json.loads(p["metadata"]["annotations"][ac.STATUS])[1]["name"] == "default/notyet"
     finally:
         klab.kubectl("delete", "pod", "att-wait", "--wait=true")
         klab.kubectl("delete", "network-attachment-definitions", "notyet", "--ignore-not-found")

@@ -43,7 +43,7 @@ LAYERS: list[set[str]] = [
     {"install", "manifests"},             # launchers and lib dir on a node; the Kubernetes objects
     {"doctor", "lab"},                    # checks a node; the virtual cluster
     {"policy_demo"},                      # the NetworkPolicy demo
-    {"demo", "kubelet_demo", "underlay_demo"},
+    {"demo", "kubelet_demo", "underlay_demo", "networks_demo"},
     {"cli"},                              # argument parsing only
     {"__main__"},                         # `python -m podnet`: the cli
 ]

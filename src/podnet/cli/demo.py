@@ -31,6 +31,9 @@ def add_parsers(sub: Any) -> None:
                    help="--kubelet: underlay puts pods on the fabric (macvlan + a leg to the node)")
     d.add_argument("--ip-family", choices=("ipv4", "dual"), default="ipv4",
                    help="--kubelet: dual puts the fabric, pods and Services in both families")
+    d.add_argument("--networks", action="store_true",
+                   help="--kubelet: pods with eth0, net1 (macvlan on the fabric) and net2 (a node's NIC by host-device), "
+                        "from NetworkAttachmentDefinitions; prints their network-status")
     d.add_argument("--keep", action="store_true")
     d.add_argument("--down", action="store_true", help="remove a lab kept with --keep")
     d.add_argument("--single-node", action="store_true",
@@ -48,12 +51,15 @@ def cmd_demo(a: argparse.Namespace) -> int:
         print("podnet demo: --policy needs --datastore kubernetes (policies, pods and namespaces are API objects)",
               file=sys.stderr)
         return 2
-    if (a.pod_network != "routed" or a.ip_family != "ipv4") and not a.kubelet:
-        print("podnet demo: --pod-network and --ip-family need --kubelet", file=sys.stderr)
+    if (a.pod_network != "routed" or a.ip_family != "ipv4" or a.networks) and not a.kubelet:
+        print("podnet demo: --pod-network, --ip-family and --networks need --kubelet", file=sys.stderr)
         return 2
     if a.kubelet:
         from ..lab import ends_cleanly_on_signals
         with ends_cleanly_on_signals():
+            if a.networks:
+                from ..networks_demo import run_networks_demo
+                return run_networks_demo(a.nodes, a.keep)
             if a.pod_network == "underlay":
                 from ..underlay_demo import run_underlay_demo
                 return run_underlay_demo(a.nodes, a.keep)
