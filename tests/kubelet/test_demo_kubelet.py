@@ -91,3 +91,20 @@ def test_dual_stack_demo_passes_and_leaves_nothing() -> None:
     after = lab_traces()
     left = {kind: after[kind] - before[kind] for kind in after if after[kind] - before[kind]}
     assert left == {}, left
+
+
+def test_networks_demo_passes_every_check_and_leaves_nothing() -> None:
+    """`podnet demo --kubelet --networks --nodes 2` (issue 32): eth0, net1 on the fabric and net2 a
+    node's own NIC, each reached from its peers; the network-status printed; the NIC back on DEL."""
+    before = lab_traces()
+    p = subprocess.run([sys.executable, "-m", "podnet.cli", "demo", "--kubelet", "--networks", "--nodes", "2"],
+                       capture_output=True, text=True, timeout=540)
+    assert p.returncode == 0 and "podnet demo: PASS" in p.stdout, p.stdout + p.stderr
+    for line in (r"eth0 \(cluster network\) pod → pod across nodes: 2/2", r"net1 \(fabric macvlan\) pod → pod across "
+                 r"nodes: 2/2", r"seen as their own net1 address: 2/2", r"net2 \(storage, host-device\) pod → pod: 2/2",
+                 r"storage host \S+ → each pod's net2: 2/2", r"st0 gone from every node while its pod runs: ok",
+                 r"every node has its st0 back: ok", r'"interface": "net2"'):
+        assert re.search(line, p.stdout), f"missing: {line}\n{p.stdout}"
+    after = lab_traces()
+    left = {kind: after[kind] - before[kind] for kind in after if after[kind] - before[kind]}
+    assert left == {}, left
