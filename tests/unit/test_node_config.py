@@ -84,3 +84,22 @@ def test_the_agent_command_exits_2_with_the_reason(tmp_path: Path, capsys: pytes
     f.write_text("routing: bgpx\n")
     assert main(["agent", "--config", str(f)]) == 2
     assert "routing" in capsys.readouterr().err
+
+
+UNDERLAY = {"pod-network": "underlay", "underlay-subnet": "10.0.0.0/24", "underlay-gateway": "10.0.0.254",
+            "cluster-cidr": "10.0.0.128/26", "service-cidr": "10.96.0.0/12"}
+
+
+@pytest.mark.parametrize("change, field", [
+    ({"underlay-subnet": ""}, "underlay-subnet"),
+    ({"underlay-gateway": "10.0.1.1"}, "underlay-gateway"),
+    ({"cluster-cidr": "10.0.1.0/26"}, "cluster-cidr"),
+    ({"cluster-cidr": "10.0.0.128/25"}, "cluster-cidr"),      # the pool would hold the gateway .254
+    ({"routing": "vxlan"}, "routing"),
+    ({"datastore": "kubernetes"}, "datastore"),
+    ({"underlay-link": "vlan"}, "underlay-link"),
+])
+def test_underlay_settings_that_cannot_work_are_refused_by_name(change: dict[str, str], field: str) -> None:
+    NodeConfig.load(overrides=UNDERLAY)                       # the base is valid
+    with pytest.raises(ConfigError, match=f"^{field}:"):
+        NodeConfig.load(overrides={**UNDERLAY, **change})

@@ -183,6 +183,10 @@ class NodeConfig:
             if not any(c.version == n.version and c.subnet_of(n) for n in nets):   # type: ignore[arg-type]
                 raise ConfigError(f"cluster-cidr: {c} (the pods' pool) is not inside underlay-subnet "
                                   f"({', '.join(map(str, nets))})")
+            for gw in gws:
+                if gw in c:      # everything in the pool is taken for a pod: the node would not masquerade to it
+                    raise ConfigError(f"cluster-cidr: {c} (the pods' pool) holds the gateway {gw}: the pool must "
+                                      "hold pods' addresses only")
         self._networks("service-cidr", self.service_cidr)
         if self.cni_conf_dir and not self.service_cidr:
             raise ConfigError("service-cidr: pod-network underlay routes the service CIDR through the node: give it")

@@ -33,7 +33,7 @@ REFERENCE_DIR = "/usr/lib/cni"                   # Debian's containernetworking-
 LAB_ROUTE_PROTO = "150"                          # the fabric's routes to the Nodes' podCIDRs (route_pod_cidrs)
 FABRIC_SUBNET = f"{FABRIC_NET}.0/24"             # the lab's datacenter network
 FABRIC_NET6 = "fd97::"                           # … and its IPv6 side on a dual-stack lab (fd97::N/64)
-UNDERLAY_POOL = f"{FABRIC_NET}.128/25"           # pod-network underlay: the pods' addresses on it
+UNDERLAY_POOL = f"{FABRIC_NET}.128/26"           # pod-network underlay: the pods' addresses (only theirs: not .254)
 UNDERLAY_BLOCK = 28                              # … in blocks of 16 per node
 SOURCE = Path(__file__).resolve().parents[3]     # the checkout the podnet image is built from
 
