@@ -7,14 +7,20 @@ cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
 pkgs=(iproute2 nftables python3-nftables python3-venv containernetworking-plugins
       podman crun runc conmon catatonit busybox-static iptables etcd-server dnsmasq-base containerd iperf3
-      wireguard-go bird2 mmdebstrap)
+      wireguard-go bird2 mmdebstrap mariadb-server)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
 if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # no daemon starts at install (no systemd here; tests start their own etcd, MariaDB … privately)
+  made_policy=0
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && made_policy=1
+  fi
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || { [ $made_policy = 1 ] && rm -f /usr/sbin/policy-rc.d; exit 1; }
+  [ $made_policy = 1 ] && rm -f /usr/sbin/policy-rc.d
 fi
 # The venv uses Debian's interpreter: the launchers run /usr/bin/python3 -IS against it.
 if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import sys; sys.exit(sys.base_prefix != "/usr")'; then
@@ -25,4 +31,5 @@ fi
 if [ "${PODNET_WITH_K8S:-0}" = 1 ]; then
   bash scripts/k8s-build.sh >/dev/null
   bash scripts/coredns-build.sh >/dev/null      # the kubelet lab's cluster DNS (~1.5 min once, then cached)
+  bash scripts/neutron-setup.sh >/dev/null      # a real Neutron for the Neutron IPAM (~40 s once, then cached)
 fi

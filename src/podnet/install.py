@@ -24,7 +24,7 @@ import sys
 INTERPRETER = "/usr/bin/python3"
 TYPES = ("bridge", "host-local", "static", "loopback", "ptp", "macvlan", "ipvlan", "vlan", "host-device", "dummy",
          "portmap", "bandwidth", "tuning", "firewall", "sbr", "leg", "sriov",
-         "cluster-ipam", "dhcp", "podnet")
+         "cluster-ipam", "dhcp", "neutron-ipam", "podnet")
 
 TEMPLATE = """#!{interpreter} -IS
 # podnet launcher for the CNI plugin type {ptype!r}; written by `podnet install`.

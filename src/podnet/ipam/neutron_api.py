@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import socket
 import threading
 import time
 import urllib.parse
@@ -80,7 +79,7 @@ def _call(url: str, method: str, path: str, body: Any, headers: dict[str, str], 
         resp = conn.getresponse()
         raw = resp.read()
         return resp.status, {k.lower(): v for k, v in resp.getheaders()}, raw
-    except (OSError, http.client.HTTPException, socket.timeout) as e:
+    except (TimeoutError, OSError, http.client.HTTPException) as e:
         raise NeutronUnavailable(f"{what}: Neutron at {url} did not answer ({type(e).__name__}: {e})") from None
     finally:
         conn.close()

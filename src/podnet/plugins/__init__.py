@@ -15,6 +15,7 @@ from . import (
     leg,
     loopback,
     macvlan,
+    neutron_ipam,
     pod,
     portmap,
     ptp,
@@ -45,5 +46,6 @@ REGISTRY: dict[str, Plugin] = {
     "sriov": sriov.PLUGIN,
     "cluster-ipam": cluster_ipam.PLUGIN,
     "dhcp": dhcp.PLUGIN,
+    "neutron-ipam": neutron_ipam.PLUGIN,
     "podnet": pod.PLUGIN,
 }
