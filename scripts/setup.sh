@@ -19,8 +19,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   if [ ! -e /usr/sbin/policy-rc.d ]; then
     printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && made_policy=1
   fi
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || { [ $made_policy = 1 ] && rm -f /usr/sbin/policy-rc.d; exit 1; }
-  [ $made_policy = 1 ] && rm -f /usr/sbin/policy-rc.d
+  rc=0
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || rc=$?
+  if [ $made_policy = 1 ]; then rm -f /usr/sbin/policy-rc.d; fi
+  if [ $rc != 0 ]; then exit $rc; fi
 fi
 # The venv uses Debian's interpreter: the launchers run /usr/bin/python3 -IS against it.
 if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import sys; sys.exit(sys.base_prefix != "/usr")'; then
