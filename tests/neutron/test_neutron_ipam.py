@@ -207,3 +207,111 @@ def test_eight_concurrent_adds_on_one_node_keep_every_pair(bin_dir: str, neutron
         dels = list(pool.map(lambda i: call(bin_dir, "DEL", w.conf(), cid=f"c{i}"), range(8)))
     assert all(r.rc == 0 for r in dels)
     assert w.pod_ports() == [] and w.pairs() == []
+
+
+@pytest.fixture
+def host_agent(tmp_path: Any) -> Any:
+    """An agent in this (the host's) netns — where Neutron listens on loopback — with routing off:
+    it only serves CNI requests (no route, table or link of the machine is touched)."""
+    import sys
+    sock, log = str(tmp_path / "agent.sock"), str(tmp_path / "agent.log")
+    p = subprocess.Popen([sys.executable, "-m", "podnet.cli", "agent", "--socket", sock, "--log-file", log,
+                          "--state-dir", str(tmp_path / "state")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while not os.path.exists(sock):
+        assert p.poll() is None and time.monotonic() < deadline, open(log).read() if os.path.exists(log) else ""
+        time.sleep(0.05)
+    try:
+        yield sock, log
+    finally:
+        p.terminate()
+        p.wait(10)
+
+
+def test_through_the_agent_pods_take_ready_ports_from_the_pool(bin_dir: str, world: World, host_agent: Any) -> None:
+    sock, log = host_agent
+    conf = world.conf(poolSize=3)
+    first = call(bin_dir, "ADD", conf, cid="p0", agent_sock=sock)
+    assert first.rc == 0, first.stdout
+    deadline = time.monotonic() + 30
+    while len(world.pod_ports("podnet:pool")) < 3:        # the keeper fills the pool in the background
+        assert time.monotonic() < deadline, world.pod_ports("podnet:pool")
+        time.sleep(0.2)
+    ready = {p["id"]: p for p in world.pod_ports("podnet:pool")}
+    assert {p["ip_address"] for p in world.pairs()} >= {r["fixed_ips"][0]["ip_address"] for r in ready.values()}, \
+        "ready ports are paired ahead of time"
+    second = call(bin_dir, "ADD", conf, cid="p1", agent_sock=sock, args="K8S_POD_NAMESPACE=ns;K8S_POD_NAME=web")
+    assert second.rc == 0, second.stdout
+    mine = [p for p in world.pod_ports() if p["device_id"] == "p1"]
+    assert len(mine) == 1 and mine[0]["id"] in ready, "the pod got a ready port, not a new one"
+    assert mine[0]["name"] == "ns/web/net1" and second.out["ips"][0]["address"].startswith(
+        mine[0]["fixed_ips"][0]["ip_address"])
+    assert call(bin_dir, "DEL", conf, cid="p1", agent_sock=sock).rc == 0
+    assert call(bin_dir, "DEL", conf, cid="p0", agent_sock=sock).rc == 0
+    assert "Traceback" not in open(log).read()
+
+
+class StandInKeystone:
+    """A stand-in for keystone v3 (keystone itself is not run here): POST /v3/auth/tokens checks the
+    credentials, answers a token in X-Subject-Token and a catalog whose `network` endpoint is the
+    real Neutron; it counts the logins.  Neutron runs noauth, so it ignores the token — what this
+    checks is podnet's side: one login per agent, not one per exec; the endpoint from the catalog."""
+
+    def __init__(self, neutron_url: str, ttl: float = 3600) -> None:
+        import http.server
+        import threading
+        outer = self
+        self.logins = 0
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                user = body["auth"]["identity"]["password"]["user"]
+                if (user["name"], user["password"]) != ("podnet", "s3cret"):
+                    self.send_response(401)
+                    self.end_headers()
+                    return
+                outer.logins += 1
+                expires = time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime(time.time() + ttl))
+                doc = {"token": {"expires_at": expires, "catalog": [{"type": "network", "endpoints": [
+                    {"interface": "public", "region_id": "RegionOne", "url": neutron_url}]}]}}
+                raw = json.dumps(doc).encode()
+                self.send_response(201)
+                self.send_header("X-Subject-Token", f"tok{outer.logins}")
+                self.send_header("Content-Length", str(len(raw)))
+                self.end_headers()
+                self.wfile.write(raw)
+
+            def log_message(self, *a: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v3"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
+def test_keystone_token_once_per_agent_endpoint_from_the_catalog(bin_dir: str, world: World, host_agent: Any,
+                                                                  tmp_path: Any) -> None:
+    sock, _ = host_agent
+    ks = StandInKeystone(world.server.url)
+    try:
+        creds = tmp_path / "creds.json"
+        creds.write_text(json.dumps({"username": "podnet", "password": "s3cret", "projectName": "k8s"}))
+        ipam = dict(world.ipam(), authUrl=ks.url, credentialsFile=str(creds))
+        del ipam["neutronUrl"]
+        conf = dict(world.conf(), ipam=ipam)
+        for i in range(3):
+            r = call(bin_dir, "ADD", conf, cid=f"k{i}", agent_sock=sock)
+            assert r.rc == 0, r.stdout
+        assert ks.logins == 1, "the agent logs in once and keeps its token"
+        r = call(bin_dir, "ADD", conf, cid="k3")                  # in-process (no agent): a login of its own
+        assert r.rc == 0 and ks.logins == 2
+        creds.write_text(json.dumps({"username": "podnet", "password": "wrong", "projectName": "k8s"}))
+        bad = call(bin_dir, "ADD", conf, cid="k4")
+        assert bad.rc != 0 and "keystone" in bad.out["msg"] and "401" in bad.out["msg"], bad.stdout
+        assert len(world.pod_ports()) == 4
+    finally:
+        ks.close()

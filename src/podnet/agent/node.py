@@ -170,6 +170,10 @@ def run(cfg: NodeConfig) -> int:
     keeper = LeaseKeeper(cfg.state_dir)
     install_keeper(keeper)
     keeper.start()        # podnet-dhcp leases of running pods: renewed from now on
+    from ..ipam import neutron_pool
+    ports = neutron_pool.PoolKeeper()
+    neutron_pool.install(ports)
+    ports.start()         # podnet-neutron-ipam's ready ports (idle until a config asks for poolSize)
     node = Node(cfg) if cfg.routing else None
     if node is not None:
         node.start()
@@ -179,4 +183,5 @@ def run(cfg: NodeConfig) -> int:
         if node is not None:
             node.stop()
         keeper.stop()
+        ports.stop()
     return 0
