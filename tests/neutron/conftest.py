@@ -73,7 +73,7 @@ class World:
                 "ipam": self.ipam(**extra)}
 
     def pairs(self) -> list[dict[str, str]]:
-        status, doc = self.server.request("GET", f"/v2.0/ports/{self.node_port}")
+        _, doc = self.server.request("GET", f"/v2.0/ports/{self.node_port}")
         return list(doc["port"]["allowed_address_pairs"])
 
     def pod_ports(self, owner: str = "podnet:pod") -> list[dict[str, Any]]:

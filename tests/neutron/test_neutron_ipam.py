@@ -315,3 +315,21 @@ def test_keystone_token_once_per_agent_endpoint_from_the_catalog(bin_dir: str, w
         assert len(world.pod_ports()) == 4
     finally:
         ks.close()
+
+
+def test_the_cli_lists_ports_and_pairs_and_collects_a_nodes_leftovers(bin_dir: str, world: World) -> None:
+    import sys
+    for cid in ("live", "gone"):
+        assert call(bin_dir, "ADD", world.conf(), cid=cid, args=f"K8S_POD_NAMESPACE=ns;K8S_POD_NAME={cid}").rc == 0
+    base = [sys.executable, "-m", "podnet.cli", "neutron"]
+    common = ["--url", world.server.url, "--network", world.name, "--json"]
+    ports = json.loads(subprocess.run([*base, "ports", *common], capture_output=True, text=True, check=True).stdout)
+    assert sorted((p["kind"], p["node"], p["container"], p["name"]) for p in ports) == [
+        ("pod", "n1", "gone", "ns/gone/net1"), ("pod", "n1", "live", "ns/live/net1")]
+    pairs = json.loads(subprocess.run([*base, "pairs", *common], capture_output=True, text=True, check=True).stdout)
+    assert [(p["addresses"], len(p["pairs"])) for p in pairs] == [(world.node_ip, 2)]
+    gc = subprocess.run([*base, "gc", *common, "--node", "n1", "--cni-network", f"cni-{world.name}", "--keep", "live",
+                         "--node-address", world.node_ip], capture_output=True, text=True)
+    assert gc.returncode == 0, gc.stderr
+    assert [p["name"] for p in json.loads(gc.stdout)["ports"]] == ["ns/gone/net1"]
+    assert [p["device_id"] for p in world.pod_ports()] == ["live"] and len(world.pairs()) == 1

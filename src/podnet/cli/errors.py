@@ -8,7 +8,10 @@ import sys
 
 
 def explain(e: BaseException) -> str:
-    from ..ipam.errors import StoreUnavailable
+    from ..ipam.errors import IpamError, StoreUnavailable
+    from ..ipam.neutron_api import NeutronError, NeutronUnavailable
+    if isinstance(e, NeutronUnavailable | NeutronError):
+        return str(e)
     if isinstance(e, StoreUnavailable):
         return f"{e} — is etcd running there? (give it with --etcd, or --lab NAME for a lab's)"
     lightkube = sys.modules.get("lightkube.core.exceptions")
@@ -28,6 +31,8 @@ def explain(e: BaseException) -> str:
         return f"cannot connect: {e.strerror or e}"
     if isinstance(e, OSError):
         return f"{e.strerror or e}{f': {e.filename}' if e.filename else ''}"
+    if isinstance(e, IpamError) and str(e):
+        return str(e).splitlines()[0]
     if type(e) in (LookupError, ValueError) and str(e):        # raised on purpose, with its own message
         return str(e).splitlines()[0]
     return (f"unexpected error: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''} "
