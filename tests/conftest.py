@@ -15,7 +15,7 @@ from tests.helpers.cni import netns_add, netns_del, unique
 
 ROOT = Path(__file__).resolve().parent.parent
 GO_PLUGINS = "/usr/lib/cni"
-ROOT_TIERS = ("kernel", "runtimes", "cluster", "kubelet", "reliability")
+ROOT_TIERS = ("kernel", "runtimes", "cluster", "kubelet", "neutron", "reliability")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -48,7 +48,7 @@ def add(req: Request) -> Result:
 
     make = lowerdev.link_on_master(req.ifname, conf.master, conf.mtu, conf.in_container, "macvlan",
                                    macvlan_mode=conf.mode, address=conf.mac or None)
-    return podlink.attach(req, make, conf.has_ipam, conf.dns)
+    return podlink.attach(req, make, conf.has_ipam, conf.dns, adopt_ipam_mac=not conf.mac)
 
 
 def delete(req: Request) -> None:

@@ -23,8 +23,12 @@ UnmakeLink = Callable[[Rtnl, Link], None]
 
 
 def attach(req: Request, make: MakeLink, has_ipam: bool, dns: DNS,
-           ips_from: Result | None = None, unmake: UnmakeLink = podside.delete_link) -> Result:
-    """ADD: the link, then its addresses (from IPAM, or `ips_from` when chained)."""
+           ips_from: Result | None = None, unmake: UnmakeLink = podside.delete_link,
+           adopt_ipam_mac: bool = False) -> Result:
+    """ADD: the link, then its addresses (from IPAM, or `ips_from` when chained).  With
+    `adopt_ipam_mac` (a link with a MAC of its own and none asked for) an IPAM result naming the
+    interface's MAC is obeyed: an address that is a cloud port (Neutron) is only let through
+    with the port's MAC."""
     with contextlib.ExitStack() as undo:
         pod_fd = undo.enter_context(netns.opened(req.netns))
         host = undo.enter_context(open_rtnl())
@@ -44,6 +48,9 @@ def attach(req: Request, make: MakeLink, has_ipam: bool, dns: DNS,
         else:
             ipam = ips_from or Result(req.cni_version)
         ips = tuple(IPConfig(i.address, i.gateway, 0) for i in ipam.ips)
+        mac = next((i.mac for i in ipam.interfaces if i.name == req.ifname and i.mac), "") if adopt_ipam_mac else ""
+        if mac and mac.lower() != lk.mac.lower():
+            pod.set_link(lk.index, address=mac)
         with netns.entered(pod_fd):
             if any(i.family == 6 for i in ips):
                 addr.prepare_ipv6(req.ifname)
