@@ -38,6 +38,7 @@ PY_EXCEPTION = re.compile(r"^(AttributeError|TypeError|KeyError|IndexError|Value
                           r"NameError|RuntimeError|UnboundLocalError|StopIteration|NotImplementedError)\b")
 CHAINED = {"portmap", "bandwidth", "tuning", "firewall", "sbr", "leg"}
 NOT_IN_KERNEL = {"ipvlan", "vlan", "dummy", "sriov"}  # no such link type in this kernel; no SR-IOV hardware
+NO_SERVER = {"dhcp": "no DHCP server in the rig", "neutron-ipam": "no Neutron in the rig (tests/neutron runs one)"}
 
 STRINGS = ["", " ", "eth0", "lo", "a" * 16, "a" * 300, "../../etc/passwd", "a/b", "x\ny", "x\x00y", "%d", "eth%d",
            "é", "🙂", "\udcff" * 0 + "\\", "'", '"', "0", "-1", "true", "null", "10.0.0.1", "10.0.0.0/8",
@@ -137,6 +138,10 @@ def bases(rig: Rig, device: str, port: int) -> dict[str, dict[str, Any]]:
             "type": "podnet-cluster-ipam", "etcdEndpoints": [rig.etcd_url or "http://127.0.0.1:9"],
             "prefix": "/fuzz/", "subnet": "10.127.0.0/16", "node": "fz"}},
         "dhcp": {"type": "podnet-macvlan", "master": rig.master, "ipam": {"type": "podnet-dhcp", "timeout": 1}},
+        # nothing listens on port 9: every well-formed request is code 11 after parsing, the rest 4/6/7
+        "neutron-ipam": {"type": "podnet-neutron-ipam", "ipam": {
+            "type": "podnet-neutron-ipam", "neutronUrl": "http://127.0.0.1:9", "network": "fz", "node": "fz",
+            "nodeAddress": "10.0.0.5", "timeout": 1}},
         "podnet": {"type": "podnet", "mode": "bridge", "bridge": "fzbr2", "isGateway": True, "ipMasq": True,
                    "hairpinMode": True, "ipam": hl("10.128.0.0/16"), "portmap": {"snat": True},
                    "bandwidth": {"ingressRate": 8000000, "ingressBurst": 800000},
