@@ -25,7 +25,7 @@ class DeployConfig:
     cluster_cidr_v6: str = ""                 # optional second family
     backend: str = "vxlan"                    # vxlan | host-gw | bgp
     datastore: str = "kubernetes"             # kubernetes (Node podCIDRs + host-local) | etcd (cluster IPAM)
-    ipam_mode: str = "cluster"                # etcd datastore: cluster | host-local
+    ipam_mode: str = "cluster"                # etcd datastore: cluster | host-local | neutron (underlay)
     etcd_endpoints: str = ""                  # etcd datastore: comma-separated
     etcd_tls_secret: str = ""                 # etcd datastore: Secret with ca.crt, tls.crt, tls.key
     network: str = "podnet"
@@ -42,6 +42,12 @@ class DeployConfig:
     service_cidr: str = "10.96.0.0/12"        # underlay: routed through the node (the leg)
     block_size: int = 26                      # etcd datastore, cluster IPAM: addresses per node block (/26 = 64)
     attachments: bool = True                  # pods' k8s.v1.cni.cncf.io/networks (the NAD CRD ships here too)
+    neutron_url: str = ""                     # ipam neutron: the Neutron endpoint (noauth, or …
+    neutron_auth_url: str = ""                # … keystone v3 with neutron_credentials_secret)
+    neutron_credentials_secret: str = ""      # a Secret holding credentials.json (mounted at /etc/podnet/neutron)
+    neutron_network: str = ""                 # ipam neutron: the VMs' network (ID or name)
+    neutron_address_pairs: str = "cidr"       # cidr | per-ip | none
+    neutron_pool_size: int = 0
 
 
 def _meta(name: str, namespaced: bool = True) -> dict[str, Any]:
@@ -110,6 +116,14 @@ def agent_settings(c: DeployConfig) -> dict[str, Any]:
         s["etcd"] = [e for e in c.etcd_endpoints.split(",") if e]
         s["ipam-mode"] = c.ipam_mode
         s["block-size"] = c.block_size
+        if c.ipam_mode == "neutron":
+            s.update({"neutron-network": c.neutron_network, "neutron-address-pairs": c.neutron_address_pairs,
+                      "neutron-pool-size": c.neutron_pool_size})
+            if c.neutron_url:
+                s["neutron-url"] = c.neutron_url
+            if c.neutron_auth_url:
+                s.update({"neutron-auth-url": c.neutron_auth_url,
+                          "neutron-credentials-file": "/etc/podnet/neutron/credentials.json"})
         if c.etcd_tls_secret:
             s.update({"etcd-ca-file": "/etc/podnet/etcd/ca.crt", "etcd-cert-file": "/etc/podnet/etcd/tls.crt",
                       "etcd-key-file": "/etc/podnet/etcd/tls.key"})
@@ -148,6 +162,10 @@ def daemonset(c: DeployConfig) -> dict[str, Any]:
     if c.datastore == "etcd" and c.etcd_tls_secret:
         mounts.append({"name": "etcd-tls", "mountPath": "/etc/podnet/etcd", "readOnly": True})
         volumes.append({"name": "etcd-tls", "secret": {"secretName": c.etcd_tls_secret, "defaultMode": 0o400}})
+    if c.ipam_mode == "neutron" and c.neutron_credentials_secret:
+        mounts.append({"name": "neutron-credentials", "mountPath": "/etc/podnet/neutron", "readOnly": True})
+        volumes.append({"name": "neutron-credentials", "secret": {"secretName": c.neutron_credentials_secret,
+                                                                 "defaultMode": 0o400}})
     install_mounts = [{"name": n, "mountPath": m, **({"readOnly": True} if n == "host-usr-bin" else {})}
                       for n, _, m, _, _ in HOST_PATHS if n in ("cni-bin", "podnet-lib", "host-usr-bin")]
     probe = {"periodSeconds": 10, "timeoutSeconds": 5, "failureThreshold": 3}

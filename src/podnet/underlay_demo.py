@@ -9,27 +9,32 @@ from __future__ import annotations
 
 import sys
 import time
+from typing import Any
 
 
-def run_underlay_demo(nodes: int, keep: bool = False) -> int:
+def run_underlay_demo(nodes: int, keep: bool = False, ipam: str = "cluster") -> int:
     from .lab import FABRIC_NET
     from .lab import kubechecks as kc
     from .lab import underlaychecks as uc
     from .lab.images import PROBE
     from .lab.kubecluster import UNDERLAY_POOL, KubeletCluster
     t0 = time.perf_counter()
-    lab = KubeletCluster(nodes, pod_network="underlay")
+    lab = KubeletCluster(nodes, pod_network="underlay", ipam=ipam)
     results: dict[str, bool] = {}
     try:
         lab.up()
+        source = (f"each a Neutron port (neutron {lab.neutron_url()}, network fabric, pairs: a block per node)"
+                  if ipam == "neutron" else "the cluster IPAM in etcd")
         print(f"podnet demo --kubelet --pod-network underlay: {nodes} nodes, pods on the fabric "
-              f"{FABRIC_NET}.0/24 (pool {UNDERLAY_POOL}, macvlan on up0 + a leg to the node); every node Ready "
-              f"{lab.timings['apply_to_ready']:.1f}s after kubectl apply")
+              f"{FABRIC_NET}.0/24 (pool {UNDERLAY_POOL}, macvlan on up0 + a leg to the node), addresses from "
+              f"{source}; every node Ready {lab.timings['apply_to_ready']:.1f}s after kubectl apply")
         pods = kc.deploy_probe(lab, "web", 2 * nodes, PROBE, http_ready=True)
         print("\n" + lab.kubectl("get", "pods", "-o", "wide").rstrip())
         results["pods on the fabric's subnet, every node"] = (all(uc.in_pool(p.ip, UNDERLAY_POOL) for p in pods)
                                                               and {p.node for p in pods} == {h.name for h in lab.hosts})
         results["HTTP readinessProbe (kubelet on the node → pod, through the leg)"] = True   # deploy_probe waited Ready
+        if ipam == "neutron":
+            results.update(neutron_checks(lab, pods))
         print("\nnodes' main routing tables (no podnet route: pod ↔ pod is the fabric's business):")
         for i in lab.live:
             for r in uc.main_routes(lab, i):
@@ -94,3 +99,30 @@ def run_underlay_demo(nodes: int, keep: bool = False) -> int:
     ok = bool(results) and not failed
     print(f"podnet demo: {'PASS' if ok else 'FAIL'} ({time.perf_counter() - t0:.1f}s in all)")
     return 0 if ok else 1
+
+
+def neutron_checks(lab: Any, pods: list[Any]) -> dict[str, bool]:
+    """Each pod's Neutron port (its address and MAC are the pod's eth0's) and each node VM port's
+    allowed address pairs (a block per node, covering that node's pods): printed, then checked."""
+    import ipaddress
+
+    from .lab import underlaychecks as uc
+    ports = lab.neutron.ports(device_owner="podnet:pod")
+    by_ip = {p["fixed_ips"][0]["ip_address"]: p for p in ports}
+    print("\nNeutron ports of the pods (device_owner podnet:pod):")
+    for p in pods:
+        port = by_ip.get(p.ip)
+        print(f"  {p.name} ({p.node}) {p.ip}: " + (f"port {port['name']} {port['id'][:8]} mac {port['mac_address']}"
+                                                     if port else "NO PORT"))
+    macs = {p.name: uc.pod_mac(lab, p.name) for p in pods}
+    owned = all(p.ip in by_ip and by_ip[p.ip]["mac_address"] == macs[p.name] for p in pods)
+    print("the nodes' VM ports and their allowed address pairs:")
+    vms = {v["name"]: v for v in lab.neutron.ports(device_owner="compute:nova")}
+    covered = True
+    for name, vm in sorted(vms.items()):
+        pairs = [q["ip_address"] for q in vm.get("allowed_address_pairs", [])]
+        print(f"  {name} {vm['fixed_ips'][0]['ip_address']}: pairs {', '.join(pairs) or '(none)'}")
+        nets = [ipaddress.ip_network(q) for q in pairs]
+        covered &= all(any(ipaddress.ip_address(p.ip) in n for n in nets) for p in pods if p.node == name)
+    return {"every pod is a Neutron port: its address, its MAC": owned,
+            "each node's VM port has a pair covering its pods": covered}

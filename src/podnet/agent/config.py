@@ -80,7 +80,14 @@ class NodeConfig:
     service_cidr: list[str] = field(default_factory=list)       # underlay: routed through the node (the leg)
     # the pods' addresses and the node's conflist
     cluster_cidr: list[str] = field(default_factory=list)
-    ipam_mode: str = "cluster"
+    ipam_mode: str = "cluster"                 # cluster | host-local | neutron (underlay: pods' ports in Neutron)
+    neutron_url: str = ""                      # neutron: the endpoint, or
+    neutron_auth_url: str = ""                 # … keystone v3 with neutron-credentials-file
+    neutron_credentials_file: str = ""
+    neutron_network: str = ""                  # neutron: the network (ID or name) pods and nodes are on
+    neutron_subnet: str = ""
+    neutron_address_pairs: str = "cidr"        # cidr (a pair per node block of cluster-cidr) | per-ip | none
+    neutron_pool_size: int = 0                 # ready ports the agent keeps per node
     block_size: int = 26
     node_subnet_size: int = 24
     cni_conf_dir: str = ""
@@ -140,8 +147,10 @@ class NodeConfig:
                 raise ConfigError(f"bgp-hold-time: {self.bgp_hold_time} (0, or at least 3 seconds)")
         if self.datastore not in DATASTORES:
             raise ConfigError(f"datastore: {self.datastore!r} is not one of {', '.join(sorted(DATASTORES))}")
-        if self.ipam_mode not in ("cluster", "host-local"):
-            raise ConfigError(f"ipam-mode: {self.ipam_mode!r} is not cluster or host-local")
+        if self.ipam_mode not in ("cluster", "host-local", "neutron"):
+            raise ConfigError(f"ipam-mode: {self.ipam_mode!r} is not cluster, host-local or neutron")
+        if self.ipam_mode == "neutron":
+            self._validate_neutron()
         if self.network_policy and self.datastore != "kubernetes" and self.pod_network != "underlay":
             raise ConfigError("network-policy needs the kubernetes datastore, or pod-network underlay (policies, "
                               "pods and namespaces come from the API server)")
@@ -190,6 +199,21 @@ class NodeConfig:
         self._networks("service-cidr", self.service_cidr)
         if self.cni_conf_dir and not self.service_cidr:
             raise ConfigError("service-cidr: pod-network underlay routes the service CIDR through the node: give it")
+
+    def _validate_neutron(self) -> None:
+        if self.pod_network != "underlay":
+            raise ConfigError("ipam-mode: neutron gives addresses on the VMs' network: set pod-network underlay")
+        if not self.neutron_network:
+            raise ConfigError("neutron-network: the Neutron network (ID or name) is required with ipam-mode neutron")
+        if not self.neutron_url and not self.neutron_auth_url:
+            raise ConfigError("neutron-url: give the Neutron endpoint (or neutron-auth-url, keystone v3)")
+        if self.neutron_auth_url and not self.neutron_credentials_file:
+            raise ConfigError("neutron-credentials-file: neutron-auth-url needs it (a Secret, never the ConfigMap)")
+        if self.neutron_address_pairs not in ("cidr", "per-ip", "none"):
+            raise ConfigError(f"neutron-address-pairs: {self.neutron_address_pairs!r} is not cidr, per-ip or none")
+        if self.neutron_address_pairs == "cidr" and not any(ipaddress.ip_network(c).version == 4
+                                                             for c in self.cluster_cidr):
+            raise ConfigError("cluster-cidr: neutron-address-pairs cidr takes node blocks from it: give it")
 
     @staticmethod
     def _networks(key: str, values: list[str]) -> list[IPNet]:

@@ -49,6 +49,11 @@ class EtcdDatastore:
                                    cfg.block_size, cfg.node_subnet_size, cfg.cni_conf_dir, cfg.ipam_data_dir,
                                    etcd_tls=tls_keys, underlay=underlay_of(cfg))
         self.peers: Peers = EtcdPeers(NodeRegistry(self.ipam), cfg.lease_ttl, cfg.reclaim_after)
+        if cfg.ipam_mode == "neutron":
+            from .neutronpeers import NeutronBlocks, neutron_ipam_keys
+            self.network.neutron = neutron_ipam_keys(cfg)
+            self.network.node_address = cfg.underlay_addr
+            self.peers = NeutronBlocks(self.peers, cfg, node)
         self.kube: Any = None
         if cfg.network_policy or cfg.attachments:   # policies, pods, NADs come from the API server
             from .kubepeers import KubePeers

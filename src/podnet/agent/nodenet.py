@@ -21,7 +21,7 @@ from ..ipam.cluster import ClusterIpam, Pool
 log = logging.getLogger(__name__)
 
 IPNet = ipaddress.IPv4Network | ipaddress.IPv6Network
-MODES = ("cluster", "host-local")
+MODES = ("cluster", "host-local", "neutron")
 
 
 @dataclass
@@ -56,6 +56,8 @@ class NodeNetwork:
     etcd_tls: dict[str, str] = field(default_factory=dict)   # etcdCAFile… for the cluster IPAM's config
     underlay: Underlay | None = None       # pod-network underlay (None: routed)
     attachments: bool = False              # the conflist's `attachments` section (the agent runs them)
+    neutron: dict[str, Any] = field(default_factory=dict)   # neutron mode: the IPAM's keys (endpoint, network …)
+    node_address: str = ""                 # neutron mode: how the IPAM finds the node VM's port
 
     def pools(self) -> list[Pool]:
         """One pool per cluster CIDR.  IPv6 sizes follow the IPv4 ones' host bits (a /26 block
@@ -78,6 +80,13 @@ class NodeNetwork:
 
     def ipam_conf(self, node: str) -> dict[str, Any]:
         default_routes = [{"dst": "0.0.0.0/0" if c.version == 4 else "::/0"} for c in self.cluster_cidrs]
+        if self.mode == "neutron":          # each pod a Neutron port; cidr pairs: node blocks of the v4 CIDR
+            v4 = [c for c in self.cluster_cidrs if c.version == 4]
+            return {"type": "podnet-neutron-ipam", **self.neutron, "node": node,
+                    **({"nodeAddress": self.node_address} if self.node_address else {}),
+                    **({"podRange": str(v4[0]), "blockSize": max(self.block_size, v4[0].prefixlen)} if v4 else {}),
+                    "pairMac": "node" if self.underlay is not None and self.underlay.link == "ipvlan" else "pod",
+                    "routes": [r for r in default_routes if r["dst"] == "0.0.0.0/0"]}
         if self.mode == "host-local":
             conf: dict[str, Any] = {"type": "podnet-host-local", "ranges": [[self._range(s)] for s in self.subnets],
                                     "routes": default_routes}

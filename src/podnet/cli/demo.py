@@ -14,8 +14,9 @@ def add_parsers(sub: Any) -> None:
     d.add_argument("--pods", "--pods-per-node", dest="pods", type=non_negative, default=2)
     d.add_argument("--backend", choices=("vxlan", "host-gw", "bgp"), default="vxlan",
                    help="bgp: BIRD on every node, a top-of-rack router and an external host reached without NAT")
-    d.add_argument("--ipam", choices=("cluster", "host-local"), default="cluster",
-                   help="cluster IPAM blocks in etcd, or a host-local subnet per node")
+    d.add_argument("--ipam", choices=("cluster", "host-local", "neutron"), default="cluster",
+                   help="cluster IPAM blocks in etcd, or a host-local subnet per node; neutron (--kubelet "
+                        "--pod-network underlay): a real Neutron on the fabric, each pod a Neutron port")
     d.add_argument("--datastore", choices=("etcd", "kubernetes"), default="etcd",
                    help="kubernetes: a real control plane (kube-apiserver, controller manager, scheduler) whose "
                         "controller manager gives each node its podCIDR")
@@ -54,6 +55,9 @@ def cmd_demo(a: argparse.Namespace) -> int:
     if (a.pod_network != "routed" or a.ip_family != "ipv4" or a.networks) and not a.kubelet:
         print("podnet demo: --pod-network, --ip-family and --networks need --kubelet", file=sys.stderr)
         return 2
+    if a.ipam == "neutron" and (not a.kubelet or a.pod_network != "underlay"):
+        print("podnet demo: --ipam neutron needs --kubelet --pod-network underlay", file=sys.stderr)
+        return 2
     if a.kubelet:
         from ..lab import ends_cleanly_on_signals
         with ends_cleanly_on_signals():
@@ -62,7 +66,7 @@ def cmd_demo(a: argparse.Namespace) -> int:
                 return run_networks_demo(a.nodes, a.keep)
             if a.pod_network == "underlay":
                 from ..underlay_demo import run_underlay_demo
-                return run_underlay_demo(a.nodes, a.keep)
+                return run_underlay_demo(a.nodes, a.keep, ipam="neutron" if a.ipam == "neutron" else "cluster")
             from ..kubelet_demo import run_kubelet_demo
             return run_kubelet_demo(a.nodes, a.backend, a.encryption, a.keep, a.ip_family)
     from ..demo import DemoSpec, run_demo

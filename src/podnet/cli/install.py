@@ -40,7 +40,8 @@ def add_parsers(sub: Any) -> None:
     m.add_argument("--bgp-peers", default="", help="bgp: external peers ADDR/AS[/PASSWORD], comma-separated")
     m.add_argument("--no-nat", action="store_true", help="bgp: the network routes the pod CIDRs: no masquerade")
     m.add_argument("--datastore", choices=("kubernetes", "etcd"), default="kubernetes")
-    m.add_argument("--ipam-mode", choices=("cluster", "host-local"), default="cluster")
+    m.add_argument("--ipam-mode", choices=("cluster", "host-local", "neutron"), default="cluster",
+                   help="neutron (with --pod-network underlay): each pod a Neutron port (--neutron-*)")
     m.add_argument("--etcd", default="", help="etcd endpoints, comma-separated (etcd datastore)")
     m.add_argument("--etcd-tls-secret", default="", help="Secret with ca.crt, tls.crt, tls.key (etcd datastore)")
     m.add_argument("--network", default="podnet")
@@ -56,6 +57,12 @@ def add_parsers(sub: Any) -> None:
     m.add_argument("--underlay-subnet", default="", help="underlay: the datacenter subnet(s), comma-separated")
     m.add_argument("--underlay-gateway", default="", help="underlay: the datacenter gateway(s), comma-separated")
     m.add_argument("--service-cidr", default="10.96.0.0/12", help="underlay: the Services' CIDR (through the node)")
+    m.add_argument("--neutron-url", default="", help="ipam-mode neutron: the Neutron endpoint")
+    m.add_argument("--neutron-auth-url", default="", help="ipam-mode neutron: keystone v3 (with --neutron-credentials-secret)")
+    m.add_argument("--neutron-credentials-secret", default="", help="a Secret holding credentials.json")
+    m.add_argument("--neutron-network", default="", help="ipam-mode neutron: the VMs' network (ID or name)")
+    m.add_argument("--neutron-address-pairs", choices=("cidr", "per-ip", "none"), default="cidr")
+    m.add_argument("--neutron-pool-size", type=int, default=0)
     m.set_defaults(fn=cmd_manifests)
 
 
@@ -102,7 +109,15 @@ def cmd_manifests(a: argparse.Namespace) -> int:
     conf = DeployConfig(a.cluster_cidr, a.cluster_cidr_v6, a.backend, a.datastore, a.ipam_mode, a.etcd,
                         a.etcd_tls_secret, a.network, a.image, not a.no_network_policy, a.encryption,
                         a.bgp_peers, a.no_nat, a.pod_network, a.underlay_link, a.underlay_interface,
-                        a.underlay_subnet, a.underlay_gateway, a.service_cidr)
+                        a.underlay_subnet, a.underlay_gateway, a.service_cidr,
+                        neutron_url=a.neutron_url, neutron_auth_url=a.neutron_auth_url,
+                        neutron_credentials_secret=a.neutron_credentials_secret, neutron_network=a.neutron_network,
+                        neutron_address_pairs=a.neutron_address_pairs, neutron_pool_size=a.neutron_pool_size)
+    if conf.ipam_mode == "neutron" and (conf.pod_network != "underlay" or not conf.neutron_network
+                                        or not (conf.neutron_url or conf.neutron_auth_url)):
+        print("podnet manifests: --ipam-mode neutron needs --pod-network underlay, --neutron-network and "
+              "--neutron-url (or --neutron-auth-url with --neutron-credentials-secret)", file=sys.stderr)
+        return 2
     if conf.datastore == "etcd" and not conf.etcd_endpoints:
         print("podnet manifests: --datastore etcd needs --etcd", file=sys.stderr)
         return 2

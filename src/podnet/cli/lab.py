@@ -23,8 +23,9 @@ def add_parsers(sub: Any) -> None:
     up.add_argument("--nodes", type=positive, default=3)
     up.add_argument("--pods-per-node", type=non_negative, default=2)
     up.add_argument("--backend", choices=("vxlan", "host-gw", "bgp"), default="vxlan")
-    up.add_argument("--ipam", choices=("cluster", "host-local"), default="cluster",
-                    help="etcd datastore: cluster IPAM blocks, or a host-local subnet per node")
+    up.add_argument("--ipam", choices=("cluster", "host-local", "neutron"), default="cluster",
+                    help="etcd datastore: cluster IPAM blocks, or a host-local subnet per node; neutron (--kubelet "
+                         "--pod-network underlay): a real Neutron on the fabric, each pod a port")
     up.add_argument("--datastore", choices=("etcd", "kubernetes"), default="etcd",
                     help="kubernetes: a real control plane (kube-apiserver, controller manager, scheduler)")
     up.add_argument("--encryption", choices=("wireguard",), default="",
@@ -103,10 +104,13 @@ def cmd_up(a: argparse.Namespace) -> int:
     if (a.pod_network != "routed" or a.ip_family != "ipv4") and not a.kubelet:
         print("podnet lab: --pod-network and --ip-family need --kubelet", file=sys.stderr)
         return 2
+    if a.ipam == "neutron" and (not a.kubelet or a.pod_network != "underlay"):
+        print("podnet lab: --ipam neutron needs --kubelet --pod-network underlay", file=sys.stderr)
+        return 2
     if a.kubelet:
         from ..lab.kubecluster import KubeletCluster
         lab: Cluster = KubeletCluster(a.nodes, a.backend, encryption=a.encryption, pod_network=a.pod_network,
-                                      ip_family=a.ip_family)
+                                      ip_family=a.ip_family, ipam="neutron" if a.ipam == "neutron" else "cluster")
     else:
         lab = Cluster(a.nodes, a.backend, ipam_mode=a.ipam, datastore=a.datastore, encryption=a.encryption)
     os.makedirs(STATE_DIR, exist_ok=True)

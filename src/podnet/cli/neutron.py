@@ -46,10 +46,10 @@ def _ipam(a: argparse.Namespace, node: str = "", cni_network: str = "") -> Any:
 
     from ..ipam.neutron import NeutronIpam, Settings
     from ..ipam.neutron_api import NeutronAPI
-    from ..plugins.neutron_ipam import _credentials
+    from ..plugins.neutron_ipam import credentials_from_file
     if not a.url and not a.auth_url:
         raise ValueError("give --url (the Neutron endpoint) or --auth-url with --credentials-file")
-    creds = _credentials({"credentialsFile": a.credentials_file}, a.auth_url) if a.auth_url else None
+    creds = credentials_from_file({"credentialsFile": a.credentials_file}, a.auth_url) if a.auth_url else None
     pod_range = ipaddress.ip_network(a.pod_range) if getattr(a, "pod_range", "") else None
     s = Settings(network=a.network, subnet=a.subnet, node=node, cni_network=cni_network,
                  node_port=getattr(a, "node_port", ""), node_address=getattr(a, "node_address", ""),
@@ -64,16 +64,17 @@ def run(a: argparse.Namespace) -> int:
         keep = {(k.partition("/")[0], k.partition("/")[2] or "net1") for k in a.keep}
         gone = ipam.gc(keep)
         blocks = ipam.release_empty_blocks() if a.address_pairs == "cidr" else []
-        data = {"ports": [{"id": p.id, "ip": str(p.ip), "name": p.name} for p in gone],
-                "blocks": [str(b) for b in blocks]}
-        emit(a, data, [["port", p.name, str(p.ip)] for p in gone] + [["block", str(b), ""] for b in blocks],
+        released = {"ports": [{"id": p.id, "ip": str(p.ip), "name": p.name} for p in gone],
+                    "blocks": [str(b) for b in blocks]}
+        emit(a, released, [["port", p.name, str(p.ip)] for p in gone] + [["block", str(b), ""] for b in blocks],
              ["RELEASED", "WHAT", "ADDRESS"])
         return 0
     ipam = _ipam(a)
     sub = ipam.subnet()
     ports = ipam.api.list("port", [("network_id", sub.network_id)])
     if a.neutron_cmd == "pairs":
-        rows, data = [], []
+        rows: list[list[Any]] = []
+        data: list[dict[str, Any]] = []
         for d in ports:
             pairs = d.get("allowed_address_pairs") or []
             if not pairs:

@@ -35,6 +35,9 @@ FABRIC_SUBNET = f"{FABRIC_NET}.0/24"             # the lab's datacenter network
 FABRIC_NET6 = "fd97::"                           # … and its IPv6 side on a dual-stack lab (fd97::N/64)
 UNDERLAY_POOL = f"{FABRIC_NET}.128/26"           # pod-network underlay: the pods' addresses (only theirs: not .254)
 UNDERLAY_BLOCK = 28                              # … in blocks of 16 per node
+NEUTRON_PORT = 9696                              # ipam neutron: the lab's Neutron, on the fabric's .254
+NEUTRON_NETWORK = "fabric"                       # … its network: the fabric's subnet, the VMs' ports
+NEUTRON_POOL = 2                                 # … ready ports each agent keeps
 SOURCE = Path(__file__).resolve().parents[3]     # the checkout the podnet image is built from
 
 
@@ -45,7 +48,7 @@ class KubeletLabError(RuntimeError):
 class KubeletCluster(Cluster):
     def __init__(self, nodes: int = 2, backend: str = "vxlan", tag: str = "", work: str = "", cni: str = "podnet",
                  encryption: str = "", network_policy: bool = True, pod_network: str = "routed",
-                 dns: bool = True, ip_family: str = "ipv4") -> None:
+                 dns: bool = True, ip_family: str = "ipv4", ipam: str = "cluster") -> None:
         super().__init__(nodes, backend, tag=tag, work=work, datastore="kubernetes", encryption=encryption,
                          network_policy=network_policy)
         self.cni_kind = cni
@@ -57,6 +60,12 @@ class KubeletCluster(Cluster):
         if ip_family == "dual" and pod_network != "routed":
             raise KubeletLabError("ip-family dual: with pod-network routed only")
         self.ip_family = ip_family              # dual: the fabric, pods and Services in both families
+        if ipam not in ("cluster", "neutron"):
+            raise KubeletLabError(f"ipam {ipam}: the kubelet lab runs cluster (etcd) or neutron")
+        if ipam == "neutron" and pod_network != "underlay":
+            raise KubeletLabError("ipam neutron: with pod-network underlay only (each node a VM on the fabric)")
+        self.ipam = ipam                        # neutron: a real Neutron on the fabric, each node a VM port
+        self.neutron: Any = None
         self.hosts = [self._host(i) for i in range(nodes)]
         self.podnet_image = ""                  # the name of the podnet image the DaemonSet runs
         self.image_tars: dict[str, str] = {}    # image name → OCI tar (imported on every node)
@@ -99,6 +108,8 @@ class KubeletCluster(Cluster):
         if self.ip_family == "dual":
             self._fabric_ipv6()
         self._start_etcd()
+        if self.ipam == "neutron":
+            self._start_neutron()
         self.cp = ControlPlane(self.work, self.fab, ETCD_ADDR, self.etcd_url, self.cluster_cidr,
                                service_cidr=self.service_cidr)
         self.timings["apiserver_ready"] = self.cp.start_apiserver()
@@ -119,6 +130,28 @@ class KubeletCluster(Cluster):
                 self.wait_nodes(ready=True, timeout=300)
                 self.route_pod_cidrs()
                 self.install_dns()
+
+    def _start_neutron(self) -> None:
+        """Neutron on the fabric (the cloud's API): the `fabric` network and subnet, and every node
+        a VM with its own port holding the node's address — as nova would have made them."""
+        from .neutron import NeutronServer
+        t0 = time.monotonic()
+        work = Path(self.work) / "neutron"
+        self.neutron = NeutronServer(work=work, host=ETCD_ADDR, port=NEUTRON_PORT, netns=self.fab).start()
+        assert self.neutron.proc is not None
+        self.procs["neutron"] = self.neutron.proc
+        net = self.neutron.create("network", name=NEUTRON_NETWORK)
+        sub = self.neutron.create("subnet", network_id=net["id"], ip_version=4, cidr=FABRIC_SUBNET,
+                                  gateway_ip=ETCD_ADDR, allocation_pools=[{"start": f"{FABRIC_NET}.10",
+                                                                           "end": f"{FABRIC_NET}.99"}])
+        for i, h in enumerate(self.hosts):
+            self.neutron.create("port", network_id=net["id"], name=h.name, device_owner="compute:nova",
+                                device_id=f"vm-{h.name}", fixed_ips=[{"subnet_id": sub["id"],
+                                                                      "ip_address": f"{FABRIC_NET}.{i + 1}"}])
+        self.timings["neutron"] = time.monotonic() - t0
+
+    def neutron_url(self) -> str:
+        return f"http://{ETCD_ADDR}:{NEUTRON_PORT}"
 
     def _fabric_ipv6(self) -> None:
         """A dual-stack fabric: the router (FABRIC_NET6 + fe) and every node on fd97::/64 too."""
@@ -148,6 +181,9 @@ class KubeletCluster(Cluster):
                                etcd_endpoints=self.etcd_url, network_policy=self.network_policy,
                                pod_network="underlay", underlay_subnet=FABRIC_SUBNET, underlay_gateway=ETCD_ADDR,
                                service_cidr=SERVICE_CIDR, block_size=UNDERLAY_BLOCK)
+            if self.ipam == "neutron":
+                cfg.ipam_mode, cfg.neutron_url, cfg.neutron_network = "neutron", self.neutron_url(), NEUTRON_NETWORK
+                cfg.neutron_address_pairs, cfg.neutron_pool_size = "cidr", NEUTRON_POOL
         else:
             cfg = DeployConfig(cluster_cidr=CLUSTER_CIDR, backend=self.backend, image=image or self.podnet_image,
                                encryption=self.encryption, network_policy=self.network_policy,
@@ -308,6 +344,7 @@ class KubeletCluster(Cluster):
     # ------------------------------------------------------------ state, teardown
     def state(self) -> dict[str, Any]:
         return {**super().state(), "kubelet": True, "cni": self.cni_kind, "pod_network": self.pod_network,
+                "ipam": self.ipam,
                 "ip_family": self.ip_family,
                 "podnet_image": self.podnet_image,
                 "images": self.image_tars, "hosts": [h.pids for h in self.hosts]}
@@ -316,7 +353,7 @@ class KubeletCluster(Cluster):
     def from_state(cls, st: dict[str, Any]) -> KubeletCluster:
         c = cls(len(st["nodes"]), st["backend"], tag=st["tag"], work=st["work"], cni=st.get("cni", "podnet"),
                 encryption=st.get("encryption", ""), pod_network=st.get("pod_network", "routed"),
-                ip_family=st.get("ip_family", "ipv4"))
+                ip_family=st.get("ip_family", "ipv4"), ipam=st.get("ipam", "cluster"))
         c.nodes, c.removed = list(st["nodes"]), set(st["removed"])
         c.pids = dict(st.get("pids") or {})
         c.podnet_image, c.image_tars = st.get("podnet_image", ""), dict(st.get("images") or {})

@@ -68,6 +68,12 @@ def routes_clean(lab: Any, pods: list[kc.RunningPod]) -> list[str]:
     return problems
 
 
+def pod_mac(lab: Any, name: str, ifname: str = "eth0") -> str:
+    """The MAC of a pod's interface, read inside the pod."""
+    out = str(lab.kubectl("exec", name, "--", "cat", f"/sys/class/net/{ifname}/address", check=False, timeout=30))
+    return out.strip()
+
+
 def from_fabric(lab: Any, pods: list[kc.RunningPod]) -> dict[str, bool]:
     return {p.name: kc.http_from(lab.fab, p.ip, 80) == p.name for p in pods}
 

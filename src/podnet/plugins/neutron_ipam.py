@@ -71,7 +71,7 @@ def _ipam(req: Request) -> dict[str, Any]:
     return ipam
 
 
-def _credentials(ipam: dict[str, Any], auth_url: str) -> Credentials:
+def credentials_from_file(ipam: dict[str, Any], auth_url: str) -> Credentials:
     path = _str(ipam, "credentialsFile")
     if not path:
         raise config_error("ipam.credentialsFile", "authUrl needs credentialsFile (a JSON file: username, password, "
@@ -110,7 +110,7 @@ def parse_conf(req: Request) -> NeutronConf:
     for key, url in (("neutronUrl", endpoint), ("authUrl", auth_url)):
         if url and not url.startswith(("http://", "https://")):
             raise config_error(f"ipam.{key}", f"{url!r} is not an http(s) URL")
-    creds = _credentials(ipam, auth_url) if auth_url else None
+    creds = credentials_from_file(ipam, auth_url) if auth_url else None
     network = _str(ipam, "network")
     if not network:
         raise config_error("ipam.network", "the Neutron network (ID or name) is required")

@@ -1,0 +1,88 @@
+"""ipam-mode neutron: where the node view's blocks come from when Neutron holds the pods' ports.
+
+The nodes still register in etcd (addresses, liveness); the blocks of pod addresses are Neutron's
+(ipam/neutron.py: a podnet:block port per claimed block, its description naming the node).  The
+underlay backend needs them — a Service answer crossing nodes is routed block → node in the legs'
+table — so `owners()` adds Neutron's blocks to the etcd view, re-read at most every REFRESH seconds
+(a new block appears when a node's blocks fill: a pass later is soon enough; the pod that made it
+is reached pod ↔ pod meanwhile, on the fabric)."""
+from __future__ import annotations
+
+import ipaddress
+import logging
+import threading
+import time
+from typing import Any
+
+from ..ipam.neutron import OWNER_BLOCK, parse_description
+from .config import NodeConfig
+from .peers import IPNet, Peers
+
+log = logging.getLogger(__name__)
+
+REFRESH = 10.0
+
+
+def neutron_ipam_keys(cfg: NodeConfig) -> dict[str, Any]:
+    """The podnet-neutron-ipam keys the agent's conflist carries (credentials by file only)."""
+    out: dict[str, Any] = {"network": cfg.neutron_network, "addressPairs": cfg.neutron_address_pairs}
+    for key, value in (("neutronUrl", cfg.neutron_url), ("authUrl", cfg.neutron_auth_url),
+                       ("credentialsFile", cfg.neutron_credentials_file), ("subnet", cfg.neutron_subnet)):
+        if value:
+            out[key] = value
+    if cfg.neutron_pool_size:
+        out["poolSize"] = cfg.neutron_pool_size
+    return out
+
+
+class NeutronBlocks:
+    """The etcd peers, their owners() joined by Neutron's node blocks."""
+
+    def __init__(self, inner: Peers, cfg: NodeConfig, node: str) -> None:
+        self.inner, self.cfg, self.node = inner, cfg, node
+        self._blocks: dict[IPNet, str] = {}
+        self._read_at = 0.0
+        self._lock = threading.Lock()
+        self._api: Any = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def owners(self) -> dict[IPNet, str]:
+        out = dict(self.inner.owners())
+        out.update(self._neutron_blocks())
+        return out
+
+    def _neutron_blocks(self) -> dict[IPNet, str]:
+        with self._lock:
+            if time.monotonic() - self._read_at < REFRESH:
+                return dict(self._blocks)
+        try:
+            blocks = self._read()
+        except Exception as e:  # noqa: BLE001 - Neutron away: keep the last view (routes stay)
+            log.warning("neutron blocks: %s (keeping the last view)", e)
+            blocks = None
+        with self._lock:
+            if blocks is not None:
+                self._blocks = blocks
+            self._read_at = time.monotonic()
+            return dict(self._blocks)
+
+    def _read(self) -> dict[IPNet, str]:
+        from ..ipam.neutron import NeutronIpam, Settings
+        from ..ipam.neutron_api import NeutronAPI
+        from ..plugins.neutron_ipam import credentials_from_file
+        if self._api is None:
+            creds = (credentials_from_file({"credentialsFile": self.cfg.neutron_credentials_file},
+                                           self.cfg.neutron_auth_url) if self.cfg.neutron_auth_url else None)
+            self._api = NeutronAPI(self.cfg.neutron_url, creds)
+        api = self._api
+        ipam = NeutronIpam(api, Settings(network=self.cfg.neutron_network, subnet=self.cfg.neutron_subnet,
+                                         node=self.node, cni_network=self.cfg.network))
+        net = ipam.subnet().network_id
+        out: dict[IPNet, str] = {}
+        for d in api.list("port", [("device_owner", OWNER_BLOCK), ("network_id", net)]):
+            desc = parse_description(str(d.get("description", "")))
+            if desc.get("block") and desc.get("node"):
+                out[ipaddress.ip_network(desc["block"])] = desc["node"]
+        return out
