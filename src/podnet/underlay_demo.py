@@ -23,7 +23,7 @@ def run_underlay_demo(nodes: int, keep: bool = False, ipam: str = "cluster") -> 
     results: dict[str, bool] = {}
     try:
         lab.up()
-        source = (f"each a Neutron port (neutron {lab.neutron_url()}, network fabric, pairs: a block per node)"
+        source = (f"Neutron (each pod a port; {lab.neutron_url()}, network fabric, pairs: a block per node)"
                   if ipam == "neutron" else "the cluster IPAM in etcd")
         print(f"podnet demo --kubelet --pod-network underlay: {nodes} nodes, pods on the fabric "
               f"{FABRIC_NET}.0/24 (pool {UNDERLAY_POOL}, macvlan on up0 + a leg to the node), addresses from "
@@ -39,6 +39,10 @@ def run_underlay_demo(nodes: int, keep: bool = False, ipam: str = "cluster") -> 
         for i in lab.live:
             for r in uc.main_routes(lab, i):
                 print(f"  n{i + 1}: {r['dst']}" + (f" via {r['gateway']}" if "gateway" in r else "") + f" dev {r['dev']}")
+        not_via = uc.legs_route_to_remote_pods(lab, pods)
+        results["what a node forwards from its legs reaches other nodes' pods via their node"] = not not_via
+        for w in not_via:
+            print(f"  FAILED {w}")
         print("tables for what a node forwards from its pods' legs only (a Service answer must cross the node "
               "that did the DNAT): each other node's block via that node")
         for i in lab.live:

@@ -108,3 +108,20 @@ def test_networks_demo_passes_every_check_and_leaves_nothing() -> None:
     after = lab_traces()
     left = {kind: after[kind] - before[kind] for kind in after if after[kind] - before[kind]}
     assert left == {}, left
+
+
+def test_underlay_demo_with_neutron_ipam_passes_and_leaves_nothing() -> None:
+    """`podnet demo --kubelet --pod-network underlay --ipam neutron --nodes 2` (issue 31): a real
+    Neutron on the fabric, every pod a Neutron port (its address and MAC), each node VM port with a
+    pair per block covering its pods, and every underlay check; nothing left afterwards."""
+    before = lab_traces()
+    p = subprocess.run([sys.executable, "-m", "podnet.cli", "demo", "--kubelet", "--pod-network", "underlay", "--ipam",
+                        "neutron", "--nodes", "2"], capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0 and "podnet demo: PASS" in p.stdout, p.stdout + p.stderr
+    for line in (r"Neutron ports of the pods", r"port default/web-\S+/eth0 \S+ mac fa:16:3e:",
+                 r"n1 10\.97\.0\.1: pairs 10\.97\.0\.\d+/28", r"n2 10\.97\.0\.2: pairs 10\.97\.0\.\d+/28",
+                 r"backends saw each client's own address: (\d+)/\1"):
+        assert re.search(line, p.stdout), f"missing: {line}\n{p.stdout}"
+    after = lab_traces()
+    left = {kind: after[kind] - before[kind] for kind in after if after[kind] - before[kind]}
+    assert left == {}, left

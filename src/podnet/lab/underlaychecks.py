@@ -37,6 +37,27 @@ def leg_table_routes(lab: Any, i: int) -> list[str]:
     return [line.strip() for line in out.splitlines() if line.strip()]
 
 
+def legs_route_to_remote_pods(lab: Any, pods: list[kc.RunningPod], timeout: float = 30) -> list[str]:
+    """Wait until what a node forwards from its legs to a pod on another node goes via that node
+    (`ip route get POD mark FORWARD_MARK`); returns what still does not, at the timeout."""
+    from ..net.leg import FORWARD_MARK
+    deadline = time.monotonic() + timeout
+    while True:
+        wrong = []
+        for i in lab.live:
+            for p in pods:
+                if p.node == f"n{i + 1}":
+                    continue
+                got = json.loads(subprocess.run(["ip", "-n", lab.nodes[i], "-j", "route", "get", p.ip, "mark",
+                                                 hex(FORWARD_MARK)], capture_output=True, text=True).stdout or "[{}]")[0]
+                via = f"{FABRIC_NET}.{int(p.node[1:])}"
+                if got.get("gateway") != via:
+                    wrong.append(f"n{i + 1} → {p.ip} ({p.node}): {got.get('gateway') or got.get('dev')}, not via {via}")
+        if not wrong or time.monotonic() > deadline:
+            return wrong
+        time.sleep(0.5)
+
+
 def service_sees_clients(lab: Any, pods: list[kc.RunningPod], cluster_ip: str, tries: int = 4) -> dict[str, bool]:
     """pod → the Service's GET /who, `tries` times: every other backend that answered saw the pod's
     own address (a pod that reaches itself through its Service is masqueraded by kube-proxy —
