@@ -57,7 +57,7 @@ def server_pids(server: NeutronServer) -> list[int]:
 
 def pct(xs: list[float], q: float) -> float:
     xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(round(q * (len(xs) - 1))))]
+    return xs[min(len(xs) - 1, round(q * (len(xs) - 1)))]
 
 
 def run_cni(bin_dir: str, cmd: str, conf: dict[str, Any], cid: str) -> float:
