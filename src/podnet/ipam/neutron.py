@@ -230,6 +230,13 @@ class NeutronIpam:
             return self._post(container_id, name, desc, sub, static, owner)
         if self.s.pairs != "cidr":
             return self._post(container_id, name, desc, sub, None, owner)
+        # the node's blocks are its alone: only its own ADDs contend for their addresses — one at a
+        # time (8 at once all tried the same first free address: 409s, retries, seconds of tail)
+        key = f"alloc-{self.s.node}-{sub.id}"
+        with _lock_for(key), _node_flock(key):
+            return self._create_in_blocks(container_id, name, desc, sub, owner)
+
+    def _create_in_blocks(self, container_id: str, name: str, desc: str, sub: Subnet, owner: str) -> Port:
         for block in self.blocks(claim_if_none=True):
             port = self._post_in_block(container_id, name, desc, sub, block, owner)
             if port is not None:
@@ -338,7 +345,7 @@ class NeutronIpam:
     def update_pairs(self, change: Callable[[list[dict[str, Any]]], list[dict[str, Any]] | None]) -> None:
         """read → change → PUT with If-Match, retried on 412; serialised per node port in this process."""
         port_id = self.s.node_port or str(self.node_port()["id"])
-        with _lock_for(port_id), _node_flock(port_id):
+        with _lock_for(port_id), _node_flock(f"pairs-{port_id}"):
             for attempt in range(PAIR_RETRIES):
                 node_port = self.node_port()      # read under the lock: the change builds on the latest
                 new = change(list(node_port.get("allowed_address_pairs") or []))
@@ -478,10 +485,11 @@ def _removing_cidr(cidr: str) -> PairChange:
 
 
 @contextlib.contextmanager
-def _node_flock(port_id: str) -> Iterator[None]:
-    """The node-wide lock of one node port's pairs (every launcher and the agent on this node)."""
+def _node_flock(key: str) -> Iterator[None]:
+    """A node-wide lock (every launcher and the agent on this node): a node port's pairs, or the
+    allocation in a node's blocks."""
     os.makedirs(LOCK_DIR, mode=0o700, exist_ok=True)
-    fd = os.open(os.path.join(LOCK_DIR, f"pairs-{port_id}.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    fd = os.open(os.path.join(LOCK_DIR, f"{key}.lock"), os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
