@@ -94,6 +94,23 @@ def test_vxlan_makes_its_device_then_a_neighbour_fdb_entry_and_onlink_route_per_
     assert host.neighbours(dev.index) == {} and host.fdb_entries(dev.index) == set() and host.podnet_routes() == {}
 
 
+def test_vxlan_dual_stack_routes_an_ipv6_block_via_its_own_first_address() -> None:
+    """The kernel refuses an IPv6 onlink gateway another route resolves elsewhere (the node's own
+    fd97::/64 on its uplink: EINVAL, seen on the dual-stack lab) — so an IPv6 block goes via the
+    block's first address, whose neighbour entry is the owner's VTEP MAC (flannel's way)."""
+    host, vx = FakeHost(mtu=1500), Vxlan(ME)
+    vx.start(host)
+    dev = host.require_link(VXLAN_DEV)
+    peers = {**nodes(n1="10.97.0.1"),
+             "n2": {"node": "n2", "addr": "10.97.0.2", "addr6": "fd97::2", "vtep_mac": vtep_mac("n2")}}
+    blocks = {ipaddress.ip_network("10.244.1.0/24"): "n2", ipaddress.ip_network("fd44:0:0:1::/64"): "n2"}
+    r = vx.apply(host, peers, blocks)
+    assert not r.refused, r.refused
+    assert host.podnet_routes() == {"10.244.1.0/24": "10.97.0.2", "fd44:0:0:1::/64": "fd44:0:0:1::"}
+    assert host.neighbours(dev.index) == {"10.97.0.2": vtep_mac("n2"), "fd44:0:0:1::": vtep_mac("n2")}
+    assert host.fdb_entries(dev.index) == {(vtep_mac("n2"), "10.97.0.2")}, "one VTEP: the IPv4 tunnel"
+
+
 def test_backends_are_chosen_by_name_from_one_map() -> None:
     assert BACKENDS == {"host-gw": HostGw, "vxlan": Vxlan, "bgp": Bgp, "underlay": Underlay}
 

@@ -65,17 +65,27 @@ class Vxlan:
 
     def apply(self, host: Rtnl, nodes: dict[str, NodeInfo], owners: dict[IPNet, str]) -> Reconcile:
         idx = self._device(host)
-        # the VTEP: the node's primary address (the tunnel's outer family); a dual-stack cluster's
-        # other family is routed onlink via the node's address of that family, whose neighbour
-        # entry gives the same VTEP MAC (the FDB then sends it to the VTEP)
+        # the VTEP: the node's primary address (the tunnel's outer family).  IPv4 pod CIDRs are routed
+        # onlink via the owner's IPv4 address; an IPv6 pod CIDR via the CIDR's own first address (as
+        # flannel does): the kernel refuses an IPv6 onlink gateway that another route (the node's
+        # own fd97::/64 on its uplink) resolves to a different device.  Each such gateway gets a
+        # neighbour entry with the owner's VTEP MAC; the FDB sends that MAC to the owner's VTEP.
         vteps = {ipaddress.ip_address(i["addr"]): i["vtep_mac"] for n, i in nodes.items()
                  if n != self.me.name and i.get("vtep_mac")}
-        hops = {a: i["vtep_mac"] for n, i in nodes.items() if n != self.me.name and i.get("vtep_mac")
-                for a in node_addresses(i).values()}
+        hops: dict[IPAddr, str] = {a: i["vtep_mac"] for n, i in nodes.items() if n != self.me.name
+                                   and i.get("vtep_mac") for a in node_addresses(i).values() if a.version == 4}
+        want: dict[IPNet, Hop] = {}
+        for cidr, gw in remote_next_hops(self.me.name, nodes, owners).items():
+            mac = nodes[owners[cidr]].get("vtep_mac")
+            if not mac:
+                continue
+            if cidr.version == 6:
+                gw = cidr.network_address
+                hops[gw] = mac
+            if gw in hops:
+                want[cidr] = gw
         self._sync_vteps(host, idx, vteps, hops)
         why = unreachable_for(encryption_mismatches(self.me.name, False, nodes), owners)
-        want: dict[IPNet, Hop] = {cidr: gw for cidr, gw in remote_next_hops(self.me.name, nodes, owners).items()
-                                  if gw in hops}
         want.update(dict.fromkeys(why, UNREACHABLE))
 
         def add(dst: IPNet, gw: Hop) -> None:
