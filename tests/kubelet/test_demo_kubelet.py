@@ -75,13 +75,14 @@ def test_underlay_demo_passes_every_check_and_leaves_nothing() -> None:
     assert left == {}, left
 
 
-def test_dual_stack_demo_passes_and_leaves_nothing() -> None:
+@pytest.mark.parametrize("backend", ["vxlan", "host-gw"])
+def test_dual_stack_demo_passes_and_leaves_nothing(backend: str) -> None:
     """`podnet demo --kubelet --ip-family dual --nodes 2` (issue 34): pods with both families in
     status.podIPs, pod → pod in each, a dual-stack Service on both ClusterIPs, its name resolving
     to both through CoreDNS, NetworkPolicy in both families — nothing left afterwards."""
     before = lab_traces()
-    p = subprocess.run([sys.executable, "-m", "podnet.cli", "demo", "--kubelet", "--ip-family", "dual", "--nodes", "2"],
-                       capture_output=True, text=True, timeout=540)
+    p = subprocess.run([sys.executable, "-m", "podnet.cli", "demo", "--kubelet", "--ip-family", "dual", "--nodes", "2",
+                        "--backend", backend], capture_output=True, text=True, timeout=540)
     assert p.returncode == 0 and "podnet demo: PASS" in p.stdout, p.stdout + p.stderr
     for line in (r"status.podIPs: (\d+)/\1 pods with an IPv4 and an IPv6", r"IPv4 Pod IP: (\d+)/\1",
                  r"IPv6 Pod IP: (\d+)/\1", r"Service web \[10\.96\.[\d.]+\]:80: (\d+)/\1",

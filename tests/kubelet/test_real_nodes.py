@@ -208,7 +208,13 @@ def test_kubelet_call_sequence_is_what_the_runtimes_tier_expects(klab) -> None: 
         dels = [c for c in seq if c["type"] == "podnet" and c["command"] == "DEL"]
         assert 1 <= len(dels) <= 2 and dels[0]["netns"], steps
         assert all(d["netns"] == "" for d in dels[1:]), steps
-        assert all(c["rc"] == "0" for c in seq), seq
+        # every DEL succeeds; an ADD may have been refused (test_networks.py's pod waiting for its
+        # NAD: code 11, kubelet retries with a new sandbox) — kubelet's DEL then cleans it up
+        assert all(c["rc"] == "0" for c in seq if c["command"] == "DEL"), seq
+        refused = [c["rc"] for c in seq if c["type"] == "podnet" and c["command"] == "ADD" and c["rc"] != "0"]
+        assert refused in ([], ["11"]), seq
+        if not refused:
+            assert all(c["rc"] == "0" for c in seq), seq
         assert not [c for c in seq if c["command"] in ("VERSION", "CHECK")], steps
 
 

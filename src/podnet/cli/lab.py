@@ -36,7 +36,7 @@ def add_parsers(sub: Any) -> None:
     up.add_argument("--pod-network", choices=("routed", "underlay"), default="routed",
                     help="--kubelet: underlay puts pods on the fabric (macvlan + a leg to the node, addresses from "
                          "the lab's etcd)")
-    up.add_argument("--ip-family", choices=("ipv4", "dual"), default="ipv4",
+    up.add_argument("--ip-family", choices=("ipv4", "dual", "ipv6"), default="ipv4",
                     help="--kubelet: dual puts the fabric, pods and Services in both families")
     up.add_argument("--name", default="")
     up.set_defaults(fn=cmd_up)
@@ -100,6 +100,11 @@ def cmd_up(a: argparse.Namespace) -> int:
     name = a.name or ("lab" if "lab" not in lab_names() else "")
     if not name or name in lab_names():
         print(f"podnet lab: a lab named {a.name or 'lab'!r} is up already: give another --name", file=sys.stderr)
+        return 2
+    if a.ip_family == "ipv6":
+        print("podnet lab: --ip-family ipv6 is not built: an IPv6-only lab needs every node, etcd, the API "
+              "server's advertise address and the fabric's routes in IPv6 (the lab's control plane is IPv4); "
+              "use --ip-family dual", file=sys.stderr)
         return 2
     if (a.pod_network != "routed" or a.ip_family != "ipv4") and not a.kubelet:
         print("podnet lab: --pod-network and --ip-family need --kubelet", file=sys.stderr)
