@@ -15,6 +15,24 @@ Semantics (https://kubernetes.io/docs/concepts/services-networking/network-polic
   address in cidr and not in any except (pod addresses included);
 - a port: protocol (default TCP), port number or the name of a container port of the DESTINATION
   pod (no such name on it: no match), endPort for a range; no port = every port of the protocol.
+
+ClusterNetworkPolicy (policy.networking.k8s.io/v1beta1, network-policy-api v0.3.1: the field docs of
+apis/v1beta1/clusternetworkpolicy_types.go), per direction of each end:
+- the Admin tier first: the policies whose subject holds the pod (subject.namespaces: the pod's
+  namespace's labels; subject.pods: namespaceSelector AND podSelector), lower priority first; within
+  a policy its rules in order; the first rule that matches decides: Accept allows, Deny denies, Pass
+  leaves the Admin tier (no further Admin rule) for the next;
+- then NetworkPolicy: a pod it isolates in that direction is decided by it (above), always;
+- then, only for a pod no NetworkPolicy isolates in that direction, the Baseline tier the same way
+  (Pass: to the default);
+- then the default: allow.
+- a rule matches when one of its peers matches (namespaces: the other pod's namespace labels;
+  pods: namespaceSelector AND podSelector; networks, egress only: the address in a CIDR — a
+  host-network or unknown peer is matched by networks only) and, if it has protocols, one of them
+  does (tcp/udp/sctp; no destinationPort = every port; number; range start–end inclusive).
+- two policies of one tier with the same priority: undefined by the API — the model takes them by
+  name, as podnet says it does (the generated tests give distinct priorities except where they test
+  this on purpose).
 """
 from __future__ import annotations
 
@@ -60,10 +78,12 @@ def policy_types(policy: dict[str, Any]) -> set[str]:
 
 
 class Model:
-    def __init__(self, pods: list[MPod], namespaces: dict[str, dict[str, str]], policies: list[dict[str, Any]]) -> None:
+    def __init__(self, pods: list[MPod], namespaces: dict[str, dict[str, str]], policies: list[dict[str, Any]],
+                 cluster_policies: list[dict[str, Any]] | None = None) -> None:
         self.pods = pods
         self.namespaces = namespaces
         self.policies = policies
+        self.cluster_policies = cluster_policies or []
 
     def ns_labels(self, ns: str) -> dict[str, str]:
         return {"kubernetes.io/metadata.name": ns, **self.namespaces.get(ns, {})}
@@ -106,11 +126,68 @@ class Model:
                 return True
         return False
 
+    # ------------------------------------------------------------ ClusterNetworkPolicy
+    def _cnp_subject_holds(self, cnp: dict[str, Any], pod: MPod) -> bool:
+        subject = cnp["spec"]["subject"]
+        if subject.get("namespaces") is not None:
+            return label_selector_matches(subject["namespaces"], self.ns_labels(pod.namespace))
+        pods = subject["pods"]
+        return label_selector_matches(pods.get("namespaceSelector") or {}, self.ns_labels(pod.namespace)) and \
+            label_selector_matches(pods.get("podSelector") or {}, pod.labels)
+
+    def _cnp_peer_matches(self, peer: dict[str, Any], other: MPod | None, other_ip: str) -> bool:
+        if peer.get("networks") is not None:
+            ip = ipaddress.ip_address(other_ip)
+            return any(ip in ipaddress.ip_network(c, strict=False) for c in peer["networks"])
+        if other is None:
+            return False
+        if peer.get("namespaces") is not None:
+            return label_selector_matches(peer["namespaces"], self.ns_labels(other.namespace))
+        pods = peer["pods"]
+        return label_selector_matches(pods.get("namespaceSelector") or {}, self.ns_labels(other.namespace)) and \
+            label_selector_matches(pods.get("podSelector") or {}, other.labels)
+
+    @staticmethod
+    def _cnp_protocol_matches(protocols: list[dict[str, Any]] | None, port: int, proto: str) -> bool:
+        if not protocols:
+            return True
+        for p in protocols:
+            spec = p.get(proto.lower())
+            if spec is None:
+                continue
+            dest = spec.get("destinationPort")
+            if dest is None:
+                return True
+            if dest.get("range"):
+                if dest["range"]["start"] <= port <= dest["range"]["end"]:
+                    return True
+            elif dest.get("number") == port:
+                return True
+        return False
+
+    def _tier_decides(self, tier: str, pod: MPod, kind: str, other: MPod | None, other_ip: str, port: int,
+                      proto: str) -> bool | None:
+        """True/False: the tier decided; None: no rule matched, or a Pass."""
+        key, peers_key = ("ingress", "from") if kind == "Ingress" else ("egress", "to")
+        held = [c for c in self.cluster_policies if c["spec"]["tier"] == tier and self._cnp_subject_holds(c, pod)]
+        for cnp in sorted(held, key=lambda c: (c["spec"]["priority"], c["metadata"]["name"])):
+            for rule in cnp["spec"].get(key) or []:
+                if any(self._cnp_peer_matches(pe, other, other_ip) for pe in rule[peers_key]) and \
+                        self._cnp_protocol_matches(rule.get("protocols"), port, proto):
+                    if rule["action"] == "Pass":
+                        return None
+                    return rule["action"] == "Accept"
+        return None
+
     def _direction_allows(self, pod: MPod, kind: str, other: MPod | None, other_ip: str, port: int, proto: str,
                           dst: MPod | None) -> bool:
+        admin = self._tier_decides("Admin", pod, kind, other, other_ip, port, proto)
+        if admin is not None:
+            return admin
         pols = self._selecting(pod, kind)
         if not pols:
-            return True
+            baseline = self._tier_decides("Baseline", pod, kind, other, other_ip, port, proto)
+            return True if baseline is None else baseline
         key, peers_key = ("ingress", "from") if kind == "Ingress" else ("egress", "to")
         for p in pols:
             for rule in p["spec"].get(key) or []:

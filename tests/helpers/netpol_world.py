@@ -54,6 +54,7 @@ class PolicyWorld:
         self.ip_of = {f"{p.namespace}/{p.name}": p.ip for p in self.pods}
         self.ns_labels: dict[str, dict[str, str]] = {ns: {} for ns in ("x", "y", "z")}
         self.policies: dict[str, dict[str, Any]] = {}
+        self.cluster_policies: dict[str, dict[str, Any]] = {}
         self.engines = {n: PolicyEngine(n, os.path.join(state_dir, n), apply=apply_for(n) if apply_for else None)
                         for n in NODES}
         for e in self.engines.values():
@@ -86,6 +87,15 @@ class PolicyWorld:
         elif kind == "delete-all":
             for key in list(self.policies):
                 self.step(("delete", *key.split("/")))
+        elif kind in ("cnp-create", "cnp-update"):
+            cnp = resolve_cnp_cidrs(step[1], self.ip_of)
+            self.cluster_policies[cnp["metadata"]["name"]] = cnp
+            for e in self.engines.values():
+                e.cluster_policy_event("ADDED" if kind == "cnp-create" else "MODIFIED", copy.deepcopy(cnp))
+        elif kind == "cnp-delete":
+            cnp = self.cluster_policies.pop(step[1])
+            for e in self.engines.values():
+                e.cluster_policy_event("DELETED", cnp)
         elif kind == "label-pod":
             pod = self._by_key()[f"{step[1]}/{step[2]}"]
             pod.labels = dict(step[3])
@@ -100,7 +110,7 @@ class PolicyWorld:
 
     # ------------------------------------------------------------ checks
     def reference(self) -> Model:
-        return Model(self.pods, self.ns_labels, list(self.policies.values()))
+        return Model(self.pods, self.ns_labels, list(self.policies.values()), list(self.cluster_policies.values()))
 
     def enforced(self, src: MPod, dst: MPod, port: int, proto: str) -> bool:
         """Out of the source's node, into the destination's (the same table when they share one)."""
@@ -209,3 +219,86 @@ def random_policies(rng: random.Random, ip_of: dict[str, str], n: int | None = N
         spec["policyTypes"] = types
         policies.append({"metadata": {"namespace": ns, "name": f"gen-{k}"}, "spec": spec})
     return policies
+
+
+# ------------------------------------------------------------------ ClusterNetworkPolicy
+def resolve_cnp_cidrs(cnp: dict[str, Any], ip_of: dict[str, str]) -> dict[str, Any]:
+    """networks entries written "@ns/pod" (a pod's address, /32 or /128) or "@ns/pod/24" resolved."""
+    out = copy.deepcopy(cnp)
+    for rule in out["spec"].get("egress") or []:
+        for peer in rule.get("to") or []:
+            if peer.get("networks") is not None:
+                nets = []
+                for n in peer["networks"]:
+                    if n.startswith("@"):
+                        ns, pod, *plen = n[1:].split("/")
+                        ip = ipaddress.ip_address(ip_of[f"{ns}/{pod}"])
+                        bits = int(plen[0]) if plen else ip.max_prefixlen
+                        nets.append(str(ipaddress.ip_network(f"{ip}/{bits if ip.version == 4 else min(128, bits + 96)}",
+                                                             strict=False)))
+                    else:
+                        nets.append(n)
+                peer["networks"] = nets
+    return out
+
+
+def cnp(name: str, tier: str, priority: int, subject: dict[str, Any], ingress: list[dict[str, Any]] | None = None,
+        egress: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    spec: dict[str, Any] = {"tier": tier, "priority": priority, "subject": subject}
+    if ingress is not None:
+        spec["ingress"] = ingress
+    if egress is not None:
+        spec["egress"] = egress
+    return {"apiVersion": "policy.networking.k8s.io/v1beta1", "kind": "ClusterNetworkPolicy",
+            "metadata": {"name": name}, "spec": spec}
+
+
+def _cnp_peer(rng: random.Random, egress: bool) -> dict[str, Any]:
+    roll = rng.random()
+    if roll < 0.4:
+        return {"namespaces": _selector(rng, True)}
+    if roll < 0.8 or not egress:
+        return {"pods": {"namespaceSelector": _selector(rng, True), "podSelector": _selector(rng)}}
+    return {"networks": [f"@{rng.choice(NAMESPACES)}/{rng.choice(PODS)}" + rng.choice(["", "/24", "/16"])]}
+
+
+def _cnp_protocols(rng: random.Random) -> list[dict[str, Any]] | None:
+    if rng.random() < 0.4:
+        return None
+    out: list[dict[str, Any]] = []
+    for _ in range(rng.randint(1, 2)):
+        proto = rng.choice(["tcp", "udp", "tcp", "sctp"])
+        roll = rng.random()
+        if roll < 0.25:
+            out.append({proto: {}})
+        elif roll < 0.5:
+            out.append({proto: {"destinationPort": {"range": {"start": 79, "end": rng.choice([80, 81])}}}})
+        else:
+            out.append({proto: {"destinationPort": {"number": rng.choice([80, 81])}}})
+    return out
+
+
+def random_cluster_policies(rng: random.Random, n: int | None = None, first: int = 0) -> list[dict[str, Any]]:
+    """Random Admin and Baseline policies (distinct priorities: equal ones are undefined by the API)."""
+    out = []
+    priorities = rng.sample(range(1000), 8)
+    for k in range(rng.randint(1, 3) if n is None else n):
+        tier = rng.choice(["Admin", "Admin", "Baseline"])
+        subject = ({"namespaces": _selector(rng, True)} if rng.random() < 0.5 else
+                   {"pods": {"namespaceSelector": _selector(rng, True), "podSelector": _selector(rng)}})
+        dirs: dict[str, list[dict[str, Any]]] = {}
+        for key, peers_key in (("ingress", "from"), ("egress", "to")):
+            if rng.random() < 0.6:
+                rules = []
+                for _ in range(rng.randint(1, 3)):
+                    actions = ["Accept", "Deny", "Pass"] if tier == "Admin" else ["Accept", "Deny"]
+                    r: dict[str, Any] = {"action": rng.choice(actions),
+                                         peers_key: [_cnp_peer(rng, key == "egress") for _ in range(rng.randint(1, 2))]}
+                    protos = _cnp_protocols(rng)
+                    if protos:
+                        r["protocols"] = protos
+                    rules.append(r)
+                dirs[key] = rules
+        out.append(cnp(f"gen-{first + k}", tier, priorities[k % len(priorities)], subject,
+                       dirs.get("ingress"), dirs.get("egress")))
+    return out

@@ -25,6 +25,9 @@ OnEvent = Callable[[str, Any], None]          # ("ADDED"|"MODIFIED"|"DELETED", o
 OnRelist = Callable[[dict[str, Any]], None]   # the whole cache after a (re)list
 
 
+ABSENT_RECHECK = 15.0      # seconds between looks for an optional kind the API does not serve
+
+
 def key_of(obj: Any) -> str:
     meta = obj.metadata
     return f"{meta.namespace}/{meta.name}" if getattr(meta, "namespace", None) else str(meta.name)
@@ -33,7 +36,8 @@ def key_of(obj: Any) -> str:
 class Informer:
     def __init__(self, client: Client, resource: Any, on_event: OnEvent | None = None,
                  on_relist: OnRelist | None = None, watch_timeout: int = 300, what: str = "",
-                 fields: dict[str, str] | None = None, on_trouble: Callable[[], None] | None = None) -> None:
+                 fields: dict[str, str] | None = None, on_trouble: Callable[[], None] | None = None,
+                 optional: bool = False) -> None:
         self.client, self.resource = client, resource
         self.on_event, self.on_relist, self.on_trouble = on_event, on_relist, on_trouble
         self.watch_timeout = watch_timeout
@@ -43,12 +47,15 @@ class Informer:
         self.lock = threading.Lock()
         self.synced = threading.Event()
         self.trouble = ""
+        self.optional = optional      # a CRD's kind: not installed (404) = none of them, looked for again later
+        self.absent = False
         self.relists = 0
         self._stopped = threading.Event()
 
     def relist(self) -> str:
         """List everything (the cache becomes exactly that); the list's resourceVersion."""
         listing = self.client.list(self.resource, **self._scope())
+        self.absent = False
         objs = {key_of(o): o for o in listing}
         with self.lock:
             self.cache = objs
@@ -95,6 +102,11 @@ class Informer:
             except ApiError as e:
                 if self._stopped.is_set():
                     return
+                if e.status.code == 404 and self.optional:
+                    self._absent()
+                    rv = ""
+                    self._stopped.wait(ABSENT_RECHECK)
+                    continue
                 if e.status.code == 410:
                     log.warning("%s watch: resourceVersion %s is gone (410, compacted): relisting", self.what, rv)
                     rv = ""
@@ -109,6 +121,19 @@ class Informer:
                 self._set_trouble(f"the API server is unreachable ({type(e).__name__}: {e})")
             if failures:
                 self._stopped.wait(min(10.0, 0.5 * 2 ** min(failures - 1, 5)))
+
+    def _absent(self) -> None:
+        """The kind is not served (its CRD is not installed): an empty, synced cache."""
+        if not self.absent:
+            log.info("%s: not served by the API (CRD not installed): none, looking again every %.0f s", self.what,
+                     ABSENT_RECHECK)
+        self.absent = True
+        with self.lock:
+            had, self.cache = bool(self.cache), {}
+        first = not self.synced.is_set()
+        self.synced.set()
+        if (first or had) and self.on_relist is not None:
+            self.on_relist({})
 
     def _set_trouble(self, why: str) -> None:
         if why == self.trouble:

@@ -7,6 +7,7 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
 
+from .cnp import ClusterPolicy
 from .spec import Policy
 
 IPAddr = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -52,6 +53,7 @@ class ClusterView:
     pods: dict[str, PodInfo] = field(default_factory=dict)
     namespaces: dict[str, dict[str, str]] = field(default_factory=dict)
     policies: dict[str, Policy] = field(default_factory=dict)
+    cluster_policies: dict[str, ClusterPolicy] = field(default_factory=dict)   # key (CNP:name) → policy
     local: dict[str, LocalPod] = field(default_factory=dict)       # pod key → what CNI ADD gave it here
     denied: dict[str, str] = field(default_factory=dict)     # local pod key → why its policy is unknown (fail closed)
     _claims: dict[str, str] = field(default_factory=dict)     # address → the local pod key that holds it
@@ -89,6 +91,22 @@ class ClusterView:
 
     def clear_policies(self) -> None:
         self.policies, self._by_ns = {}, None
+
+    def put_cluster_policy(self, policy: ClusterPolicy) -> None:
+        self.cluster_policies[policy.key] = policy
+
+    def drop_cluster_policy(self, key: str) -> None:
+        self.cluster_policies.pop(key, None)
+
+    def cluster_policies_for(self, pod: PodInfo, tier: str, direction: str) -> list[ClusterPolicy]:
+        """The tier's ClusterNetworkPolicies whose subject holds this pod and which have rules in
+        this direction ("in" | "eg"), in precedence order (priority, then name)."""
+        if pod.host_network:
+            return []
+        ns = self.namespace_labels(pod.namespace)
+        out = [cp for cp in self.cluster_policies.values() if cp.tier == tier
+               and (cp.ingress if direction == "in" else cp.egress) and cp.subject.matches(pod.label_map, ns)]
+        return sorted(out, key=lambda cp: cp.order)
 
     # ------------------------------------------------------------ local pods (CNI ADD/DEL)
     def claim(self, key: str, container: str, ips: tuple[IPAddr, ...]) -> None:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 from ...net.policy_nft import ADDR_TYPE, DENY_CHAIN, AddrIn, AddrPortIn, Match, Model, PortIn, SetSpec, port_element, rule
 from .cluster import ClusterView, PodInfo
+from .cnp import ClusterPolicy, CPeer, CRule
 from .spec import PROTOCOLS, IPNet, Peer, Policy, Rule
 
 FAMILIES = (4, 6)
@@ -80,6 +81,29 @@ class NamedPortSet:
         return {f"{ip} . {PROTOCOLS[self.protocol]} . {number}" for ip in view.pod_ips(pod) if ip.version == fam}
 
 
+def cnp_peer_matches(peer: CPeer, pod: PodInfo, view: ClusterView) -> bool:
+    """A ClusterNetworkPolicy pod peer (namespaces, or namespaces AND pods); never a host-network pod."""
+    if peer.namespaces is None or pod.host_network:
+        return False
+    return peer.namespaces.matches(view.namespace_labels(pod.namespace)) and \
+        (peer.pods is None or peer.pods.matches(pod.label_map))
+
+
+@dataclass
+class CnpSelectorSet:
+    """Addresses of the pods a ClusterNetworkPolicy rule's pod peers match (any namespace)."""
+    names: dict[int, str]
+    peers: tuple[CPeer, ...]
+    namespace: str = ""
+
+    def has(self, pod: PodInfo, view: ClusterView) -> bool:
+        return any(cnp_peer_matches(p, pod, view) for p in self.peers)
+
+
+PASS = "goto @PASS"            # a Pass rule's verdict, made concrete per group chain (compiler._group_chains)
+VERDICT = {"Accept": "accept", "Deny": "drop", "Pass": PASS}
+
+
 @dataclass
 class Piece:
     """Everything one policy contributes to the model."""
@@ -89,6 +113,60 @@ class Piece:
     selector_sets: list[SelectorSet] = field(default_factory=list)
     named_sets: list[NamedPortSet] = field(default_factory=list)
     chains: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    tiered: dict[str, tuple[str, ...]] = field(default_factory=dict)   # CNP: direction → rule lines, in order
+
+
+def cnp_id(cp: ClusterPolicy) -> str:
+    return "c" + _h(cp.key)
+
+
+def compile_cluster_policy(cp: ClusterPolicy) -> Piece:
+    """A ClusterNetworkPolicy's sets and, per direction, its rule lines in order, each ending in
+    its action's verdict (a Pass: PASS, made concrete in each group chain that inlines them)."""
+    cid = cnp_id(cp)
+    piece = Piece(cp)  # type: ignore[arg-type]
+    for d, rules, peer_field in (("in", cp.ingress, "saddr"), ("eg", cp.egress, "daddr")):
+        lines: list[str] = []
+        for r in rules:
+            lines += _cnp_rule_lines(piece, f"{cid}_{d[0]}{r.index}", r, peer_field)
+        piece.tiered[d] = tuple(lines)
+    return piece
+
+
+def _cnp_rule_lines(piece: Piece, base: str, r: CRule, peer_field: str) -> list[str]:
+    if r.match_none:
+        return []
+    verdict = VERDICT[r.effective]
+    if r.match_all:
+        return [verdict]
+    port_matches: list[list[Match]] = [[]]
+    if r.ports:
+        piece.sets[f"{base}_n"] = PORT_SET
+        piece.fixed[f"{base}_n"] = frozenset(port_element(proto, lo, hi) for proto, lo, hi in
+                                             merged_ranges((PROTOCOLS[p.protocol], p.lo, p.hi) for p in r.ports))
+        port_matches = [[PortIn(f"{base}_n")]]
+    lines: list[str] = []
+    selector_peers = tuple(p for p in r.peers if p.selects_pods)
+    for fam in FAMILIES:
+        peer_matches: list[list[Match]] = []
+        if selector_peers:
+            name = f"{base}_s{fam}"
+            piece.sets[name] = SetSpec(ADDR_TYPE[fam])
+            if fam == 4:
+                piece.selector_sets.append(CnpSelectorSet({4: f"{base}_s4", 6: f"{base}_s6"}, selector_peers))  # type: ignore[arg-type]
+            peer_matches.append([AddrIn(fam, peer_field, name)])
+        nets = [n for p in r.peers for n in p.networks if n.version == fam]
+        if nets:
+            name = f"{base}_b{fam}"
+            piece.sets[name] = SetSpec(ADDR_TYPE[fam], interval=True)
+            piece.fixed[name] = frozenset(str(n) for n in _collapsed(nets))
+            peer_matches.append([AddrIn(fam, peer_field, name)])
+        for pm in peer_matches:
+            for po in port_matches:
+                line = rule([*pm, *po], verdict)
+                if line not in lines:
+                    lines.append(line)
+    return lines
 
 
 def compile_policy(p: Policy) -> Piece:
@@ -198,6 +276,7 @@ class Compiler:
     # ------------------------------------------------------------ full
     def full(self) -> Model:
         self.pieces = {k: compile_policy(p) for k, p in self.view.policies.items()}
+        self.pieces.update({k: compile_cluster_policy(cp) for k, cp in self.view.cluster_policies.items()})
         m = Model()
         pods = list(self.view.pods.values())
         for piece in self.pieces.values():
@@ -263,17 +342,42 @@ class Compiler:
             elif pod is not None:
                 ingress, egress = self.groups_of(pod)
                 for d, pols in (("in", ingress), ("eg", egress)):
-                    if pols:
-                        chains[d] = "g" + _h(d + ",".join(p.key for p in pols))
-                        m.chains[chains[d]] = (*(f"jump {policy_id(p)}_{d}" for p in pols), "drop")
+                    chains[d] = self._group_chains(m, pod, d, pols)
             for d, chain in chains.items():
                 if chain:
                     m.maps[f"{d}{fam}"][ip] = chain
                 else:
                     m.maps[f"{d}{fam}"].pop(ip, None)
 
+    def _group_chains(self, m: Model, pod: PodInfo, d: str, pols: list[Policy]) -> str:
+        """The chain a local pod's address maps to in direction d ("" = no policy: accept):
+            g…    the Admin tier's rules of the ClusterNetworkPolicies holding it, in precedence
+                  order (Accept/Deny final, Pass → g…_n), then → g…_n
+            g…_n  its NetworkPolicies (jump each, then drop) — or, none selecting it, the Baseline
+                  tier's rules (Pass → accept), then accept
+        Pods with the same policies share the chains (named by a hash of the policies)."""
+        admin = self.view.cluster_policies_for(pod, "Admin", d) if self.view.cluster_policies else []
+        baseline = self.view.cluster_policies_for(pod, "Baseline", d) if self.view.cluster_policies and not pols else []
+        if not (admin or pols or baseline):
+            return ""
+        text = d + ",".join(p.key for p in pols)
+        if admin or baseline:
+            text += "|" + ",".join(cp.key for cp in admin) + "|" + ",".join(cp.key for cp in baseline)
+        name = "g" + _h(text)
+        second = f"{name}_n" if admin else name
+        if pols:
+            m.chains[second] = (*(f"jump {policy_id(p)}_{d}" for p in pols), "drop")
+        else:
+            m.chains[second] = (*(line.replace(PASS, "accept") for cp in baseline
+                                  for line in self.pieces[cp.key].tiered[d]), "accept")
+        if admin:
+            m.chains[name] = (*(line.replace(PASS, f"goto {second}") for cp in admin
+                                for line in self.pieces[cp.key].tiered[d]), f"goto {second}")
+        return name
+
     def _drop_unused_groups(self, m: Model) -> None:
         used = {c for mp in m.maps.values() for c in mp.values()}
+        used |= {f"{c}_n" for c in used}              # a tiered group's second chain (its goto target)
         for name in [n for n in m.chains if n.startswith("g") and n not in used]:
             del m.chains[name]
 
@@ -319,12 +423,15 @@ class Compiler:
         m = self.model.copy()
         pods = list(self.view.pods.values())
         for piece in self.pieces.values():
-            if any(pe.namespaces is not None for ss in piece.selector_sets for pe in ss.peers):
+            if any(getattr(pe, "namespaces", None) is not None for ss in piece.selector_sets for pe in ss.peers):
                 for ss in piece.selector_sets:
                     for fam in FAMILIES:
                         m.elements[ss.names[fam]] = frozenset(
                             str(ip) for pod in pods if ss.has(pod, self.view) for ip in self.view.pod_ips(pod)
                             if ip.version == fam)
+        if self.view.cluster_policies:      # a subject chosen by namespace labels may now hold other pods
+            self._map(m, self._local_addresses(namespace))
+            self._drop_unused_groups(m)
         self.model = m
         return m
 
@@ -342,6 +449,23 @@ class Compiler:
         pol = new or (old.policy if old else None)
         if pol is not None:
             self._map(m, self._local_addresses(pol.namespace))
+        self._drop_unused_groups(m)
+        self.model = m
+        return m
+
+    def on_cluster_policy(self, key: str) -> Model:
+        """A ClusterNetworkPolicy was added, changed or deleted: its sets and rules, then every
+        local pod's chains (its subject may be any namespace's pods)."""
+        m = self.model.copy()
+        old = self.pieces.pop(key, None)
+        if old is not None:
+            self._remove_piece(m, old)
+        new = self.view.cluster_policies.get(key)
+        if new is not None:
+            piece = compile_cluster_policy(new)
+            self.pieces[key] = piece
+            self._add_piece(m, piece, list(self.view.pods.values()))
+        self._map(m, self._local_addresses())
         self._drop_unused_groups(m)
         self.model = m
         return m

@@ -33,6 +33,7 @@ from typing import Any
 from ...net import policy_nft
 from ...net.errors import NftError
 from .cluster import ClusterView, IPAddr, PodInfo
+from .cnp import ClusterPolicy
 from .compiler import Compiler
 from .spec import Policy
 
@@ -135,7 +136,8 @@ class PolicyEngine:
 
     # ------------------------------------------------------------ API events
     def set_all(self, pods: dict[str, dict[str, Any]] | None = None, namespaces: dict[str, dict[str, str]] | None = None,
-                policies: dict[str, dict[str, Any]] | None = None) -> None:
+                policies: dict[str, dict[str, Any]] | None = None,
+                cluster_policies: dict[str, dict[str, Any]] | None = None) -> None:
         """A (re)list of one kind: replace it wholesale, then resync."""
         with self.lock:
             if pods is not None:
@@ -153,6 +155,12 @@ class PolicyEngine:
                 for obj in policies.values():
                     self._add_policy(obj)
                     self._saw("NetworkPolicy", obj)
+            if cluster_policies is not None:
+                self.view.cluster_policies.clear()
+                self._forget_seen("ClusterNetworkPolicy/")
+                for obj in cluster_policies.values():
+                    self._add_cluster_policy(obj)
+                    self._saw("ClusterNetworkPolicy", obj)
             self.resync()
 
     def _saw(self, kind: str, obj: dict[str, Any], deleted: bool = False) -> None:
@@ -215,6 +223,37 @@ class PolicyEngine:
         if "SCTP" in p.protocols() and not self.sctp and self.announce is not None:
             self.announce("NetworkPolicy", p.namespace, p.name, "SCTPUnsupported",
                           "this node's kernel has no SCTP: SCTP rules of this policy allow nothing here")
+
+    def cluster_policy_event(self, kind: str, obj: dict[str, Any]) -> None:
+        name = str((obj.get("metadata") or {}).get("name"))
+        key = f"CNP:{name}"
+        with self.lock:
+            self._saw("ClusterNetworkPolicy", obj, kind == "DELETED")
+            if kind == "DELETED":
+                self.view.drop_cluster_policy(key)
+            else:
+                self._add_cluster_policy(obj)
+            self._program(self.compiler.on_cluster_policy(key))
+
+    def _add_cluster_policy(self, obj: dict[str, Any]) -> None:
+        name = str((obj.get("metadata") or {}).get("name"))
+        try:
+            cp = ClusterPolicy.parse(obj)
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            # the CRD's validation refuses such objects: one that got in anyway is dropped (its old
+            # version too) and said, not guessed at
+            log.warning("ClusterNetworkPolicy %s ignored: %s", name, e)
+            self.view.drop_cluster_policy(f"CNP:{name}")
+            if self.announce is not None:
+                self.announce("ClusterNetworkPolicy", "", name, "PolicyInvalid", f"podnet ignores it: {e}")
+            return
+        self.view.put_cluster_policy(cp)
+        notes = [f"rule {r.label}: {r.unsupported} — enforced fail closed ("
+                 f"{'matches nothing' if r.match_none else 'denies all'})" for r in (*cp.ingress, *cp.egress) if r.unsupported]
+        if "SCTP" in cp.protocols() and not self.sctp:
+            notes.append("this node's kernel has no SCTP: its SCTP rules see no traffic here")
+        if notes and self.announce is not None:
+            self.announce("ClusterNetworkPolicy", "", name, "PartlyUnsupported", "; ".join(notes))
 
     # ------------------------------------------------------------ CNI
     def admit(self, namespace: str, name: str, container: str, ips: list[IPAddr], netns: str = "") -> None:

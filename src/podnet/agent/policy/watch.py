@@ -1,5 +1,6 @@
-"""The API side of the policy engine: informers on Pods, Namespaces and NetworkPolicies (all
-namespaces), feeding the engine once all three have listed (never earlier: a table programmed
+"""The API side of the policy engine: informers on Pods, Namespaces, NetworkPolicies (all
+namespaces) and ClusterNetworkPolicies (a CRD: not installed = none), feeding the engine once all
+four have listed (never earlier: a table programmed
 from a partial view would open what it should close — a previous agent's rules stay in the
 kernel until then), a GET for a pod the watch has not shown yet, and Events.  The only policy
 module that imports lightkube."""
@@ -12,6 +13,7 @@ from typing import Any
 
 from lightkube import Client  # pinned in pyproject: lightkube==1.0.1
 from lightkube.core.exceptions import ApiError
+from lightkube.generic_resource import create_global_resource
 from lightkube.resources.core_v1 import Namespace, Pod
 from lightkube.resources.networking_v1 import NetworkPolicy
 
@@ -19,6 +21,9 @@ from ..kubewatch import Informer
 from .engine import PolicyEngine
 
 log = logging.getLogger(__name__)
+
+ClusterNetworkPolicy = create_global_resource("policy.networking.k8s.io", "v1beta1", "ClusterNetworkPolicy",
+                                              "clusternetworkpolicies")
 
 
 class PolicyWatch:
@@ -32,15 +37,19 @@ class PolicyWatch:
                                    watch_timeout=watch_timeout, what="Namespaces")
         self.policies = Informer(client, NetworkPolicy, on_event=self._policy, on_relist=self._relisted,
                                  watch_timeout=watch_timeout, what="NetworkPolicies")
+        self.cluster_policies = Informer(client, ClusterNetworkPolicy, on_event=self._cluster_policy,
+                                         on_relist=self._relisted, watch_timeout=watch_timeout,
+                                         what="ClusterNetworkPolicies", optional=True)
         self._stops: list[Callable[[], None]] = []
         self._stopped = threading.Event()
 
     @property
     def trouble(self) -> str:
-        return "; ".join(t for t in (self.pods.trouble, self.namespaces.trouble, self.policies.trouble) if t)
+        return "; ".join(t for t in (self.pods.trouble, self.namespaces.trouble, self.policies.trouble,
+                                     self.cluster_policies.trouble) if t)
 
     def start(self) -> None:
-        self._stops = [i.start() for i in (self.namespaces, self.policies, self.pods)]
+        self._stops = [i.start() for i in (self.namespaces, self.policies, self.cluster_policies, self.pods)]
         threading.Thread(target=self._retry, name="podnet-policy-retry", daemon=True).start()
 
     def stop(self) -> None:
@@ -49,7 +58,7 @@ class PolicyWatch:
             s()
 
     def _synced(self) -> bool:
-        return all(i.synced.is_set() for i in (self.pods, self.namespaces, self.policies))
+        return all(i.synced.is_set() for i in (self.pods, self.namespaces, self.policies, self.cluster_policies))
 
     def _relisted(self, _objs: dict[str, Any]) -> None:
         """A (re)list of any kind: once all three have listed, the whole table from them."""
@@ -58,7 +67,8 @@ class PolicyWatch:
         self.engine.set_all(
             pods={k: o.to_dict() for k, o in self.pods.snapshot().items()},
             namespaces={k: dict(o.metadata.labels or {}) for k, o in self.namespaces.snapshot().items()},
-            policies={k: o.to_dict() for k, o in self.policies.snapshot().items()})
+            policies={k: o.to_dict() for k, o in self.policies.snapshot().items()},
+            cluster_policies={k: _as_dict(o) for k, o in self.cluster_policies.snapshot().items()})
         self.engine.retry_denied()
         if self.on_synced is not None:
             self.on_synced()
@@ -76,6 +86,10 @@ class PolicyWatch:
         if self.engine.ready:
             self.engine.policy_event(kind, obj.to_dict())
 
+    def _cluster_policy(self, kind: str, obj: Any) -> None:
+        if self.engine.ready:
+            self.engine.cluster_policy_event(kind, _as_dict(obj))
+
     def _retry(self) -> None:
         while not self._stopped.wait(2.0):
             if self.engine.ready and self.engine.view.denied:
@@ -91,3 +105,8 @@ class PolicyWatch:
             if e.status.code == 404:
                 return None
             raise
+
+
+def _as_dict(obj: Any) -> dict[str, Any]:
+    """A generic resource's JSON (lightkube keeps a CRD object's fields as a dict)."""
+    return dict(obj.to_dict()) if hasattr(obj, "to_dict") else dict(obj)
