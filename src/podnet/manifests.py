@@ -42,6 +42,7 @@ class DeployConfig:
     service_cidr: str = "10.96.0.0/12"        # underlay: routed through the node (the leg)
     block_size: int = 26                      # etcd datastore, cluster IPAM: addresses per node block (/26 = 64)
     attachments: bool = True                  # pods' k8s.v1.cni.cncf.io/networks (the NAD CRD ships here too)
+    cluster_network_policy: bool = True       # ship ClusterNetworkPolicy's CRD (the agent enforces it with NetworkPolicy)
     neutron_url: str = ""                     # ipam neutron: the Neutron endpoint (noauth, or …
     neutron_auth_url: str = ""                # … keystone v3 with neutron_credentials_secret)
     neutron_credentials_secret: str = ""      # a Secret holding credentials.json (mounted at /etc/podnet/neutron)
@@ -72,6 +73,8 @@ def rbac() -> list[dict[str, Any]]:
              {"apiGroups": ["k8s.cni.cncf.io"], "resources": ["network-attachment-definitions"],
               "verbs": ["get", "list", "watch"]},
              {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": ["get", "list", "watch"]},
+             {"apiGroups": ["policy.networking.k8s.io"], "resources": ["clusternetworkpolicies"],
+              "verbs": ["get", "list", "watch"]},
              {"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
          ]},
         {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": _meta(NAME, False),
@@ -259,10 +262,23 @@ def nad_crd() -> dict[str, Any]:
                              "spec": {"type": "object", "properties": {"config": {"type": "string"}}}}}}}]}}
 
 
+CNP_CRD = "policy.networking.k8s.io_clusternetworkpolicies.v0.3.1.yaml"
+
+
+def cnp_crd() -> dict[str, Any]:
+    """ClusterNetworkPolicy's CRD as network-policy-api v0.3.1 publishes it (standard channel;
+    src/podnet/data/README.md says why it is shipped unmodified)."""
+    from importlib.resources import files
+
+    import yaml
+    return dict(yaml.safe_load(files("podnet").joinpath("data", CNP_CRD).read_text()))
+
+
 def render(c: DeployConfig) -> list[dict[str, Any]]:
     ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE,
                                                                 "labels": {"app.kubernetes.io/name": "podnet"}}}
-    return [ns, *([nad_crd()] if c.attachments else []), *rbac(), config_map(c), daemonset(c)]
+    crds = [*([nad_crd()] if c.attachments else []), *([cnp_crd()] if c.cluster_network_policy else [])]
+    return [ns, *crds, *rbac(), config_map(c), daemonset(c)]
 
 
 def to_yaml(docs: list[dict[str, Any]]) -> str:
