@@ -139,10 +139,11 @@ def test_policy_show_and_explain(fresh: PolicyLab) -> None:
         show.stdout
     assert "egress: not isolated" in show.stdout
     denied = cli("explain", "y/b", "x/a", "80/tcp")
-    assert denied.returncode == 3 and "DENIED" in denied.stdout and "isolated by x/a-from-y-on-81" in denied.stdout, \
-        denied.stdout
+    assert denied.returncode == 3 and "DENIED" in denied.stdout and \
+        "isolated by NetworkPolicy x/a-from-y-on-81" in denied.stdout, denied.stdout
     allowed = cli("explain", "y/b", fresh.pods["x/a"].ip, "81")
-    assert allowed.returncode == 0 and "ALLOWED" in allowed.stdout and "allowed by x/a-from-y-on-81" in allowed.stdout
+    assert allowed.returncode == 0 and "ALLOWED" in allowed.stdout and \
+        "allowed by NetworkPolicy x/a-from-y-on-81" in allowed.stdout
     assert fresh.matrix(80, "TCP")[("y/b", "x/a")] is False and fresh.matrix(81, "TCP")[("y/b", "x/a")] is True
     missing = cli("show", "nowhere/none")
     assert missing.returncode == 1 and "no pod" in missing.stderr

@@ -88,11 +88,28 @@ def _ports(ports: Any) -> str:
                      + (f"-{p['endPort']}" if p.get("endPort") else "") for p in ports)
 
 
+def _cnp_lines(d: str, part: dict[str, Any]) -> list[str]:
+    lines = []
+    for tier in ("admin", "baseline"):
+        for p in part.get(tier, []):
+            lines.append(f"{d}: ClusterNetworkPolicy {p['policy']} ({p['tier']} tier, priority {p['priority']})"
+                         + (f" — {part['baseline_note']}" if tier == "baseline" and part.get("baseline_note") else ""))
+            for r in p["rules"]:
+                peers = " or ".join(f"pods [{' '.join(x['pods']) or 'none now'}]" if "pods" in x
+                                    else f"networks {', '.join(x['networks'])}" for x in r["peers"]) or "(unsupported peer)"
+                ports = "any protocol" if r["ports"] == "any" else ", ".join(
+                    f"{x['protocol']}/{x.get('range') or x['port'] or '*'}" for x in r["ports"])
+                lines.append(f"  rule {r['rule']}: {r['action']} {'from' if d == 'ingress' else 'to'} {peers} on {ports}"
+                             + (f" [{r['unsupported']}]" if r.get("unsupported") else ""))
+    return lines
+
+
 def render_show(doc: dict[str, Any]) -> str:
     lines = [f"pod {doc['pod']} ({', '.join(doc['ips']) or 'no address'}"
              f"{', on this node' if doc['local'] else ''})"]
     for d in ("ingress", "egress"):
         part = doc[d]
+        lines += _cnp_lines(d, part)
         if not part["isolated"]:
             lines.append(f"{d}: not isolated (everything allowed)")
             continue
@@ -111,13 +128,21 @@ def render_explain(doc: dict[str, Any]) -> str:
     lines = [f"{doc['src']} → {doc['dst']} {doc['port']}/{doc['protocol']}: {verdict}"]
     for d, who in (("egress", doc["src"]), ("ingress", doc["dst"])):
         part = doc[d]
+        by = part.get("decided_by") or {}
+        passed = part.get("passed_by")
+        via = (f" (after ClusterNetworkPolicy {passed['policy']} rule {passed['rule']}: Pass)" if passed else "")
         if part.get("note"):
             lines.append(f"  {d} ({who}): {part['note']}")
+        elif by.get("tier") in ("Admin", "Baseline"):
+            word = "allowed" if part["allowed"] else "DENIED"
+            lines.append(f"  {d} ({who}): {word} by ClusterNetworkPolicy {by['policy']} ({by['tier']} tier, "
+                         f"priority {by['priority']}) rule {by['rule']}: {by['action']}{via}"
+                         + (f" [fail closed: {by['unsupported']}]" if by.get("unsupported") else ""))
         elif not part["isolated"]:
-            lines.append(f"  {d} ({who}): not isolated")
+            lines.append(f"  {d} ({who}): not isolated{via}")
         elif part["allowed"]:
-            lines.append(f"  {d} ({who}): allowed by {', '.join(part['allowed_by'])}")
+            lines.append(f"  {d} ({who}): allowed by NetworkPolicy {', '.join(part['allowed_by'])}{via}")
         else:
-            lines.append(f"  {d} ({who}): DENIED — isolated by {', '.join(part['policies'])}, "
-                         "and no rule of theirs allows it")
+            lines.append(f"  {d} ({who}): DENIED — isolated by NetworkPolicy {', '.join(part['policies'])}, "
+                         f"and no rule of theirs allows it{via}")
     return "\n".join(lines)

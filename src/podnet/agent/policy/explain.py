@@ -8,8 +8,9 @@ import ipaddress
 from typing import Any
 
 from .cluster import ClusterView, PodInfo
-from .compiler import peer_matches, selects
-from .spec import Peer, Policy, Port, Rule
+from .cnp import ClusterPolicy, CRule
+from .compiler import cnp_peer_matches, peer_matches, selects
+from .spec import PROTOCOLS, Peer, Policy, Port, Rule
 
 
 def find_pod(view: ClusterView, what: str) -> PodInfo | None:
@@ -51,17 +52,56 @@ def _rule_allows(view: ClusterView, r: Rule, other: PodInfo | None, addr: Any, n
     return peers_ok and _port_allows(r.ports, port, protocol, dst)
 
 
+def cnp_rule_matches(view: ClusterView, r: CRule, other: PodInfo | None, addr: Any, port: int, protocol: str) -> bool:
+    """The same predicate the compiled rule is (fail-closed rules included)."""
+    if r.match_none:
+        return False
+    if r.match_all:
+        return True
+    peer_ok = any((other is not None and pe.selects_pods and cnp_peer_matches(pe, other, view)) or
+                  (addr is not None and any(addr in n for n in pe.networks)) for pe in r.peers)
+    port_ok = not r.ports or any(p.protocol == protocol and p.lo <= port <= p.hi for p in r.ports)
+    return peer_ok and port_ok and protocol in PROTOCOLS
+
+
+def _tier(view: ClusterView, tier: str, target: PodInfo, other: PodInfo | None, addr: Any, port: int, protocol: str,
+          ingress: bool) -> tuple[dict[str, Any] | None, list[str]]:
+    """(the deciding rule of this tier, or None; the tier's policies holding the pod)."""
+    held = view.cluster_policies_for(target, tier, "in" if ingress else "eg")
+    for cp in held:
+        for r in cp.ingress if ingress else cp.egress:
+            if cnp_rule_matches(view, r, other, addr, port, protocol):
+                return {"tier": tier, "policy": cp.name, "priority": cp.priority, "rule": r.label,
+                        "action": r.effective, **({"unsupported": r.unsupported} if r.unsupported else {})}, \
+                    [c.name for c in held]
+    return None, [c.name for c in held]
+
+
 def direction(view: ClusterView, target: PodInfo, other: PodInfo | None, other_addr: Any, port: int, protocol: str,
               ingress: bool, dst: PodInfo | None) -> dict[str, Any]:
-    """Whether `target`'s policies let this connection in (ingress) or out (egress)."""
+    """Whether this connection gets in (ingress) or out (egress) of `target`, and what decided:
+    the Admin tier's first matching rule (Accept/Deny final; Pass: on), NetworkPolicy when it
+    isolates the pod, else the Baseline tier's first matching rule, else the default."""
+    decided, admin = _tier(view, "Admin", target, other, other_addr, port, protocol, ingress)
+    passed = None
+    if decided is not None:
+        if decided["action"] != "Pass":
+            return {"isolated": True, "allowed": decided["action"] == "Accept", "decided_by": decided,
+                    "policies": [], "admin": admin}
+        passed = decided
     pols = [p for p in view.policies_in(target.namespace) if selects(p, target)
             and (p.isolates_ingress if ingress else p.isolates_egress)]
-    if not pols:
-        return {"isolated": False, "allowed": True, "policies": []}
-    allowing = [p.key for p in pols if any(_rule_allows(view, r, other, other_addr, p.namespace, port, protocol, dst)
-                                           for r in (p.ingress if ingress else p.egress))]
-    return {"isolated": True, "allowed": bool(allowing), "allowed_by": allowing,
-            "policies": [p.key for p in pols]}
+    extra = {"passed_by": passed} if passed else {}
+    if pols:
+        allowing = [p.key for p in pols if any(_rule_allows(view, r, other, other_addr, p.namespace, port, protocol, dst)
+                                               for r in (p.ingress if ingress else p.egress))]
+        return {"isolated": True, "allowed": bool(allowing), "allowed_by": allowing, "policies": [p.key for p in pols],
+                "decided_by": {"tier": "NetworkPolicy"}, **extra}
+    decided, _ = _tier(view, "Baseline", target, other, other_addr, port, protocol, ingress)
+    if decided is not None and decided["action"] != "Pass":
+        return {"isolated": True, "allowed": decided["action"] == "Accept", "decided_by": decided, "policies": [],
+                **extra}
+    return {"isolated": False, "allowed": True, "policies": [], **extra}
 
 
 def explain(view: ClusterView, src: str, dst: str, port: int, protocol: str) -> dict[str, Any]:
@@ -98,6 +138,25 @@ def _describe_rule(view: ClusterView, p: Policy, r: Rule) -> dict[str, Any]:
     return {"peers": peers, "ports": ports}
 
 
+def _describe_cnp_rule(view: ClusterView, r: CRule) -> dict[str, Any]:
+    peers: list[dict[str, Any]] = []
+    for pe in r.peers:
+        if pe.selects_pods:
+            peers.append({"pods": sorted(q.key for q in view.pods.values() if cnp_peer_matches(pe, q, view))})
+        if pe.networks:
+            peers.append({"networks": [str(n) for n in pe.networks]})
+    ports = [{"protocol": p.protocol, "port": p.lo if p.lo == p.hi else None,
+              **({"range": f"{p.lo}-{p.hi}"} if p.lo != p.hi and (p.lo, p.hi) != (0, 65535) else {})}
+             for p in r.ports] or "any"
+    return {"rule": r.label, "action": r.effective, "peers": peers, "ports": ports,
+            **({"unsupported": r.unsupported} if r.unsupported else {})}
+
+
+def _describe_cnp(view: ClusterView, cp: ClusterPolicy, ingress: bool) -> dict[str, Any]:
+    return {"policy": cp.name, "tier": cp.tier, "priority": cp.priority,
+            "rules": [_describe_cnp_rule(view, r) for r in (cp.ingress if ingress else cp.egress)]}
+
+
 def show(view: ClusterView, what: str) -> dict[str, Any]:
     pod = find_pod(view, what)
     if pod is None:
@@ -109,4 +168,10 @@ def show(view: ClusterView, what: str) -> dict[str, Any]:
         out[d] = {"isolated": bool(pols), "policies": [
             {"policy": p.key, "rules": [_describe_rule(view, p, r) for r in (p.ingress if ingress else p.egress)]}
             for p in pols]}
+        for tier in ("Admin", "Baseline"):
+            held = view.cluster_policies_for(pod, tier, "in" if ingress else "eg")
+            if held:
+                out[d][tier.lower()] = [_describe_cnp(view, cp, ingress) for cp in held]
+                if tier == "Baseline" and pols:
+                    out[d]["baseline_note"] = "not consulted: NetworkPolicy isolates this pod in this direction"
     return out
