@@ -108,3 +108,35 @@ def test_generated_policy_transactions(tmp_path: Any, namespaces: dict[str, str]
         new["metadata"] = dict(p["metadata"])
         world.step(("update", new))
     check_kernel_equals_full(world, namespaces)
+
+
+@pytest.mark.parametrize("seed", range(16))
+def test_cluster_network_policy_transactions(tmp_path: Any, namespaces: dict[str, str], seed: int) -> None:
+    """ClusterNetworkPolicies of both tiers with NetworkPolicies (issue 33): every transaction — the
+    tiered group chains with their Pass gotos, updates of a policy's priority and rules, a
+    namespace relabel moving a subject, deletions — accepted, and the kernel equal to a full one;
+    nothing of them left once they are gone."""
+    from tests.helpers.netpol_world import random_cluster_policies
+    rng = random.Random(2000 + seed)
+    world = PolicyWorld(str(tmp_path), v6=seed % 3 == 2, apply_for=_appliers(namespaces))
+    cnps = random_cluster_policies(rng, 3)
+    for c in cnps:
+        world.step(("cnp-create", c))
+    for p in random_policies(rng, world.ip_of, 2):
+        world.step(("create", p))
+    check_kernel_equals_full(world, namespaces)
+    world.step(("label-ns", "y", {"team": "red"}))
+    world.step(("label-pod", "x", "a", {"pod": "c"}))
+    check_kernel_equals_full(world, namespaces)
+    for c, new in zip(cnps, random_cluster_policies(rng, 3, first=10), strict=True):
+        new["metadata"] = dict(c["metadata"])
+        world.step(("cnp-update", new))
+    check_kernel_equals_full(world, namespaces)
+    world.step(("delete-all",))
+    for c in cnps:
+        world.step(("cnp-delete", c["metadata"]["name"]))
+    check_kernel_equals_full(world, namespaces)
+    for node in NODES:
+        t = table(namespaces[node])
+        assert set(t["sets"]) == set() and set(t["chains"]) == {"egress", "ingress", policy_nft.DENY_CHAIN}, \
+            f"{node}: policies deleted but {sorted(t['sets'])} / {sorted(t['chains'])} remain"
