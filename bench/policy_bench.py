@@ -10,7 +10,12 @@ are Pod objects bound to the node with reported IPs, no netns — the control pl
 Part 2, the engine alone (in-process, real nftables in a namespace of its own): the full table's
 transaction and each kind of event's transaction, without the API in the way.
 
-    .venv/bin/python bench/policy_bench.py [--pods 1000] [--policies 200] [--changes 100]   (root)
+    .venv/bin/python bench/policy_bench.py [--pods 1000] [--policies 200] [--cluster-policies 50]
+                                           [--changes 100]   (root)
+
+With --cluster-policies N (issue 33): N ClusterNetworkPolicies too (Admin and Baseline tiers,
+realistic shapes: protect a namespace, pass a team's traffic to its own policies, a baseline deny),
+and a ClusterNetworkPolicy change (one policy's rules and priority rewritten) timed the same way.
 """
 from __future__ import annotations
 
@@ -61,6 +66,30 @@ def policy(rng: random.Random, k: int, port: int | None = None) -> dict[str, Any
     return {"metadata": {"namespace": ns, "name": f"pol{k:03d}"}, "spec": spec}
 
 
+def cluster_policy(rng: random.Random, k: int, port: int | None = None) -> dict[str, Any]:
+    """Admin: deny a namespace's ingress from others but a few, or pass a team's traffic to its own
+    NetworkPolicies; Baseline: deny ingress from other namespaces."""
+    ns = NAMESPACES[k % len(NAMESPACES)]
+    subject = {"namespaces": {"matchLabels": {"kubernetes.io/metadata.name": ns}}} if rng.random() < 0.6 else \
+        {"pods": {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}},
+                  "podSelector": {"matchLabels": {"app": rng.choice(APPS)}}}}
+    tier = "Baseline" if k % 5 == 4 else "Admin"
+    rules: list[dict[str, Any]] = []
+    if tier == "Admin":
+        rules.append({"action": "Pass", "from": [{"namespaces": {"matchLabels": {"kubernetes.io/metadata.name":
+                                                                                rng.choice(NAMESPACES)}}}]})
+        rules.append({"action": "Accept", "from": [{"pods": {"namespaceSelector": {}, "podSelector": {
+            "matchLabels": {"app": rng.choice(APPS)}}}}],
+            "protocols": [{"tcp": {"destinationPort": {"number": port or rng.choice([80, 443, 8080])}}}]})
+    rules.append({"action": "Deny", "from": [{"namespaces": {"matchExpressions": [
+        {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": [ns]}]}}]})
+    egress = [{"action": "Deny", "to": [{"networks": ["203.0.113.0/24"]}]}] if rng.random() < 0.3 else None
+    spec: dict[str, Any] = {"tier": tier, "priority": (k * 7) % 1000, "subject": subject, "ingress": rules}
+    if egress:
+        spec["egress"] = egress
+    return {"metadata": {"name": f"cnp{k:03d}"}, "spec": spec}
+
+
 def pct(xs: list[float], q: float) -> float:
     xs = sorted(xs)
     return xs[min(len(xs) - 1, round(q * (len(xs) - 1)))]
@@ -107,7 +136,7 @@ def rss_mib(pid: int) -> float:
     return round(best, 1)
 
 
-def through_the_api(n_pods: int, n_policies: int, changes: int, seed: int) -> dict[str, Any]:
+def through_the_api(n_pods: int, n_policies: int, changes: int, seed: int, n_cnps: int = 0) -> dict[str, Any]:
     rng = random.Random(seed)
     out: dict[str, Any] = {}
     c = Cluster(1, "vxlan", datastore="kubernetes", network_policy=True)
@@ -132,6 +161,13 @@ def through_the_api(n_pods: int, n_policies: int, changes: int, seed: int) -> di
             v = kube.apply_policy(policy(rng, k))
         seen.wait(f"NetworkPolicy/{NAMESPACES[(n_policies - 1) % len(NAMESPACES)]}/pol{n_policies - 1:03d}", v, t0, 120)
         out["load_policies_s"] = round(time.monotonic() - t0, 1)
+        if n_cnps:
+            kube.apply_crds()
+            t0 = time.monotonic()
+            for k in range(n_cnps):
+                v = kube.apply_cluster_policy(cluster_policy(rng, k))
+            seen.wait(f"ClusterNetworkPolicy//cnp{n_cnps - 1:03d}", v, t0, 120)
+            out["load_cluster_policies_s"] = round(time.monotonic() - t0, 1)
         table = subprocess.run(["ip", "netns", "exec", c.nodes[0], "nft", "-j", "list", "table", "inet", "podnet_policy"],
                                capture_output=True, text=True, check=True).stdout
         objs = json.loads(table)["nftables"]
@@ -141,7 +177,15 @@ def through_the_api(n_pods: int, n_policies: int, changes: int, seed: int) -> di
         out["rss_loaded_mib"] = rss_mib(c.procs["agent0"].pid)
 
         lat: dict[str, list[float]] = {"policy_change": [], "pod_relabel": [], "pod_create": [], "pod_delete": []}
+        if n_cnps:
+            lat["cluster_policy_change"] = []
         for i in range(changes):
+            if n_cnps:
+                c_new = cluster_policy(random.Random(seed * 2000 + i), rng.randrange(n_cnps), port=2000 + i)
+                t0 = time.monotonic()
+                v = kube.apply_cluster_policy(c_new)
+                lat["cluster_policy_change"].append(seen.wait(f"ClusterNetworkPolicy//{c_new['metadata']['name']}",
+                                                              v, t0))
             k = rng.randrange(n_policies)
             p = policy(random.Random(seed * 1000 + i), k, port=1000 + i)
             t0 = time.monotonic()
@@ -167,7 +211,7 @@ def through_the_api(n_pods: int, n_policies: int, changes: int, seed: int) -> di
     return out
 
 
-def engine_alone(n_pods: int, n_policies: int, changes: int, seed: int) -> dict[str, Any]:
+def engine_alone(n_pods: int, n_policies: int, changes: int, seed: int, n_cnps: int = 0) -> dict[str, Any]:
     """The engine in this process (run inside a netns of its own, see main), real nftables;
     per-event transaction times."""
     import tempfile
@@ -185,11 +229,20 @@ def engine_alone(n_pods: int, n_policies: int, changes: int, seed: int) -> dict[
                                  "status": {"podIP": pod_ip(k), "podIPs": [{"ip": pod_ip(k)}]}}
     pols = {f"{p['metadata']['namespace']}/{p['metadata']['name']}": p
             for p in (policy(rng, k) for k in range(n_policies))}
+    cnps = {f"cnp{k:03d}": cluster_policy(rng, k) for k in range(n_cnps)}
     t0 = time.perf_counter()
-    e.set_all(pods=pods, namespaces={n: {"kubernetes.io/metadata.name": n} for n in NAMESPACES}, policies=pols)
+    e.set_all(pods=pods, namespaces={n: {"kubernetes.io/metadata.name": n} for n in NAMESPACES}, policies=pols,
+              cluster_policies=cnps)
     full = time.perf_counter() - t0
     lat: dict[str, list[float]] = {"policy_change": [], "pod_relabel": [], "pod_add": [], "pod_delete": []}
+    if n_cnps:
+        lat["cluster_policy_change"] = []
     for i in range(changes):
+        if n_cnps:
+            c_new = cluster_policy(random.Random(seed * 2000 + i), rng.randrange(n_cnps), port=2000 + i)
+            t0 = time.perf_counter()
+            e.cluster_policy_event("MODIFIED", c_new)
+            lat["cluster_policy_change"].append(time.perf_counter() - t0)
         k = rng.randrange(n_policies)
         t0 = time.perf_counter()
         e.policy_event("MODIFIED", policy(random.Random(seed * 1000 + i), k, port=1000 + i))
@@ -218,15 +271,17 @@ def main() -> int:
     ap.add_argument("--pods", type=int, default=1000)
     ap.add_argument("--policies", type=int, default=200)
     ap.add_argument("--changes", type=int, default=100)
+    ap.add_argument("--cluster-policies", type=int, default=0)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--part", choices=("api", "engine", "both", "engine-inside"), default="both")
     a = ap.parse_args()
-    result: dict[str, Any] = {"pods": a.pods, "policies": a.policies, "changes": a.changes}
+    result: dict[str, Any] = {"pods": a.pods, "policies": a.policies, "cluster_policies": a.cluster_policies,
+                              "changes": a.changes}
     if a.part in ("api", "both"):
-        result["api"] = through_the_api(a.pods, a.policies, a.changes, a.seed)
+        result["api"] = through_the_api(a.pods, a.policies, a.changes, a.seed, a.cluster_policies)
         print(json.dumps(result["api"], indent=1), flush=True)
     if a.part == "engine-inside":        # run by the "engine" part inside its own netns
-        print(json.dumps(engine_alone(a.pods, a.policies, a.changes, a.seed)))
+        print(json.dumps(engine_alone(a.pods, a.policies, a.changes, a.seed, a.cluster_policies)))
         return 0
     if a.part in ("engine", "both"):
         ns = f"pnbench-{os.getpid()}"
@@ -234,7 +289,8 @@ def main() -> int:
         try:
             proc = subprocess.run(["ip", "netns", "exec", ns, sys.executable, __file__, "--part", "engine-inside",
                                    "--pods", str(a.pods), "--policies", str(a.policies), "--changes", str(a.changes),
-                                   "--seed", str(a.seed)], capture_output=True, text=True, check=True)
+                                   "--seed", str(a.seed), "--cluster-policies", str(a.cluster_policies)],
+                                  capture_output=True, text=True, check=True)
             result["engine"] = json.loads(proc.stdout)
         finally:
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)

@@ -102,6 +102,34 @@ class KubeLab:
                 self.admin.apply(from_dict(doc), force=True)
 
     @in_fabric
+    def apply_crds(self) -> None:
+        """The CRDs podnet's manifest ships (NetworkAttachmentDefinition, ClusterNetworkPolicy), until
+        the API serves them."""
+        import time as _time
+        for doc in render(DeployConfig()):
+            if doc["kind"] == "CustomResourceDefinition":
+                self.admin.apply(from_dict(doc), force=True)
+        from ..agent.policy.watch import ClusterNetworkPolicy
+        deadline = _time.monotonic() + 30
+        while True:
+            try:
+                list(self.admin.list(ClusterNetworkPolicy))
+                return
+            except ApiError:
+                if _time.monotonic() > deadline:
+                    raise
+                _time.sleep(0.2)
+
+    @in_fabric
+    def apply_cluster_policy(self, policy: dict[str, Any]) -> str:
+        """Create or replace a ClusterNetworkPolicy (its JSON); its resourceVersion."""
+        from ..agent.policy.watch import ClusterNetworkPolicy
+        obj = ClusterNetworkPolicy.from_dict({"apiVersion": "policy.networking.k8s.io/v1beta1",
+                                              "kind": "ClusterNetworkPolicy", **policy})
+        got = self.admin.apply(obj, force=True)
+        return str(got.metadata.resourceVersion) if got.metadata is not None else ""
+
+    @in_fabric
     def agent_kubeconfig(self, path: str, hours: int = 24 * 7) -> str:
         """A kubeconfig with a token of podnet's ServiceAccount (TokenRequest API): the agents hold
         exactly the rights the manifest grants."""

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from ...net.policy_nft import ADDR_TYPE, DENY_CHAIN, AddrIn, AddrPortIn, Match, Model, PortIn, SetSpec, port_element, rule
@@ -322,6 +322,17 @@ class Compiler:
                 and self.view.is_local(pod) for ip in self.view.pod_ips(pod)}
         return out
 
+    def _local_addresses_where(self, pred: Callable[[PodInfo], bool]) -> set[str]:
+        """Addresses of this node's pods for which pred holds (a pod only CNI knows so far: always)."""
+        out: set[str] = set()
+        for key, lp in self.view.local.items():
+            pod = self.view.pods.get(key)
+            if pod is None or pred(pod):
+                out |= {str(ip) for ip in lp.ips}
+        out |= {str(ip) for pod in self.view.pods.values() if self.view.is_local(pod) and pred(pod)
+                for ip in self.view.pod_ips(pod)}
+        return out
+
     def _owner(self, ip: str, holders: list[PodInfo]) -> tuple[str, PodInfo | None]:
         """The local pod whose policy governs this address: the one CNI ADD gave it to, else a
         local pod the API says holds it.  ("", None): not a local pod's."""
@@ -465,7 +476,12 @@ class Compiler:
             piece = compile_cluster_policy(new)
             self.pieces[key] = piece
             self._add_piece(m, piece, list(self.view.pods.values()))
-        self._map(m, self._local_addresses())
+        # only the local pods its old or new subject holds can change chains (a chain names its
+        # policies, so no other pod's chain inlines this policy's rules)
+        subjects = [cp.subject for cp in (old.policy if old else None, new) if isinstance(cp, ClusterPolicy)]
+        self._map(m, self._local_addresses_where(
+            lambda pod: not pod.host_network and any(sj.matches(pod.label_map, self.view.namespace_labels(pod.namespace))
+                                                     for sj in subjects)))
         self._drop_unused_groups(m)
         self.model = m
         return m
