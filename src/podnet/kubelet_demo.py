@@ -106,13 +106,13 @@ def dual_checks(lab: Any, pods: list[Any]) -> bool:
     kc.apply(lab, {**kc.host_port_pod("dualdeny", PROBE, srv.node, 0),
                    "metadata": {"name": "dualdeny", "namespace": "default", "labels": {"role": "locked"}}})
     locked = kc.wait_pods(lab, "role=locked", 1)[0]
-    before = {fam: _until(lambda f=fam: kc.probe(lab, cli, "tcp", locked.ip_of(f), 80, timeout=1) == "dualdeny")
+    before = {fam: kc.until(lambda f=fam: kc.probe(lab, cli, "tcp", locked.ip_of(f), 80, timeout=1) == "dualdeny")
               for fam in (4, 6)}
     results["open before the policy, both families"] = all(before.values())
     kc.apply(lab, {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
                    "metadata": {"name": "locked", "namespace": "default"},
                    "spec": {"podSelector": {"matchLabels": {"role": "locked"}}, "policyTypes": ["Ingress"]}})
-    denied = {fam: _until(lambda f=fam: kc.probe(lab, cli, "tcp", locked.ip_of(f), 80, timeout=1) == "")
+    denied = {fam: kc.until(lambda f=fam: kc.probe(lab, cli, "tcp", locked.ip_of(f), 80, timeout=1) == "")
               for fam in (4, 6)}
     print(f"NetworkPolicy deny-all ingress on a pod: IPv4 {'denied' if denied[4] else 'OPEN'}, "
           f"IPv6 {'denied' if denied[6] else 'OPEN'}")
@@ -122,10 +122,3 @@ def dual_checks(lab: Any, pods: list[Any]) -> bool:
     return all(results.values())
 
 
-def _until(cond: Any, within: float = 15.0) -> bool:
-    deadline = time.monotonic() + within
-    while not cond():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.3)
-    return True

@@ -97,12 +97,7 @@ def run_underlay_demo(nodes: int, keep: bool = False, ipam: str = "cluster") -> 
     finally:
         if not keep:
             lab.down()
-    failed = [k for k, v in results.items() if not v]
-    for k in failed:
-        print(f"FAILED: {k}")
-    ok = bool(results) and not failed
-    print(f"podnet demo: {'PASS' if ok else 'FAIL'} ({time.perf_counter() - t0:.1f}s in all)")
-    return 0 if ok else 1
+    return kc.demo_verdict(results, t0)
 
 
 def neutron_checks(lab: Any, pods: list[Any]) -> dict[str, bool]:

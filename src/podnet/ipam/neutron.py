@@ -213,7 +213,12 @@ class NeutronIpam:
             pooled = claim()
             if pooled is not None:
                 return pooled
-        port = self._create(container_id, name, desc, static)
+        return self._create_paired(container_id, name, desc, static)
+
+    def _create_paired(self, device_id: str, name: str, desc: str, static: IPAddr | None,
+                       owner: str = OWNER_POD) -> Port:
+        """A new port with the node port's pair in place — or, the pair refused, no port at all."""
+        port = self._create(device_id, name, desc, static, owner)
         try:
             self.ensure_pair(port)
         except BaseException:
@@ -450,13 +455,7 @@ class NeutronIpam:
     def make_pool_port(self) -> Port:
         """One ready port: created and paired now, claimed by a pod's ADD later."""
         desc = describe(self.s.node, self.s.cni_network, "")
-        port = self._create(f"node:{self.s.node}", f"podnet-pool {self.s.node}", desc, None, OWNER_POOL)
-        try:
-            self.ensure_pair(port)
-        except BaseException:
-            self.delete_port(port.id)
-            raise
-        return port
+        return self._create_paired(f"node:{self.s.node}", f"podnet-pool {self.s.node}", desc, None, OWNER_POOL)
 
     def claim_pool_port(self, port: Port, container_id: str, ifname: str, name: str) -> Port | None:
         """Turn a ready port into the pod's (If-Match: a port claimed by someone else is not ours)."""

@@ -191,3 +191,23 @@ def webhook_objects(lab: Any, name: str, image: str, namespace: str = "default",
              "rules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"],
                         "resources": ["configmaps"]}]}]},
     ]
+
+
+def until(cond: Any, within: float = 15.0) -> bool:
+    """cond() became true within `within` seconds (polled every 0.3 s)."""
+    deadline = time.monotonic() + within
+    while not cond():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.3)
+    return True
+
+
+def demo_verdict(results: dict[str, bool], started: float) -> int:
+    """A demo's end: every failed check named, then PASS (all held) or FAIL, with the time taken."""
+    failed = [k for k, v in results.items() if not v]
+    for k in failed:
+        print(f"FAILED: {k}")
+    ok = bool(results) and not failed
+    print(f"podnet demo: {'PASS' if ok else 'FAIL'} ({time.perf_counter() - started:.1f}s in all)")
+    return 0 if ok else 1

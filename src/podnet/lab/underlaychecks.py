@@ -156,13 +156,6 @@ def _probe_pod(name: str, node: str, image: str, namespace: str) -> dict[str, An
     return pod
 
 
-def _until(cond: Any, within: float = 15.0) -> bool:
-    deadline = time.monotonic() + within
-    while not cond():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.3)
-    return True
 
 
 def policy_deny_allow(lab: Any, image: str, namespace: str = "ulpolicy") -> dict[str, bool]:
@@ -181,17 +174,17 @@ def policy_deny_allow(lab: Any, image: str, namespace: str = "ulpolicy") -> dict
 
         def fabric_to_srv() -> bool:
             return kc.http_from(lab.fab, srv.ip, 80, timeout=1) == "srv"
-        out = {"open before any policy (pod across nodes, fabric)": _until(lambda: cli_to_srv() and fabric_to_srv())}
+        out = {"open before any policy (pod across nodes, fabric)": kc.until(lambda: cli_to_srv() and fabric_to_srv())}
         kc.apply(lab, {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
                        "metadata": {"name": "deny-all", "namespace": namespace},
                        "spec": {"podSelector": {}, "policyTypes": ["Ingress"]}})
-        out["deny-all ingress stops the pod across nodes and the fabric"] = _until(
+        out["deny-all ingress stops the pod across nodes and the fabric"] = kc.until(
             lambda: not cli_to_srv() and not fabric_to_srv())
         kc.apply(lab, {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
                        "metadata": {"name": "from-cli", "namespace": namespace},
                        "spec": {"podSelector": {"matchLabels": {kc.PROBE_LABEL: "srv"}},
                                 "ingress": [{"from": [{"podSelector": {"matchLabels": {kc.PROBE_LABEL: "cli"}}}]}]}})
-        out["an allow from the client's label lets it in, the fabric stays out"] = _until(
+        out["an allow from the client's label lets it in, the fabric stays out"] = kc.until(
             lambda: cli_to_srv() and not fabric_to_srv())
         return out
     finally:
