@@ -28,6 +28,12 @@ OnRelist = Callable[[dict[str, Any]], None]   # the whole cache after a (re)list
 ABSENT_RECHECK = 15.0      # seconds between looks for an optional kind the API does not serve
 
 
+def _plain_404(e: Exception) -> bool:
+    """A 404 answered without a Status object (an API group that is not served)."""
+    response = getattr(e, "response", None)
+    return getattr(response, "status_code", None) == 404
+
+
 def key_of(obj: Any) -> str:
     meta = obj.metadata
     return f"{meta.namespace}/{meta.name}" if getattr(meta, "namespace", None) else str(meta.name)
@@ -117,6 +123,13 @@ class Informer:
             except Exception as e:  # noqa: BLE001 - API server gone, stream cut: resume from rv
                 if self._stopped.is_set():
                     return
+                if self.optional and _plain_404(e):
+                    # a group the API server does not serve at all answers a text/plain 404
+                    # ("404 page not found"), which the client raises as an HTTP error, not ApiError
+                    self._absent()
+                    rv = ""
+                    self._stopped.wait(ABSENT_RECHECK)
+                    continue
                 failures += 1
                 self._set_trouble(f"the API server is unreachable ({type(e).__name__}: {e})")
             if failures:

@@ -362,7 +362,8 @@ class Cluster:
         deadline = time.monotonic() + 30
         while not (os.path.exists(sock) and (os.path.exists(self.conflist_path(i)) or not wait_ready)):
             if self.procs[f"agent{i}"].poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"agent on node {i + 1} did not get ready")
+                tail = "\n".join(self.agent_log(i).splitlines()[-8:])
+                raise RuntimeError(f"agent on node {i + 1} did not get ready; its log ends:\n{tail}")
             time.sleep(0.05)
 
     def agent_log(self, i: int) -> str:
