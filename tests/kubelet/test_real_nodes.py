@@ -202,11 +202,12 @@ def test_kubelet_call_sequence_is_what_the_runtimes_tier_expects(klab) -> None: 
     for seq in deleted:
         steps = [(c["type"], c["command"]) for c in seq]
         assert ("loopback", "ADD") in steps and ("podnet", "ADD") in steps, steps
-        # StopPodSandbox: DEL with the netns.  The second DEL (RemovePodSandbox, no netns) that
-        # the runtimes tier sees comes with a real kubelet only at its sandbox garbage
-        # collection (a minute or more later): if it came, it had no netns and succeeded.
+        # StopPodSandbox: DEL with the netns.  The later DELs (RemovePodSandbox, no netns) that
+        # the runtimes tier sees come with a real kubelet only at its sandbox garbage collection
+        # (a minute or more later, once per GC pass that finds the sandbox — how many depends on
+        # how long the lab has run): each had no netns and succeeded.
         dels = [c for c in seq if c["type"] == "podnet" and c["command"] == "DEL"]
-        assert 1 <= len(dels) <= 2 and dels[0]["netns"], steps
+        assert dels and dels[0]["netns"], steps
         assert all(d["netns"] == "" for d in dels[1:]), steps
         # every DEL succeeds; an ADD may have been refused (test_networks.py's pod waiting for its
         # NAD: code 11, kubelet retries with a new sandbox) — kubelet's DEL then cleans it up
