@@ -390,3 +390,28 @@ def test_throughput_with_200_policies(fresh: PolicyLab) -> None:
     ratio = statistics.median(ratios)
     print(f"throughput with 200 policies / without, 5 paired rounds: {[round(r, 3) for r in ratios]}, median {ratio:.3f}")
     assert ratio >= 0.9, f"with 200 policies {ratio:.2f}× the throughput without (rounds: {[round(r, 2) for r in ratios]})"
+
+
+# ------------------------------------------------------------------ ClusterNetworkPolicy's CRD
+def test_cluster_policy_crd_installed_after_the_agents_is_followed(fresh: PolicyLab) -> None:
+    """The agents started on a cluster without the ClusterNetworkPolicy CRD (NetworkPolicy alone
+    works there); once an administrator installs it, an Admin-tier Deny is enforced on every node
+    and its deletion undone — no agent restart."""
+    from podnet.agent.kubewatch import ABSENT_RECHECK
+    assert "not served by the API (CRD not installed)" in fresh.c.agent_log(0)
+    fresh.kube.apply_crds()
+    name = "deny-y-to-x"
+    cnp = {"metadata": {"name": name},
+           "spec": {"tier": "Admin", "priority": 10,
+                    "subject": {"namespaces": {"matchLabels": {"kubernetes.io/metadata.name": "x"}}},
+                    "ingress": [{"name": "no-y", "action": "Deny",
+                                 "from": [{"namespaces": {"matchLabels": {"kubernetes.io/metadata.name": "y"}}}]}]}}
+    try:
+        fresh.apply_cluster_policy(cnp, timeout=ABSENT_RECHECK * 2 + 10)
+        got = fresh.matrix(80, "TCP")
+        want = {(src, dst): not (src.startswith("y/") and dst.startswith("x/")) for src, dst in got}
+        assert got == want, render_matrix(got)
+    finally:
+        fresh.delete_cluster_policy(name)
+    got = fresh.matrix(80, "TCP")
+    assert all(got.values()), render_matrix(got)

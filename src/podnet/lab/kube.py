@@ -115,7 +115,9 @@ class KubeLab:
             try:
                 list(self.admin.list(ClusterNetworkPolicy))
                 return
-            except ApiError:
+            except Exception as e:
+                if not isinstance(e, ApiError) and getattr(getattr(e, "response", None), "status_code", None) != 404:
+                    raise
                 if _time.monotonic() > deadline:
                     raise
                 _time.sleep(0.2)
@@ -128,6 +130,15 @@ class KubeLab:
                                               "kind": "ClusterNetworkPolicy", **policy})
         got = self.admin.apply(obj, force=True)
         return str(got.metadata.resourceVersion) if got.metadata is not None else ""
+
+    @in_fabric
+    def delete_cluster_policy(self, name: str) -> None:
+        from ..agent.policy.watch import ClusterNetworkPolicy
+        try:
+            self.admin.delete(ClusterNetworkPolicy, name)
+        except ApiError as e:
+            if e.status.code != 404:
+                raise
 
     @in_fabric
     def agent_kubeconfig(self, path: str, hours: int = 24 * 7) -> str:

@@ -107,6 +107,26 @@ class PolicyLab:
         self.policies.pop(f"{namespace}/{name}", None)
         return self.wait_seen(f"NetworkPolicy/{namespace}/{name}", None, t0)
 
+    def apply_cluster_policy(self, policy: dict[str, Any], timeout: float | None = None) -> float:
+        """Create or replace a ClusterNetworkPolicy; seconds until every node programmed it
+        (timeout: longer than program_timeout where the agents have yet to find the CRD)."""
+        t0 = time.monotonic()
+        version = self.kube.apply_cluster_policy(policy)
+        return self._wait_seen_within(f"ClusterNetworkPolicy//{policy['metadata']['name']}", version, t0, timeout)
+
+    def delete_cluster_policy(self, name: str) -> float:
+        t0 = time.monotonic()
+        self.kube.delete_cluster_policy(name)
+        return self.wait_seen(f"ClusterNetworkPolicy//{name}", None, t0)
+
+    def _wait_seen_within(self, obj: str, version: str | None, t0: float, timeout: float | None) -> float:
+        saved = self.program_timeout
+        self.program_timeout = timeout or saved
+        try:
+            return self.wait_seen(obj, version, t0)
+        finally:
+            self.program_timeout = saved
+
     def delete_all(self) -> None:
         for ns, name in self.kube.policies():
             self.delete(ns, name)
