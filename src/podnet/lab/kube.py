@@ -115,7 +115,7 @@ class KubeLab:
             try:
                 list(self.admin.list(ClusterNetworkPolicy))
                 return
-            except Exception as e:
+            except Exception as e:  # ApiError, or a plain 404 while the group is not served yet
                 if not isinstance(e, ApiError) and getattr(getattr(e, "response", None), "status_code", None) != 404:
                     raise
                 if _time.monotonic() > deadline:
