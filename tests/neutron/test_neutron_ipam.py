@@ -233,13 +233,16 @@ def test_through_the_agent_pods_take_ready_ports_from_the_pool(bin_dir: str, wor
     conf = world.conf(poolSize=3)
     first = call(bin_dir, "ADD", conf, cid="p0", agent_sock=sock)
     assert first.rc == 0, first.stdout
+    # the keeper fills the pool in the background: each ready port created, then paired (two calls
+    # to Neutron; a pod takes a port only once it is paired) — until 3 are both
     deadline = time.monotonic() + 30
-    while len(world.pod_ports("podnet:pool")) < 3:        # the keeper fills the pool in the background
-        assert time.monotonic() < deadline, world.pod_ports("podnet:pool")
+    while True:
+        ready = {p["id"]: p for p in world.pod_ports("podnet:pool")}
+        unpaired = {r["fixed_ips"][0]["ip_address"] for r in ready.values()} - {p["ip_address"] for p in world.pairs()}
+        if len(ready) >= 3 and not unpaired:
+            break
+        assert time.monotonic() < deadline, f"ready ports are paired ahead of time: {len(ready)} ready, {unpaired} unpaired"
         time.sleep(0.2)
-    ready = {p["id"]: p for p in world.pod_ports("podnet:pool")}
-    assert {p["ip_address"] for p in world.pairs()} >= {r["fixed_ips"][0]["ip_address"] for r in ready.values()}, \
-        "ready ports are paired ahead of time"
     second = call(bin_dir, "ADD", conf, cid="p1", agent_sock=sock, args="K8S_POD_NAMESPACE=ns;K8S_POD_NAME=web")
     assert second.rc == 0, second.stdout
     mine = [p for p in world.pod_ports() if p["device_id"] == "p1"]
