@@ -164,13 +164,21 @@ def execute(plugin_type: str, environ: dict[str, str], stdin: bytes) -> tuple[in
         return _try_again(str(e), stdin)
 
 
-def log_call(path: str, plugin_type: str, environ: dict[str, str], code: int) -> None:
-    """One line per call (PODNET_CALL_LOG): what a runtime asked of which plugin and the exit
-    status — how the lab records kubelet's real call sequence.  One write of one line, appended."""
+def log_call(path: str, plugin_type: str, environ: dict[str, str], code: int, out: bytes = b"") -> None:
+    """One line per call (PODNET_CALL_LOG): what a runtime asked of which plugin, the exit status
+    and, for a failure, the CNI error code it answered — how the lab records kubelet's real call
+    sequence.  One write of one line, appended."""
     fields = " ".join("%s=%s" % (k[4:].lower(), environ.get(k, "")) for k in
                       ("CNI_COMMAND", "CNI_IFNAME", "CNI_NETNS", "CNI_CONTAINERID"))
     import time
-    line = ("%.3f type=%s %s rc=%d\n" % (time.time(), plugin_type, fields, code)).encode()
+    cni_code = ""
+    if code:
+        import json
+        try:
+            cni_code = " code=%s" % json.loads(out).get("code")
+        except (ValueError, AttributeError):
+            cni_code = " code=?"
+    line = ("%.3f type=%s %s rc=%d%s\n" % (time.time(), plugin_type, fields, code, cni_code)).encode()
     try:
         fd = posix.open(path, posix.O_WRONLY | posix.O_APPEND | posix.O_CREAT, 0o644)
         posix.write(fd, line)
@@ -185,7 +193,7 @@ def main(plugin_type: str) -> int:
     stdin = b"" if environ.get("CNI_COMMAND") is None else sys.stdin.buffer.read(MAX_STDIN + 1)
     code, out, err = execute(plugin_type, environ, stdin)
     if environ.get(CALL_LOG_ENV):
-        log_call(environ[CALL_LOG_ENV], plugin_type, environ, code)
+        log_call(environ[CALL_LOG_ENV], plugin_type, environ, code, out)
     if err:
         sys.stderr.write(err)
     sys.stdout.buffer.write(out)

@@ -212,11 +212,18 @@ def test_kubelet_call_sequence_is_what_the_runtimes_tier_expects(klab) -> None: 
         # every DEL succeeds; an ADD may have been refused (test_networks.py's pod waiting for its
         # NAD: code 11, kubelet retries with a new sandbox) — kubelet's DEL then cleans it up
         assert all(c["rc"] == "0" for c in seq if c["command"] == "DEL"), seq
-        refused = [c["rc"] for c in seq if c["type"] == "podnet" and c["command"] == "ADD" and c["rc"] != "0"]
-        assert refused in ([], ["11"]), seq
+        refused = [c.get("code") for c in seq if c["type"] == "podnet" and c["command"] == "ADD" and c["rc"] != "0"]
+        assert refused in ([], ["11"]), (seq, _runtime_said(klab, seq[0]["containerid"]))
         if not refused:
             assert all(c["rc"] == "0" for c in seq), seq
         assert not [c for c in seq if c["command"] in ("VERSION", "CHECK")], steps
+
+
+def _runtime_said(klab, sandbox: str) -> list[str]:  # type: ignore[no-untyped-def]
+    """containerd's log lines about a sandbox (why its CNI ADD failed)."""
+    log = klab.hosts[0].dir / "containerd.log"
+    return [ln[:600] for ln in log.read_text(errors="replace").splitlines() if sandbox[:12] in ln][-6:] \
+        if log.exists() else []
 
 
 def test_the_api_server_proxies_to_a_pod_and_to_a_service(klab, web) -> None:  # type: ignore[no-untyped-def]

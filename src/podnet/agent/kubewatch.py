@@ -25,6 +25,7 @@ OnEvent = Callable[[str, Any], None]          # ("ADDED"|"MODIFIED"|"DELETED", o
 OnRelist = Callable[[dict[str, Any]], None]   # the whole cache after a (re)list
 
 
+LIST_CHUNK = 500           # objects per page of a list
 ABSENT_RECHECK = 15.0      # seconds between looks for an optional kind the API does not serve
 
 
@@ -43,8 +44,11 @@ class Informer:
     def __init__(self, client: Client, resource: Any, on_event: OnEvent | None = None,
                  on_relist: OnRelist | None = None, watch_timeout: int = 300, what: str = "",
                  fields: dict[str, str] | None = None, on_trouble: Callable[[], None] | None = None,
-                 optional: bool = False) -> None:
+                 optional: bool = False, keep: Callable[[Any], Any] | None = None) -> None:
+        """keep: what the cache holds of each object (default: all of it) — at cluster scale an
+        agent holds every Pod of the cluster, and a full Pod object is ~20× what it needs."""
         self.client, self.resource = client, resource
+        self.keep = keep
         self.on_event, self.on_relist, self.on_trouble = on_event, on_relist, on_trouble
         self.watch_timeout = watch_timeout
         self.what = what or resource.__name__
@@ -60,9 +64,12 @@ class Informer:
 
     def relist(self) -> str:
         """List everything (the cache becomes exactly that); the list's resourceVersion."""
-        listing = self.client.list(self.resource, **self._scope())
+        # in pages (a cluster's Pods are hundreds of megabytes of JSON in one answer); the pages
+        # of one list are one snapshot at the first page's resourceVersion
+        listing = self.client.list(self.resource, chunk_size=LIST_CHUNK, **self._scope())
         self.absent = False
-        objs = {key_of(o): o for o in listing}
+        keep = self.keep
+        objs = {key_of(o): (o if keep is None else keep(o)) for o in listing}
         with self.lock:
             self.cache = objs
         self.relists += 1
@@ -98,13 +105,14 @@ class Informer:
                         self._set_trouble("")
                     if kind == "BOOKMARK":
                         continue
+                    kept = obj if self.keep is None else self.keep(obj)
                     with self.lock:
                         if kind == "DELETED":
                             self.cache.pop(key_of(obj), None)
                         else:
-                            self.cache[key_of(obj)] = obj
+                            self.cache[key_of(obj)] = kept
                     if self.on_event is not None:
-                        self.on_event(kind, obj)
+                        self.on_event(kind, kept)
             except ApiError as e:
                 if self._stopped.is_set():
                     return

@@ -32,7 +32,7 @@ class PolicyWatch:
         """on_synced: after every full resync from the three lists (the first one makes the node ready)."""
         self.client, self.engine, self.on_synced = client, engine, on_synced
         self.pods = Informer(client, Pod, on_event=self._pod, on_relist=self._relisted, watch_timeout=watch_timeout,
-                             what="Pods")
+                             what="Pods", keep=pod_essentials)
         self.namespaces = Informer(client, Namespace, on_event=self._namespace, on_relist=self._relisted,
                                    watch_timeout=watch_timeout, what="Namespaces")
         self.policies = Informer(client, NetworkPolicy, on_event=self._policy, on_relist=self._relisted,
@@ -65,7 +65,7 @@ class PolicyWatch:
         if not self._synced():
             return
         self.engine.set_all(
-            pods={k: o.to_dict() for k, o in self.pods.snapshot().items()},
+            pods=self.pods.snapshot(),
             namespaces={k: dict(o.metadata.labels or {}) for k, o in self.namespaces.snapshot().items()},
             policies={k: o.to_dict() for k, o in self.policies.snapshot().items()},
             cluster_policies={k: _as_dict(o) for k, o in self.cluster_policies.snapshot().items()})
@@ -75,7 +75,7 @@ class PolicyWatch:
 
     def _pod(self, kind: str, obj: Any) -> None:
         if self.engine.ready:
-            self.engine.pod_event(kind, obj.to_dict())
+            self.engine.pod_event(kind, obj)
 
     def _namespace(self, kind: str, obj: Any) -> None:
         if self.engine.ready:
@@ -105,6 +105,23 @@ class PolicyWatch:
             if e.status.code == 404:
                 return None
             raise
+
+
+def pod_essentials(pod: Any) -> dict[str, Any]:
+    """What policy reads of a Pod (PodInfo.from_api): its identity, labels, node, addresses and named
+    ports — the cache of every Pod in the cluster holds this, not the whole object (managedFields,
+    the containers' specs, conditions: ~20× more)."""
+    meta, spec, status = pod.metadata, pod.spec, pod.status
+    ports = [{"name": p.name, "protocol": p.protocol, "containerPort": p.containerPort}
+             for c in (spec.containers if spec is not None else None) or [] for p in c.ports or [] if p.name]
+    return {"metadata": {"namespace": meta.namespace, "name": meta.name, "labels": dict(meta.labels or {}),
+                         "resourceVersion": meta.resourceVersion},
+            "spec": {"nodeName": spec.nodeName if spec is not None else None,
+                     "hostNetwork": bool(spec.hostNetwork) if spec is not None else False,
+                     "containers": [{"ports": ports}] if ports else []},
+            "status": {"podIP": status.podIP if status is not None else None,
+                       "podIPs": [{"ip": a.ip} for a in (status.podIPs if status is not None else None) or []],
+                       "phase": status.phase if status is not None else None}}
 
 
 def _as_dict(obj: Any) -> dict[str, Any]:

@@ -1,0 +1,282 @@
+"""One real agent in a simulated N-node cluster (issue 35): what the cluster's size costs a node.
+
+The lab's real kube-apiserver and etcd hold N Node objects — n1, the real node (its own namespace,
+a real agent, real pods wired by CNI), and N−1 simulated ones with podCIDRs and the annotations a
+podnet agent publishes (underlay addresses on a range that goes nowhere) — and 30 × N Pod objects
+bound to them with reported IPs, spread over 10 namespaces, plus NetworkPolicies.  No kubelet or
+controller runs for the simulated nodes (the controller manager is off: podCIDRs are set as it
+would set them).  Then n1's agent is started fresh and measured:
+
+  start → ready    from exec until the conflist is written, every simulated node's CIDR is routed
+                   and the policy table holds the last Pod loaded
+  RSS              the agent's, ready and after the events
+  kernel state     routes (protocol 151) and nft policy-table elements programmed
+  event → kernel   a pod relabelled on a simulated node, E per second for S seconds: from the PATCH
+                   until the agent reports (GET /policy/seen) that its kernel holds that version
+  watch bytes/s    what the agent read (/proc/PID/io rchar, TLS included) per second meanwhile
+  API server       kube-apiserver's and etcd's RSS with everything loaded
+
+    .venv/bin/python bench/sim_cluster.py --nodes 1000 [--backend vxlan|host-gw] [--pods-per-node 30]
+                                          [--policies 200] [--rate 50] [--seconds 20]   (root)
+
+What it does not do (yet): the bgp backend (BIRD learning N routes from a simulated reflector), K
+simulated watchers against the API server — see bench/RESULTS.md.
+"""
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+sys.path.insert(0, os.path.dirname(__file__))
+from policy_bench import APPS, NAMESPACES, policy, rss_mib  # noqa: E402
+
+from podnet.lab import Cluster  # noqa: E402
+from podnet.net.netns import move_this_thread  # noqa: E402
+from podnet.wire import http_get_unix  # noqa: E402
+
+SIM_CIDR = ipaddress.ip_network("10.128.0.0/9")      # room for 32 768 nodes' /24s
+SIM_UNDERLAY = ipaddress.ip_network("10.100.0.0/16")  # the simulated nodes' addresses (go nowhere)
+THREADS = 16
+
+
+def node_cidr(k: int) -> str:
+    return str(ipaddress.ip_network((int(SIM_CIDR.network_address) + 256 * k, 24)))
+
+
+def node_addr(k: int) -> str:
+    return str(SIM_UNDERLAY.network_address + 10 + k)
+
+
+def sim_mac(k: int) -> str:
+    return "0a:58:" + ":".join(f"{b:02x}" for b in k.to_bytes(4, "big"))
+
+
+def pct(xs: list[float], q: float) -> float:
+    s = sorted(xs)
+    return s[min(len(s) - 1, int(q * len(s)))]
+
+
+def proc_rss_mib(pattern: str) -> float:
+    pids = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout.split()
+    best = 0.0
+    for p in pids:
+        try:
+            with open(f"/proc/{p}/status") as f:
+                best = max(best, next(int(ln.split()[1]) / 1024 for ln in f if ln.startswith("VmRSS:")))
+        except (OSError, StopIteration):
+            continue
+    return round(best, 1)
+
+
+def agent_pid(c: Cluster) -> int:
+    pgid = os.getpgid(c.procs["agent0"].pid)
+    out = subprocess.run(["pgrep", "-g", str(pgid), "-f", "podnet.cli agent"], capture_output=True, text=True)
+    return int(out.stdout.split()[0])
+
+
+def rchar(pid: int) -> int:
+    with open(f"/proc/{pid}/io") as f:
+        return next(int(ln.split()[1]) for ln in f if ln.startswith("rchar:"))
+
+
+class Loader:
+    """Many API calls at once from threads inside the fabric (as the admin)."""
+
+    def __init__(self, c: Cluster) -> None:
+        self.c, self.admin = c, c.kube.admin
+        self.pool = ThreadPoolExecutor(THREADS, thread_name_prefix="lab-api-sim", initializer=move_this_thread,
+                                       initargs=(f"/run/netns/{c.fab}",))
+
+    def run(self, fn: Any, items: list[Any]) -> float:
+        t0 = time.monotonic()
+        for _ in self.pool.map(fn, items):
+            pass
+        return time.monotonic() - t0
+
+    def node(self, k: int, annotations: dict[str, str]) -> None:
+        from lightkube.models.core_v1 import NodeAddress, NodeSpec, NodeStatus
+        from lightkube.models.meta_v1 import ObjectMeta
+        from lightkube.resources.core_v1 import Node
+        ann = dict(annotations)
+        for key in ann:
+            if key.endswith("underlay-addr"):
+                ann[key] = node_addr(k)
+            elif key.endswith("vtep-mac"):
+                ann[key] = sim_mac(k)
+        self.admin.create(Node(metadata=ObjectMeta(name=f"sim{k:05d}", annotations=ann,
+                                                   labels={"kubernetes.io/hostname": f"sim{k:05d}"}),
+                               spec=NodeSpec(podCIDR=node_cidr(k), podCIDRs=[node_cidr(k)]),
+                               status=NodeStatus(addresses=[NodeAddress(type="InternalIP", address=node_addr(k))])))
+
+    def pod(self, item: tuple[int, int, dict[str, str]]) -> None:
+        from lightkube.models.core_v1 import Container, PodSpec
+        from lightkube.models.meta_v1 import ObjectMeta
+        from lightkube.resources.core_v1 import Pod
+        from lightkube.types import PatchType
+        k, j, labels = item
+        ns, name = NAMESPACES[(k * 31 + j) % len(NAMESPACES)], f"sim{k:05d}-{j:02d}"
+        ip = str(ipaddress.ip_network(node_cidr(k)).network_address + 2 + j)
+        self.admin.create(Pod(metadata=ObjectMeta(name=name, namespace=ns, labels=labels),
+                              spec=PodSpec(nodeName=f"sim{k:05d}", containers=[Container(name="app", image="none")])))
+        self.admin.patch(Pod.Status, name, {"status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}]}},
+                         namespace=ns, patch_type=PatchType.MERGE)
+
+
+def wait(what: str, cond: Any, timeout: float) -> float:
+    t0 = time.monotonic()
+    while not cond():
+        if time.monotonic() - t0 > timeout:
+            raise RuntimeError(f"{what}: not within {timeout:.0f}s")
+        time.sleep(0.05)
+    return time.monotonic() - t0
+
+
+def seen(sock: str, obj: str) -> tuple[str | None, bool]:
+    _, body = http_get_unix(sock, "/policy/seen?" + urllib.parse.urlencode({"object": obj}))
+    doc = json.loads(body)
+    return doc.get("resourceVersion"), bool(doc.get("ready"))
+
+
+def count_state(c: Cluster) -> dict[str, int]:
+    routes = len(c.podnet_routes(0))
+    table = subprocess.run(["ip", "netns", "exec", c.nodes[0], "nft", "-j", "list", "table", "inet", "podnet_policy"],
+                           capture_output=True, text=True).stdout
+    objs = json.loads(table)["nftables"] if table else []
+    elements = sum(len(o.get("set", o.get("map", {})).get("elem", [])) for o in objs)
+    return {"routes": routes, "nft_elements": elements, "nft_rules": sum(1 for o in objs if "rule" in o)}
+
+
+def simulate(n: int, backend: str, per_node: int, n_policies: int, rate: float, seconds: float, seed: int
+             ) -> dict[str, Any]:
+    rng = random.Random(seed)
+    out: dict[str, Any] = {"nodes": n, "backend": backend, "pods": n * per_node, "policies": n_policies}
+    c = Cluster(1, backend, datastore="kubernetes", network_policy=True, controllers=False)
+    c.node_settings[0] = {"cluster-cidr": [str(SIM_CIDR)]}
+    try:
+        c.up(wait_ready=False)
+        from lightkube.resources.core_v1 import Node
+        c.kube._in_fabric(c.kube.admin.patch, Node, "n1", {"spec": {"podCIDR": node_cidr(0), "podCIDRs": [node_cidr(0)]}})
+        wait("n1's agent ready", lambda: os.path.exists(c.conflist_path(0)), 60)
+        if backend == "host-gw":   # the simulated nodes' addresses are on n1's link (they answer nothing)
+            subprocess.run(["ip", "netns", "exec", c.nodes[0], "ip", "route", "add", str(SIM_UNDERLAY), "dev", "up0"],
+                           check=True)
+        for ns in NAMESPACES:
+            c.kube.create_namespace(ns, {"env": rng.choice(["prod", "dev"])})
+        local = [c.add_pod(0, {"app": rng.choice(APPS), "tier": "web"}, NAMESPACES[i % len(NAMESPACES)])
+                 for i in range(10)]
+        published = {k: v for k, v in (c.kube._in_fabric(c.kube.admin.get, Node, "n1").metadata.annotations or {}).items()
+                     if k.startswith("podnet.io/")}
+        c.kill_agent(0)
+
+        load = Loader(c)
+        out["load_nodes_s"] = round(load.run(lambda k: load.node(k, published), list(range(1, n))), 1)
+        items = [(k, j, {"app": rng.choice(APPS), "tier": rng.choice(["web", "api", "db"])})
+                 for k in range(1, n) for j in range(per_node)]
+        out["load_pods_s"] = round(load.run(load.pod, items), 1)
+        out["load_pods_per_s"] = round(len(items) / out["load_pods_s"], 0)
+        t0 = time.monotonic()
+        for k in range(n_policies):
+            c.kube.apply_policy(policy(rng, k))
+        out["load_policies_s"] = round(time.monotonic() - t0, 1)
+        last_k, last_j, _ = items[-1]
+        last = f"Pod/{NAMESPACES[(last_k * 31 + last_j) % len(NAMESPACES)]}/sim{last_k:05d}-{last_j:02d}"
+        out["apiserver_rss_mib"] = proc_rss_mib("kube-apiserver")
+        out["etcd_rss_mib"] = proc_rss_mib("etcd --name")
+
+        # ------------------------------------------------ the agent starts into the loaded cluster
+        os.unlink(c.conflist_path(0))
+        t0 = time.monotonic()
+        c.start_agent(0, wait_ready=False)
+        out["start_to_conflist_s"] = round(wait("conflist", lambda: os.path.exists(c.conflist_path(0)), 600), 1)
+        wait("routes", lambda: len(c.podnet_routes(0)) >= n - 1, 600)
+        out["start_to_routes_s"] = round(time.monotonic() - t0, 1)
+        wait("policy", lambda: seen(c.sock(0), last)[0] is not None and seen(c.sock(0), last)[1], 600)
+        out["start_to_ready_s"] = round(time.monotonic() - t0, 1)
+        pid = agent_pid(c)
+        out["agent_rss_ready_mib"] = rss_mib(c.procs["agent0"].pid)
+        out.update(count_state(c))
+
+        # ------------------------------------------------ events at `rate` per second
+        lat: list[float] = []
+        pending: list[tuple[str, str, float]] = []
+        lock, done = threading.Lock(), threading.Event()
+
+        def measure() -> None:
+            while not (done.is_set() and not pending):
+                with lock:
+                    head = pending[0] if pending else None
+                if head is None:
+                    time.sleep(0.001)
+                    continue
+                obj, version, t_sent = head
+                have, _ = seen(c.sock(0), obj)
+                if have is not None and int(have) >= int(version):
+                    lat.append(time.monotonic() - t_sent)
+                    with lock:
+                        pending.pop(0)
+                else:
+                    time.sleep(0.001)
+
+        def relabel(item: tuple[int, int, dict[str, str]]) -> None:
+            from lightkube.resources.core_v1 import Pod
+            from lightkube.types import PatchType
+            k, j, _ = item
+            ns, name = NAMESPACES[(k * 31 + j) % len(NAMESPACES)], f"sim{k:05d}-{j:02d}"
+            t_sent = time.monotonic()
+            got = load.admin.patch(Pod, name, {"metadata": {"labels": {"app": random.choice(APPS)}}}, namespace=ns,
+                                   patch_type=PatchType.MERGE)
+            with lock:
+                pending.append((f"Pod/{ns}/{name}", str(got.metadata.resourceVersion), t_sent))
+
+        m = threading.Thread(target=measure, daemon=True)
+        m.start()
+        io0, t0 = rchar(pid), time.monotonic()
+        events = int(rate * seconds)
+        for i in range(events):
+            at = t0 + i / rate
+            time.sleep(max(0.0, at - time.monotonic()))
+            load.pool.submit(relabel, rng.choice(items))
+        load.pool.shutdown(wait=True)
+        done.set()
+        m.join(120)
+        elapsed = time.monotonic() - t0
+        out["events"] = len(lat)
+        out["event_to_kernel_ms"] = {"p50": round(statistics.median(lat) * 1000, 1),
+                                     "p99": round(pct(lat, 0.99) * 1000, 1), "max": round(max(lat) * 1000, 1)}
+        out["agent_read_kib_per_s"] = round((rchar(pid) - io0) / elapsed / 1024, 1)
+        out["agent_rss_after_events_mib"] = rss_mib(c.procs["agent0"].pid)
+        for p in local:
+            c.del_pod(p)
+    finally:
+        c.down()
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--nodes", type=int, default=100)
+    ap.add_argument("--backend", choices=("vxlan", "host-gw"), default="vxlan")
+    ap.add_argument("--pods-per-node", type=int, default=30)
+    ap.add_argument("--policies", type=int, default=200)
+    ap.add_argument("--rate", type=float, default=50)
+    ap.add_argument("--seconds", type=float, default=20)
+    ap.add_argument("--seed", type=int, default=1)
+    a = ap.parse_args()
+    print(json.dumps(simulate(a.nodes, a.backend, a.pods_per_node, a.policies, a.rate, a.seconds, a.seed), indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
