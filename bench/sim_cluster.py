@@ -40,11 +40,10 @@ from typing import Any
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.dirname(__file__))
-from policy_bench import APPS, NAMESPACES, policy, rss_mib  # noqa: E402
-
-from podnet.lab import Cluster  # noqa: E402
-from podnet.net.netns import move_this_thread  # noqa: E402
-from podnet.wire import http_get_unix  # noqa: E402
+from podnet.lab import Cluster
+from podnet.net.netns import move_this_thread
+from podnet.wire import http_get_unix
+from policy_bench import APPS, NAMESPACES, policy, rss_mib
 
 SIM_CIDR = ipaddress.ip_network("10.128.0.0/9")      # room for 32 768 nodes' /24s
 SIM_UNDERLAY = ipaddress.ip_network("10.100.0.0/16")  # the simulated nodes' addresses (go nowhere)
