@@ -171,8 +171,12 @@ def simulate(n: int, backend: str, per_node: int, n_policies: int, rate: float, 
         if backend == "host-gw":   # the simulated nodes' addresses are on n1's link (they answer nothing)
             subprocess.run(["ip", "netns", "exec", c.nodes[0], "ip", "route", "add", str(SIM_UNDERLAY), "dev", "up0"],
                            check=True)
+        from lightkube.models.meta_v1 import ObjectMeta
+        from lightkube.resources.core_v1 import ServiceAccount
         for ns in NAMESPACES:
             c.kube.create_namespace(ns, {"env": rng.choice(["prod", "dev"])})
+            # the controller manager is off: no one else makes the namespace's default account
+            c.kube._in_fabric(c.kube.admin.create, ServiceAccount(metadata=ObjectMeta(name="default", namespace=ns)))
         local = [c.add_pod(0, {"app": rng.choice(APPS), "tier": "web"}, NAMESPACES[i % len(NAMESPACES)])
                  for i in range(10)]
         published = {k: v for k, v in (c.kube._in_fabric(c.kube.admin.get, Node, "n1").metadata.annotations or {}).items()
