@@ -176,7 +176,7 @@ def diff_script(old: Model, new: Model) -> str:
     for name in sorted(new.sets):
         before = old.elements.get(name, frozenset()) if name in old.sets else frozenset()
         after = new.elements.get(name, frozenset())
-        if before == after:
+        if before is after or before == after:   # the same object: an untouched set, no O(n) compare
             continue
         if new.sets[name].interval and before:
             # the kernel merged overlapping intervals: what was added is not what can be deleted

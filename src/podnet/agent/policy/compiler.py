@@ -407,9 +407,11 @@ class Compiler:
                     name = ss.names[fam]
                     inside = {ip for ip in mine if any(ss.has(p, self.view) for p in holders[ip])}
                     before = m.elements.get(name, frozenset())
-                    after = (before - mine) | inside
-                    if after != before:
-                        m.elements[name] = frozenset(after)
+                    # only these addresses can change: look at them, never at the whole set (a
+                    # set can hold thousands of a big cluster's pods, and every set is visited)
+                    if all((ip in before) == (ip in inside) for ip in mine):
+                        continue
+                    m.elements[name] = (before - mine) | inside
             by_set: dict[str, list[NamedPortSet]] = {}       # a rule's named ports share its set
             for ns in piece.named_sets:
                 for fam in FAMILIES:

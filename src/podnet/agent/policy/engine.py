@@ -94,15 +94,16 @@ class PolicyEngine:
     # ------------------------------------------------------------ programming
     def _program(self, new: policy_nft.Model, full: bool = False) -> None:
         t0 = time.perf_counter()
+        diff = "" if full else policy_nft.diff_script(self.programmed, new)
         try:
-            self.apply(policy_nft.full_script(new) if full else policy_nft.diff_script(self.programmed, new))
+            self.apply(policy_nft.full_script(new) if full else diff)
         except NftError as e:
             if full:
                 raise
             log.warning("policy transaction failed (%s): resyncing the whole table", e)
             self.apply(policy_nft.full_script(new))
-        self._program_pods(policy_nft.full_script(new, self.pod_interface) if full
-                           else policy_nft.diff_script(self.programmed, new), new)
+        if self.pod_tables:
+            self._program_pods(policy_nft.full_script(new, self.pod_interface) if full else diff, new)
         self.programmed = new
         took = time.perf_counter() - t0
         self.latencies = [*self.latencies[-999:], took]
