@@ -100,6 +100,28 @@ class CnpSelectorSet:
         return any(cnp_peer_matches(p, pod, view) for p in self.peers)
 
 
+def pods_by_namespace(pods: list[PodInfo]) -> dict[str, list[PodInfo]]:
+    out: dict[str, list[PodInfo]] = {}
+    for pod in pods:
+        out.setdefault(pod.namespace, []).append(pod)
+    return out
+
+
+def candidate_namespaces(ss: SelectorSet | CnpSelectorSet, by_ns: dict[str, list[PodInfo]],
+                         view: ClusterView) -> set[str]:
+    """The namespaces whose pods a set's peers could match (a superset: has() still decides)."""
+    out: set[str] = set()
+    for peer in ss.peers:
+        if getattr(peer, "block", None) is not None:
+            continue
+        if peer.namespaces is None:
+            if isinstance(ss, SelectorSet):          # a NetworkPolicy peer without one: its own namespace
+                out.add(ss.namespace)
+            continue                                  # (a ClusterNetworkPolicy pod peer always has one)
+        out |= {ns for ns in by_ns if peer.namespaces.matches(view.namespace_labels(ns))}
+    return out
+
+
 PASS = "goto @PASS"            # a Pass rule's verdict, made concrete per group chain (compiler._group_chains)
 VERDICT = {"Accept": "accept", "Deny": "drop", "Pass": PASS}
 
@@ -279,26 +301,40 @@ class Compiler:
         self.pieces.update({k: compile_cluster_policy(cp) for k, cp in self.view.cluster_policies.items()})
         m = Model()
         pods = list(self.view.pods.values())
+        by_ns = pods_by_namespace(pods)
         for piece in self.pieces.values():
-            self._add_piece(m, piece, pods)
+            self._add_piece(m, piece, pods, by_ns)
         self._map(m, self._local_addresses())
         self._drop_unused_groups(m)
         self.model = m
         return m
 
-    def _add_piece(self, m: Model, piece: Piece, pods: list[PodInfo]) -> None:
+    def _add_piece(self, m: Model, piece: Piece, pods: list[PodInfo],
+                   by_ns: dict[str, list[PodInfo]] | None = None) -> None:
         m.sets.update(piece.sets)
         m.chains.update(piece.chains)
         for name in piece.sets:
             m.elements[name] = piece.fixed.get(name, frozenset())
+        by_ns = pods_by_namespace(pods) if by_ns is None else by_ns
         for ss in piece.selector_sets:
-            for fam in FAMILIES:
-                m.elements[ss.names[fam]] = frozenset(str(ip) for pod in pods if ss.has(pod, self.view)
-                                                      for ip in self.view.pod_ips(pod) if ip.version == fam)
+            m.elements.update(self._selector_elements(ss, by_ns))
+        named = [pod for pod in pods if pod.ports] if piece.named_sets else []
         for ns in piece.named_sets:
             for fam in FAMILIES:
                 m.elements[ns.names[fam]] = m.elements.get(ns.names[fam], frozenset()) | frozenset(
-                    e for pod in pods for e in ns.elements(pod, self.view, fam))
+                    e for pod in named for e in ns.elements(pod, self.view, fam))
+
+    def _selector_elements(self, ss: SelectorSet | CnpSelectorSet, by_ns: dict[str, list[PodInfo]]
+                           ) -> dict[str, frozenset[str]]:
+        """A selector set's addresses per family, looking only at the pods of the namespaces its
+        peers can match (a cluster's pods are many; a peer's namespaces are few)."""
+        found: dict[int, list[str]] = {fam: [] for fam in FAMILIES}
+        for namespace in candidate_namespaces(ss, by_ns, self.view):
+            for pod in by_ns.get(namespace, ()):
+                if ss.has(pod, self.view):
+                    for ip in self.view.pod_ips(pod):
+                        found[ip.version].append(str(ip))
+        return {ss.names[fam]: frozenset(found[fam]) for fam in FAMILIES}
 
     def _remove_piece(self, m: Model, piece: Piece) -> None:
         for name in piece.sets:
@@ -434,14 +470,11 @@ class Compiler:
     def on_namespace(self, namespace: str) -> Model:
         """A namespace's labels changed: re-evaluate every pod against the namespace selectors."""
         m = self.model.copy()
-        pods = list(self.view.pods.values())
+        by_ns = pods_by_namespace(list(self.view.pods.values()))
         for piece in self.pieces.values():
             if any(getattr(pe, "namespaces", None) is not None for ss in piece.selector_sets for pe in ss.peers):
                 for ss in piece.selector_sets:
-                    for fam in FAMILIES:
-                        m.elements[ss.names[fam]] = frozenset(
-                            str(ip) for pod in pods if ss.has(pod, self.view) for ip in self.view.pod_ips(pod)
-                            if ip.version == fam)
+                    m.elements.update(self._selector_elements(ss, by_ns))
         if self.view.cluster_policies:      # a subject chosen by namespace labels may now hold other pods
             self._map(m, self._local_addresses(namespace))
             self._drop_unused_groups(m)
