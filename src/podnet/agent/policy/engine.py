@@ -32,6 +32,7 @@ from typing import Any
 
 from ...net import policy_nft
 from ...net.errors import NftError
+from .. import memtrim
 from .cluster import ClusterView, IPAddr, PodInfo
 from .cnp import ClusterPolicy
 from .compiler import Compiler
@@ -105,6 +106,8 @@ class PolicyEngine:
         if self.pod_tables:
             self._program_pods(policy_nft.full_script(new, self.pod_interface) if full else diff, new)
         self.programmed = new
+        if full or len(diff) > memtrim.BIG_SCRIPT:
+            memtrim.give_back()
         took = time.perf_counter() - t0
         self.latencies = [*self.latencies[-999:], took]
         from ..metrics import observe_policy
