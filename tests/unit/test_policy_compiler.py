@@ -200,3 +200,39 @@ def test_a_reused_address_follows_its_new_pod(tmp_path: Any) -> None:
     e.release("y", "new", "c-new")           # the older sandbox's DEL, late
     assert e.programmed.maps["in4"].get("10.244.9.6"), "the newer sandbox keeps its isolation"
     assert e.programmed == Compiler(e.view).full()
+
+
+def test_pod_events_in_one_batch_program_what_they_do_one_by_one(tmp_path: Any, no_kernel: list[str]) -> None:
+    """The watch hands queued pod events to the engine together (policy/watch.py): the table and
+    the versions seen are those of the same events one at a time, in one transaction."""
+    rng = random.Random(7)
+    namespaces = {ns: {NS_LABEL: ns} for ns in ("x", "y", "z")}
+    start = {f"{ns}/p{i}": pod_api(ns, f"p{i}", f"10.244.{i}.{j + 1}", f"n{1 + i % 2}", {"pod": rng.choice("abc")})
+             for j, ns in enumerate(namespaces) for i in range(4)}
+    ip_of = {key: obj["status"]["podIP"] for key, obj in start.items()}
+    policies = {f"{p['metadata']['namespace']}/{p['metadata']['name']}": p for p in random_policies(rng, ip_of, 6)}
+    events: list[tuple[str, dict[str, Any]]] = []
+    for k in range(40):
+        key = rng.choice(sorted(start))
+        obj = json_copy(start[key])
+        obj["metadata"]["resourceVersion"] = str(100 + k)
+        if rng.random() < 0.2:
+            events.append(("DELETED", obj))
+        else:
+            obj["metadata"]["labels"] = {"pod": rng.choice("abc")}
+            events.append(("MODIFIED", obj))
+    one, batch = PolicyEngine("n1", str(tmp_path / "one")), PolicyEngine("n1", str(tmp_path / "batch"))
+    for e in (one, batch):
+        e.set_all(pods=dict(start), namespaces=namespaces, policies=policies)
+    for kind, obj in events:
+        one.pod_event(kind, obj)
+    before = len(no_kernel)
+    batch.pod_events(events)
+    assert len(no_kernel) - before <= 1, "a batch is one transaction"
+    assert batch.programmed == one.programmed
+    assert batch.seen == one.seen
+
+
+def json_copy(obj: dict[str, Any]) -> dict[str, Any]:
+    import json
+    return dict(json.loads(json.dumps(obj)))

@@ -180,19 +180,28 @@ class PolicyEngine:
             del self.seen[k]
 
     def pod_event(self, kind: str, obj: dict[str, Any]) -> None:
-        info = PodInfo.from_api(obj)
+        self.pod_events([(kind, obj)])
+
+    def pod_events(self, events: list[tuple[str, dict[str, Any]]]) -> None:
+        """Pod changes in their order, programmed as one transaction: in a big cluster pods change
+        faster than one transaction per change can follow (the watch queues them: policy/watch.py)."""
         with self.lock:
-            self._saw("Pod", obj, kind == "DELETED")
-            old = self.view.pods.get(info.key)
-            before = {str(ip) for ip in self.view.pod_ips(old)} if old is not None else set()
-            if kind == "DELETED":
-                self.view.drop_pod(info.key)
-            else:
-                self.view.put_pod(info)
-            if old == (None if kind == "DELETED" else info):
-                return
-            after = {str(ip) for ip in self.view.pod_ips(info)} if kind != "DELETED" else set()
-            self._program(self.compiler.on_addresses(before | after))
+            changed: set[str] = set()
+            for kind, obj in events:
+                info = PodInfo.from_api(obj)
+                self._saw("Pod", obj, kind == "DELETED")
+                old = self.view.pods.get(info.key)
+                before = {str(ip) for ip in self.view.pod_ips(old)} if old is not None else set()
+                if kind == "DELETED":
+                    self.view.drop_pod(info.key)
+                else:
+                    self.view.put_pod(info)
+                if old == (None if kind == "DELETED" else info):
+                    continue
+                after = {str(ip) for ip in self.view.pod_ips(info)} if kind != "DELETED" else set()
+                changed |= before | after
+            if changed:
+                self._program(self.compiler.on_addresses(changed))
 
     def namespace_event(self, kind: str, name: str, labels: dict[str, str], version: str = "") -> None:
         with self.lock:

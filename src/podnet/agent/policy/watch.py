@@ -7,6 +7,7 @@ module that imports lightkube."""
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -21,6 +22,8 @@ from ..kubewatch import Informer
 from .engine import PolicyEngine
 
 log = logging.getLogger(__name__)
+
+POD_BATCH = 1000        # pod events programmed as one transaction at most
 
 ClusterNetworkPolicy = create_global_resource("policy.networking.k8s.io", "v1beta1", "ClusterNetworkPolicy",
                                               "clusternetworkpolicies")
@@ -42,6 +45,10 @@ class PolicyWatch:
                                          what="ClusterNetworkPolicies", optional=True)
         self._stops: list[Callable[[], None]] = []
         self._stopped = threading.Event()
+        # Pod events go through a queue to one worker that programs all it finds queued as one
+        # transaction; a (re)list supersedes what was queued before it (its epoch)
+        self._pod_queue: queue.Queue[tuple[int, str, dict[str, Any]]] = queue.Queue()
+        self._epoch = 0
 
     @property
     def trouble(self) -> str:
@@ -51,6 +58,7 @@ class PolicyWatch:
     def start(self) -> None:
         self._stops = [i.start() for i in (self.namespaces, self.policies, self.cluster_policies, self.pods)]
         threading.Thread(target=self._retry, name="podnet-policy-retry", daemon=True).start()
+        threading.Thread(target=self._pod_worker, name="podnet-policy-pods", daemon=True).start()
 
     def stop(self) -> None:
         self._stopped.set()
@@ -64,6 +72,8 @@ class PolicyWatch:
         """A (re)list of any kind: once all three have listed, the whole table from them."""
         if not self._synced():
             return
+        with self.engine.lock:
+            self._epoch += 1          # the queued pod events are in the caches this programs from
         self.engine.set_all(
             pods=self.pods.snapshot(),
             namespaces={k: dict(o.metadata.labels or {}) for k, o in self.namespaces.snapshot().items()},
@@ -75,7 +85,30 @@ class PolicyWatch:
 
     def _pod(self, kind: str, obj: Any) -> None:
         if self.engine.ready:
-            self.engine.pod_event(kind, obj)
+            self._pod_queue.put((self._epoch, kind, obj))
+
+    def _pod_worker(self) -> None:
+        while not self._stopped.is_set():
+            try:
+                batch = [self._pod_queue.get(timeout=1.0)]
+            except queue.Empty:
+                continue
+            while len(batch) < POD_BATCH:
+                try:
+                    batch.append(self._pod_queue.get_nowait())
+                except queue.Empty:
+                    break
+            try:
+                with self.engine.lock:
+                    current = [(kind, obj) for epoch, kind, obj in batch if epoch == self._epoch]
+                    if current:
+                        self.engine.pod_events(current)
+            except Exception as e:  # noqa: BLE001 - the table stays as it was; the whole of it again
+                log.warning("pod events (%d): %s: programming the whole table again", len(batch), e)
+                try:
+                    self.engine.resync()
+                except Exception as again:  # noqa: BLE001 - the next relist or event tries again
+                    log.warning("policy resync: %s", again)
 
     def _namespace(self, kind: str, obj: Any) -> None:
         if self.engine.ready:
