@@ -29,10 +29,12 @@ LIST_CHUNK = 500           # objects per page of a list
 ABSENT_RECHECK = 15.0      # seconds between looks for an optional kind the API does not serve
 
 
-def _plain_404(e: Exception) -> bool:
-    """A 404 answered without a Status object (an API group that is not served)."""
-    response = getattr(e, "response", None)
-    return getattr(response, "status_code", None) == 404
+def not_served(e: Exception) -> bool:
+    """The API does not serve this kind: a 404 Status, or — for an API group that is not served at
+    all — a text/plain 404 ("404 page not found"), which the client raises as an HTTP error."""
+    if isinstance(e, ApiError):
+        return e.status.code == 404
+    return getattr(getattr(e, "response", None), "status_code", None) == 404
 
 
 def key_of(obj: Any) -> str:
@@ -116,7 +118,7 @@ class Informer:
             except ApiError as e:
                 if self._stopped.is_set():
                     return
-                if e.status.code == 404 and self.optional:
+                if self.optional and not_served(e):
                     self._absent()
                     rv = ""
                     self._stopped.wait(ABSENT_RECHECK)
@@ -131,9 +133,7 @@ class Informer:
             except Exception as e:  # noqa: BLE001 - API server gone, stream cut: resume from rv
                 if self._stopped.is_set():
                     return
-                if self.optional and _plain_404(e):
-                    # a group the API server does not serve at all answers a text/plain 404
-                    # ("404 page not found"), which the client raises as an HTTP error, not ApiError
+                if self.optional and not_served(e):
                     self._absent()
                     rv = ""
                     self._stopped.wait(ABSENT_RECHECK)

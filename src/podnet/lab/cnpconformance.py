@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .images import ImageConfig, ImageError, _cached, cache_dir, layer_from_dir, write_archive
+from .images import ImageConfig, ImageError, _cached, cache_dir, layer_from_dir, rootfs_skeleton, write_archive
 
 AGNHOST_IMAGE = "registry.k8s.io/e2e-test-images/agnhost:2.45"      # what the suite's manifests name
 SUITE_VERSION = "v0.3.1"
@@ -72,9 +72,7 @@ def agnhost_image(built: Path) -> tuple[str, Path]:
     out = _cached("agnhost", key)
     if not out.exists():
         with tempfile.TemporaryDirectory(dir=cache_dir()) as tmp:
-            root = Path(tmp) / "root"
-            for d in ("bin", "etc", "tmp", "proc", "sys", "dev"):
-                (root / d).mkdir(parents=True)
+            root = rootfs_skeleton(Path(tmp))
             shutil.copy(bash, root / "bin" / "bash")
             os.symlink("bash", root / "bin" / "sh")
             shutil.copy(built / "agnhost", root / "agnhost.real")

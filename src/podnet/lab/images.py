@@ -141,6 +141,14 @@ def pnprobe_binary() -> Path:
     return out
 
 
+def rootfs_skeleton(tmp: Path) -> Path:
+    """An empty root for a small static image: the directories a container runtime mounts onto."""
+    root = tmp / "root"
+    for d in ("bin", "etc", "tmp", "proc", "sys", "dev"):
+        (root / d).mkdir(parents=True)
+    return root
+
+
 def _cached(name: str, key: str) -> Path:
     return cache_dir() / f"{name}-{key}.oci.tar"
 
@@ -169,9 +177,7 @@ def probe_image() -> tuple[str, Path]:
     out = _cached("probe", key)
     if not out.exists():
         with tempfile.TemporaryDirectory(dir=cache_dir()) as tmp:
-            root = Path(tmp) / "root"
-            for d in ("bin", "etc", "tmp", "proc", "sys", "dev"):
-                (root / d).mkdir(parents=True)
+            root = rootfs_skeleton(Path(tmp))
             shutil.copy(busybox, root / "bin" / "busybox")
             applets = subprocess.run([str(busybox), "--list"], capture_output=True, text=True).stdout.split()
             for applet in applets:

@@ -109,14 +109,15 @@ class KubeLab:
         for doc in render(DeployConfig()):
             if doc["kind"] == "CustomResourceDefinition":
                 self.admin.apply(from_dict(doc), force=True)
+        from ..agent.kubewatch import not_served
         from ..agent.policy.watch import ClusterNetworkPolicy
         deadline = _time.monotonic() + 30
         while True:
             try:
                 list(self.admin.list(ClusterNetworkPolicy))
                 return
-            except Exception as e:  # ApiError, or a plain 404 while the group is not served yet
-                if not isinstance(e, ApiError) and getattr(getattr(e, "response", None), "status_code", None) != 404:
+            except Exception as e:  # not served yet: the CRD is still being established
+                if not (isinstance(e, ApiError) or not_served(e)):
                     raise
                 if _time.monotonic() > deadline:
                     raise

@@ -77,10 +77,13 @@ class PolicyLab:
         doc = json.loads(body)
         return doc.get("resourceVersion"), bool(doc.get("ready"))
 
-    def wait_seen(self, obj: str, version: str | None, t0: float | None = None) -> float:
-        """Until every live node's table reflects `version` of obj (None: obj deleted); seconds."""
+    def wait_seen(self, obj: str, version: str | None, t0: float | None = None, timeout: float | None = None
+                  ) -> float:
+        """Until every live node's table reflects `version` of obj (None: obj deleted); seconds
+        (timeout: program_timeout unless given)."""
         t0 = time.monotonic() if t0 is None else t0
-        deadline = t0 + self.program_timeout
+        timeout = self.program_timeout if timeout is None else timeout
+        deadline = t0 + timeout
         for node in self.c.live:
             while True:
                 have, ready = self.seen(node, obj)
@@ -89,7 +92,7 @@ class PolicyLab:
                     break
                 if time.monotonic() > deadline:
                     raise NotProgrammed(f"n{node + 1} did not program {obj} at version {version} within "
-                                        f"{self.program_timeout:.0f}s (it has {have}, ready={ready})")
+                                        f"{timeout:.0f}s (it has {have}, ready={ready})")
                 time.sleep(0.01)
         self.last_latency = time.monotonic() - t0
         return self.last_latency
@@ -112,20 +115,12 @@ class PolicyLab:
         (timeout: longer than program_timeout where the agents have yet to find the CRD)."""
         t0 = time.monotonic()
         version = self.kube.apply_cluster_policy(policy)
-        return self._wait_seen_within(f"ClusterNetworkPolicy//{policy['metadata']['name']}", version, t0, timeout)
+        return self.wait_seen(f"ClusterNetworkPolicy//{policy['metadata']['name']}", version, t0, timeout)
 
     def delete_cluster_policy(self, name: str) -> float:
         t0 = time.monotonic()
         self.kube.delete_cluster_policy(name)
         return self.wait_seen(f"ClusterNetworkPolicy//{name}", None, t0)
-
-    def _wait_seen_within(self, obj: str, version: str | None, t0: float, timeout: float | None) -> float:
-        saved = self.program_timeout
-        self.program_timeout = timeout or saved
-        try:
-            return self.wait_seen(obj, version, t0)
-        finally:
-            self.program_timeout = saved
 
     def delete_all(self) -> None:
         for ns, name in self.kube.policies():

@@ -32,7 +32,7 @@ ClusterNetworkPolicy = create_global_resource("policy.networking.k8s.io", "v1bet
 class PolicyWatch:
     def __init__(self, client: Client, engine: PolicyEngine, watch_timeout: int = 300,
                  on_synced: Callable[[], None] | None = None) -> None:
-        """on_synced: after every full resync from the three lists (the first one makes the node ready)."""
+        """on_synced: after every full resync from the four lists (the first one makes the node ready)."""
         self.client, self.engine, self.on_synced = client, engine, on_synced
         self.pods = Informer(client, Pod, on_event=self._pod, on_relist=self._relisted, watch_timeout=watch_timeout,
                              what="Pods", keep=pod_essentials)
@@ -69,7 +69,7 @@ class PolicyWatch:
         return all(i.synced.is_set() for i in (self.pods, self.namespaces, self.policies, self.cluster_policies))
 
     def _relisted(self, _objs: dict[str, Any]) -> None:
-        """A (re)list of any kind: once all three have listed, the whole table from them."""
+        """A (re)list of any kind: once all four have listed, the whole table from them."""
         if not self._synced():
             return
         with self.engine.lock:
