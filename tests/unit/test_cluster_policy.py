@@ -212,3 +212,29 @@ def test_explain_agrees_with_the_model_and_names_what_decided(tmp_path: Any, see
                     if by.get("tier") in ("Admin", "Baseline"):
                         assert by["policy"] in w.cluster_policies and by["action"] in ("Accept", "Deny")
                         assert part["allowed"] == (by["action"] == "Accept")
+
+
+def test_metrics_say_which_kind_of_change_was_programmed_and_how_many_of_each_kind(tmp_path: Any) -> None:
+    """`podnet_policy_program_seconds{trigger}` counts a ClusterNetworkPolicy change under its own
+    kind (not as a NetworkPolicy), and `podnet_policies{kind,tier}` follows adds and deletes."""
+    from podnet.agent.metrics import REGISTRY
+    from podnet.agent.policy.engine import PolicyEngine
+
+    def value(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    e = PolicyEngine("n1", str(tmp_path))
+    e.set_all(pods={}, namespaces={"x": {NS_LABEL: "x"}, "y": {NS_LABEL: "y"}}, policies={}, cluster_policies={})
+    cnp_before = value("podnet_policy_program_seconds_count", trigger="ClusterNetworkPolicy")
+    np_before = value("podnet_policy_program_seconds_count", trigger="NetworkPolicy")
+    e.cluster_policy_event("ADDED", DENY_FROM_Y)
+    e.cluster_policy_event("ADDED", cnp("base", "Baseline", 5, {"namespaces": ns("y")}, ingress=[
+        {"name": "deny", "action": "Deny", "from": [{"namespaces": ns("x")}]}]))
+    e.policy_event("ADDED", DENY_ALL_NP_X)
+    assert value("podnet_policy_program_seconds_count", trigger="ClusterNetworkPolicy") == cnp_before + 2
+    assert value("podnet_policy_program_seconds_count", trigger="NetworkPolicy") == np_before + 1
+    assert value("podnet_policies", kind="ClusterNetworkPolicy", tier="Admin") == 1
+    assert value("podnet_policies", kind="ClusterNetworkPolicy", tier="Baseline") == 1
+    assert value("podnet_policies", kind="NetworkPolicy", tier="") == 1
+    e.cluster_policy_event("DELETED", DENY_FROM_Y)
+    assert value("podnet_policies", kind="ClusterNetworkPolicy", tier="Admin") == 0

@@ -26,17 +26,28 @@ def render() -> tuple[bytes, str]:
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
 
 
-POLICY_LATENCY = Histogram("podnet_policy_program_seconds", "NetworkPolicy: one change, from event to nft commit",
-                           registry=REGISTRY,
+POLICY_LATENCY = Histogram("podnet_policy_program_seconds",
+                           "policy table: one change, from event to nft commit, by the kind of object that changed "
+                           "(Pod, Namespace, NetworkPolicy, ClusterNetworkPolicy, LocalPod for a CNI ADD/DEL, "
+                           "Resync for the whole table)",
+                           ["trigger"], registry=REGISTRY,
                            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
 POLICY_OBJECTS = Gauge("podnet_policy_objects", "NetworkPolicy table: sets, chains, rules and elements",
                        ["kind"], registry=REGISTRY)
+POLICY_COUNT = Gauge("podnet_policies", "policies the agent holds, by kind and tier "
+                     "(NetworkPolicy: tier \"\"; ClusterNetworkPolicy: Admin or Baseline)",
+                     ["kind", "tier"], registry=REGISTRY)
 POLICY_DENIED = Gauge("podnet_policy_pods_failed_closed", "local pods denied because their policy is unknown",
                       registry=REGISTRY)
 
 
-def observe_policy(seconds: float, counts: dict[str, int], failed_closed: int = 0) -> None:
-    POLICY_LATENCY.observe(seconds)
+def observe_policy(seconds: float, counts: dict[str, int], failed_closed: int = 0, trigger: str = "",
+                   policies: dict[tuple[str, str], int] | None = None) -> None:
+    """One programmed change: its latency under the kind of object that caused it, the table's
+    size, and (when given) how many policies of each (kind, tier) the agent holds."""
+    POLICY_LATENCY.labels(trigger or "unknown").observe(seconds)
+    for (kind, tier), n in (policies or {}).items():
+        POLICY_COUNT.labels(kind, tier).set(n)
     for kind, n in counts.items():
         POLICY_OBJECTS.labels(kind).set(n)
     POLICY_DENIED.set(failed_closed)

@@ -93,7 +93,9 @@ class PolicyEngine:
         os.replace(tmp, self.state_path)
 
     # ------------------------------------------------------------ programming
-    def _program(self, new: policy_nft.Model, full: bool = False) -> None:
+    def _program(self, new: policy_nft.Model, full: bool = False, trigger: str = "") -> None:
+        """Put `new` in the kernel (a diff, or the whole table); `trigger` names the kind of
+        change for the metrics."""
         t0 = time.perf_counter()
         diff = "" if full else policy_nft.diff_script(self.programmed, new)
         try:
@@ -111,7 +113,16 @@ class PolicyEngine:
         took = time.perf_counter() - t0
         self.latencies = [*self.latencies[-999:], took]
         from ..metrics import observe_policy
-        observe_policy(took, self.programmed.counts(), len(self.view.denied))
+        observe_policy(took, self.programmed.counts(), len(self.view.denied), trigger or ("Resync" if full else ""),
+                       self.policy_counts())
+
+    def policy_counts(self) -> dict[tuple[str, str], int]:
+        """(kind, tier) → how many policies the agent holds (a metric; NetworkPolicy has no tier)."""
+        out = {("NetworkPolicy", ""): len(self.view.policies), ("ClusterNetworkPolicy", "Admin"): 0,
+               ("ClusterNetworkPolicy", "Baseline"): 0}
+        for cp in self.view.cluster_policies.values():
+            out[("ClusterNetworkPolicy", cp.tier)] = out.get(("ClusterNetworkPolicy", cp.tier), 0) + 1
+        return out
 
     def _program_pods(self, script: str, new: policy_nft.Model, only: str = "") -> None:
         """The same transaction in every local pod's own table (underlay); a pod whose netns is
@@ -135,7 +146,7 @@ class PolicyEngine:
     def resync(self) -> None:
         """Everything from scratch, one transaction."""
         with self.lock:
-            self._program(self.compiler.full(), full=True)
+            self._program(self.compiler.full(), full=True, trigger="Resync")
             self.ready = True
 
     # ------------------------------------------------------------ API events
@@ -201,7 +212,7 @@ class PolicyEngine:
                 after = {str(ip) for ip in self.view.pod_ips(info)} if kind != "DELETED" else set()
                 changed |= before | after
             if changed:
-                self._program(self.compiler.on_addresses(changed))
+                self._program(self.compiler.on_addresses(changed), trigger="Pod")
 
     def namespace_event(self, kind: str, name: str, labels: dict[str, str], version: str = "") -> None:
         with self.lock:
@@ -212,7 +223,7 @@ class PolicyEngine:
             else:
                 self.view.namespaces[name] = labels
             if before != self.view.namespaces.get(name):
-                self._program(self.compiler.on_namespace(name))
+                self._program(self.compiler.on_namespace(name), trigger="Namespace")
 
     def policy_event(self, kind: str, obj: dict[str, Any]) -> None:
         meta = obj.get("metadata") or {}
@@ -223,7 +234,7 @@ class PolicyEngine:
                 self.view.drop_policy(key)
             else:
                 self._add_policy(obj)
-            self._program(self.compiler.on_policy(key))
+            self._program(self.compiler.on_policy(key), trigger="NetworkPolicy")
 
     def _add_policy(self, obj: dict[str, Any]) -> None:
         meta = obj.get("metadata") or {}
@@ -246,7 +257,7 @@ class PolicyEngine:
                 self.view.drop_cluster_policy(key)
             else:
                 self._add_cluster_policy(obj)
-            self._program(self.compiler.on_cluster_policy(key))
+            self._program(self.compiler.on_cluster_policy(key), trigger="ClusterNetworkPolicy")
 
     def _add_cluster_policy(self, obj: dict[str, Any]) -> None:
         name = str((obj.get("metadata") or {}).get("name"))
@@ -296,7 +307,7 @@ class PolicyEngine:
             else:
                 self.view.denied.pop(key, None)
                 self.view.put_pod(info)
-            self._program(self.compiler.on_addresses(before | {str(ip) for ip in ips}))
+            self._program(self.compiler.on_addresses(before | {str(ip) for ip in ips}), trigger="LocalPod")
             if self.pod_interface and netns:
                 self.pod_tables[key] = netns
                 self._program_pods(policy_nft.full_script(self.programmed, self.pod_interface, fresh=not had_table),
@@ -334,7 +345,7 @@ class PolicyEngine:
             pod = self.view.pods.get(key)
             if pod is not None and pod.node != self.view.node:
                 self.view.drop_pod(key)              # only CNI knew it was here
-            self._program(self.compiler.on_addresses({str(ip) for ip in mine.ips}))
+            self._program(self.compiler.on_addresses({str(ip) for ip in mine.ips}), trigger="LocalPod")
 
     def retry_denied(self) -> None:
         """Pods failed closed at ADD: compute them now if the API has caught up."""
