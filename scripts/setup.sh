@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
 pkgs=(iproute2 nftables python3-nftables python3-venv containernetworking-plugins
       podman crun runc conmon catatonit busybox-static iptables etcd-server dnsmasq-base containerd iperf3
-      wireguard-go bird2 mmdebstrap mariadb-server bash-static)
+      wireguard-go bird2 mmdebstrap mariadb-server bash-static patch)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
