@@ -35,7 +35,9 @@ import sys
 import threading
 import time
 import urllib.parse
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Any
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
@@ -133,6 +135,57 @@ class Loader:
                          namespace=ns, patch_type=PatchType.MERGE)
 
 
+class Spy:
+    """py-spy sampling the agent (not paused: --nonblocking) until stop(); the functions where the
+    samples were (self) and under which (inclusive), as shares of all samples."""
+
+    def __init__(self, c: Cluster, out_dir: str, phase: str) -> None:
+        os.makedirs(out_dir, exist_ok=True)
+        pid = None
+        deadline = time.monotonic() + 30
+        while pid is None:
+            try:
+                pid = agent_pid(c)
+            except (IndexError, ValueError):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
+        self.path = os.path.join(out_dir, f"{phase}.txt")
+        spy = os.path.join(os.path.dirname(sys.executable), "py-spy")
+        self.proc = subprocess.Popen([spy, "record", "--pid", str(pid), "--nonblocking", "--threads", "--rate", "100",
+                                      "--format", "raw", "--output", self.path],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    @staticmethod
+    def frame(raw: str) -> str:
+        """'func (/path/to/mod.py:123)' → 'func (mod.py)': functions, not lines."""
+        name, _, loc = raw.partition(" (")
+        return f"{name} ({loc.rstrip(')').split('/')[-1].rsplit(':', 1)[0]})"
+
+    def stop(self, top: int = 15) -> dict[str, Any]:
+        import signal
+        self.proc.send_signal(signal.SIGINT)
+        self.proc.wait(60)
+        selfs: dict[str, int] = {}
+        incl: dict[str, int] = {}
+        total = 0
+        with open(self.path) as f:
+            for line in f:
+                stack, _, n = line.rstrip().rpartition(" ")
+                frames = [Spy.frame(fr) for fr in stack.split(";")[1:]]
+                if not frames:
+                    continue
+                k = int(n)
+                total += k
+                selfs[frames[-1]] = selfs.get(frames[-1], 0) + k
+                for fr in set(frames):
+                    incl[fr] = incl.get(fr, 0) + k
+
+        def share(d: dict[str, int]) -> list[str]:
+            return [f"{v / total:.1%} {f}" for f, v in sorted(d.items(), key=lambda kv: -kv[1])[:top]]
+        return {"samples": total, "self": share(selfs), "inclusive": share(incl)}
+
+
 def wait(what: str, cond: Any, timeout: float) -> float:
     t0 = time.monotonic()
     while not cond():
@@ -157,10 +210,12 @@ def count_state(c: Cluster) -> dict[str, int]:
     return {"routes": routes, "nft_elements": elements, "nft_rules": sum(1 for o in objs if "rule" in o)}
 
 
-def simulate(n: int, backend: str, per_node: int, n_policies: int, rate: float, seconds: float, seed: int
-             ) -> dict[str, Any]:
-    rng = random.Random(seed)
-    out: dict[str, Any] = {"nodes": n, "backend": backend, "pods": n * per_node, "policies": n_policies}
+@contextmanager
+def loaded_cluster(n: int, backend: str, per_node: int, n_policies: int, rng: random.Random, out: dict[str, Any]
+                   ) -> Iterator[tuple[Cluster, Loader, list[tuple[int, int, dict[str, str]]], list[Any], str]]:
+    """The lab with its one real node (agent stopped, 10 real pods) and N−1 simulated nodes, their
+    pods and the policies loaded: (cluster, loader, the simulated pods, the real pods, the last
+    pod's key).  Loading figures go into `out`."""
     c = Cluster(1, backend, datastore="kubernetes", network_policy=True, controllers=False)
     c.node_settings[0] = {"cluster-cidr": [str(SIM_CIDR)]}
     try:
@@ -197,16 +252,28 @@ def simulate(n: int, backend: str, per_node: int, n_policies: int, rate: float, 
         last = f"Pod/{NAMESPACES[(last_k * 31 + last_j) % len(NAMESPACES)]}/sim{last_k:05d}-{last_j:02d}"
         out["apiserver_rss_mib"] = proc_rss_mib("kube-apiserver")
         out["etcd_rss_mib"] = proc_rss_mib("etcd --name")
+        yield c, load, items, local, last
+    finally:
+        c.down()
 
+
+def simulate(n: int, backend: str, per_node: int, n_policies: int, rate: float, seconds: float, seed: int,
+             profile: str = "") -> dict[str, Any]:
+    rng = random.Random(seed)
+    out: dict[str, Any] = {"nodes": n, "backend": backend, "pods": n * per_node, "policies": n_policies}
+    with loaded_cluster(n, backend, per_node, n_policies, rng, out) as (c, load, items, local, last):
         # ------------------------------------------------ the agent starts into the loaded cluster
         os.unlink(c.conflist_path(0))
         t0 = time.monotonic()
         c.start_agent(0, wait_ready=False)
+        spy = Spy(c, profile, "start") if profile else None
         out["start_to_conflist_s"] = round(wait("conflist", lambda: os.path.exists(c.conflist_path(0)), 600), 1)
         wait("routes", lambda: len(c.podnet_routes(0)) >= n - 1, 600)
         out["start_to_routes_s"] = round(time.monotonic() - t0, 1)
         wait("policy", lambda: seen(c.sock(0), last)[0] is not None and seen(c.sock(0), last)[1], 600)
         out["start_to_ready_s"] = round(time.monotonic() - t0, 1)
+        if spy is not None:
+            out["profile_start"] = spy.stop()
         pid = agent_pid(c)
         out["agent_rss_ready_mib"] = rss_mib(c.procs["agent0"].pid)
         out.update(count_state(c))
@@ -245,6 +312,7 @@ def simulate(n: int, backend: str, per_node: int, n_policies: int, rate: float, 
 
         m = threading.Thread(target=measure, daemon=True)
         m.start()
+        spy = Spy(c, profile, "events") if profile else None
         io0, t0 = rchar(pid), time.monotonic()
         events = int(rate * seconds)
         for i in range(events):
@@ -258,12 +326,12 @@ def simulate(n: int, backend: str, per_node: int, n_policies: int, rate: float, 
         out["events"] = len(lat)
         out["event_to_kernel_ms"] = {"p50": round(statistics.median(lat) * 1000, 1),
                                      "p99": round(pct(lat, 0.99) * 1000, 1), "max": round(max(lat) * 1000, 1)}
+        if spy is not None:
+            out["profile_events"] = spy.stop()
         out["agent_read_kib_per_s"] = round((rchar(pid) - io0) / elapsed / 1024, 1)
         out["agent_rss_after_events_mib"] = rss_mib(c.procs["agent0"].pid)
         for p in local:
             c.del_pod(p)
-    finally:
-        c.down()
     return out
 
 
@@ -276,8 +344,12 @@ def main() -> int:
     ap.add_argument("--rate", type=float, default=50)
     ap.add_argument("--seconds", type=float, default=20)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--profile", default="", metavar="DIR",
+                    help="sample the agent with py-spy (pip install py-spy) from start to ready and during the "
+                         "events; raw stacks in DIR, the top functions in the output")
     a = ap.parse_args()
-    print(json.dumps(simulate(a.nodes, a.backend, a.pods_per_node, a.policies, a.rate, a.seconds, a.seed), indent=1))
+    print(json.dumps(simulate(a.nodes, a.backend, a.pods_per_node, a.policies, a.rate, a.seconds, a.seed,
+                              a.profile), indent=1))
     return 0
 
 

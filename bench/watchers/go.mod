@@ -1,0 +1,3 @@
+module podnet.local/watchers
+
+go 1.26
