@@ -1,6 +1,6 @@
 """Where an agent's memory goes in a big cluster (issue 35): the policy side of one agent, in this
 process, holding the Pods of a simulated cluster as the agent does — the Pod informer's cache (what
-`pod_essentials` keeps of each Pod, decoded from the API's JSON by the same client library) and
+`pod_info` keeps of each Pod, decoded from the API's JSON by the same client library) and
 the engine with its whole table programmed in real nftables (in a namespace of its own).
 
 RSS after each step, and (--trace) the allocation sites holding the most at the end (tracemalloc;
@@ -97,7 +97,7 @@ def main() -> int:
 
     from podnet.agent.kubewatch import key_of
     from podnet.agent.policy.engine import PolicyEngine
-    from podnet.agent.policy.watch import pod_essentials
+    from podnet.agent.policy.watch import pod_info
     if a.trace:
         import tracemalloc
         tracemalloc.start(3)
@@ -114,7 +114,7 @@ def main() -> int:
         d0 = time.perf_counter()
         _, _, objs = decoders.decode_list(page, Pod)
         for o in objs:
-            cache[key_of(o)] = pod_essentials(o)
+            cache[key_of(o)] = pod_info(o)
         decode_s += time.perf_counter() - d0
         del page, objs
     gc.collect()
@@ -131,6 +131,13 @@ def main() -> int:
     gc.collect()
     out["rss_mib"]["engine_programmed"] = round(rss_mib(), 1)
     out["counts"] = e.programmed.counts()
+    if os.environ.get("PNBENCH_DROP_CTX"):     # experiment: what libnftables' context holds after the table
+        from podnet.agent import memtrim
+        from podnet.net import nft
+        nft._ctx = None
+        gc.collect()
+        memtrim.give_back()
+        out["rss_mib"]["nft_context_dropped"] = round(rss_mib(), 1)
     if a.trace:
         snap = tracemalloc.take_snapshot()
         stats = snap.statistics("lineno")

@@ -1,14 +1,15 @@
-"""The policy watch caches only what policy reads of each Pod (agent/policy/watch.pod_essentials):
-what the engine makes of it must be exactly what it makes of the whole object."""
+"""The policy watch caches only what policy reads of each Pod (agent/policy/watch.pod_info, a small
+PodInfo the engine shares): it must be exactly what the engine makes of the whole object."""
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import pytest
 from lightkube.resources.core_v1 import Pod
 
-from podnet.agent.policy.cluster import PodInfo
-from podnet.agent.policy.watch import pod_essentials
+from podnet.agent.policy.cluster import ClusterView, PodInfo
+from podnet.agent.policy.watch import pod_info
 
 FULL: dict[str, Any] = {
     "apiVersion": "v1", "kind": "Pod",
@@ -35,14 +36,23 @@ def variants() -> list[dict[str, Any]]:
 
 
 @pytest.mark.parametrize("raw", variants(), ids=["full", "bare", "host-network"])
-def test_the_engine_sees_the_same_pod_in_the_essentials(raw: dict[str, Any]) -> None:
+def test_the_engine_sees_the_same_pod_in_the_cache(raw: dict[str, Any]) -> None:
     obj = Pod.from_dict(raw)
-    kept = pod_essentials(obj)
-    assert PodInfo.from_api(kept) == PodInfo.from_api(obj.to_dict())
-    assert kept["metadata"]["resourceVersion"] == raw["metadata"].get("resourceVersion")
+    kept = pod_info(obj)
+    whole = PodInfo.from_api(obj.to_dict())
+    assert kept == whole
+    assert (kept.version, kept.addrs) == (whole.version, whole.addrs)
+    assert kept.version == str(raw["metadata"].get("resourceVersion") or "")
+    assert kept.addrs == tuple(str(ip) for ip in kept.ips)
 
 
-def test_the_essentials_are_a_fraction_of_the_object() -> None:
-    import json
-    obj = Pod.from_dict(FULL)
-    assert len(json.dumps(pod_essentials(obj))) * 2 < len(json.dumps(obj.to_dict()))
+def test_pods_share_their_strings_and_hold_no_dict() -> None:
+    """Two pods' equal labels, namespace and node are one object each; an address's text is the
+    pod's own in every set (pod_addrs), and a PodInfo has no per-instance dict."""
+    a, b = (pod_info(Pod.from_dict({**FULL, "metadata": {**FULL["metadata"], "name": n}})) for n in ("w1", "w2"))
+    assert a.labels[0][1] is b.labels[0][1] and a.namespace is b.namespace and a.node is b.node
+    assert not hasattr(a, "__dict__")
+    view = ClusterView("n1")
+    view.put_pod(a)
+    assert all(x is y for x, y in zip(view.pod_addrs(a), a.addrs, strict=True))
+    assert sys.getsizeof(a) < 120

@@ -231,6 +231,7 @@ def test_pod_events_in_one_batch_program_what_they_do_one_by_one(tmp_path: Any, 
     assert len(no_kernel) - before <= 1, "a batch is one transaction"
     assert batch.programmed == one.programmed
     assert batch.seen == one.seen
+    assert {k: p.version for k, p in batch.view.pods.items()} == {k: p.version for k, p in one.view.pods.items()}
 
 
 def json_copy(obj: dict[str, Any]) -> dict[str, Any]:

@@ -4,6 +4,7 @@ this node's pods, by CNI ADD itself (a pod's addresses are known here before kub
 from __future__ import annotations
 
 import ipaddress
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,8 +14,12 @@ from .spec import Policy
 IPAddr = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PodInfo:
+    """What policy knows of one pod.  An agent holds one per Pod of the whole cluster (150 000 in
+    a 5000-node cluster), so it is small: slots, strings shared (interned names and labels, each
+    address's text made once here and used by every set it is in), and the Pod watch's cache holds
+    these objects themselves — the engine shares them."""
     namespace: str
     name: str
     labels: tuple[tuple[str, str], ...]
@@ -22,6 +27,12 @@ class PodInfo:
     node: str = ""
     host_network: bool = False
     ports: tuple[tuple[str, str, int], ...] = ()      # (name, protocol, number) of its containers' ports
+    version: str = field(default="", compare=False)   # the Pod's resourceVersion (what /policy/seen reports)
+    addrs: tuple[str, ...] = field(default=(), compare=False, repr=False)   # str(ip) of each of ips
+
+    def __post_init__(self) -> None:
+        if len(self.addrs) != len(self.ips):
+            object.__setattr__(self, "addrs", tuple(str(ip) for ip in self.ips))
 
     @property
     def key(self) -> str:
@@ -35,16 +46,25 @@ class PodInfo:
         return next((n for pn, pr, n in self.ports if pn == name and pr == protocol), None)
 
     @staticmethod
+    def make(namespace: str, name: str, labels: dict[str, str] | None, ips: list[str], node: str,
+             host_network: bool, ports: list[tuple[str, str, int]], version: str) -> PodInfo:
+        """From the API's fields (a dict's or a decoded model's): names and labels interned."""
+        intern = sys.intern
+        return PodInfo(intern(namespace), name,
+                       tuple(sorted((intern(str(k)), intern(str(v))) for k, v in (labels or {}).items())),
+                       tuple(ipaddress.ip_address(ip) for ip in ips), intern(node), host_network,
+                       tuple(sorted(ports)), version, tuple(str(ipaddress.ip_address(ip)) for ip in ips))
+
+    @staticmethod
     def from_api(obj: dict[str, Any]) -> PodInfo:
         meta, spec, status = obj.get("metadata") or {}, obj.get("spec") or {}, obj.get("status") or {}
         ips = [a.get("ip") for a in status.get("podIPs") or [] if a.get("ip")] or \
             ([status["podIP"]] if status.get("podIP") else [])
         ports = [(str(p["name"]), str(p.get("protocol") or "TCP"), int(p["containerPort"]))
                  for c in spec.get("containers") or [] for p in c.get("ports") or [] if p.get("name")]
-        return PodInfo(str(meta.get("namespace")), str(meta.get("name")),
-                       tuple(sorted((str(k), str(v)) for k, v in (meta.get("labels") or {}).items())),
-                       tuple(ipaddress.ip_address(ip) for ip in ips), str(spec.get("nodeName") or ""),
-                       bool(spec.get("hostNetwork")), tuple(sorted(ports)))
+        return PodInfo.make(str(meta.get("namespace")), str(meta.get("name")), meta.get("labels"), ips,
+                            str(spec.get("nodeName") or ""), bool(spec.get("hostNetwork")), ports,
+                            str(meta.get("resourceVersion") or ""))
 
 
 @dataclass
@@ -57,25 +77,27 @@ class ClusterView:
     local: dict[str, LocalPod] = field(default_factory=dict)       # pod key → what CNI ADD gave it here
     denied: dict[str, str] = field(default_factory=dict)     # local pod key → why its policy is unknown (fail closed)
     _claims: dict[str, str] = field(default_factory=dict)     # address → the local pod key that holds it
-    _by_ip: dict[str, set[str]] = field(default_factory=dict)  # address → keys of pods the API gives it
+    _by_ip: dict[str, tuple[str, ...]] = field(default_factory=dict)  # address → keys of pods the API gives it (a
+    #   tuple: nearly always one, and a set per address of a big cluster costs 4× the memory)
     _by_ns: dict[str, list[Policy]] | None = None              # namespace → its policies (built on demand)
 
     # ------------------------------------------------------------ changes (keep the indexes with them)
     def put_pod(self, pod: PodInfo) -> None:
-        self.drop_pod(pod.key)
-        self.pods[pod.key] = pod
-        for ip in pod.ips:
-            self._by_ip.setdefault(str(ip), set()).add(pod.key)
+        key = pod.key                      # one string, shared by both indexes
+        self.drop_pod(key)
+        self.pods[key] = pod
+        for ip in pod.addrs:
+            self._by_ip[ip] = (*self._by_ip.get(ip, ()), key)
 
     def drop_pod(self, key: str) -> PodInfo | None:
         gone = self.pods.pop(key, None)
         if gone is not None:
-            for ip in gone.ips:
-                keys = self._by_ip.get(str(ip))
-                if keys is not None:
-                    keys.discard(key)
-                    if not keys:
-                        del self._by_ip[str(ip)]
+            for ip in gone.addrs:
+                rest = tuple(k for k in self._by_ip.get(ip, ()) if k != key)
+                if rest:
+                    self._by_ip[ip] = rest
+                else:
+                    self._by_ip.pop(ip, None)
         return gone
 
     def clear_pods(self) -> None:
@@ -135,6 +157,18 @@ class ClusterView:
         if not self._claims:
             return pod.ips
         return tuple(ip for ip in pod.ips if self._claims.get(str(ip), pod.key) == pod.key)
+
+    def pod_addrs(self, pod: PodInfo) -> tuple[str, ...]:
+        """pod_ips as text: for the API's addresses, the pod's own strings (every set holding the
+        pod shares them: millions of elements in a big cluster, not millions of strings)."""
+        if self.local:
+            mine = self.local.get(pod.key)
+            if mine is not None:
+                return tuple(str(ip) for ip in mine.ips)
+        if not self._claims:
+            return pod.addrs
+        key = pod.key
+        return tuple(a for a in pod.addrs if self._claims.get(a, key) == key)
 
     def holders(self, ips: set[str]) -> dict[str, list[PodInfo]]:
         """For each address, the pods that hold it now (usually one), sorted by key."""

@@ -332,8 +332,8 @@ class Compiler:
         for namespace in candidate_namespaces(ss, by_ns, self.view):
             for pod in by_ns.get(namespace, ()):
                 if ss.has(pod, self.view):
-                    for ip in self.view.pod_ips(pod):
-                        found[ip.version].append(str(ip))
+                    for addr in self.view.pod_addrs(pod):
+                        found[6 if ":" in addr else 4].append(addr)
         return {ss.names[fam]: frozenset(found[fam]) for fam in FAMILIES}
 
     def _remove_piece(self, m: Model, piece: Piece) -> None:
@@ -354,8 +354,8 @@ class Compiler:
         """Addresses of this node's pods (of one namespace): CNI's claims and the API's."""
         out = {str(ip) for key, lp in self.view.local.items() if namespace is None or key.split("/", 1)[0] == namespace
                for ip in lp.ips}
-        out |= {str(ip) for pod in self.view.pods.values() if (namespace is None or pod.namespace == namespace)
-                and self.view.is_local(pod) for ip in self.view.pod_ips(pod)}
+        out |= {a for pod in self.view.pods.values() if (namespace is None or pod.namespace == namespace)
+                and self.view.is_local(pod) for a in self.view.pod_addrs(pod)}
         return out
 
     def _local_addresses_where(self, pred: Callable[[PodInfo], bool]) -> set[str]:
@@ -365,8 +365,8 @@ class Compiler:
             pod = self.view.pods.get(key)
             if pod is None or pred(pod):
                 out |= {str(ip) for ip in lp.ips}
-        out |= {str(ip) for pod in self.view.pods.values() if self.view.is_local(pod) and pred(pod)
-                for ip in self.view.pod_ips(pod)}
+        out |= {a for pod in self.view.pods.values() if self.view.is_local(pod) and pred(pod)
+                for a in self.view.pod_addrs(pod)}
         return out
 
     def _owner(self, ip: str, holders: list[PodInfo]) -> tuple[str, PodInfo | None]:

@@ -27,7 +27,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ...net import policy_nft
@@ -39,6 +39,12 @@ from .compiler import Compiler
 from .spec import Policy
 
 log = logging.getLogger(__name__)
+
+PodInput = dict[str, Any] | PodInfo     # a Pod as the API's JSON, or as the Pod watch keeps it
+
+
+def as_pod(obj: PodInput) -> PodInfo:
+    return obj if isinstance(obj, PodInfo) else PodInfo.from_api(obj)
 
 
 def _sctp_in_kernel() -> bool:
@@ -63,7 +69,8 @@ class PolicyEngine:
         self.state_path = os.path.join(state_dir, "policy-pods.json")
         self.latencies: list[float] = []              # seconds per programming (the last 1000)
         self.ready = False
-        self.seen: dict[str, str] = {}      # "Kind/namespace/name" → the resourceVersion programmed
+        self.seen: dict[str, str] = {}      # "Kind/namespace/name" → the resourceVersion programmed (not Pods:
+        #                                     seen_version reads theirs from the view)
         self.sctp = _sctp_in_kernel()
         self.pod_interface = pod_interface
         self.pod_tables: dict[str, str] = {}      # underlay: local pod key → its netns path
@@ -150,18 +157,15 @@ class PolicyEngine:
             self.ready = True
 
     # ------------------------------------------------------------ API events
-    def set_all(self, pods: dict[str, dict[str, Any]] | None = None, namespaces: dict[str, dict[str, str]] | None = None,
+    def set_all(self, pods: dict[str, PodInput] | None = None, namespaces: dict[str, dict[str, str]] | None = None,
                 policies: dict[str, dict[str, Any]] | None = None,
                 cluster_policies: dict[str, dict[str, Any]] | None = None) -> None:
         """A (re)list of one kind: replace it wholesale, then resync."""
         with self.lock:
             if pods is not None:
                 self.view.clear_pods()
-                self._forget_seen("Pod/")
                 for obj in pods.values():
-                    info = PodInfo.from_api(obj)
-                    self.view.put_pod(info)
-                    self._saw("Pod", obj)
+                    self.view.put_pod(as_pod(obj))
             if namespaces is not None:
                 self.view.namespaces = dict(namespaces)
             if policies is not None:
@@ -186,30 +190,37 @@ class PolicyEngine:
         else:
             self.seen[key] = str(meta.get("resourceVersion") or "")
 
+    def seen_version(self, key: str) -> str | None:
+        """The resourceVersion programmed of "Kind/namespace/name" (None: none, or deleted).  A
+        Pod's is on its PodInfo (the cluster's pods are many: no second map of them)."""
+        if key.startswith("Pod/"):
+            pod = self.view.pods.get(key[4:])
+            return (pod.version or None) if pod is not None else None
+        return self.seen.get(key)
+
     def _forget_seen(self, prefix: str) -> None:
         for k in [k for k in self.seen if k.startswith(prefix)]:
             del self.seen[k]
 
-    def pod_event(self, kind: str, obj: dict[str, Any]) -> None:
+    def pod_event(self, kind: str, obj: PodInput) -> None:
         self.pod_events([(kind, obj)])
 
-    def pod_events(self, events: list[tuple[str, dict[str, Any]]]) -> None:
+    def pod_events(self, events: Sequence[tuple[str, PodInput]]) -> None:
         """Pod changes in their order, programmed as one transaction: in a big cluster pods change
         faster than one transaction per change can follow (the watch queues them: policy/watch.py)."""
         with self.lock:
             changed: set[str] = set()
             for kind, obj in events:
-                info = PodInfo.from_api(obj)
-                self._saw("Pod", obj, kind == "DELETED")
+                info = as_pod(obj)
                 old = self.view.pods.get(info.key)
-                before = {str(ip) for ip in self.view.pod_ips(old)} if old is not None else set()
+                before = set(self.view.pod_addrs(old)) if old is not None else set()
                 if kind == "DELETED":
                     self.view.drop_pod(info.key)
                 else:
                     self.view.put_pod(info)
                 if old == (None if kind == "DELETED" else info):
                     continue
-                after = {str(ip) for ip in self.view.pod_ips(info)} if kind != "DELETED" else set()
+                after = set(self.view.pod_addrs(info)) if kind != "DELETED" else set()
                 changed |= before | after
             if changed:
                 self._program(self.compiler.on_addresses(changed), trigger="Pod")

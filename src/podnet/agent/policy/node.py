@@ -58,7 +58,7 @@ class NodePolicy:
         how a test or an operator knows a change has been programmed on this node."""
         key = query.get("object", "")
         with self.engine.lock:          # a version is "seen" once its transaction is in the kernel
-            return 200, {"object": key, "resourceVersion": self.engine.seen.get(key), "ready": self.engine.ready}
+            return 200, {"object": key, "resourceVersion": self.engine.seen_version(key), "ready": self.engine.ready}
 
     def _explain(self, query: dict[str, str]) -> tuple[int, dict[str, Any]]:
         try:

@@ -19,6 +19,7 @@ from lightkube.resources.core_v1 import Namespace, Pod
 from lightkube.resources.networking_v1 import NetworkPolicy
 
 from ..kubewatch import Informer
+from .cluster import PodInfo
 from .engine import PolicyEngine
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ class PolicyWatch:
         """on_synced: after every full resync from the four lists (the first one makes the node ready)."""
         self.client, self.engine, self.on_synced = client, engine, on_synced
         self.pods = Informer(client, Pod, on_event=self._pod, on_relist=self._relisted, watch_timeout=watch_timeout,
-                             what="Pods", keep=pod_essentials)
+                             what="Pods", keep=pod_info)
         self.namespaces = Informer(client, Namespace, on_event=self._namespace, on_relist=self._relisted,
                                    watch_timeout=watch_timeout, what="Namespaces")
         self.policies = Informer(client, NetworkPolicy, on_event=self._policy, on_relist=self._relisted,
@@ -47,7 +48,7 @@ class PolicyWatch:
         self._stopped = threading.Event()
         # Pod events go through a queue to one worker that programs all it finds queued as one
         # transaction; a (re)list supersedes what was queued before it (its epoch)
-        self._pod_queue: queue.Queue[tuple[int, str, dict[str, Any]]] = queue.Queue()
+        self._pod_queue: queue.Queue[tuple[int, str, PodInfo]] = queue.Queue()
         self._epoch = 0
 
     @property
@@ -140,21 +141,19 @@ class PolicyWatch:
             raise
 
 
-def pod_essentials(pod: Any) -> dict[str, Any]:
-    """What policy reads of a Pod (PodInfo.from_api): its identity, labels, node, addresses and named
-    ports — the cache of every Pod in the cluster holds this, not the whole object (managedFields,
-    the containers' specs, conditions: ~20× more)."""
+def pod_info(pod: Any) -> PodInfo:
+    """What policy reads of a Pod (its identity, labels, node, addresses, named ports and version),
+    straight from the decoded object: the Pod watch's cache of every Pod in the cluster holds these
+    small objects (not the whole Pod: managedFields, the containers' specs, conditions are ~20×
+    more), and the engine shares them."""
     meta, spec, status = pod.metadata, pod.spec, pod.status
-    ports = [{"name": p.name, "protocol": p.protocol, "containerPort": p.containerPort}
+    ports = [(str(p.name), str(p.protocol or "TCP"), int(p.containerPort))
              for c in (spec.containers if spec is not None else None) or [] for p in c.ports or [] if p.name]
-    return {"metadata": {"namespace": meta.namespace, "name": meta.name, "labels": dict(meta.labels or {}),
-                         "resourceVersion": meta.resourceVersion},
-            "spec": {"nodeName": spec.nodeName if spec is not None else None,
-                     "hostNetwork": bool(spec.hostNetwork) if spec is not None else False,
-                     "containers": [{"ports": ports}] if ports else []},
-            "status": {"podIP": status.podIP if status is not None else None,
-                       "podIPs": [{"ip": a.ip} for a in (status.podIPs if status is not None else None) or []],
-                       "phase": status.phase if status is not None else None}}
+    ips = [a.ip for a in (status.podIPs if status is not None else None) or [] if a.ip] or \
+        ([status.podIP] if status is not None and status.podIP else [])
+    return PodInfo.make(str(meta.namespace), str(meta.name), meta.labels, ips,
+                        str((spec.nodeName if spec is not None else None) or ""),
+                        bool(spec.hostNetwork) if spec is not None else False, ports, str(meta.resourceVersion or ""))
 
 
 def _as_dict(obj: Any) -> dict[str, Any]:
