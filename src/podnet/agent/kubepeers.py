@@ -23,6 +23,7 @@ import ipaddress
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from lightkube import Client, KubeConfig  # pinned in pyproject: lightkube==1.0.1
@@ -60,6 +61,21 @@ def _internal_ips(node: Any) -> list[str]:
             if a.type == "InternalIP"]
 
 
+@dataclass(frozen=True, slots=True)
+class NodeRoutes:
+    """What routing reads of a Node — the Node watch keeps this, not the object (a Node's status
+    is kilobytes of images and conditions, updated by its kubelet all the time)."""
+    pod_cidrs: tuple[str, ...]
+    internal_ips: tuple[str, ...]
+    annotations: tuple[tuple[str, str], ...]          # podnet.io/* only
+
+    @staticmethod
+    def of(node: Any) -> NodeRoutes:
+        ann = (node.metadata.annotations if node.metadata is not None else None) or {}
+        return NodeRoutes(tuple(str(c) for c in _pod_cidrs(node)), tuple(_internal_ips(node)),
+                          tuple(sorted((k, v) for k, v in ann.items() if k.startswith(ANNOTATION))))
+
+
 class KubePeers:
     def __init__(self, node: str, kubeconfig: str = "", client: Client | None = None,
                  gc: Callable[[set[str]], object] | None = None, gc_interval: float = 60.0,
@@ -74,7 +90,8 @@ class KubePeers:
             config = KubeConfig.from_file(kubeconfig) if kubeconfig else KubeConfig.from_env()
             client = Client(config, field_manager="podnet")
         self.client = client
-        self.informer = Informer(client, Node, watch_timeout=watch_timeout, what="Nodes")
+        self.informer = Informer(client, Node, watch_timeout=watch_timeout, what="Nodes", keep=NodeRoutes.of,
+                                 quiet_unchanged=True)
 
     # ------------------------------------------------------------ this node
     def my_pod_cidrs(self) -> list[IPNet]:
@@ -169,21 +186,22 @@ class KubePeers:
 
     def nodes(self) -> dict[str, dict[str, str]]:
         out = {}
+        n: NodeRoutes
         for name, n in self._snapshot().items():
-            ann = n.metadata.annotations or {}
-            addr = ann.get(f"{ANNOTATION}underlay-addr") or _internal_ip(n)
+            ann = dict(n.annotations)
+            addr = ann.get(f"{ANNOTATION}underlay-addr") or (n.internal_ips[0] if n.internal_ips else "")
             try:
                 ipaddress.ip_address(addr)
             except ValueError:
                 continue
-            published = {k[len(ANNOTATION):].replace("-", "_"): v for k, v in ann.items() if k.startswith(ANNOTATION)}
+            published = {k[len(ANNOTATION):].replace("-", "_"): v for k, v in ann.items()}
             published.pop("underlay_addr", None)
-            other = _other_family(addr, _internal_ips(n))    # a dual-stack underlay: the other family's
+            other = _other_family(addr, list(n.internal_ips))    # a dual-stack underlay: the other family's
             out[name] = {"backend": "", "vtep_mac": "", **published, "node": name, "addr": addr, **other}
         return out
 
     def owners(self) -> dict[IPNet, str]:
-        return {c: name for name, n in self._snapshot().items() for c in _pod_cidrs(n)}
+        return {ipaddress.ip_network(c): name for name, n in self._snapshot().items() for c in n.pod_cidrs}
 
     def watch(self, wake: Callable[[], None]) -> Callable[[], None]:
         """Follow Node changes until the returned function is called; `wake` after each change, a

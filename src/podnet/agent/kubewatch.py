@@ -46,11 +46,16 @@ class Informer:
     def __init__(self, client: Client, resource: Any, on_event: OnEvent | None = None,
                  on_relist: OnRelist | None = None, watch_timeout: int = 300, what: str = "",
                  fields: dict[str, str] | None = None, on_trouble: Callable[[], None] | None = None,
-                 optional: bool = False, keep: Callable[[Any], Any] | None = None) -> None:
+                 optional: bool = False, keep: Callable[[Any], Any] | None = None,
+                 quiet_unchanged: bool = False) -> None:
         """keep: what the cache holds of each object (default: all of it) — at cluster scale an
-        agent holds every Pod of the cluster, and a full Pod object is ~20× what it needs."""
+        agent holds every Pod of the cluster, and a full Pod object is ~20× what it needs.
+        quiet_unchanged: no on_event for a MODIFIED object whose kept part is unchanged (a Node's
+        status heartbeat, when only its addresses and CIDRs are kept: in a 5000-node cluster
+        those are many per second, and each would wake a whole routing pass)."""
         self.client, self.resource = client, resource
         self.keep = keep
+        self.quiet_unchanged = quiet_unchanged
         self.on_event, self.on_relist, self.on_trouble = on_event, on_relist, on_trouble
         self.watch_timeout = watch_timeout
         self.what = what or resource.__name__
@@ -108,12 +113,15 @@ class Informer:
                     if kind == "BOOKMARK":
                         continue
                     kept = obj if self.keep is None else self.keep(obj)
+                    key = key_of(obj)
                     with self.lock:
                         if kind == "DELETED":
-                            self.cache.pop(key_of(obj), None)
+                            self.cache.pop(key, None)
+                            unchanged = False
                         else:
-                            self.cache[key_of(obj)] = kept
-                    if self.on_event is not None:
+                            unchanged = kind == "MODIFIED" and self.quiet_unchanged and self.cache.get(key) == kept
+                            self.cache[key] = kept
+                    if self.on_event is not None and not unchanged:
                         self.on_event(kind, kept)
             except ApiError as e:
                 if self._stopped.is_set():
