@@ -201,6 +201,13 @@ def seen(sock: str, obj: str) -> tuple[str | None, bool]:
     return doc.get("resourceVersion"), bool(doc.get("ready"))
 
 
+def routing_wakeups(c: Cluster) -> int:
+    """The agent's routing passes so far (its metric)."""
+    _, body = http_get_unix(c.sock(0), "/metrics")
+    text = body.decode()
+    return int(float(next(ln.split()[-1] for ln in text.splitlines() if ln.startswith("podnet_routing_wakeups_total"))))
+
+
 def count_state(c: Cluster) -> dict[str, int]:
     routes = len(c.podnet_routes(0))
     table = subprocess.run(["ip", "netns", "exec", c.nodes[0], "nft", "-j", "list", "table", "inet", "podnet_policy"],
@@ -313,6 +320,7 @@ def simulate(n: int, backend: str, per_node: int, n_policies: int, rate: float, 
         m = threading.Thread(target=measure, daemon=True)
         m.start()
         spy = Spy(c, profile, "events") if profile else None
+        wakeups0 = routing_wakeups(c)
         io0, t0 = rchar(pid), time.monotonic()
         events = int(rate * seconds)
         for i in range(events):
@@ -328,6 +336,7 @@ def simulate(n: int, backend: str, per_node: int, n_policies: int, rate: float, 
                                      "p99": round(pct(lat, 0.99) * 1000, 1), "max": round(max(lat) * 1000, 1)}
         if spy is not None:
             out["profile_events"] = spy.stop()
+        out["routing_passes_during_events"] = routing_wakeups(c) - wakeups0
         out["agent_read_kib_per_s"] = round((rchar(pid) - io0) / elapsed / 1024, 1)
         out["agent_rss_after_events_mib"] = rss_mib(c.procs["agent0"].pid)
         for p in local:

@@ -27,7 +27,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ...net import policy_nft
@@ -157,7 +157,7 @@ class PolicyEngine:
             self.ready = True
 
     # ------------------------------------------------------------ API events
-    def set_all(self, pods: dict[str, PodInput] | None = None, namespaces: dict[str, dict[str, str]] | None = None,
+    def set_all(self, pods: Mapping[str, PodInput] | None = None, namespaces: dict[str, dict[str, str]] | None = None,
                 policies: dict[str, dict[str, Any]] | None = None,
                 cluster_policies: dict[str, dict[str, Any]] | None = None) -> None:
         """A (re)list of one kind: replace it wholesale, then resync."""
