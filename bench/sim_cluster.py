@@ -42,11 +42,13 @@ from typing import Any
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.dirname(__file__))
+from podnet.agent.config import NodeConfig
 from podnet.lab import Cluster
 from podnet.net.netns import move_this_thread
 from podnet.wire import http_get_unix
 from policy_bench import APPS, NAMESPACES, policy, rss_mib
 
+AGENT_DEFAULTS = NodeConfig()
 SIM_CIDR = ipaddress.ip_network("10.128.0.0/9")      # room for 32 768 nodes' /24s
 SIM_UNDERLAY = ipaddress.ip_network("10.100.0.0/16")  # the simulated nodes' addresses (go nowhere)
 THREADS = 16
@@ -223,7 +225,9 @@ def loaded_cluster(n: int, backend: str, per_node: int, n_policies: int, rng: ra
     """The lab with its one real node (agent stopped, 10 real pods) and N−1 simulated nodes, their
     pods and the policies loaded: (cluster, loader, the simulated pods, the real pods, the last
     pod's key).  Loading figures go into `out`."""
-    c = Cluster(1, backend, datastore="kubernetes", network_policy=True, controllers=False)
+    # the agent's own defaults (the DaemonSet's), not the lab's short test timings
+    c = Cluster(1, backend, datastore="kubernetes", network_policy=True, controllers=False,
+                lease_ttl=AGENT_DEFAULTS.lease_ttl, route_interval=AGENT_DEFAULTS.route_interval)
     c.node_settings[0] = {"cluster-cidr": [str(SIM_CIDR)]}
     try:
         c.up(wait_ready=False)
