@@ -128,7 +128,10 @@ def main() -> int:
     e.set_all(pods=dict(cache), namespaces={n: {"kubernetes.io/metadata.name": n} for n in NAMESPACES},
               policies=pols, cluster_policies={})
     out["full_table_s"] = round(time.perf_counter() - t0, 1)
+    t0 = time.perf_counter()
     gc.collect()
+    out["full_gc_pause_s"] = round(time.perf_counter() - t0, 2)   # what a generation-2 collection costs now
+    out["gc_tracked_objects"] = len(gc.get_objects())
     out["rss_mib"]["engine_programmed"] = round(rss_mib(), 1)
     out["counts"] = e.programmed.counts()
     if os.environ.get("PNBENCH_DROP_CTX"):     # experiment: what libnftables' context holds after the table

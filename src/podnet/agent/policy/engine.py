@@ -115,6 +115,8 @@ class PolicyEngine:
         if self.pod_tables:
             self._program_pods(policy_nft.full_script(new, self.pod_interface) if full else diff, new)
         self.programmed = new
+        if full:
+            memtrim.settle()
         if full or len(diff) > memtrim.BIG_SCRIPT:
             memtrim.give_back()
         took = time.perf_counter() - t0
