@@ -15,6 +15,7 @@ import gc
 from collections.abc import Callable
 
 BIG_SCRIPT = 1 << 20        # bytes of nft script that make a burst worth trimming after
+SETTLE_PODS = 5000          # pods in the cluster from which settle() is worth its one full collection
 
 
 @functools.cache

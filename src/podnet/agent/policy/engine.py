@@ -115,7 +115,7 @@ class PolicyEngine:
         if self.pod_tables:
             self._program_pods(policy_nft.full_script(new, self.pod_interface) if full else diff, new)
         self.programmed = new
-        if full:
+        if full and len(self.view.pods) >= memtrim.SETTLE_PODS:
             memtrim.settle()
         if full or len(diff) > memtrim.BIG_SCRIPT:
             memtrim.give_back()
