@@ -57,7 +57,7 @@ def run_k(c: Any, load: Any, items: list[Any], binary: str, k: int, rate: float,
           work: str) -> dict[str, Any]:
     from lightkube.resources.core_v1 import Pod
     from lightkube.types import PatchType
-    with open(c.kubeconfig_path()) as f:
+    with open(c.kubeconfig_path) as f:
         kc = json.load(f)
     token = os.path.join(work, "token")
     with open(token, "w") as f:
