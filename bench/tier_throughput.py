@@ -21,33 +21,12 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
-import time
 from typing import Any
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
 from podnet.lab import Cluster
 from podnet.lab.netpol import NS_LABEL, PolicyLab
-
-
-def iperf(lab: PolicyLab, server: str, client: str, seconds: int = 2) -> float:
-    """Gbit/s client → server."""
-    srv = subprocess.Popen(["ip", "netns", "exec", lab.pods[server].name, "iperf3", "-s", "-1", "-p", "5201"],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 15
-        while True:
-            out = subprocess.run(["ip", "netns", "exec", lab.pods[client].name, "iperf3", "-c", lab.pods[server].ip,
-                                  "-p", "5201", "-t", str(seconds), "-J"], capture_output=True, text=True)
-            doc = json.loads(out.stdout or "{}")
-            if out.returncode == 0 and "sum_received" in doc.get("end", {}):
-                return float(doc["end"]["sum_received"]["bits_per_second"]) / 1e9
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"iperf3 failed: {doc.get('error') or out.stderr[-500:]}")
-    finally:
-        srv.kill()
-        srv.wait()
 
 
 def network_policies(client_ns: str) -> list[dict[str, Any]]:
@@ -94,13 +73,13 @@ def main() -> int:
         client = next(k for k in lab.pods if nodes[k] == nodes[server] and not k.startswith("x/"))
         client_ns = client.split("/")[0]
         for r in range(a.rounds):
-            bare = iperf(lab, server, client)
+            bare = lab.iperf(server, client)
             for p in network_policies(client_ns):
                 lab.apply(p)
-            with_np = iperf(lab, server, client)
+            with_np = lab.iperf(server, client)
             for p in cluster_policies(client_ns):
                 lab.apply_cluster_policy(p)
-            with_tiers = iperf(lab, server, client)
+            with_tiers = lab.iperf(server, client)
             rows.append({"round": r, "none_gbps": round(bare, 2), "np200_gbps": round(with_np, 2),
                          "np200_cnp50_gbps": round(with_tiers, 2), "tiers_vs_none": round(with_tiers / bare, 3),
                          "tiers_vs_np200": round(with_tiers / with_np, 3)})

@@ -344,24 +344,6 @@ def test_api_server_down_keeps_rules_and_fails_closed(fresh: PolicyLab) -> None:
 
 
 # ------------------------------------------------------------------ datapath
-def _iperf(lab: PolicyLab, server: str, client: str, seconds: int = 2) -> float:
-    """Gbit/s client → server (iperf3, TCP)."""
-    srv = subprocess.Popen(["ip", "netns", "exec", lab.pods[server].name, "iperf3", "-s", "-1", "-p", "5201"],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            out = subprocess.run(["ip", "netns", "exec", lab.pods[client].name, "iperf3", "-c", lab.pods[server].ip,
-                                  "-p", "5201", "-t", str(seconds), "-J"], capture_output=True, text=True)
-            doc = json.loads(out.stdout or "{}")
-            if out.returncode == 0 and "sum_received" in doc.get("end", {}):
-                return float(doc["end"]["sum_received"]["bits_per_second"]) / 1e9
-            assert time.monotonic() < deadline, doc.get("error") or out.stdout[-800:] + out.stderr[-500:]
-    finally:
-        srv.kill()
-        srv.wait()
-
-
 @pytest.mark.skipif(not any(os.path.exists(os.path.join(d, "iperf3")) for d in ("/usr/bin", "/usr/local/bin")),
                     reason="iperf3 is not installed (scripts/setup.sh installs it)")
 def test_throughput_with_200_policies(fresh: PolicyLab) -> None:
@@ -377,7 +359,7 @@ def test_throughput_with_200_policies(fresh: PolicyLab) -> None:
     ratios = []
     for _ in range(5):
         fresh.delete_all()
-        without = _iperf(fresh, server, client)
+        without = fresh.iperf(server, client)
         for i in range(199):
             fresh.kube.apply_policy(pol("x", f"p{i:03d}", {"matchLabels": {"pod": "a"}},
                                         ingress=[{"from": [{"podSelector": {"matchLabels": {"pod": f"nobody-{i}"}}}],
@@ -385,7 +367,7 @@ def test_throughput_with_200_policies(fresh: PolicyLab) -> None:
         fresh.apply(allow_client)            # the last of the 200: waited for on every node
         counts = _nft(fresh, nodes[server], "list", "table", "inet", "podnet_policy").count("chain p")
         assert counts >= 200, f"only {counts} policy chains on the server's node"
-        ratios.append(_iperf(fresh, server, client) / without)
+        ratios.append(fresh.iperf(server, client) / without)
     fresh.delete_all()
     ratio = statistics.median(ratios)
     print(f"throughput with 200 policies / without, 5 paired rounds: {[round(r, 3) for r in ratios]}, median {ratio:.3f}")

@@ -11,6 +11,7 @@ should be is not this module's business: callers compare with a reference model.
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 import urllib.parse
 from typing import Any
@@ -154,6 +155,26 @@ class PolicyLab:
         sources = {k: p.netns for k, p in self.pods.items()}
         targets = [Target(k, p.ip) for k, p in self.pods.items()]
         return probe(sources, targets, port, proto)
+
+    def iperf(self, server: str, client: str, seconds: int = 2, timeout: float = 15.0) -> float:
+        """Gbit/s of TCP client → server (iperf3 in the two pods' namespaces), retried until the
+        server listens (RuntimeError after `timeout` seconds)."""
+        srv = subprocess.Popen(["ip", "netns", "exec", self.pods[server].name, "iperf3", "-s", "-1", "-p", "5201"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                out = subprocess.run(["ip", "netns", "exec", self.pods[client].name, "iperf3", "-c",
+                                      self.pods[server].ip, "-p", "5201", "-t", str(seconds), "-J"],
+                                     capture_output=True, text=True)
+                doc = json.loads(out.stdout or "{}")
+                if out.returncode == 0 and "sum_received" in doc.get("end", {}):
+                    return float(doc["end"]["sum_received"]["bits_per_second"]) / 1e9
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"iperf3 {client} → {server}: {doc.get('error') or out.stderr[-500:]}")
+        finally:
+            srv.kill()
+            srv.wait()
 
     def stop(self) -> None:
         for s in self.servers.values():
