@@ -200,27 +200,6 @@ def test_a_kernel_change_wakes_a_pass_and_the_periodic_pass_heartbeats() -> None
         agent.stop()
 
 
-def test_a_heartbeat_between_passes_is_only_a_heartbeat() -> None:
-    """At scale a pass compares thousands of routes: a heartbeat falling due (every lease_ttl/3)
-    renews the node's record and does not run one; passes come from changes and route-interval."""
-    from podnet.agent.metrics import REGISTRY
-    peers, backend = FakePeers("n1"), RecordingBackend()
-    agent = RoutingAgent(peers, backend, "10.97.0.1", heartbeat=0.02, interval=60, host=FakeHost().opener(),
-                         watch_kernel=lambda wake: (lambda: None))
-    events0 = REGISTRY.get_sample_value("podnet_routing_passes_total", {"cause": "event"}) or 0
-    agent.start()
-    try:
-        wait(lambda: agent.ready.is_set())
-        n = agent.passes
-        wait(lambda: peers.heartbeats >= 10)
-        assert agent.passes == n, f"{agent.passes - n} passes ran for heartbeats alone"
-        peers.set_node("n2", "10.97.0.2")                  # a change still wakes one at once
-        wait(lambda: agent.passes > n)
-        assert (REGISTRY.get_sample_value("podnet_routing_passes_total", {"cause": "event"}) or 0) > events0
-    finally:
-        agent.stop()
-
-
 def test_stopping_leaves_the_routes_in_place() -> None:
     peers, host = FakePeers("n1"), FakeHost()
     peers.set_node("n2", "10.97.0.2")

@@ -16,12 +16,6 @@ ROUTING_WAKEUPS = Counter("podnet_routing_wakeups_total",
                           "periodic check)", registry=REGISTRY)
 
 
-ROUTING_PASSES = Counter("podnet_routing_passes_total",
-                         "whole routing passes (every route, neighbour and FDB entry compared), by cause: start, "
-                         "event (a datastore or kernel change), periodic (route-interval), retry (after a failure)",
-                         ["cause"], registry=REGISTRY)
-
-
 def observe(command: str, plugin: str, seconds: float, code: int) -> None:
     LATENCY.labels(command, plugin).observe(seconds)
     if code:

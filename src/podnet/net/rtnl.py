@@ -577,26 +577,13 @@ def _watch(name: str, groups: int, wanted: Callable[[list[Any]], bool],
     return stop
 
 
-def _podnet_link(index: int) -> bool:
-    """Whether link `index` (in the calling thread's netns) is one of podnet's devices (podnet.*);
-    a link already gone counts (whatever it held is gone with it)."""
-    try:
-        return socket.if_indextoname(index).startswith("podnet")
-    except OSError:
-        return True
-
-
 def watch_podnet_state(on_change: Callable[[], None]) -> Callable[[], None]:
-    """Call on_change() whenever one of podnet's routes (PODNET_PROTO) or a neighbour entry on one
-    of podnet's devices is deleted in the calling thread's netns — somebody undid what the agent programmed, so it
+    """Call on_change() whenever one of podnet's routes (PODNET_PROTO) or a neighbour entry is
+    deleted in the calling thread's netns — somebody undid what the agent programmed, so it
     reconciles at once instead of at its next periodic pass.  Returns a stop function."""
     def wanted(msgs: list[Any]) -> bool:
-        # only neighbours on podnet's own devices are podnet's (VXLAN next hops): the kernel's ARP/ND
-        # entries elsewhere (pods' veths, the uplink) come and go all the time, and each would wake
-        # a whole pass (thousands of routes at scale).  A deleted entry's message says FAILED
-        # whatever it was, so the device is what tells them apart.
         return any((m.get("event") == "RTM_DELROUTE" and m.get("proto") == PODNET_PROTO)
-                   or (m.get("event") == "RTM_DELNEIGH" and _podnet_link(int(m.get("ifindex") or 0))) for m in msgs)
+                   or m.get("event") == "RTM_DELNEIGH" for m in msgs)
     return _watch("podnet-state", RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_ROUTE | RTMGRP_NEIGH, wanted, on_change)
 
 

@@ -131,14 +131,10 @@ class RoutingAgent:
 
     def _loop(self) -> None:
         """The datastore may be down when the agent starts: it keeps serving CNI requests (DEL
-        must work) and retries here; the node only becomes ready once it has joined.  A pass runs
-        when something woke the loop (a datastore or kernel change), every `interval` seconds,
-        and after a failure; a heartbeat that falls due between passes renews the node's record
-        and nothing else — a pass over thousands of nodes' routes is not a heartbeat's price."""
-        last_heartbeat = last_housekeeping = last_pass = time.monotonic()
+        must work) and retries here; the node only becomes ready once it has joined."""
+        last_heartbeat = last_housekeeping = time.monotonic()
         failures = 0
-        woken = True
-        from ..metrics import ROUTING_PASSES, ROUTING_WAKEUPS
+        from ..metrics import ROUTING_WAKEUPS
         while not self._stop.is_set():
             now = time.monotonic()
             ROUTING_WAKEUPS.inc()
@@ -146,26 +142,16 @@ class RoutingAgent:
                 if self.joined and now - last_housekeeping >= self.interval:
                     last_housekeeping = now
                     self.peers.housekeeping()
-                if woken or failures or not self.joined or now - last_pass >= self.interval:
-                    last_heartbeat = self.step(now, last_heartbeat)
-                    last_pass = now
-                    ROUTING_PASSES.labels("start" if self.passes == 1 else "retry" if failures
-                                          else "event" if woken else "periodic").inc()
-                elif now - last_heartbeat >= self.heartbeat:
-                    self.peers.heartbeat()
-                    last_heartbeat = now
+                last_heartbeat = self.step(now, last_heartbeat)
                 failures = 0
             except Exception as e:  # noqa: BLE001 - datastore or netlink trouble: log, try again next pass
                 failures += 1
                 log.warning("routing pass failed: %s", e)
                 if self.on_fail and not self.ready.is_set():
                     self.on_fail(str(e))
-            now = time.monotonic()
-            wait = min(self.interval - (now - last_pass), self.heartbeat - (now - last_heartbeat))
-            wait = max(0.0, wait)
+            wait = min(self.interval, max(0.0, self.heartbeat - (time.monotonic() - last_heartbeat)))
             if failures:      # back off (0.1 s doubling, at most the pass interval): never a busy loop
                 wait = max(wait, min(self.interval, 0.1 * 2 ** min(failures - 1, 8)))
-            woken = self._wake.wait(wait)
-            if woken:
+            if self._wake.wait(wait):
                 self._stop.wait(self.COALESCE)
                 self._wake.clear()
