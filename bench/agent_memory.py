@@ -134,13 +134,6 @@ def main() -> int:
     out["gc_tracked_objects"] = len(gc.get_objects())
     out["rss_mib"]["engine_programmed"] = round(rss_mib(), 1)
     out["counts"] = e.programmed.counts()
-    if os.environ.get("PNBENCH_DROP_CTX"):     # experiment: what libnftables' context holds after the table
-        from podnet.agent import memtrim
-        from podnet.net import nft
-        nft._ctx = None
-        gc.collect()
-        memtrim.give_back()
-        out["rss_mib"]["nft_context_dropped"] = round(rss_mib(), 1)
     if a.trace:
         snap = tracemalloc.take_snapshot()
         stats = snap.statistics("lineno")

@@ -50,10 +50,11 @@ class PodInfo:
              host_network: bool, ports: list[tuple[str, str, int]], version: str) -> PodInfo:
         """From the API's fields (a dict's or a decoded model's): names and labels interned."""
         intern = sys.intern
+        addresses = tuple(ipaddress.ip_address(ip) for ip in ips)
         return PodInfo(intern(namespace), name,
                        tuple(sorted((intern(str(k)), intern(str(v))) for k, v in (labels or {}).items())),
-                       tuple(ipaddress.ip_address(ip) for ip in ips), intern(node), host_network,
-                       tuple(sorted(ports)), version, tuple(str(ipaddress.ip_address(ip)) for ip in ips))
+                       addresses, intern(node), host_network, tuple(sorted(ports)), version,
+                       tuple(str(a) for a in addresses))
 
     @staticmethod
     def from_api(obj: dict[str, Any]) -> PodInfo:
