@@ -70,6 +70,12 @@ os.environ.setdefault('OS_NEUTRON_CONFIG_DIR', {conf!r})
 os.environ.setdefault('OS_NEUTRON_CONFIG_FILES', 'neutron.conf;ml2_conf.ini')
 sys.argv = ['neutron-api']
 from neutron.wsgi.api import application  # noqa: E402,F401
+# neutron.policy.init() is lazy and not thread-safe: it publishes the enforcer before loading its
+# rules, so a gthread worker's concurrent first requests can be judged by an empty rule set and
+# Neutron silently filters every object out of a list (seen: a fresh network listed as 0 matches).
+# Loading it here, once per worker before it serves, closes that window.
+from neutron import policy  # noqa: E402
+policy.init()
 """
 
 
