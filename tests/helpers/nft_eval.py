@@ -14,7 +14,7 @@ PROTO_NUM = {"tcp": 6, "udp": 17, "sctp": 132}
 
 
 def _in_set(model: Model, name: str, key: tuple[Any, ...]) -> bool:
-    for elem in model.elements.get(name, frozenset()):
+    for elem in model.elements.get(name, ()):
         parts = [p.strip() for p in elem.split(" . ")]
         if len(parts) != len(key):
             raise AssertionError(f"element {elem!r} does not fit key {key} of set {name}")

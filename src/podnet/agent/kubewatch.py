@@ -42,6 +42,16 @@ def key_of(obj: Any) -> str:
     return f"{meta.namespace}/{meta.name}" if getattr(meta, "namespace", None) else str(meta.name)
 
 
+def _keyed(obj: Any, keep: Callable[[Any], Any] | None) -> tuple[str, Any]:
+    """(key, what the cache keeps); a kept object with its own `key` string (PodInfo) lends it to
+    the cache, so a big cluster's Pods have one key string each, not one per index."""
+    if keep is None:
+        return key_of(obj), obj
+    kept = keep(obj)
+    own = getattr(kept, "key", None)
+    return (own if isinstance(own, str) and own else key_of(obj)), kept
+
+
 class Informer:
     def __init__(self, client: Client, resource: Any, on_event: OnEvent | None = None,
                  on_relist: OnRelist | None = None, watch_timeout: int = 300, what: str = "",
@@ -76,7 +86,7 @@ class Informer:
         listing = self.client.list(self.resource, chunk_size=LIST_CHUNK, **self._scope())
         self.absent = False
         keep = self.keep
-        objs = {key_of(o): (o if keep is None else keep(o)) for o in listing}
+        objs = dict(_keyed(o, keep) for o in listing)
         with self.lock:
             self.cache = objs
         self.relists += 1
@@ -112,8 +122,7 @@ class Informer:
                         self._set_trouble("")
                     if kind == "BOOKMARK":
                         continue
-                    kept = obj if self.keep is None else self.keep(obj)
-                    key = key_of(obj)
+                    key, kept = _keyed(obj, self.keep)
                     with self.lock:
                         if kind == "DELETED":
                             self.cache.pop(key, None)

@@ -14,29 +14,50 @@ from .spec import Policy
 IPAddr = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
+_LABELS: dict[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]] = {}
+_labels_sweep_at = 4096
+
+
+def intern_labels(labels: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+    """One tuple per distinct label set (a cluster's pods share a few: a Deployment's replicas all
+    have the same), so 150 000 pods do not hold 150 000 copies of them.  Weak, so labels unique to
+    a pod (a StatefulSet's pod-name) do not pile up after it is gone: when the table doubles, the
+    tuples nothing but the table holds are dropped."""
+    global _labels_sweep_at
+    kept = _LABELS.setdefault(labels, labels)
+    if len(_LABELS) > _labels_sweep_at:
+        # held by nothing else: the table's key and value (one object), the loop's name, the call's argument
+        for t in [t for t in _LABELS if sys.getrefcount(t) <= 4]:
+            del _LABELS[t]
+        _labels_sweep_at = max(4096, 2 * len(_LABELS))
+    return kept
+
+
 @dataclass(frozen=True, slots=True)
 class PodInfo:
     """What policy knows of one pod.  An agent holds one per Pod of the whole cluster (150 000 in
-    a 5000-node cluster), so it is small: slots, strings shared (interned names and labels, each
-    address's text made once here and used by every set it is in), and the Pod watch's cache holds
-    these objects themselves — the engine shares them."""
+    a 5000-node cluster), so it is small: slots, strings shared (interned names and label sets,
+    each address's text made once here and used by every set it is in, one key string for the
+    Pod watch's cache and the engine's indexes), and the Pod watch's cache holds these objects
+    themselves — the engine shares them.  Addresses are kept as text only (an ipaddress object
+    per pod costs ~130 bytes); `ips` parses them where a caller needs objects (explain, admission)."""
     namespace: str
     name: str
     labels: tuple[tuple[str, str], ...]
-    ips: tuple[IPAddr, ...]
+    addrs: tuple[str, ...]
     node: str = ""
     host_network: bool = False
     ports: tuple[tuple[str, str, int], ...] = ()      # (name, protocol, number) of its containers' ports
     version: str = field(default="", compare=False)   # the Pod's resourceVersion (what /policy/seen reports)
-    addrs: tuple[str, ...] = field(default=(), compare=False, repr=False)   # str(ip) of each of ips
+    key: str = field(default="", compare=False, repr=False)   # namespace/name
 
     def __post_init__(self) -> None:
-        if len(self.addrs) != len(self.ips):
-            object.__setattr__(self, "addrs", tuple(str(ip) for ip in self.ips))
+        if not self.key:
+            object.__setattr__(self, "key", f"{self.namespace}/{self.name}")
 
     @property
-    def key(self) -> str:
-        return f"{self.namespace}/{self.name}"
+    def ips(self) -> tuple[IPAddr, ...]:
+        return tuple(ipaddress.ip_address(a) for a in self.addrs)
 
     @property
     def label_map(self) -> dict[str, str]:
@@ -48,13 +69,14 @@ class PodInfo:
     @staticmethod
     def make(namespace: str, name: str, labels: dict[str, str] | None, ips: list[str], node: str,
              host_network: bool, ports: list[tuple[str, str, int]], version: str) -> PodInfo:
-        """From the API's fields (a dict's or a decoded model's): names and labels interned."""
+        """From the API's fields (a dict's or a decoded model's): names and labels interned, each
+        address checked and kept in its canonical text."""
         intern = sys.intern
-        addresses = tuple(ipaddress.ip_address(ip) for ip in ips)
+        addrs = tuple(str(ipaddress.ip_address(ip)) for ip in ips)
         return PodInfo(intern(namespace), name,
-                       tuple(sorted((intern(str(k)), intern(str(v))) for k, v in (labels or {}).items())),
-                       addresses, intern(node), host_network, tuple(sorted(ports)), version,
-                       tuple(str(a) for a in addresses))
+                       intern_labels(tuple(sorted((intern(str(k)), intern(str(v)))
+                                                  for k, v in (labels or {}).items()))),
+                       addrs, intern(node), host_network, tuple(sorted(ports)), version)
 
     @staticmethod
     def from_api(obj: dict[str, Any]) -> PodInfo:
@@ -180,7 +202,7 @@ class ClusterView:
             if claimant is not None:
                 keys.add(claimant)
             found = [self.pods[k] for k in sorted(keys) if k in self.pods]
-            out[ip] = [p for p in found if any(str(a) == ip for a in self.pod_ips(p))]
+            out[ip] = [p for p in found if ip in self.pod_addrs(p)]
         return out
 
     def is_local(self, pod: PodInfo) -> bool:

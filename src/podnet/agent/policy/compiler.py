@@ -21,7 +21,20 @@ import ipaddress
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from ...net.policy_nft import ADDR_TYPE, DENY_CHAIN, AddrIn, AddrPortIn, Match, Model, PortIn, SetSpec, port_element, rule
+from ...net.policy_nft import (
+    ADDR_TYPE,
+    DENY_CHAIN,
+    NO_ELEMENTS,
+    AddrIn,
+    AddrPortIn,
+    Elements,
+    Match,
+    Model,
+    PortIn,
+    SetSpec,
+    port_element,
+    rule,
+)
 from .cluster import ClusterView, PodInfo
 from .cnp import ClusterPolicy, CPeer, CRule
 from .spec import PROTOCOLS, IPNet, Peer, Policy, Rule
@@ -78,7 +91,8 @@ class NamedPortSet:
         number = pod.named_port(self.port, self.protocol)
         if number is None:
             return set()
-        return {f"{ip} . {PROTOCOLS[self.protocol]} . {number}" for ip in view.pod_ips(pod) if ip.version == fam}
+        return {f"{ip} . {PROTOCOLS[self.protocol]} . {number}" for ip in view.pod_addrs(pod)
+                if (":" in ip) == (fam == 6)}
 
 
 def cnp_peer_matches(peer: CPeer, pod: PodInfo, view: ClusterView) -> bool:
@@ -314,18 +328,18 @@ class Compiler:
         m.sets.update(piece.sets)
         m.chains.update(piece.chains)
         for name in piece.sets:
-            m.elements[name] = piece.fixed.get(name, frozenset())
+            m.elements[name] = Elements(piece.fixed.get(name, frozenset()))
         by_ns = pods_by_namespace(pods) if by_ns is None else by_ns
         for ss in piece.selector_sets:
             m.elements.update(self._selector_elements(ss, by_ns))
         named = [pod for pod in pods if pod.ports] if piece.named_sets else []
         for ns in piece.named_sets:
             for fam in FAMILIES:
-                m.elements[ns.names[fam]] = m.elements.get(ns.names[fam], frozenset()) | frozenset(
-                    e for pod in named for e in ns.elements(pod, self.view, fam))
+                m.elements[ns.names[fam]] = Elements(frozenset(m.elements.get(ns.names[fam], NO_ELEMENTS)) | frozenset(
+                    e for pod in named for e in ns.elements(pod, self.view, fam)))
 
     def _selector_elements(self, ss: SelectorSet | CnpSelectorSet, by_ns: dict[str, list[PodInfo]]
-                           ) -> dict[str, frozenset[str]]:
+                           ) -> dict[str, Elements]:
         """A selector set's addresses per family, looking only at the pods of the namespaces its
         peers can match (a cluster's pods are many; a peer's namespaces are few)."""
         found: dict[int, list[str]] = {fam: [] for fam in FAMILIES}
@@ -334,7 +348,7 @@ class Compiler:
                 if ss.has(pod, self.view):
                     for addr in self.view.pod_addrs(pod):
                         found[6 if ":" in addr else 4].append(addr)
-        return {ss.names[fam]: frozenset(found[fam]) for fam in FAMILIES}
+        return {ss.names[fam]: Elements(frozenset(found[fam])) for fam in FAMILIES}
 
     def _remove_piece(self, m: Model, piece: Piece) -> None:
         for name in piece.sets:
@@ -442,26 +456,28 @@ class Compiler:
                         continue
                     name = ss.names[fam]
                     inside = {ip for ip in mine if any(ss.has(p, self.view) for p in holders[ip])}
-                    before = m.elements.get(name, frozenset())
+                    before = m.elements.get(name, NO_ELEMENTS)
                     # only these addresses can change: look at them, never at the whole set (a
-                    # set can hold thousands of a big cluster's pods, and every set is visited)
+                    # set can hold thousands of a big cluster's pods, and every set is visited),
+                    # and change it in O(these) (Elements: no copy of the whole set per event)
                     if all((ip in before) == (ip in inside) for ip in mine):
                         continue
-                    m.elements[name] = (before - mine) | inside
+                    m.elements[name] = before.changed(mine - inside, inside)
             by_set: dict[str, list[NamedPortSet]] = {}       # a rule's named ports share its set
             for ns in piece.named_sets:
                 for fam in FAMILIES:
                     by_set.setdefault(ns.names[fam], []).append(ns)
             for name, named in by_set.items():
                 fam = 6 if name.endswith("6") else 4
-                before = m.elements.get(name, frozenset())
-                kept = {e for e in before if e.split(" . ", 1)[0] not in ips}
+                before = m.elements.get(name, NO_ELEMENTS)
+                had = {e for e in before if e.split(" . ", 1)[0] in ips}
+                now: set[str] = set()
                 for ns in named:
                     for ip in ips:
                         for p in holders[ip]:
-                            kept |= {e for e in ns.elements(p, self.view, fam) if e.split(" . ", 1)[0] == ip}
-                if kept != before:
-                    m.elements[name] = frozenset(kept)
+                            now |= {e for e in ns.elements(p, self.view, fam) if e.split(" . ", 1)[0] == ip}
+                if now != had:
+                    m.elements[name] = before.changed(had - now, now)
         self._map(m, ips, holders)
         self._drop_unused_groups(m)
         self.model = m
