@@ -203,6 +203,18 @@ def seen(sock: str, obj: str) -> tuple[str | None, bool]:
     return doc.get("resourceVersion"), bool(doc.get("ready"))
 
 
+def program_buckets(sock: str, trigger: str = "Pod") -> dict[str, float]:
+    """The agent's own histogram of programming times (event batch → nft commit) for `trigger`:
+    cumulative count per bucket bound (Prometheus text from GET /metrics)."""
+    _, body = http_get_unix(sock, "/metrics")
+    out: dict[str, float] = {}
+    for line in body.decode().splitlines():
+        if line.startswith("podnet_policy_program_seconds_bucket{") and f'trigger="{trigger}"' in line:
+            le = line.split('le="', 1)[1].split('"', 1)[0]
+            out[le] = float(line.rsplit(" ", 1)[1])
+    return out
+
+
 def routing_wakeups(c: Cluster) -> int:
     """The agent's routing passes so far (its metric)."""
     _, body = http_get_unix(c.sock(0), "/metrics")
@@ -349,6 +361,7 @@ def simulate(n: int, backend: str, per_node: int, n_policies: int, rate: float, 
         m.start()
         spy = Spy(c, profile, "events") if profile else None
         wakeups0 = routing_wakeups(c)
+        buckets0 = program_buckets(c.sock(0))
         io0, t0 = rchar(pid), time.monotonic()
         events = int(rate * seconds)
         for i in range(events):
@@ -363,6 +376,11 @@ def simulate(n: int, backend: str, per_node: int, n_policies: int, rate: float, 
         out["event_to_kernel_ms"] = {"p50": round(statistics.median(lat) * 1000, 1),
                                      "p99": round(pct(lat, 0.99) * 1000, 1), "max": round(max(lat) * 1000, 1)}
         stop_watch.set()
+        buckets1 = program_buckets(c.sock(0))
+        total = buckets1.get("+Inf", 0) - buckets0.get("+Inf", 0)
+        out["program_batches"] = int(total)
+        out["program_batches_over_s"] = {le: int(total - (n - buckets0.get(le, 0))) for le, n in buckets1.items()
+                                         if le in ("0.1", "0.25", "0.5", "1.0")}
         api = [delivered[k] - t for k, t in sent.items() if k in delivered]
         if api:
             out["api_delivery_ms"] = {"events": len(api), "p50": round(statistics.median(api) * 1000, 1),
