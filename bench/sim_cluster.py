@@ -14,13 +14,15 @@ would set them).  Then n1's agent is started fresh and measured:
   event → kernel   a pod relabelled on a simulated node, E per second for S seconds: from the PATCH
                    until the agent reports (GET /policy/seen) that its kernel holds that version
   watch bytes/s    what the agent read (/proc/PID/io rchar, TLS included) per second meanwhile
-  API server       kube-apiserver's and etcd's RSS with everything loaded
+  API server       kube-apiserver's and etcd's RSS with everything loaded, and when a plain Pod
+                   watch beside the agent's received each change (the API server's share)
+  programming      the agent's own histogram of event batch → nft commit during the events
 
     .venv/bin/python bench/sim_cluster.py --nodes 1000 [--backend vxlan|host-gw] [--pods-per-node 30]
                                           [--policies 200] [--rate 50] [--seconds 20]   (root)
 
-What it does not do (yet): the bgp backend (BIRD learning N routes from a simulated reflector), K
-simulated watchers against the API server — see bench/RESULTS.md.
+What it does not do (yet): the bgp backend (BIRD learning N routes from a simulated reflector).
+K simulated agents against the API server: bench/sim_watchers.py.  Numbers: bench/RESULTS.md.
 """
 from __future__ import annotations
 
