@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import sys
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +17,7 @@ IPAddr = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 _LABELS: dict[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]] = {}
 _labels_sweep_at = 4096
+_labels_lock = threading.Lock()       # the Pod watch and CNI ADD's handlers make PodInfos at once
 
 
 def intern_labels(labels: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
@@ -24,13 +26,14 @@ def intern_labels(labels: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str],
     a pod (a StatefulSet's pod-name) do not pile up after it is gone: when the table doubles, the
     tuples nothing but the table holds are dropped."""
     global _labels_sweep_at
-    kept = _LABELS.setdefault(labels, labels)
-    if len(_LABELS) > _labels_sweep_at:
-        # held by nothing else: the table's key and value (one object), the loop's name, the call's argument
-        for t in [t for t in _LABELS if sys.getrefcount(t) <= 4]:
-            del _LABELS[t]
-        _labels_sweep_at = max(4096, 2 * len(_LABELS))
-    return kept
+    with _labels_lock:
+        kept = _LABELS.setdefault(labels, labels)
+        if len(_LABELS) > _labels_sweep_at:
+            # held by nothing else: the table's key and value (one object), the loop's name, the call's argument
+            for t in [t for t in _LABELS if sys.getrefcount(t) <= 4]:
+                del _LABELS[t]
+            _labels_sweep_at = max(4096, 2 * len(_LABELS))
+        return kept
 
 
 @dataclass(frozen=True, slots=True)
