@@ -180,9 +180,7 @@ class ClusterView:
         mine = self.local.get(pod.key)
         if mine is not None:
             return mine.ips
-        if not self._claims:
-            return pod.ips
-        return tuple(ip for ip in pod.ips if self._claims.get(str(ip), pod.key) == pod.key)
+        return tuple(ipaddress.ip_address(a) for a in self.pod_addrs(pod))
 
     def pod_addrs(self, pod: PodInfo) -> tuple[str, ...]:
         """pod_ips as text: for the API's addresses, the pod's own strings (every set holding the

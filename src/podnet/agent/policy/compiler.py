@@ -348,7 +348,7 @@ class Compiler:
                 if ss.has(pod, self.view):
                     for addr in self.view.pod_addrs(pod):
                         found[6 if ":" in addr else 4].append(addr)
-        return {ss.names[fam]: Elements(frozenset(found[fam])) for fam in FAMILIES}
+        return {ss.names[fam]: Elements(found[fam]) for fam in FAMILIES}
 
     def _remove_piece(self, m: Model, piece: Piece) -> None:
         for name in piece.sets:
