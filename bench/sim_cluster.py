@@ -101,8 +101,12 @@ class Loader:
 
     def __init__(self, c: Cluster) -> None:
         self.c, self.admin = c, c.kube.admin
-        self.pool = ThreadPoolExecutor(THREADS, thread_name_prefix="lab-api-sim", initializer=move_this_thread,
-                                       initargs=(f"/run/netns/{c.fab}",))
+        self.pool = self.new_pool()
+
+    def new_pool(self) -> ThreadPoolExecutor:
+        """Threads that call the API server from inside the fabric."""
+        return ThreadPoolExecutor(THREADS, thread_name_prefix="lab-api-sim", initializer=move_this_thread,
+                                  initargs=(f"/run/netns/{self.c.fab}",))
 
     def run(self, fn: Any, items: list[Any]) -> float:
         t0 = time.monotonic()
@@ -205,13 +209,15 @@ def seen(sock: str, obj: str) -> tuple[str | None, bool]:
     return doc.get("resourceVersion"), bool(doc.get("ready"))
 
 
-def program_buckets(sock: str, trigger: str = "Pod") -> dict[str, float]:
-    """The agent's own histogram of programming times (event batch → nft commit) for `trigger`:
-    cumulative count per bucket bound (Prometheus text from GET /metrics)."""
+def program_buckets(sock: str, trigger: str = "Pod", metric: str = "podnet_policy_program_seconds"
+                    ) -> dict[str, float]:
+    """One of the agent's own histograms — by default programming times (event batch → nft commit)
+    for `trigger` ("" for a histogram without that label): cumulative count per bucket bound
+    (Prometheus text from GET /metrics)."""
     _, body = http_get_unix(sock, "/metrics")
     out: dict[str, float] = {}
     for line in body.decode().splitlines():
-        if line.startswith("podnet_policy_program_seconds_bucket{") and f'trigger="{trigger}"' in line:
+        if line.startswith(metric + "_bucket{") and (not trigger or f'trigger="{trigger}"' in line):
             le = line.split('le="', 1)[1].split('"', 1)[0]
             out[le] = float(line.rsplit(" ", 1)[1])
     return out
@@ -283,117 +289,151 @@ def loaded_cluster(n: int, backend: str, per_node: int, n_policies: int, rng: ra
 
 
 def simulate(n: int, backend: str, per_node: int, n_policies: int, rate: float, seconds: float, seed: int,
-             profile: str = "", poll: float = 0.001) -> dict[str, Any]:
+             profile: str = "", poll: float = 0.001, route_intervals: tuple[float, ...] = ()) -> dict[str, Any]:
     """poll: how often the measuring thread asks the agent's /policy/seen (each ask costs the
-    agent an HTTP answer: at 1 ms it was ~12 % of its samples during the events)."""
+    agent an HTTP answer: at 1 ms it was ~12 % of its samples during the events).
+    route_intervals: one agent run per value (its --route-interval), one after the other in the
+    same loaded cluster (loading 150 000 pods is half of a 5000-node run); the first starts on a
+    clean node, the later ones onto what the killed agent left in the kernel, so their start
+    figures are a restart's, not a first start's."""
     rng = random.Random(seed)
     out: dict[str, Any] = {"nodes": n, "backend": backend, "pods": n * per_node, "policies": n_policies}
     with loaded_cluster(n, backend, per_node, n_policies, rng, out) as (c, load, items, local, last):
-        # ------------------------------------------------ the agent starts into the loaded cluster
-        os.unlink(c.conflist_path(0))
-        t0 = time.monotonic()
-        c.start_agent(0, wait_ready=False)
-        spy = Spy(c, profile, "start") if profile else None
-        out["start_to_conflist_s"] = round(wait("conflist", lambda: os.path.exists(c.conflist_path(0)), 600), 1)
-        wait("routes", lambda: len(c.podnet_routes(0)) >= n - 1, 600)
-        out["start_to_routes_s"] = round(time.monotonic() - t0, 1)
-        wait("policy", lambda: seen(c.sock(0), last)[0] is not None and seen(c.sock(0), last)[1], 600)
-        out["start_to_ready_s"] = round(time.monotonic() - t0, 1)
-        if spy is not None:
-            out["profile_start"] = spy.stop()
-        pid = agent_pid(c)
-        out["agent_rss_ready_mib"] = rss_mib(c.procs["agent0"].pid)
-        out.update(count_state(c))
+        runs = []
+        for k, interval in enumerate(route_intervals or (AGENT_DEFAULTS.route_interval,)):
+            if k:
+                c.kill_agent(0)
+            c.node_settings[0]["route-interval"] = interval
+            run: dict[str, Any] = {"route_interval_s": interval, "restart": bool(k)}
+            run.update(agent_run(c, load, items, last, n, rng, rate, seconds, profile, poll))
+            runs.append(run)
+        for p in local:
+            c.del_pod(p)
+    if len(runs) == 1:
+        out.update(runs[0])
+    else:
+        out["runs"] = runs
+    return out
 
-        # ------------------------------------------------ events at `rate` per second
-        lat: list[float] = []
-        pending: list[tuple[str, str, float]] = []
-        lock, done = threading.Lock(), threading.Event()
 
-        def measure() -> None:
-            while not (done.is_set() and not pending):
-                with lock:
-                    head = pending[0] if pending else None
-                if head is None:
-                    time.sleep(poll)
-                    continue
-                obj, version, t_sent = head
-                have, _ = seen(c.sock(0), obj)
-                if have is not None and int(have) >= int(version):
-                    lat.append(time.monotonic() - t_sent)
-                    with lock:
-                        pending.pop(0)
-                else:
-                    time.sleep(poll)
+def agent_run(c: Cluster, load: Any, items: list[tuple[int, int, dict[str, str]]], last: str, n: int,
+              rng: random.Random, rate: float, seconds: float, profile: str, poll: float) -> dict[str, Any]:
+    """One agent started into the loaded cluster: its start, then `rate` pod relabels per second."""
+    out: dict[str, Any] = {}
+    # ------------------------------------------------ the agent starts into the loaded cluster
+    os.unlink(c.conflist_path(0))
+    t0 = time.monotonic()
+    c.start_agent(0, wait_ready=False)
+    spy = Spy(c, profile, "start") if profile else None
+    out["start_to_conflist_s"] = round(wait("conflist", lambda: os.path.exists(c.conflist_path(0)), 600), 1)
+    wait("routes", lambda: len(c.podnet_routes(0)) >= n - 1, 600)
+    out["start_to_routes_s"] = round(time.monotonic() - t0, 1)
+    wait("policy", lambda: seen(c.sock(0), last)[0] is not None and seen(c.sock(0), last)[1], 600)
+    out["start_to_ready_s"] = round(time.monotonic() - t0, 1)
+    if spy is not None:
+        out["profile_start"] = spy.stop()
+    pid = agent_pid(c)
+    out["agent_rss_ready_mib"] = rss_mib(c.procs["agent0"].pid)
+    out.update(count_state(c))
 
-        def relabel(item: tuple[int, int, dict[str, str]]) -> None:
-            from lightkube.resources.core_v1 import Pod
-            from lightkube.types import PatchType
-            k, j, _ = item
-            ns, name = NAMESPACES[(k * 31 + j) % len(NAMESPACES)], f"sim{k:05d}-{j:02d}"
-            t_sent = time.monotonic()
-            got = load.admin.patch(Pod, name, {"metadata": {"labels": {"app": random.choice(APPS)}}}, namespace=ns,
-                                   patch_type=PatchType.MERGE)
+    # ------------------------------------------------ events at `rate` per second
+    lat: list[float] = []
+    pending: list[tuple[str, str, float]] = []
+    lock, done = threading.Lock(), threading.Event()
+
+    def measure() -> None:
+        while not (done.is_set() and not pending):
             with lock:
-                pending.append((f"Pod/{ns}/{name}", str(got.metadata.resourceVersion), t_sent))
-                sent[(f"Pod/{ns}/{name}", str(got.metadata.resourceVersion))] = t_sent
+                head = pending[0] if pending else None
+            if head is None:
+                time.sleep(poll)
+                continue
+            obj, version, t_sent = head
+            have, _ = seen(c.sock(0), obj)
+            if have is not None and int(have) >= int(version):
+                lat.append(time.monotonic() - t_sent)
+                with lock:
+                    pending.pop(0)
+            else:
+                time.sleep(poll)
 
-        # a plain watch of Pods beside the agent's: when the API server delivered each change to a
-        # watcher — separates the API server's share of the latency from the agent's
-        delivered: dict[tuple[str, str], float] = {}
-        stop_watch = threading.Event()
+    def relabel(item: tuple[int, int, dict[str, str]]) -> None:
+        from lightkube.resources.core_v1 import Pod
+        from lightkube.types import PatchType
+        k, j, _ = item
+        ns, name = NAMESPACES[(k * 31 + j) % len(NAMESPACES)], f"sim{k:05d}-{j:02d}"
+        t_sent = time.monotonic()
+        got = load.admin.patch(Pod, name, {"metadata": {"labels": {"app": random.choice(APPS)}}}, namespace=ns,
+                               patch_type=PatchType.MERGE)
+        with lock:
+            pending.append((f"Pod/{ns}/{name}", str(got.metadata.resourceVersion), t_sent))
+            sent[(f"Pod/{ns}/{name}", str(got.metadata.resourceVersion))] = t_sent
 
-        def watch_delivery() -> None:
-            from lightkube.resources.core_v1 import Namespace, Pod
-            move_this_thread(f"/run/netns/{c.fab}")
-            listing = load.admin.list(Namespace)      # any list's version is etcd's: watch Pods from now
-            for _ in listing:
-                pass
-            rv = str(listing.resourceVersion)
+    # a plain watch of Pods beside the agent's: when the API server delivered each change to a
+    # watcher — separates the API server's share of the latency from the agent's
+    delivered: dict[tuple[str, str], float] = {}
+    stop_watch = threading.Event()
+
+    def watch_delivery() -> None:
+        from lightkube.resources.core_v1 import Namespace, Pod
+        move_this_thread(f"/run/netns/{c.fab}")
+        listing = load.admin.list(Namespace)      # any list's version is etcd's: watch Pods from now
+        for _ in listing:
+            pass
+        rv = str(listing.resourceVersion)
+        try:
             for _, obj in load.admin.watch(Pod, namespace="*", resource_version=rv):
                 delivered[(f"Pod/{obj.metadata.namespace}/{obj.metadata.name}",
                            str(obj.metadata.resourceVersion))] = time.monotonic()
                 if stop_watch.is_set():
                     return
+        except Exception:       # the lab went down under the watch after the run
+            if not stop_watch.is_set():
+                raise
 
-        sent: dict[tuple[str, str], float] = {}
-        w = threading.Thread(target=watch_delivery, daemon=True)
-        w.start()
-        m = threading.Thread(target=measure, daemon=True)
-        m.start()
-        spy = Spy(c, profile, "events") if profile else None
-        wakeups0 = routing_wakeups(c)
-        buckets0 = program_buckets(c.sock(0))
-        io0, t0 = rchar(pid), time.monotonic()
-        events = int(rate * seconds)
-        for i in range(events):
-            at = t0 + i / rate
-            time.sleep(max(0.0, at - time.monotonic()))
-            load.pool.submit(relabel, rng.choice(items))
-        load.pool.shutdown(wait=True)
-        done.set()
-        m.join(120)
-        elapsed = time.monotonic() - t0
-        out["events"] = len(lat)
-        out["event_to_kernel_ms"] = {"p50": round(statistics.median(lat) * 1000, 1),
-                                     "p99": round(pct(lat, 0.99) * 1000, 1), "max": round(max(lat) * 1000, 1)}
-        stop_watch.set()
-        buckets1 = program_buckets(c.sock(0))
-        total = buckets1.get("+Inf", 0) - buckets0.get("+Inf", 0)
-        out["program_batches"] = int(total)
-        out["program_batches_over_s"] = {le: int(total - (n - buckets0.get(le, 0))) for le, n in buckets1.items()
-                                         if le in ("0.1", "0.25", "0.5", "1.0")}
-        api = [delivered[k] - t for k, t in sent.items() if k in delivered]
-        if api:
-            out["api_delivery_ms"] = {"events": len(api), "p50": round(statistics.median(api) * 1000, 1),
-                                      "p99": round(pct(api, 0.99) * 1000, 1), "max": round(max(api) * 1000, 1)}
-        if spy is not None:
-            out["profile_events"] = spy.stop()
-        out["routing_passes_during_events"] = routing_wakeups(c) - wakeups0
-        out["agent_read_kib_per_s"] = round((rchar(pid) - io0) / elapsed / 1024, 1)
-        out["agent_rss_after_events_mib"] = rss_mib(c.procs["agent0"].pid)
-        for p in local:
-            c.del_pod(p)
+    sent: dict[tuple[str, str], float] = {}
+    w = threading.Thread(target=watch_delivery, daemon=True)
+    w.start()
+    m = threading.Thread(target=measure, daemon=True)
+    m.start()
+    spy = Spy(c, profile, "events") if profile else None
+    wakeups0 = routing_wakeups(c)
+    buckets0 = program_buckets(c.sock(0))
+    waits0 = program_buckets(c.sock(0), metric="podnet_policy_pod_event_seconds", trigger="")
+    io0, t0 = rchar(pid), time.monotonic()
+    events = int(rate * seconds)
+    pool = load.new_pool()      # its end is the events' end
+    for i in range(events):
+        at = t0 + i / rate
+        time.sleep(max(0.0, at - time.monotonic()))
+        pool.submit(relabel, rng.choice(items))
+    pool.shutdown(wait=True)
+    done.set()
+    m.join(120)
+    elapsed = time.monotonic() - t0
+    out["events"] = len(lat)
+    out["event_to_kernel_ms"] = {"p50": round(statistics.median(lat) * 1000, 1),
+                                 "p99": round(pct(lat, 0.99) * 1000, 1), "max": round(max(lat) * 1000, 1)}
+    stop_watch.set()
+    buckets1 = program_buckets(c.sock(0))
+    total = buckets1.get("+Inf", 0) - buckets0.get("+Inf", 0)
+    out["program_batches"] = int(total)
+    out["program_batches_over_s"] = {le: int(total - (n - buckets0.get(le, 0))) for le, n in buckets1.items()
+                                     if le in ("0.1", "0.25", "0.5", "1.0")}
+    waits1 = program_buckets(c.sock(0), metric="podnet_policy_pod_event_seconds", trigger="")
+    total = waits1.get("+Inf", 0) - waits0.get("+Inf", 0)
+    out["agent_pod_events"] = int(total)
+    out["agent_pod_event_over_s"] = {le: int(total - (n - waits0.get(le, 0))) for le, n in waits1.items()
+                                     if le in ("0.1", "0.25", "0.5", "1.0")}
+    api = [delivered[k] - t for k, t in sent.items() if k in delivered]
+    if api:
+        out["api_delivery_ms"] = {"events": len(api), "p50": round(statistics.median(api) * 1000, 1),
+                                  "p99": round(pct(api, 0.99) * 1000, 1), "max": round(max(api) * 1000, 1)}
+    if spy is not None:
+        out["profile_events"] = spy.stop()
+    out["routing_passes_during_events"] = routing_wakeups(c) - wakeups0
+    out["agent_read_kib_per_s"] = round((rchar(pid) - io0) / elapsed / 1024, 1)
+    out["agent_rss_after_events_mib"] = rss_mib(c.procs["agent0"].pid)
     return out
 
 
@@ -411,9 +451,13 @@ def main() -> int:
     ap.add_argument("--profile", default="", metavar="DIR",
                     help="sample the agent with py-spy (pip install py-spy) from start to ready and during the "
                          "events; raw stacks in DIR, the top functions in the output")
+    ap.add_argument("--route-interval", default="", metavar="S[,S…]",
+                    help="the agent's --route-interval (default: its own); several: one agent run for each, one "
+                         "after the other in the same loaded cluster")
     a = ap.parse_args()
+    intervals = tuple(float(x) for x in a.route_interval.split(",") if x)
     print(json.dumps(simulate(a.nodes, a.backend, a.pods_per_node, a.policies, a.rate, a.seconds, a.seed,
-                              a.profile, a.poll_ms / 1000), indent=1))
+                              a.profile, a.poll_ms / 1000, intervals), indent=1))
     return 0
 
 

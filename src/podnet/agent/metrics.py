@@ -32,6 +32,11 @@ POLICY_LATENCY = Histogram("podnet_policy_program_seconds",
                            "Resync for the whole table)",
                            ["trigger"], registry=REGISTRY,
                            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
+POD_EVENT_WAIT = Histogram("podnet_policy_pod_event_seconds",
+                           "a Pod event from its arrival at the agent (decoded off the watch) to its nft commit: "
+                           "the queue before its batch and the batch itself",
+                           registry=REGISTRY,
+                           buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
 POLICY_OBJECTS = Gauge("podnet_policy_objects", "NetworkPolicy table: sets, chains, rules and elements",
                        ["kind"], registry=REGISTRY)
 POLICY_COUNT = Gauge("podnet_policies", "policies the agent holds, by kind and tier "

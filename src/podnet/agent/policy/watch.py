@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -19,6 +20,7 @@ from lightkube.resources.core_v1 import Namespace, Pod
 from lightkube.resources.networking_v1 import NetworkPolicy
 
 from ..kubewatch import Informer
+from ..metrics import POD_EVENT_WAIT
 from .cluster import PodInfo
 from .engine import PolicyEngine
 
@@ -48,7 +50,7 @@ class PolicyWatch:
         self._stopped = threading.Event()
         # Pod events go through a queue to one worker that programs all it finds queued as one
         # transaction; a (re)list supersedes what was queued before it (its epoch)
-        self._pod_queue: queue.Queue[tuple[int, str, PodInfo]] = queue.Queue()
+        self._pod_queue: queue.Queue[tuple[int, str, PodInfo, float]] = queue.Queue()
         self._epoch = 0
 
     @property
@@ -86,7 +88,7 @@ class PolicyWatch:
 
     def _pod(self, kind: str, obj: Any) -> None:
         if self.engine.ready:
-            self._pod_queue.put((self._epoch, kind, obj))
+            self._pod_queue.put((self._epoch, kind, obj, time.monotonic()))
 
     def _pod_worker(self) -> None:
         while not self._stopped.is_set():
@@ -101,9 +103,12 @@ class PolicyWatch:
                     break
             try:
                 with self.engine.lock:
-                    current = [(kind, obj) for epoch, kind, obj in batch if epoch == self._epoch]
+                    current = [(kind, obj) for epoch, kind, obj, _ in batch if epoch == self._epoch]
                     if current:
                         self.engine.pod_events(current)
+                done = time.monotonic()
+                for *_, arrived in batch:       # in the kernel now (or superseded by a whole table)
+                    POD_EVENT_WAIT.observe(done - arrived)
             except Exception as e:  # noqa: BLE001 - the table stays as it was; the whole of it again
                 log.warning("pod events (%d): %s: programming the whole table again", len(batch), e)
                 try:
