@@ -44,6 +44,7 @@ CASES: dict[str, tuple[list[str], int, str]] = {    # command → (argv, exit st
     "dhcp leases": (["dhcp", "leases", "--state-dir", "/nope"], 1, "/nope"),
     "policy show": (["policy", "--socket", "/nope.sock", "show", "x/a"], 1, "/nope.sock"),
     "policy explain": (["policy", "--socket", "/nope.sock", "explain", "x/a", "y/b", "80/tcp"], 1, "/nope.sock"),
+    "relay": (["relay", "--kubeconfig", "/nope/kubeconfig"], 1, "/nope/kubeconfig"),
     "trace": (["trace", "10.0.0.1", "10.0.0.2", "--etcd", ETCD], 1, "127.0.0.1:9"),
     "version": (["version"], 0, "podnet"),
 }

@@ -61,6 +61,8 @@ class NodeConfig:
     leak_grace: float = 600.0
     leak_gc_interval: float = 60.0
     watch_timeout: int = 300           # kubernetes datastore: seconds before the API server ends a watch
+    relay: str = ""                    # a podnet relay's URL: the cluster-wide lists and watches come from it
+    relay_ca: str = ""                 # the CA of the relay's serving certificate (https; default: the API's)
     network_policy: bool = False       # kubernetes datastore: enforce NetworkPolicy (table inet podnet_policy)
     attachments: bool = False          # pods' k8s.v1.cni.cncf.io/networks (NetworkAttachmentDefinitions): API access
     etcd: list[str] = field(default_factory=list)
@@ -151,6 +153,11 @@ class NodeConfig:
             raise ConfigError(f"ipam-mode: {self.ipam_mode!r} is not cluster, host-local or neutron")
         if self.ipam_mode == "neutron":
             self._validate_neutron()
+        if self.relay:
+            if not self.relay.startswith(("http://", "https://")):
+                raise ConfigError(f"relay: {self.relay!r} is not an http:// or https:// URL")
+            if self.relay_ca and not os.path.exists(self.relay_ca):
+                raise ConfigError(f"relay-ca: {self.relay_ca}: no such file")
         if self.network_policy and self.datastore != "kubernetes" and self.pod_network != "underlay":
             raise ConfigError("network-policy needs the kubernetes datastore, or pod-network underlay (policies, "
                               "pods and namespaces come from the API server)")

@@ -57,7 +57,8 @@ class EtcdDatastore:
         self.kube: Any = None
         if cfg.network_policy or cfg.attachments:   # policies, pods, NADs come from the API server
             from .kubepeers import KubePeers
-            self.kube = KubePeers(node, cfg.kubeconfig, watch_timeout=cfg.watch_timeout)
+            self.kube = KubePeers(node, cfg.kubeconfig, watch_timeout=cfg.watch_timeout, relay=cfg.relay,
+                                  relay_ca=cfg.relay_ca)
 
     def underlay(self) -> str:
         return self.cfg.underlay_addr
@@ -82,7 +83,7 @@ class KubeDatastore:
         self.network = NodeNetwork(cfg.network, "host-local", cfg.cidrs(), [], "", cfg.socket,
                                    conf_dir=cfg.cni_conf_dir, data_dir=cfg.ipam_data_dir)
         self.kube = KubePeers(node, cfg.kubeconfig, gc=self._release_leaks, gc_interval=cfg.leak_gc_interval,
-                              watch_timeout=cfg.watch_timeout)
+                              watch_timeout=cfg.watch_timeout, relay=cfg.relay, relay_ca=cfg.relay_ca)
         self.peers: Peers = self.kube
 
     def _release_leaks(self, live: set[str]) -> None:

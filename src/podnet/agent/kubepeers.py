@@ -76,10 +76,21 @@ class NodeRoutes:
                           tuple(sorted((k, v) for k, v in ann.items() if k.startswith(ANNOTATION))))
 
 
+def relay_client(client: Client, url: str, ca: str = "") -> Client:
+    """A client for the relay: the API client's credentials (the relay asks the API server who
+    they are), the relay's URL and CA (default: the API server's CA)."""
+    import msgspec
+    from lightkube import KubeConfig
+    single = client.config
+    cluster = msgspec.structs.replace(single.cluster, server=url.rstrip("/"),
+                                      **({"certificate_auth": ca, "certificate_auth_data": None} if ca else {}))
+    return Client(KubeConfig.from_one(cluster=cluster, user=single.user), field_manager="podnet")
+
+
 class KubePeers:
     def __init__(self, node: str, kubeconfig: str = "", client: Client | None = None,
                  gc: Callable[[set[str]], object] | None = None, gc_interval: float = 60.0,
-                 watch_timeout: int = 300) -> None:
+                 watch_timeout: int = 300, relay: str = "", relay_ca: str = "") -> None:
         """gc(live pod IPs of this node) runs from housekeeping every gc_interval seconds
         (agent/leakgc.py releases the host-local leases no pod holds).  watch_timeout: the
         seconds after which the API server ends a watch (it is then resumed), jittered."""
@@ -90,7 +101,8 @@ class KubePeers:
             config = KubeConfig.from_file(kubeconfig) if kubeconfig else KubeConfig.from_env()
             client = Client(config, field_manager="podnet")
         self.client = client
-        self.informer = Informer(client, Node, watch_timeout=watch_timeout, what="Nodes", keep=NodeRoutes.of,
+        self.watch_client = relay_client(client, relay, relay_ca) if relay else client
+        self.informer = Informer(self.watch_client, Node, watch_timeout=watch_timeout, what="Nodes", keep=NodeRoutes.of,
                                  quiet_unchanged=True)
 
     # ------------------------------------------------------------ this node

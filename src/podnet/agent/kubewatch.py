@@ -77,6 +77,7 @@ class Informer:
         self.optional = optional      # a CRD's kind: not installed (404) = none of them, looked for again later
         self.absent = False
         self.relists = 0
+        self.list_rv = ""           # the last list's resourceVersion (on_relist may read it)
         self._stopped = threading.Event()
 
     def relist(self) -> str:
@@ -89,11 +90,12 @@ class Informer:
         objs = dict(_keyed(o, keep) for o in listing)
         with self.lock:
             self.cache = objs
+        self.list_rv = str(listing.resourceVersion or "")
         self.relists += 1
         self.synced.set()
         if self.on_relist is not None:
             self.on_relist(dict(objs))
-        return str(listing.resourceVersion or "")
+        return self.list_rv
 
     def _scope(self) -> dict[str, Any]:
         scope: dict[str, Any] = {}
@@ -168,6 +170,7 @@ class Informer:
         self.absent = True
         with self.lock:
             had, self.cache = bool(self.cache), {}
+        self.list_rv = ""
         first = not self.synced.is_set()
         self.synced.set()
         if (first or had) and self.on_relist is not None:

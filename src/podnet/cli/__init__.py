@@ -8,7 +8,7 @@ import os
 import sys
 
 from .. import __version__
-from . import agent, demo, dhcp, install, ipam, lab, neutron, node, policy, trace
+from . import agent, demo, dhcp, install, ipam, lab, neutron, node, policy, relay, trace
 
 
 def cmd_version(a: argparse.Namespace) -> int:
@@ -21,7 +21,7 @@ def cmd_version(a: argparse.Namespace) -> int:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="podnet", description="podnet CNI plugins and node agent")
     sub = p.add_subparsers(dest="cmd", required=True)
-    for group in (install, demo, lab, agent, ipam, neutron, node, dhcp, policy, trace):
+    for group in (install, demo, lab, agent, ipam, neutron, node, dhcp, policy, relay, trace):
         group.add_parsers(sub)
     v = sub.add_parser("version")
     v.add_argument("--json", action="store_true")

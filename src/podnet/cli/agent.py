@@ -55,6 +55,9 @@ AGENT_FLAGS: list[tuple[str, dict[str, Any]]] = [
     ("--node", {"help": "this node's name (default: $NODE_NAME, else the hostname)"}),
     ("--datastore", {"help": "where nodes and pod CIDRs live: podnet's etcd, or the Kubernetes API (Node objects)"}),
     ("--kubeconfig", {"help": "kubernetes datastore: default in-cluster, then $KUBECONFIG"}),
+    ("--relay", {"help": "a podnet relay's URL (podnet relay): the cluster-wide lists and watches (Pods, Namespaces, "
+                         "Nodes, policies) come from it, everything else from the API server"}),
+    ("--relay-ca", {"help": "the CA certificate of the relay's serving certificate (default: the API server's)"}),
     ("--leak-grace", {"type": float, "help": "kubernetes datastore: release a host-local lease no pod of this "
                                              "node holds once it is this many seconds old (0: never)"}),
     ("--leak-gc-interval", {"type": float, "help": "seconds between leak checks"}),

@@ -20,7 +20,8 @@ class NodePolicy:
         from .watch import PolicyWatch
         kube = store.kube
         self.engine = PolicyEngine(node, state_dir, announce=kube.object_event, pod_interface=pod_interface)
-        self.watch = PolicyWatch(kube.client, self.engine, watch_timeout, on_synced=on_synced)
+        self.watch = PolicyWatch(kube.client, self.engine, watch_timeout, on_synced=on_synced,
+                                 watch_client=getattr(kube, "watch_client", None))
         self.engine.fetch_pod = self.watch.fetch_pod
 
     @property

@@ -34,9 +34,11 @@ ClusterNetworkPolicy = create_global_resource("policy.networking.k8s.io", "v1bet
 
 class PolicyWatch:
     def __init__(self, client: Client, engine: PolicyEngine, watch_timeout: int = 300,
-                 on_synced: Callable[[], None] | None = None) -> None:
-        """on_synced: after every full resync from the four lists (the first one makes the node ready)."""
+                 on_synced: Callable[[], None] | None = None, watch_client: Client | None = None) -> None:
+        """on_synced: after every full resync from the four lists (the first one makes the node ready).
+        watch_client: where the four informers list and watch (a relay); a pod's GET stays on `client`."""
         self.client, self.engine, self.on_synced = client, engine, on_synced
+        client = watch_client or client
         self.pods = Informer(client, Pod, on_event=self._pod, on_relist=self._relisted, watch_timeout=watch_timeout,
                              what="Pods", keep=pod_info)
         self.namespaces = Informer(client, Namespace, on_event=self._namespace, on_relist=self._relisted,

@@ -1,0 +1,61 @@
+"""The lab's podnet relay: `podnet relay` in the fabric namespace (beside the API server, as a
+Deployment's pod would be on a node of the fabric), serving https with a certificate of the lab's
+CA, reviewing the agents' tokens with the admin's credentials (a real relay's ServiceAccount is
+bound to system:auth-delegator)."""
+from __future__ import annotations
+
+import os
+import ssl
+import subprocess
+import sys
+import time
+import urllib.request
+
+PORT = 5473
+
+
+def start(work: str, fab: str, cp: object, addr: str, log_path: str,
+          keep_annotations: tuple[str, ...] = ()) -> subprocess.Popen[bytes]:
+    """The relay process (it lists everything before it says ready: wait_ready)."""
+    pki = cp.pki                                          # type: ignore[attr-defined]
+    pair = pki.issue("relay", "podnet-relay", server=True, ips=(addr,))
+    args = [sys.executable, "-m", "podnet.cli", "relay", "--kubeconfig", cp.admin_kubeconfig(),  # type: ignore[attr-defined]
+            "--listen", f"{addr}:{PORT}", "--tls-cert", pair.cert, "--tls-key", pair.key]
+    for prefix in keep_annotations:
+        args += ["--keep-annotations", prefix]
+    log = open(log_path, "ab")
+    try:
+        return subprocess.Popen(["ip", "netns", "exec", fab, *args], stdin=subprocess.DEVNULL, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True, cwd=work)
+    finally:
+        log.close()
+
+
+def url(addr: str) -> str:
+    return f"https://{addr}:{PORT}"
+
+
+def ready(fab: str, addr: str, ca: str) -> bool:
+    """The relay's /readyz (every kind listed), asked from the fabric."""
+    from ..net import netns
+    ctx = ssl.create_default_context(cafile=ca)
+    try:
+        with netns.opened(f"/run/netns/{fab}") as fd, netns.entered(fd):
+            with urllib.request.urlopen(f"{url(addr)}/readyz", timeout=2, context=ctx) as r:
+                return bool(r.status == 200)
+    except OSError:
+        return False
+
+
+def wait_ready(proc: subprocess.Popen[bytes], fab: str, addr: str, ca: str, log_path: str,
+               timeout: float = 120.0) -> float:
+    t0 = time.monotonic()
+    while not ready(fab, addr, ca):
+        if proc.poll() is not None or time.monotonic() - t0 > timeout:
+            tail = ""
+            if os.path.exists(log_path):
+                with open(log_path) as f:
+                    tail = "\n".join(f.read().splitlines()[-8:])
+            raise RuntimeError(f"the relay did not get ready (exit {proc.poll()}); its log ends:\n{tail}")
+        time.sleep(0.1)
+    return time.monotonic() - t0
