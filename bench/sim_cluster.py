@@ -240,7 +240,8 @@ def count_state(c: Cluster) -> dict[str, int]:
 
 
 @contextmanager
-def loaded_cluster(n: int, backend: str, per_node: int, n_policies: int, rng: random.Random, out: dict[str, Any]
+def loaded_cluster(n: int, backend: str, per_node: int, n_policies: int, rng: random.Random, out: dict[str, Any],
+                   relay: bool = False
                    ) -> Iterator[tuple[Cluster, Loader, list[tuple[int, int, dict[str, str]]], list[Any], str]]:
     """The lab with its one real node (agent stopped, 10 real pods) and N−1 simulated nodes, their
     pods and the policies loaded: (cluster, loader, the simulated pods, the real pods, the last
@@ -283,13 +284,19 @@ def loaded_cluster(n: int, backend: str, per_node: int, n_policies: int, rng: ra
         last = f"Pod/{NAMESPACES[(last_k * 31 + last_j) % len(NAMESPACES)]}/sim{last_k:05d}-{last_j:02d}"
         out["apiserver_rss_mib"] = proc_rss_mib("kube-apiserver")
         out["etcd_rss_mib"] = proc_rss_mib("etcd --name")
+        if relay:       # started into the loaded cluster; the agent's config then names it
+            c.relay = True
+            c.start_relay(keep_annotations=("bench.podnet.io/",))
+            out["relay_ready_s"] = round(c.timings["relay_ready"], 1)
+            out["relay_rss_mib"] = proc_rss_mib("podnet.cli relay")
         yield c, load, items, local, last
     finally:
         c.down()
 
 
 def simulate(n: int, backend: str, per_node: int, n_policies: int, rate: float, seconds: float, seed: int,
-             profile: str = "", poll: float = 0.001, route_intervals: tuple[float, ...] = ()) -> dict[str, Any]:
+             profile: str = "", poll: float = 0.001, route_intervals: tuple[float, ...] = (),
+             relay: bool = False) -> dict[str, Any]:
     """poll: how often the measuring thread asks the agent's /policy/seen (each ask costs the
     agent an HTTP answer: at 1 ms it was ~12 % of its samples during the events).
     route_intervals: one agent run per value (its --route-interval), one after the other in the
@@ -297,8 +304,9 @@ def simulate(n: int, backend: str, per_node: int, n_policies: int, rate: float, 
     clean node, the later ones onto what the killed agent left in the kernel, so their start
     figures are a restart's, not a first start's."""
     rng = random.Random(seed)
-    out: dict[str, Any] = {"nodes": n, "backend": backend, "pods": n * per_node, "policies": n_policies}
-    with loaded_cluster(n, backend, per_node, n_policies, rng, out) as (c, load, items, local, last):
+    out: dict[str, Any] = {"nodes": n, "backend": backend, "pods": n * per_node, "policies": n_policies,
+                           "via": "relay" if relay else "apiserver"}
+    with loaded_cluster(n, backend, per_node, n_policies, rng, out, relay) as (c, load, items, local, last):
         runs = []
         for k, interval in enumerate(route_intervals or (AGENT_DEFAULTS.route_interval,)):
             if k:
@@ -451,13 +459,15 @@ def main() -> int:
     ap.add_argument("--profile", default="", metavar="DIR",
                     help="sample the agent with py-spy (pip install py-spy) from start to ready and during the "
                          "events; raw stacks in DIR, the top functions in the output")
+    ap.add_argument("--relay", action="store_true",
+                    help="the agent lists and watches through a podnet relay (started after the load)")
     ap.add_argument("--route-interval", default="", metavar="S[,S…]",
                     help="the agent's --route-interval (default: its own); several: one agent run for each, one "
                          "after the other in the same loaded cluster")
     a = ap.parse_args()
     intervals = tuple(float(x) for x in a.route_interval.split(",") if x)
     print(json.dumps(simulate(a.nodes, a.backend, a.pods_per_node, a.policies, a.rate, a.seconds, a.seed,
-                              a.profile, a.poll_ms / 1000, intervals), indent=1))
+                              a.profile, a.poll_ms / 1000, intervals, a.relay), indent=1))
     return 0
 
 

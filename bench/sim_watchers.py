@@ -13,6 +13,10 @@ p50/p99/max, events delivered, bytes the API server sent, kube-apiserver CPU (co
 /proc/PID/stat) during the lists and during the watch phase, its RSS at the end.
 
     .venv/bin/python bench/sim_watchers.py --nodes 100 --k 50,200,500 [--rate 50] [--seconds 20]   (root, go)
+
+`--relay`: the same K watchers read from one `podnet relay` (lab/relay.py, in the fabric beside
+the API server) instead of the API server: the API server then serves the relay's one list and
+watch per kind; the relay's CPU and RSS are measured beside the API server's.
 """
 from __future__ import annotations
 
@@ -47,6 +51,19 @@ def apiserver_pid() -> int:
     return int(out[0])
 
 
+def relay_pid(c: Any) -> int:
+    """The relay's python (its Popen is `ip netns exec`, which execs into it: the same pid)."""
+    return int(c.procs["relay"].pid)
+
+
+def rss_of(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
+
+
 def cpu_s(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
@@ -54,7 +71,7 @@ def cpu_s(pid: int) -> float:
 
 
 def run_k(c: Any, load: Any, items: list[Any], binary: str, k: int, rate: float, seconds: float, spread: float,
-          work: str) -> dict[str, Any]:
+          work: str, relay: bool = False) -> dict[str, Any]:
     from lightkube.resources.core_v1 import Pod
     from lightkube.types import PatchType
     with open(c.kubeconfig_path) as f:
@@ -64,9 +81,15 @@ def run_k(c: Any, load: Any, items: list[Any], binary: str, k: int, rate: float,
         f.write(kc["users"][0]["user"]["token"])
     cluster = kc["clusters"][0]["cluster"]
     ready = os.path.join(work, f"ready-{k}")
-    pid = apiserver_pid()
-    cpu0, t0 = cpu_s(pid), time.monotonic()
-    proc = subprocess.Popen(["ip", "netns", "exec", c.fab, binary, "-server", cluster["server"], "-ca",
+    server = cluster["server"]
+    pids = {"apiserver": apiserver_pid()}
+    if relay:
+        from podnet.lab import relay as lab_relay
+        from podnet.lab.cluster import ETCD_ADDR
+        server = lab_relay.url(ETCD_ADDR)
+        pids["relay"] = relay_pid(c)
+    cpu0, t0 = {n: cpu_s(p) for n, p in pids.items()}, time.monotonic()
+    proc = subprocess.Popen(["ip", "netns", "exec", c.fab, binary, "-server", server, "-ca",
                              cluster["certificate-authority"], "-token-file", token, "-k", str(k), "-spread",
                              str(spread), "-run", str(seconds + 5), "-ready-file", ready],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -74,7 +97,7 @@ def run_k(c: Any, load: Any, items: list[Any], binary: str, k: int, rate: float,
         if proc.poll() is not None:
             raise RuntimeError(f"watchers exited: {proc.stderr.read()[-2000:] if proc.stderr else ''}")
         time.sleep(0.1)
-    cpu1, t1 = cpu_s(pid), time.monotonic()
+    cpu1, t1 = {n: cpu_s(p) for n, p in pids.items()}, time.monotonic()
     rng = random.Random(k)
 
     def relabel(item: tuple[int, int, dict[str, str]]) -> None:
@@ -92,15 +115,18 @@ def run_k(c: Any, load: Any, items: list[Any], binary: str, k: int, rate: float,
         futures.append(load.pool.submit(relabel, rng.choice(items)))
     for fu in futures:
         fu.result()
-    cpu2, t2 = cpu_s(pid), time.monotonic()
+    cpu2, t2 = {n: cpu_s(p) for n, p in pids.items()}, time.monotonic()
     out_s, err_s = proc.communicate(timeout=600)
     if proc.returncode != 0:
         raise RuntimeError(f"watchers: exit {proc.returncode}: {err_s[-2000:]}")
-    got = json.loads(out_s)
-    got.update({"apiserver_cpu_cores_listing": round((cpu1 - cpu0) / (t1 - t0), 2),
-                "apiserver_cpu_cores_watching": round((cpu2 - cpu1) / (t2 - t1), 2),
-                "apiserver_rss_mib": proc_rss_mib("kube-apiserver"), "writes": events,
-                "expected_stamped_events": events * k})
+    got: dict[str, Any] = json.loads(out_s)
+    for n in pids:
+        got[f"{n}_cpu_cores_listing"] = round((cpu1[n] - cpu0[n]) / (t1 - t0), 2)
+        got[f"{n}_cpu_cores_watching"] = round((cpu2[n] - cpu1[n]) / (t2 - t1), 2)
+    got.update({"apiserver_rss_mib": proc_rss_mib("kube-apiserver"), "writes": events,
+                "expected_stamped_events": events * k, "via": "relay" if relay else "apiserver"})
+    if relay:
+        got["relay_rss_mib"] = rss_of(pids["relay"])
     return got
 
 
@@ -114,14 +140,18 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=20)
     ap.add_argument("--spread", type=float, default=10)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--relay", action="store_true", help="the watchers read from a podnet relay")
     a = ap.parse_args()
     out: dict[str, Any] = {"nodes": a.nodes, "pods": a.nodes * a.pods_per_node, "policies": a.policies, "runs": []}
     with tempfile.TemporaryDirectory(prefix="pnbench-watchers-") as work:
         binary = build(work)
         with loaded_cluster(a.nodes, "vxlan", a.pods_per_node, a.policies, random.Random(a.seed), out) as (
                 c, load, items, _local, _last):
+            if a.relay:
+                c.start_relay(keep_annotations=("bench.podnet.io/",))
+                out["relay_ready_s"] = round(c.timings["relay_ready"], 1)
             for k in (int(x) for x in a.k.split(",")):
-                r = run_k(c, load, items, binary, k, a.rate, a.seconds, a.spread, work)
+                r = run_k(c, load, items, binary, k, a.rate, a.seconds, a.spread, work, a.relay)
                 print(json.dumps(r), flush=True)
                 out["runs"].append(r)
     print(json.dumps(out, indent=1))

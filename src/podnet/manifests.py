@@ -2,7 +2,9 @@
 (`kubectl apply -f deploy/podnet.yaml`), rendered from a few settings.
 
   Namespace podnet-system, ServiceAccount, ClusterRole + Binding (least rights), ConfigMap
-  podnet-config (the network settings), DaemonSet podnet-agent (one agent per node).
+  podnet-config (the network settings), DaemonSet podnet-agent (one agent per node); with
+  relay_replicas, Deployment + Service podnet-relay and its own ServiceAccount and ClusterRole
+  (the agents list and watch the cluster-wide kinds from it: relay/).
 
 The DaemonSet's init container installs the launchers into the host's /opt/cni/bin and a
 copy of podnet for the host's Python into /opt/podnet; the agent then writes the node's
@@ -49,6 +51,14 @@ class DeployConfig:
     neutron_network: str = ""                 # ipam neutron: the VMs' network (ID or name)
     neutron_address_pairs: str = "cidr"       # cidr | per-ip | none
     neutron_pool_size: int = 0
+    relay_replicas: int = 0                   # podnet relays (0: the agents watch the API server themselves)
+    relay_cluster_ip: str = ""                # the relay Service's fixed ClusterIP (agents reach it before DNS works)
+    relay_tls_secret: str = "podnet-relay-tls"  # tls.crt/tls.key (a SAN for the ClusterIP) and ca.crt
+
+
+RELAY = "podnet-relay"
+RELAY_PORT = 5473
+RELAY_TLS_DIR = "/etc/podnet/relay-tls"
 
 
 def _meta(name: str, namespaced: bool = True) -> dict[str, Any]:
@@ -114,6 +124,8 @@ def agent_settings(c: DeployConfig) -> dict[str, Any]:
             s["underlay-interface"] = c.underlay_interface
     if c.datastore == "kubernetes":
         s["network-policy"] = c.network_policy
+    if c.relay_replicas:
+        s.update({"relay": f"https://{c.relay_cluster_ip}:{RELAY_PORT}", "relay-ca": f"{RELAY_TLS_DIR}/ca.crt"})
     s["attachments"] = c.attachments
     if c.datastore == "etcd":
         s["etcd"] = [e for e in c.etcd_endpoints.split(",") if e]
@@ -165,6 +177,10 @@ def daemonset(c: DeployConfig) -> dict[str, Any]:
     if c.datastore == "etcd" and c.etcd_tls_secret:
         mounts.append({"name": "etcd-tls", "mountPath": "/etc/podnet/etcd", "readOnly": True})
         volumes.append({"name": "etcd-tls", "secret": {"secretName": c.etcd_tls_secret, "defaultMode": 0o400}})
+    if c.relay_replicas:        # the relay's CA only (the agent verifies the relay with it)
+        mounts.append({"name": "relay-ca", "mountPath": RELAY_TLS_DIR, "readOnly": True})
+        volumes.append({"name": "relay-ca", "secret": {"secretName": c.relay_tls_secret, "defaultMode": 0o444,
+                                                       "items": [{"key": "ca.crt", "path": "ca.crt"}]}})
     if c.ipam_mode == "neutron" and c.neutron_credentials_secret:
         mounts.append({"name": "neutron-credentials", "mountPath": "/etc/podnet/neutron", "readOnly": True})
         volumes.append({"name": "neutron-credentials", "secret": {"secretName": c.neutron_credentials_secret,
@@ -274,11 +290,78 @@ def cnp_crd() -> dict[str, Any]:
     return dict(yaml.safe_load(files("podnet").joinpath("data", CNP_CRD).read_text()))
 
 
+def relay_objects(c: DeployConfig) -> list[dict[str, Any]]:
+    """The relays (relay/): hostNetwork (they must work before the pod network does: the agents
+    wait for them to get ready), one per node at most, behind a Service with a fixed ClusterIP
+    that kube-proxy answers on every node before DNS runs.  Rights: read the five kinds, and ask
+    the API server who a token belongs to (TokenReview).  The serving certificate is the
+    operator's (cert-manager or by hand): a Secret with tls.crt, tls.key (a SAN for the
+    ClusterIP) and ca.crt."""
+    labels = {"app.kubernetes.io/name": RELAY}
+    meta = {**_meta(RELAY), "labels": labels}
+    tls = "/etc/podnet/relay-tls"
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {**_meta(RELAY, False),
+                                                                                          "labels": labels},
+         "rules": [
+             {"apiGroups": [""], "resources": ["pods", "namespaces", "nodes"], "verbs": ["list", "watch"]},
+             {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": ["list", "watch"]},
+             {"apiGroups": ["policy.networking.k8s.io"], "resources": ["clusternetworkpolicies"],
+              "verbs": ["list", "watch"]},
+             {"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"], "verbs": ["create"]},
+         ]},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+         "metadata": {**_meta(RELAY, False), "labels": labels},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": RELAY},
+         "subjects": [{"kind": "ServiceAccount", "name": RELAY, "namespace": NAMESPACE}]},
+        {"apiVersion": "v1", "kind": "Service", "metadata": meta,
+         "spec": {"selector": labels, "clusterIP": c.relay_cluster_ip,
+                  "ports": [{"name": "relay", "port": RELAY_PORT, "targetPort": RELAY_PORT, "protocol": "TCP"}]}},
+        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta,
+         "spec": {
+             "replicas": c.relay_replicas,
+             "selector": {"matchLabels": labels},
+             "template": {
+                 "metadata": {"labels": labels},
+                 "spec": {
+                     "serviceAccountName": RELAY,
+                     "hostNetwork": True,
+                     "priorityClassName": "system-cluster-critical",
+                     "tolerations": [{"key": "node-role.kubernetes.io/control-plane", "operator": "Exists"},
+                                     {"key": "node.kubernetes.io/not-ready", "operator": "Exists"},
+                                     {"key": "CriticalAddonsOnly", "operator": "Exists"}],
+                     "affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+                         {"labelSelector": {"matchLabels": labels}, "topologyKey": "kubernetes.io/hostname"}]}},
+                     "containers": [{
+                         "name": "relay", "image": c.image, "command": ["podnet"],
+                         "args": ["relay", "--listen", f"0.0.0.0:{RELAY_PORT}", "--tls-cert", f"{tls}/tls.crt",
+                                  "--tls-key", f"{tls}/tls.key",
+                                  "--allow", f"system:serviceaccount:{NAMESPACE}:{NAME}"],
+                         "ports": [{"containerPort": RELAY_PORT, "name": "relay"}],
+                         "readinessProbe": {"httpGet": {"path": "/readyz", "port": RELAY_PORT, "scheme": "HTTPS"},
+                                            "periodSeconds": 5},
+                         "livenessProbe": {"httpGet": {"path": "/healthz", "port": RELAY_PORT, "scheme": "HTTPS"},
+                                           "initialDelaySeconds": 30, "periodSeconds": 10},
+                         "resources": {"requests": {"cpu": "200m", "memory": "256Mi"},
+                                       "limits": {"memory": "1Gi"}},
+                         "securityContext": {"allowPrivilegeEscalation": False, "runAsNonRoot": True,
+                                             "runAsUser": 65534, "capabilities": {"drop": ["ALL"]}},
+                         "volumeMounts": [{"name": "tls", "mountPath": tls, "readOnly": True}],
+                     }],
+                     "volumes": [{"name": "tls", "secret": {"secretName": c.relay_tls_secret, "defaultMode": 0o444}}],
+                 },
+             },
+         }},
+    ]
+
+
 def render(c: DeployConfig) -> list[dict[str, Any]]:
     ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE,
                                                                 "labels": {"app.kubernetes.io/name": "podnet"}}}
     crds = [*([nad_crd()] if c.attachments else []), *([cnp_crd()] if c.cluster_network_policy else [])]
-    return [ns, *crds, *rbac(), config_map(c), daemonset(c)]
+    relays = relay_objects(c) if c.relay_replicas else []
+    return [ns, *crds, *rbac(), *relays, config_map(c), daemonset(c)]
 
 
 def to_yaml(docs: list[dict[str, Any]]) -> str:

@@ -25,6 +25,7 @@ VARIANTS = {
                                        etcd_tls_secret="podnet-etcd-tls"),
     "wireguard": DeployConfig(encryption="wireguard"),
     "bgp": DeployConfig(backend="bgp", bgp_peers="10.0.0.254/64600", no_nat=True, encryption="wireguard"),
+    "relay": DeployConfig(relay_replicas=3, relay_cluster_ip="10.96.0.20"),
 }
 
 
@@ -89,8 +90,29 @@ def test_daemonset_mounts_privileges_probes_and_args(variant: str, tmp_path: Pat
             assert cfg.cluster_cidr == [x for x in (conf.cluster_cidr, conf.cluster_cidr_v6) if x]
             if conf.etcd_tls_secret:
                 assert cfg.etcd_ca_file.startswith("/etc/podnet/etcd/") and len(cfg.etcd) == 2
+            if conf.relay_replicas:
+                assert cfg.relay == f"https://{conf.relay_cluster_ip}:5473"
+                assert agent_mounts.get(cfg.relay_ca.rsplit("/", 1)[0]) is None      # a Secret, not a host path
+                assert any(m["mountPath"] == cfg.relay_ca.rsplit("/", 1)[0] for m in agent["volumeMounts"])
         else:
             assert parsed.lib_dir == "/opt/podnet" and parsed.host_prefix == "/host"
+
+
+def test_relays_serve_the_agents_service_account_behind_a_fixed_cluster_ip() -> None:
+    docs = render(VARIANTS["relay"])
+    relay = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "podnet-relay")
+    svc = next(d for d in docs if d["kind"] == "Service" and d["metadata"]["name"] == "podnet-relay")
+    pod = relay["spec"]["template"]["spec"]
+    assert relay["spec"]["replicas"] == 3 and pod["hostNetwork"] and svc["spec"]["clusterIP"] == "10.96.0.20"
+    argv = pod["containers"][0]["args"]
+    assert parser().parse_args(argv).allow == ["system:serviceaccount:podnet-system:podnet-agent"]
+    assert pod["serviceAccountName"] == "podnet-relay"
+    role = next(d for d in docs if d["kind"] == "ClusterRole" and d["metadata"]["name"] == "podnet-relay")
+    assert {"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"], "verbs": ["create"]} in role["rules"]
+    assert not any(set(r["verbs"]) - {"list", "watch", "create"} for r in role["rules"]), "a relay only reads"
+    ds_pod = kind(docs, "DaemonSet")["spec"]["template"]["spec"]
+    ca = next(v for v in ds_pod["volumes"] if v["name"] == "relay-ca")
+    assert ca["secret"]["items"] == [{"key": "ca.crt", "path": "ca.crt"}], "the agents get the CA, not the key"
 
 
 def test_with_encryption_wireguard_go_runs_in_its_own_container_sharing_the_socket_dir() -> None:

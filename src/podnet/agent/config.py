@@ -156,8 +156,6 @@ class NodeConfig:
         if self.relay:
             if not self.relay.startswith(("http://", "https://")):
                 raise ConfigError(f"relay: {self.relay!r} is not an http:// or https:// URL")
-            if self.relay_ca and not os.path.exists(self.relay_ca):
-                raise ConfigError(f"relay-ca: {self.relay_ca}: no such file")
         if self.network_policy and self.datastore != "kubernetes" and self.pod_network != "underlay":
             raise ConfigError("network-policy needs the kubernetes datastore, or pod-network underlay (policies, "
                               "pods and namespaces come from the API server)")

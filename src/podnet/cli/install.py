@@ -63,6 +63,12 @@ def add_parsers(sub: Any) -> None:
     m.add_argument("--neutron-network", default="", help="ipam-mode neutron: the VMs' network (ID or name)")
     m.add_argument("--neutron-address-pairs", choices=("cidr", "per-ip", "none"), default="cidr")
     m.add_argument("--neutron-pool-size", type=int, default=0)
+    m.add_argument("--relay-replicas", type=int, default=0,
+                   help="podnet relays the agents list and watch through (a few hundred nodes each; 0: none)")
+    m.add_argument("--relay-cluster-ip", default="", help="the relay Service's ClusterIP (fixed: agents reach it "
+                                                          "before cluster DNS runs)")
+    m.add_argument("--relay-tls-secret", default="podnet-relay-tls",
+                   help="Secret with the relay's tls.crt, tls.key (a SAN for the ClusterIP) and ca.crt")
     m.set_defaults(fn=cmd_manifests)
 
 
@@ -112,7 +118,13 @@ def cmd_manifests(a: argparse.Namespace) -> int:
                         a.underlay_subnet, a.underlay_gateway, a.service_cidr,
                         neutron_url=a.neutron_url, neutron_auth_url=a.neutron_auth_url,
                         neutron_credentials_secret=a.neutron_credentials_secret, neutron_network=a.neutron_network,
-                        neutron_address_pairs=a.neutron_address_pairs, neutron_pool_size=a.neutron_pool_size)
+                        neutron_address_pairs=a.neutron_address_pairs, neutron_pool_size=a.neutron_pool_size,
+                        relay_replicas=a.relay_replicas, relay_cluster_ip=a.relay_cluster_ip,
+                        relay_tls_secret=a.relay_tls_secret)
+    if conf.relay_replicas < 0 or (conf.relay_replicas and not conf.relay_cluster_ip):
+        print("podnet manifests: --relay-replicas needs --relay-cluster-ip (a free address of the Service CIDR)",
+              file=sys.stderr)
+        return 2
     if conf.ipam_mode == "neutron" and (conf.pod_network != "underlay" or not conf.neutron_network
                                         or not (conf.neutron_url or conf.neutron_auth_url)):
         print("podnet manifests: --ipam-mode neutron needs --pod-network underlay, --neutron-network and "
