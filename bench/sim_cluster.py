@@ -296,7 +296,7 @@ def loaded_cluster(n: int, backend: str, per_node: int, n_policies: int, rng: ra
 
 def simulate(n: int, backend: str, per_node: int, n_policies: int, rate: float, seconds: float, seed: int,
              profile: str = "", poll: float = 0.001, route_intervals: tuple[float, ...] = (),
-             relay: bool = False) -> dict[str, Any]:
+             relay: bool = False, switch_ms: tuple[float, ...] = ()) -> dict[str, Any]:
     """poll: how often the measuring thread asks the agent's /policy/seen (each ask costs the
     agent an HTTP answer: at 1 ms it was ~12 % of its samples during the events).
     route_intervals: one agent run per value (its --route-interval), one after the other in the
@@ -308,11 +308,18 @@ def simulate(n: int, backend: str, per_node: int, n_policies: int, rate: float, 
                            "via": "relay" if relay else "apiserver"}
     with loaded_cluster(n, backend, per_node, n_policies, rng, out, relay) as (c, load, items, local, last):
         runs = []
-        for k, interval in enumerate(route_intervals or (AGENT_DEFAULTS.route_interval,)):
+        variants = [(ri, sw) for ri in route_intervals or (AGENT_DEFAULTS.route_interval,)
+                    for sw in switch_ms or (0.0,)]
+        for k, (interval, switch) in enumerate(variants):
             if k:
                 c.kill_agent(0)
             c.node_settings[0]["route-interval"] = interval
-            run: dict[str, Any] = {"route_interval_s": interval, "restart": bool(k)}
+            if switch:
+                os.environ["PODNET_SWITCH_INTERVAL_MS"] = str(switch)     # the agent inherits it
+            else:
+                os.environ.pop("PODNET_SWITCH_INTERVAL_MS", None)
+            run: dict[str, Any] = {"route_interval_s": interval, "restart": bool(k),
+                                   "switch_interval_ms": switch or "default"}
             run.update(agent_run(c, load, items, last, n, rng, rate, seconds, profile, poll))
             runs.append(run)
         for p in local:
@@ -461,13 +468,17 @@ def main() -> int:
                          "events; raw stacks in DIR, the top functions in the output")
     ap.add_argument("--relay", action="store_true",
                     help="the agent lists and watches through a podnet relay (started after the load)")
+    ap.add_argument("--switch-interval-ms", default="", metavar="MS[,MS…]",
+                    help="the agent's interpreter switch interval (PODNET_SWITCH_INTERVAL_MS); several: one agent "
+                         "run each (with every --route-interval)")
     ap.add_argument("--route-interval", default="", metavar="S[,S…]",
                     help="the agent's --route-interval (default: its own); several: one agent run for each, one "
                          "after the other in the same loaded cluster")
     a = ap.parse_args()
     intervals = tuple(float(x) for x in a.route_interval.split(",") if x)
     print(json.dumps(simulate(a.nodes, a.backend, a.pods_per_node, a.policies, a.rate, a.seconds, a.seed,
-                              a.profile, a.poll_ms / 1000, intervals, a.relay), indent=1))
+                              a.profile, a.poll_ms / 1000, intervals, a.relay,
+                              tuple(float(x) for x in a.switch_interval_ms.split(",") if x)), indent=1))
     return 0
 
 

@@ -161,8 +161,22 @@ def configure_logging(cfg: NodeConfig) -> None:
         logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
+SWITCH_INTERVAL_MS = 5.0       # the interpreter's own default; PODNET_SWITCH_INTERVAL_MS overrides (bench A/B)
+
+
+def switch_interval() -> float:
+    """Seconds a thread may hold the interpreter lock while another waits for it (sys.setswitchinterval)."""
+    text = os.environ.get("PODNET_SWITCH_INTERVAL_MS", "")
+    try:
+        ms = float(text) if text else SWITCH_INTERVAL_MS
+    except ValueError:
+        ms = SWITCH_INTERVAL_MS
+    return max(ms, 0.05) / 1000
+
+
 def run(cfg: NodeConfig) -> int:
     """`podnet agent`: serve CNI requests until SIGTERM; pods and routes stay when it stops."""
+    sys.setswitchinterval(switch_interval())
     from ..dhcp.keeper import LeaseKeeper
     from ..dhcp.keeper import install as install_keeper
     from .server import serve

@@ -199,7 +199,7 @@ class Handler(BaseHTTPRequestHandler):
                     left = deadline - time.monotonic()
                     if left <= 0:
                         break
-                    pos, lines, rv = feed.read(generation, pos, min(left, BOOKMARK_EVERY, 1.0))
+                    pos, lines, rv = feed.read(generation, pos, min(left, BOOKMARK_EVERY, 5.0))
                     now = time.monotonic()
                     if lines:
                         self._chunk(b"".join(lines))
