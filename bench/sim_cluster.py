@@ -31,6 +31,7 @@ import ipaddress
 import json
 import os
 import random
+import signal
 import statistics
 import subprocess
 import sys
@@ -203,6 +204,13 @@ def wait(what: str, cond: Any, timeout: float) -> float:
     return time.monotonic() - t0
 
 
+def seen_full(sock: str, obj: str) -> dict[str, Any]:
+    """The agent's whole answer (for a recent Pod event also when it arrived and was programmed)."""
+    _, body = http_get_unix(sock, "/policy/seen?" + urllib.parse.urlencode({"object": obj}))
+    got: dict[str, Any] = json.loads(body)
+    return got
+
+
 def seen(sock: str, obj: str) -> tuple[str | None, bool]:
     _, body = http_get_unix(sock, "/policy/seen?" + urllib.parse.urlencode({"object": obj}))
     doc = json.loads(body)
@@ -240,8 +248,7 @@ def count_state(c: Cluster) -> dict[str, int]:
 
 
 @contextmanager
-def loaded_cluster(n: int, backend: str, per_node: int, n_policies: int, rng: random.Random, out: dict[str, Any],
-                   relay: bool = False
+def loaded_cluster(n: int, backend: str, per_node: int, n_policies: int, rng: random.Random, out: dict[str, Any]
                    ) -> Iterator[tuple[Cluster, Loader, list[tuple[int, int, dict[str, str]]], list[Any], str]]:
     """The lab with its one real node (agent stopped, 10 real pods) and N−1 simulated nodes, their
     pods and the policies loaded: (cluster, loader, the simulated pods, the real pods, the last
@@ -284,11 +291,6 @@ def loaded_cluster(n: int, backend: str, per_node: int, n_policies: int, rng: ra
         last = f"Pod/{NAMESPACES[(last_k * 31 + last_j) % len(NAMESPACES)]}/sim{last_k:05d}-{last_j:02d}"
         out["apiserver_rss_mib"] = proc_rss_mib("kube-apiserver")
         out["etcd_rss_mib"] = proc_rss_mib("etcd --name")
-        if relay:       # started into the loaded cluster; the agent's config then names it
-            c.relay = True
-            c.start_relay(keep_annotations=("bench.podnet.io/",))
-            out["relay_ready_s"] = round(c.timings["relay_ready"], 1)
-            out["relay_rss_mib"] = proc_rss_mib("podnet.cli relay")
         yield c, load, items, local, last
     finally:
         c.down()
@@ -296,7 +298,7 @@ def loaded_cluster(n: int, backend: str, per_node: int, n_policies: int, rng: ra
 
 def simulate(n: int, backend: str, per_node: int, n_policies: int, rate: float, seconds: float, seed: int,
              profile: str = "", poll: float = 0.001, route_intervals: tuple[float, ...] = (),
-             relay: bool = False, switch_ms: tuple[float, ...] = ()) -> dict[str, Any]:
+             via: tuple[str, ...] = ("apiserver",), switch_ms: tuple[float, ...] = ()) -> dict[str, Any]:
     """poll: how often the measuring thread asks the agent's /policy/seen (each ask costs the
     agent an HTTP answer: at 1 ms it was ~12 % of its samples during the events).
     route_intervals: one agent run per value (its --route-interval), one after the other in the
@@ -304,23 +306,29 @@ def simulate(n: int, backend: str, per_node: int, n_policies: int, rate: float, 
     clean node, the later ones onto what the killed agent left in the kernel, so their start
     figures are a restart's, not a first start's."""
     rng = random.Random(seed)
-    out: dict[str, Any] = {"nodes": n, "backend": backend, "pods": n * per_node, "policies": n_policies,
-                           "via": "relay" if relay else "apiserver"}
-    with loaded_cluster(n, backend, per_node, n_policies, rng, out, relay) as (c, load, items, local, last):
+    out: dict[str, Any] = {"nodes": n, "backend": backend, "pods": n * per_node, "policies": n_policies}
+    with loaded_cluster(n, backend, per_node, n_policies, rng, out) as (c, load, items, local, last):
         runs = []
-        variants = [(ri, sw) for ri in route_intervals or (AGENT_DEFAULTS.route_interval,)
+        variants = [(v, ri, sw) for v in via for ri in route_intervals or (AGENT_DEFAULTS.route_interval,)
                     for sw in switch_ms or (0.0,)]
-        for k, (interval, switch) in enumerate(variants):
+        for k, (path, interval, switch) in enumerate(variants):
             if k:
                 c.kill_agent(0)
+            if path == "relay" and "relay" not in c.procs:      # started into the loaded cluster
+                c.relay = True
+                c.start_relay(keep_annotations=("bench.podnet.io/",))
+                out["relay_ready_s"] = round(c.timings["relay_ready"], 1)
+            c.relay = path == "relay"
             c.node_settings[0]["route-interval"] = interval
             if switch:
                 os.environ["PODNET_SWITCH_INTERVAL_MS"] = str(switch)     # the agent inherits it
             else:
                 os.environ.pop("PODNET_SWITCH_INTERVAL_MS", None)
-            run: dict[str, Any] = {"route_interval_s": interval, "restart": bool(k),
+            run: dict[str, Any] = {"via": path, "route_interval_s": interval, "restart": bool(k),
                                    "switch_interval_ms": switch or "default"}
             run.update(agent_run(c, load, items, last, n, rng, rate, seconds, profile, poll))
+            if path == "relay":
+                run["relay_rss_mib"] = proc_rss_mib("podnet.cli relay")
             runs.append(run)
         for p in local:
             c.del_pod(p)
@@ -353,6 +361,7 @@ def agent_run(c: Cluster, load: Any, items: list[tuple[int, int, dict[str, str]]
 
     # ------------------------------------------------ events at `rate` per second
     lat: list[float] = []
+    split: list[tuple[float, float, float]] = []      # sent → arrived in the agent → programmed → observed
     pending: list[tuple[str, str, float]] = []
     lock, done = threading.Lock(), threading.Event()
 
@@ -364,9 +373,14 @@ def agent_run(c: Cluster, load: Any, items: list[tuple[int, int, dict[str, str]]
                 time.sleep(poll)
                 continue
             obj, version, t_sent = head
-            have, _ = seen(c.sock(0), obj)
+            got = seen_full(c.sock(0), obj)
+            have = got.get("resourceVersion")
             if have is not None and int(have) >= int(version):
-                lat.append(time.monotonic() - t_sent)
+                now = time.monotonic()
+                lat.append(now - t_sent)
+                if "arrived" in got and have == version:     # the agent's own times of this very event
+                    split.append((got["arrived"] - t_sent, got["programmed"] - got["arrived"],
+                                  now - got["programmed"]))
                 with lock:
                     pending.pop(0)
             else:
@@ -429,6 +443,13 @@ def agent_run(c: Cluster, load: Any, items: list[tuple[int, int, dict[str, str]]
     out["events"] = len(lat)
     out["event_to_kernel_ms"] = {"p50": round(statistics.median(lat) * 1000, 1),
                                  "p99": round(pct(lat, 0.99) * 1000, 1), "max": round(max(lat) * 1000, 1)}
+    if split:
+        out["split_ms"] = {"events": len(split), **{
+            part: {"p50": round(statistics.median(xs) * 1000, 1), "p99": round(pct(xs, 0.99) * 1000, 1),
+                   "max": round(max(xs) * 1000, 1)}
+            for part, xs in (("sent_to_arrived", [a for a, _, _ in split]),
+                             ("arrived_to_programmed", [b for _, b, _ in split]),
+                             ("programmed_to_observed", [c for _, _, c in split]))}}
     stop_watch.set()
     buckets1 = program_buckets(c.sock(0))
     total = buckets1.get("+Inf", 0) - buckets0.get("+Inf", 0)
@@ -453,6 +474,8 @@ def agent_run(c: Cluster, load: Any, items: list[tuple[int, int, dict[str, str]]
 
 
 def main() -> int:
+    # SIGTERM (a timeout, a kill) unwinds like an error: the lab is taken down, not left running
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     ap = argparse.ArgumentParser()
     ap.add_argument("--nodes", type=int, default=100)
     ap.add_argument("--backend", choices=("vxlan", "host-gw"), default="vxlan")
@@ -466,8 +489,9 @@ def main() -> int:
     ap.add_argument("--profile", default="", metavar="DIR",
                     help="sample the agent with py-spy (pip install py-spy) from start to ready and during the "
                          "events; raw stacks in DIR, the top functions in the output")
-    ap.add_argument("--relay", action="store_true",
-                    help="the agent lists and watches through a podnet relay (started after the load)")
+    ap.add_argument("--via", default="apiserver", metavar="apiserver|relay[,…]",
+                    help="where the agent lists and watches: the API server, or a podnet relay started into the "
+                         "loaded cluster; several: one agent run each")
     ap.add_argument("--switch-interval-ms", default="", metavar="MS[,MS…]",
                     help="the agent's interpreter switch interval (PODNET_SWITCH_INTERVAL_MS); several: one agent "
                          "run each (with every --route-interval)")
@@ -477,7 +501,7 @@ def main() -> int:
     a = ap.parse_args()
     intervals = tuple(float(x) for x in a.route_interval.split(",") if x)
     print(json.dumps(simulate(a.nodes, a.backend, a.pods_per_node, a.policies, a.rate, a.seconds, a.seed,
-                              a.profile, a.poll_ms / 1000, intervals, a.relay,
+                              a.profile, a.poll_ms / 1000, intervals, tuple(a.via.split(",")),
                               tuple(float(x) for x in a.switch_interval_ms.split(",") if x)), indent=1))
     return 0
 

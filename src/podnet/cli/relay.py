@@ -20,8 +20,8 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--kubeconfig", default="", help="default: in-cluster, then $KUBECONFIG")
     p.add_argument("--listen", type=_listen, default="0.0.0.0:5473", help="HOST:PORT (default 0.0.0.0:5473)")
     p.add_argument("--allow", action="append", default=[],
-                   help="a user the relay serves, or group:NAME (repeatable; default: "
-                        "system:serviceaccount:kube-system:podnet)")
+                   help="a user the relay serves, or group:NAME (repeatable; default: the agents' ServiceAccount, "
+                        "system:serviceaccount:podnet-system:podnet-agent)")
     p.add_argument("--keep-annotations", action="append", default=[], metavar="PREFIX",
                    help="annotations with this prefix pass through on every kind (podnet.io/ on Nodes always do)")
     p.add_argument("--tls-cert", default="", help="serve https with this certificate (PEM; the key may be in it)")

@@ -18,7 +18,10 @@ from .server import Authenticator, RelayHTTPServer, Route
 
 log = logging.getLogger(__name__)
 
-DEFAULT_ALLOW = ["system:serviceaccount:kube-system:podnet"]
+def _default_allow() -> list[str]:
+    """The agents' ServiceAccount as the manifests make it."""
+    from ..manifests import NAME, NAMESPACE
+    return [f"system:serviceaccount:{NAMESPACE}:{NAME}"]
 
 
 def _kinds() -> list[tuple[str, Any, str, str, trim.Trim, bool]]:
@@ -114,9 +117,9 @@ def run(kubeconfig: str, listen: str, allow: list[str], keep_annotations: list[s
         tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         tls.load_cert_chain(tls_cert, tls_key or None)
     relay = Relay(Client(config, field_manager="podnet-relay"), (host.strip("[]") or "0.0.0.0", int(port)),
-                  allow or DEFAULT_ALLOW, keep_annotations, tls)
+                  allow or _default_allow(), keep_annotations, tls)
     relay.start()
-    log.info("relay serving on %s:%d for %s", *relay.address, ", ".join(allow or DEFAULT_ALLOW))
+    log.info("relay serving on %s:%d for %s", *relay.address, ", ".join(allow or _default_allow()))
     done = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: done.set())

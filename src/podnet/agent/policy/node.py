@@ -56,10 +56,18 @@ class NodePolicy:
 
     def _seen(self, query: dict[str, str]) -> tuple[int, dict[str, Any]]:
         """Which version of an object the table reflects ("Kind/namespace/name"; null: none):
-        how a test or an operator knows a change has been programmed on this node."""
+        how a test or an operator knows a change has been programmed on this node; for a recent
+        Pod event also when it arrived and when it was programmed."""
         key = query.get("object", "")
         with self.engine.lock:          # a version is "seen" once its transaction is in the kernel
-            return 200, {"object": key, "resourceVersion": self.engine.seen_version(key), "ready": self.engine.ready}
+            version = self.engine.seen_version(key)
+            out: dict[str, Any] = {"object": key, "resourceVersion": version, "ready": self.engine.ready}
+            timing = self.watch.timings.get(key[4:]) if key.startswith("Pod/") else None
+            if timing is not None and timing[0] == version:
+                # that version's Pod event: when it arrived off the watch and when its transaction
+                # was committed (CLOCK_MONOTONIC seconds)
+                out["arrived"], out["programmed"] = timing[1], timing[2]
+            return 200, out
 
     def _explain(self, query: dict[str, str]) -> tuple[int, dict[str, Any]]:
         try:

@@ -10,6 +10,7 @@ import logging
 import queue
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -27,6 +28,7 @@ from .engine import PolicyEngine
 log = logging.getLogger(__name__)
 
 POD_BATCH = 1000        # pod events programmed as one transaction at most
+TIMINGS_KEPT = 4096     # the last pod events' arrival and commit times (GET /policy/seen shows them)
 
 ClusterNetworkPolicy = create_global_resource("policy.networking.k8s.io", "v1beta1", "ClusterNetworkPolicy",
                                               "clusternetworkpolicies")
@@ -54,6 +56,10 @@ class PolicyWatch:
         # transaction; a (re)list supersedes what was queued before it (its epoch)
         self._pod_queue: queue.Queue[tuple[int, str, PodInfo, float]] = queue.Queue()
         self._epoch = 0
+        # "namespace/name" → (resourceVersion, arrived, in the kernel): time.monotonic(), which is
+        # CLOCK_MONOTONIC — one clock for every process of the machine, so a client can split its
+        # own latency into the watch's and the agent's part (read under engine.lock)
+        self.timings: OrderedDict[str, tuple[str, float, float]] = OrderedDict()
 
     @property
     def trouble(self) -> str:
@@ -108,8 +114,13 @@ class PolicyWatch:
                     current = [(kind, obj) for epoch, kind, obj, _ in batch if epoch == self._epoch]
                     if current:
                         self.engine.pod_events(current)
-                done = time.monotonic()
-                for *_, arrived in batch:       # in the kernel now (or superseded by a whole table)
+                    done = time.monotonic()
+                    for _, _, obj, arrived in batch:      # in the kernel now (or superseded by a whole table)
+                        self.timings[obj.key] = (obj.version, arrived, done)
+                        self.timings.move_to_end(obj.key)
+                    while len(self.timings) > TIMINGS_KEPT:
+                        self.timings.popitem(last=False)
+                for *_, arrived in batch:
                     POD_EVENT_WAIT.observe(done - arrived)
             except Exception as e:  # noqa: BLE001 - the table stays as it was; the whole of it again
                 log.warning("pod events (%d): %s: programming the whole table again", len(batch), e)
