@@ -54,8 +54,9 @@ def relay_metrics(c: Cluster) -> dict[str, float]:
 def test_the_agents_follow_the_cluster_through_the_relay(lab: PolicyLab) -> None:
     c = lab.c
     m = relay_metrics(c)
-    # each agent: five kinds, each listed and watched at the relay
-    assert m["podnet_relay_watches_total"] >= 2 * 5 and m["podnet_relay_lists_total"] >= 2 * 5, m
+    # each agent: Pods, Namespaces, Nodes, NetworkPolicies listed and watched at the relay (this
+    # lab has no ClusterNetworkPolicy CRD: the relay answers 404 as the API server would)
+    assert m["podnet_relay_watches_total"] >= 2 * 4 and m["podnet_relay_lists_total"] >= 2 * 4, m
     assert m['podnet_relay_objects{kind="Pod"}'] >= len(lab.pods), m
     for i in range(2):           # the other node's pod CIDR came from the relay's Node feed
         assert c.podnet_routes(i), f"node {i + 1} has no route to the other node"
