@@ -320,6 +320,9 @@ def simulate(n: int, backend: str, per_node: int, n_policies: int, rate: float, 
                 out["relay_ready_s"] = round(c.timings["relay_ready"], 1)
             c.relay = path == "relay"
             c.node_settings[0]["route-interval"] = interval
+            # the lease is renewed every ttl/3 and its renewal runs a whole pass: a longer interval
+            # needs a longer lease, or the pass still comes every 10 s
+            c.node_settings[0]["lease-ttl"] = max(AGENT_DEFAULTS.lease_ttl, int(3 * interval))
             if switch:
                 os.environ["PODNET_SWITCH_INTERVAL_MS"] = str(switch)     # the agent inherits it
             else:
@@ -496,8 +499,9 @@ def main() -> int:
                     help="the agent's interpreter switch interval (PODNET_SWITCH_INTERVAL_MS); several: one agent "
                          "run each (with every --route-interval)")
     ap.add_argument("--route-interval", default="", metavar="S[,S…]",
-                    help="the agent's --route-interval (default: its own); several: one agent run for each, one "
-                         "after the other in the same loaded cluster")
+                    help="the agent's --route-interval (default: its own; its lease-ttl becomes 3× it, so no "
+                         "renewal runs a pass in between); several: one agent run for each, one after the other "
+                         "in the same loaded cluster")
     a = ap.parse_args()
     intervals = tuple(float(x) for x in a.route_interval.split(",") if x)
     print(json.dumps(simulate(a.nodes, a.backend, a.pods_per_node, a.policies, a.rate, a.seconds, a.seed,
