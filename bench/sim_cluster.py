@@ -13,6 +13,12 @@ would set them).  Then n1's agent is started fresh and measured:
   kernel state     routes (protocol 151) and nft policy-table elements programmed
   event → kernel   a pod relabelled on a simulated node, E per second for S seconds: from the PATCH
                    until the agent reports (GET /policy/seen) that its kernel holds that version
+                   (`event_to_kernel_ms`: when this process's poller saw it), and split by the
+                   agent's own times of that event (`split_ms`, CLOCK_MONOTONIC is one clock for
+                   every process): sent → arrived off the agent's watch → programmed (the nft
+                   commit returned: `sent_to_programmed` is the event → kernel latency itself) →
+                   observed by the poller (the measurement's own delay: this process's threads
+                   share the machine's two cores with the API server, etcd and the agent)
   watch bytes/s    what the agent read (/proc/PID/io rchar, TLS included) per second meanwhile
   API server       kube-apiserver's and etcd's RSS with everything loaded, and when a plain Pod
                    watch beside the agent's received each change (the API server's share)
@@ -452,6 +458,7 @@ def agent_run(c: Cluster, load: Any, items: list[tuple[int, int, dict[str, str]]
                    "max": round(max(xs) * 1000, 1)}
             for part, xs in (("sent_to_arrived", [a for a, _, _ in split]),
                              ("arrived_to_programmed", [b for _, b, _ in split]),
+                             ("sent_to_programmed", [a + b for a, b, _ in split]),
                              ("programmed_to_observed", [c for _, _, c in split]))}}
     stop_watch.set()
     buckets1 = program_buckets(c.sock(0))
