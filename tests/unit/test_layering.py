@@ -41,7 +41,7 @@ LAYERS: list[set[str]] = [
     {"dispatch"},                         # type → plugin, exception → CNI code
     {"agent", "launcher"},                # the node agent; the per-call entry point
     {"install", "manifests"},             # launchers and lib dir on a node; the Kubernetes objects
-    {"doctor", "lab"},                    # checks a node; the virtual cluster
+    {"doctor", "lab", "relay"},           # checks a node; the virtual cluster; the agents' list/watch relay
     {"policy_demo"},                      # the NetworkPolicy demo
     {"demo", "kubelet_demo", "underlay_demo", "networks_demo"},
     {"cli"},                              # argument parsing only
@@ -169,11 +169,12 @@ def test_scapy_only_in_the_dhcp_packet_module():
 
 
 def test_kubernetes_client_only_in_kubepeers_and_the_labs_api_module():
-    """The agent loads lightkube only with the Kubernetes datastore; the lab only for its cluster."""
+    """The agent loads lightkube only with the Kubernetes datastore; the lab only for its cluster;
+    the relay for its upstream informers and token reviews."""
     users = {p.relative_to(SRC).as_posix() for p in SRC.rglob("*.py")
              if any(m.split(".")[0] == "lightkube" for m in imports_of(p))}
     assert users == {"agent/kubepeers.py", "agent/kubewatch.py", "agent/policy/watch.py", "agent/kubeattach.py", "lab/kube.py",
-                     "lab/heartbeat.py"}, users
+                     "lab/heartbeat.py", "relay/main.py"}, users
 
 
 def test_the_lab_pins_the_kubernetes_release_it_builds():
