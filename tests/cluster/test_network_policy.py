@@ -26,7 +26,7 @@ from podnet.lab.probe import PodServers
 from podnet.net.netns import move_this_thread
 from tests.helpers.kubernetes import needs_kubernetes
 from tests.helpers.netpol_cases import CASES, pol
-from tests.helpers.netpol_steps import check_matrix, run_steps
+from tests.helpers.netpol_steps import check_matrix, policy_lab, run_steps
 from tests.helpers.netpol_world import random_policies
 
 pytestmark = needs_kubernetes
@@ -34,17 +34,8 @@ pytestmark = needs_kubernetes
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[PolicyLab]:
-    c = Cluster(3, "vxlan", datastore="kubernetes", network_policy=True)
-    pl: PolicyLab | None = None
-    try:
-        c.up()
-        pl = PolicyLab(c)
-        pl.setup()
+    with policy_lab(Cluster(3, "vxlan", datastore="kubernetes", network_policy=True)) as pl:
         yield pl
-    finally:
-        if pl is not None:
-            pl.stop()
-        c.down()
 
 
 @pytest.fixture

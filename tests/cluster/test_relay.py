@@ -20,7 +20,7 @@ from podnet.lab.netpol import PolicyLab
 from podnet.net import netns
 from tests.helpers.kubernetes import needs_kubernetes
 from tests.helpers.netpol_cases import CASES, pods, pol
-from tests.helpers.netpol_steps import check_matrix, run_steps
+from tests.helpers.netpol_steps import check_matrix, policy_lab, run_steps
 
 pytestmark = needs_kubernetes
 
@@ -30,17 +30,8 @@ THROUGH_THE_RELAY = ["default-deny-ingress", "ingress from updated pod", "ingres
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[PolicyLab]:
-    c = Cluster(2, "vxlan", datastore="kubernetes", network_policy=True, relay=True)
-    pl: PolicyLab | None = None
-    try:
-        c.up()
-        pl = PolicyLab(c)
-        pl.setup()
+    with policy_lab(Cluster(2, "vxlan", datastore="kubernetes", network_policy=True, relay=True)) as pl:
         yield pl
-    finally:
-        if pl is not None:
-            pl.stop()
-        c.down()
 
 
 def relay_metrics(c: Cluster) -> dict[str, float]:

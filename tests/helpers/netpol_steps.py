@@ -1,9 +1,12 @@
-"""Driving a PolicyLab through a case's steps and checking each probe's matrix against the
+"""A PolicyLab on a cluster for a test module, driving it through a case's steps and checking each probe's matrix against the
 reference model (tests/helpers/netpol_model.py): shared by the NetworkPolicy cluster tests."""
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
+from podnet.lab import Cluster
 from podnet.lab.netpol import PORTS, PolicyLab, render_matrix
 from tests.helpers.netpol_cases import resolve_cidrs
 from tests.helpers.netpol_model import Model, MPod
@@ -40,3 +43,18 @@ def run_steps(lab: PolicyLab, case: str, steps: list[tuple[Any, ...]]) -> None:
             check_matrix(lab, step[1], step[2], f"{case}, step {i}")
         else:
             raise AssertionError(step)
+
+
+@contextmanager
+def policy_lab(c: Cluster) -> Iterator[PolicyLab]:
+    """`c` up with the NetworkPolicy lab's namespaces and pods; everything down after."""
+    pl: PolicyLab | None = None
+    try:
+        c.up()
+        pl = PolicyLab(c)
+        pl.setup()
+        yield pl
+    finally:
+        if pl is not None:
+            pl.stop()
+        c.down()
