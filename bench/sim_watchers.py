@@ -24,6 +24,7 @@ import argparse
 import json
 import os
 import random
+import signal
 import subprocess
 import sys
 import tempfile
@@ -131,6 +132,8 @@ def run_k(c: Any, load: Any, items: list[Any], binary: str, k: int, rate: float,
 
 
 def main() -> int:
+    # SIGTERM (a timeout, a kill) unwinds like an error: the lab is taken down, not left running
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     ap = argparse.ArgumentParser()
     ap.add_argument("--nodes", type=int, default=100)
     ap.add_argument("--k", default="50,200,500")
