@@ -53,6 +53,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.dirname(__file__))
 from podnet.agent.config import NodeConfig
 from podnet.lab import Cluster
+from podnet.lab import relay as lab_relay
 from podnet.net.netns import move_this_thread
 from podnet.wire import http_get_unix
 from policy_bench import APPS, NAMESPACES, policy, rss_mib
@@ -218,8 +219,7 @@ def seen_full(sock: str, obj: str) -> dict[str, Any]:
 
 
 def seen(sock: str, obj: str) -> tuple[str | None, bool]:
-    _, body = http_get_unix(sock, "/policy/seen?" + urllib.parse.urlencode({"object": obj}))
-    doc = json.loads(body)
+    doc = seen_full(sock, obj)
     return doc.get("resourceVersion"), bool(doc.get("ready"))
 
 
@@ -322,7 +322,7 @@ def simulate(n: int, backend: str, per_node: int, n_policies: int, rate: float, 
                 c.kill_agent(0)
             if path == "relay" and "relay" not in c.procs:      # started into the loaded cluster
                 c.relay = True
-                c.start_relay(keep_annotations=("bench.podnet.io/",))
+                lab_relay.start_in(c, keep_annotations=("bench.podnet.io/",))
                 out["relay_ready_s"] = round(c.timings["relay_ready"], 1)
             c.relay = path == "relay"
             c.node_settings[0]["route-interval"] = interval

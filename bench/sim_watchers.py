@@ -33,6 +33,7 @@ from typing import Any
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.dirname(__file__))
+from podnet.lab import relay as lab_relay
 from policy_bench import APPS, NAMESPACES
 from sim_cluster import loaded_cluster, proc_rss_mib
 
@@ -57,14 +58,6 @@ def relay_pid(c: Any) -> int:
     return int(c.procs["relay"].pid)
 
 
-def rss_of(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return round(int(line.split()[1]) / 1024, 1)
-    return 0.0
-
-
 def cpu_s(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
@@ -85,7 +78,6 @@ def run_k(c: Any, load: Any, items: list[Any], binary: str, k: int, rate: float,
     server = cluster["server"]
     pids = {"apiserver": apiserver_pid()}
     if relay:
-        from podnet.lab import relay as lab_relay
         from podnet.lab.cluster import ETCD_ADDR
         server = lab_relay.url(ETCD_ADDR)
         pids["relay"] = relay_pid(c)
@@ -127,7 +119,7 @@ def run_k(c: Any, load: Any, items: list[Any], binary: str, k: int, rate: float,
     got.update({"apiserver_rss_mib": proc_rss_mib("kube-apiserver"), "writes": events,
                 "expected_stamped_events": events * k, "via": "relay" if relay else "apiserver"})
     if relay:
-        got["relay_rss_mib"] = rss_of(pids["relay"])
+        got["relay_rss_mib"] = proc_rss_mib("podnet.cli relay")
     return got
 
 
@@ -151,7 +143,7 @@ def main() -> int:
         with loaded_cluster(a.nodes, "vxlan", a.pods_per_node, a.policies, random.Random(a.seed), out) as (
                 c, load, items, _local, _last):
             if a.relay:
-                c.start_relay(keep_annotations=("bench.podnet.io/",))
+                lab_relay.start_in(c, keep_annotations=("bench.podnet.io/",))
                 out["relay_ready_s"] = round(c.timings["relay_ready"], 1)
             for k in (int(x) for x in a.k.split(",")):
                 r = run_k(c, load, items, binary, k, a.rate, a.seconds, a.spread, work, a.relay)

@@ -7,8 +7,6 @@ a change made meanwhile lands once a new relay is up (the agents' versions are u
 from __future__ import annotations
 
 import json
-import ssl
-import urllib.request
 from collections.abc import Iterator
 
 import pytest
@@ -16,8 +14,8 @@ import pytest
 from podnet.lab import Cluster
 from podnet.lab import relay as lab_relay
 from podnet.lab.cluster import ETCD_ADDR
+from podnet.lab.control_plane import https_get
 from podnet.lab.netpol import PolicyLab
-from podnet.net import netns
 from tests.helpers.kubernetes import needs_kubernetes
 from tests.helpers.netpol_cases import CASES, pods, pol
 from tests.helpers.netpol_steps import check_matrix, policy_lab, run_steps
@@ -35,10 +33,7 @@ def lab() -> Iterator[PolicyLab]:
 
 
 def relay_metrics(c: Cluster) -> dict[str, float]:
-    ctx = ssl.create_default_context(cafile=c.cp.pki.ca.cert)
-    with netns.opened(f"/run/netns/{c.fab}") as fd, netns.entered(fd):
-        with urllib.request.urlopen(f"{lab_relay.url(ETCD_ADDR)}/metrics", timeout=5, context=ctx) as r:
-            text = r.read().decode()
+    text = https_get(c.fab, f"{lab_relay.url(ETCD_ADDR)}/metrics", c.cp.pki.ca.cert, timeout=5)[1].decode()
     return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line}
 
 
@@ -67,12 +62,12 @@ def test_the_relay_gone_the_table_stays_and_a_change_lands_after_it_is_back(lab:
     lab.reset()
     lab.apply(pol("x", "deny-a", pods(pod="a"), ingress=[]))
     check_matrix(lab, 80, "TCP", "deny x/a")
-    c.stop_relay()
+    lab_relay.stop_in(c)
     check_matrix(lab, 80, "TCP", "the relay down: still enforced")
     # a change while no relay runs: the agents cannot see it yet (applied without waiting)
     rv = lab.kube.apply_policy(pol("x", "deny-b", pods(pod="b"), ingress=[]))
     lab.policies["x/deny-b"] = pol("x", "deny-b", pods(pod="b"), ingress=[])
-    c.start_relay()
+    lab_relay.start_in(c)
     # the agents' watch versions are unknown to the new relay: 410, a relist from it, the new policy
     # (within the agents' reconnect backoff, at most 10 s, and a relist)
     lab.wait_seen("NetworkPolicy/x/deny-b", rv, timeout=60)

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import install
-from . import procs
+from . import procs, relay
 from .neighbours import NeighbourLimits
 
 FABRIC_NET = "10.97.0"
@@ -91,17 +91,16 @@ class Cluster:
     def __init__(self, nodes: int = 3, backend: str = "vxlan", tag: str = "", work: str = "",
                  lease_ttl: int = 5, route_interval: float = 5.0, reclaim_after: float = 300.0,
                  ipam_mode: str = "cluster", datastore: str = "etcd", agent_args: tuple[str, ...] = (),
-                 controllers: bool = True, network_policy: bool = False, encryption: str = "",
-                 relay: bool = False) -> None:
+                 controllers: bool = True, network_policy: bool = False, encryption: str = "", relay: bool = False
+                 ) -> None:
         """datastore "kubernetes": a real control plane (control_plane.py) over the lab's etcd; the
         agents read Node objects with podnet's ServiceAccount; nodes register as kubelets do and
         the controller manager gives them podCIDRs (controllers=False: it starts only when
         start_controllers() is called); network_policy: the agents enforce NetworkPolicy.
         datastore "none": standalone nodes — no etcd, agents without cross-node routing (the
         single-node demo).  encryption "wireguard": the agents encrypt pod traffic between nodes
-        (each node's wireguard-go with its socket under the node's own directory).  relay
-        (kubernetes datastore): a podnet relay beside the API server; the agents list and watch
-        the cluster-wide kinds from it (lab/relay.py)."""
+        (each node's wireguard-go with its socket under the node's own directory).  relay: the
+        agents list and watch through a podnet relay beside the API server (lab/relay.py)."""
         self.relay = relay
         self.tag = tag or uuid.uuid4().hex[:6]
         self.encryption = encryption
@@ -190,25 +189,8 @@ class Cluster:
         if self.controllers:
             self.start_controllers()
         if self.relay:
-            self.start_relay()
+            relay.start_in(self)
         self.timings["control_plane"] = time.monotonic() - t0
-
-    @property
-    def relay_log(self) -> str:
-        return os.path.join(self.work, "relay.log")
-
-    def start_relay(self, keep_annotations: tuple[str, ...] = ()) -> None:
-        """The relay (again, after stop_relay); returns once it has listed every kind."""
-        from . import relay
-        self.procs["relay"] = p = relay.start(self.work, self.fab, self.cp, ETCD_ADDR, self.relay_log,
-                                              keep_annotations)
-        self.timings["relay_ready"] = relay.wait_ready(p, self.fab, ETCD_ADDR, self.cp.pki.ca.cert, self.relay_log)
-
-    def stop_relay(self) -> None:
-        p = self.procs.pop("relay", None)
-        if p is not None:
-            p.kill()
-            p.wait()
 
     def start_controllers(self) -> None:
         self.cp.start_controllers()
@@ -360,8 +342,7 @@ class Cluster:
             s.update({"datastore": "kubernetes", "kubeconfig": self.kubeconfig_path,
                       "network-policy": self.network_policy})
             if self.relay:
-                from .relay import url
-                s["relay"] = url(ETCD_ADDR)
+                s["relay"] = relay.url(ETCD_ADDR)
         else:
             s["etcd"] = [self.etcd_url]
         return s

@@ -61,6 +61,19 @@ def kubeconfig(path: str, server: str, ca: str, cert: str = "", key: str = "", t
     return path
 
 
+def https_get(netns_name: str, url: str, ca: str, client: str = "", timeout: float = 2.0) -> tuple[int, bytes]:
+    """GET `url` from inside the lab's namespace `netns_name` (the lab's addresses exist only
+    there), verified with the lab CA `ca`; client: a certificate pair's path without .crt/.key.
+    Raises OSError when nothing answers."""
+    from ..net import netns
+    ctx = ssl.create_default_context(cafile=ca)
+    if client:
+        ctx.load_cert_chain(f"{client}.crt", f"{client}.key")
+    with netns.opened(f"/run/netns/{netns_name}") as fd, netns.entered(fd):
+        with urllib.request.urlopen(url, timeout=timeout, context=ctx) as r:
+            return int(r.status), r.read()
+
+
 @dataclass
 class ControlPlane:
     work: str                       # the lab's work dir
@@ -166,14 +179,9 @@ class ControlPlane:
             time.sleep(0.1)
 
     def _readyz(self) -> bool:
-        from ..net import netns
-        ctx = ssl.create_default_context(cafile=self.pki.ca.cert)
         admin = os.path.join(self.dir, "pki", "admin")
-        ctx.load_cert_chain(f"{admin}.crt", f"{admin}.key")
         try:
-            with netns.opened(f"/run/netns/{self.netns}") as fd, netns.entered(fd):
-                with urllib.request.urlopen(f"{self.server}/readyz", timeout=2, context=ctx) as r:
-                    return bool(r.status == 200)
+            return https_get(self.netns, f"{self.server}/readyz", self.pki.ca.cert, admin)[0] == 200
         except OSError:
             return False
 

@@ -5,11 +5,12 @@ bound to system:auth-delegator)."""
 from __future__ import annotations
 
 import os
-import ssl
 import subprocess
 import sys
 import time
-import urllib.request
+from typing import Any
+
+from .control_plane import https_get
 
 PORT = 5473
 
@@ -31,18 +32,31 @@ def start(work: str, fab: str, cp: object, addr: str, log_path: str,
         log.close()
 
 
+def start_in(c: Any, keep_annotations: tuple[str, ...] = ()) -> None:
+    """The relay of lab `c` (again, after stop_in), beside its API server; returns once it has
+    listed every kind."""
+    from .cluster import ETCD_ADDR
+    log_path = os.path.join(c.work, "relay.log")
+    c.procs["relay"] = p = start(c.work, c.fab, c.cp, ETCD_ADDR, log_path, keep_annotations)
+    c.timings["relay_ready"] = wait_ready(p, c.fab, ETCD_ADDR, c.cp.pki.ca.cert, log_path)
+
+
+def stop_in(c: Any) -> None:
+    """Lab `c`'s relay killed and gone (the agents keep what they programmed)."""
+    from .procs import stop_popen
+    p = c.procs.pop("relay", None)
+    if p is not None:
+        stop_popen(p)
+
+
 def url(addr: str) -> str:
     return f"https://{addr}:{PORT}"
 
 
 def ready(fab: str, addr: str, ca: str) -> bool:
     """The relay's /readyz (every kind listed), asked from the fabric."""
-    from ..net import netns
-    ctx = ssl.create_default_context(cafile=ca)
     try:
-        with netns.opened(f"/run/netns/{fab}") as fd, netns.entered(fd):
-            with urllib.request.urlopen(f"{url(addr)}/readyz", timeout=2, context=ctx) as r:
-                return bool(r.status == 200)
+        return https_get(fab, f"{url(addr)}/readyz", ca)[0] == 200
     except OSError:
         return False
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import ssl
+import sys
 import threading
 import time
 import uuid
@@ -261,7 +262,6 @@ class RelayHTTPServer(ThreadingHTTPServer):
         return "\n".join(lines) + "\n"
 
     def handle_error(self, request: Any, client_address: Any) -> None:
-        import sys
         e = sys.exc_info()[1]
         if isinstance(e, (ssl.SSLError, ConnectionError)):
             log.info("relay connection from %s: %s", client_address, e)
